@@ -1,0 +1,1 @@
+"""Numerical kernels: pure, jit-able integrators that chiraljax dispatches to."""

@@ -1,0 +1,1 @@
+"""Pulse shaping: gradient optimisers, the reinforcement-learning baseline, comparisons."""
