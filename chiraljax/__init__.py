@@ -1,6 +1,20 @@
-"""chiraljax: differentiable simulation and pulse optimisation of chiral waveguide-QED networks."""
+"""chiraljax: differentiable simulation and pulse optimisation of chiral waveguide-QED networks.
+
+`import chiraljax as cj` gives the SLH algebra (`cj.SLH`, `cj.series`, `cj.concat`,
+`cj.feedback`), spaces and operators, the Network description, pulses and `cj.simulate`.
+Computation is in float64 unless `CHIRALJAX_PRECISION=float32` is set before import.
+"""
 
 from ._precision import PRECISION, complex_dtype, real_dtype
 from ._errors import ChiralJaxError, ValidationError
+from ._space import Space
+from ._operator import Operator
+from ._slh import SLH, beam_splitter, concat, feedback, phase_shifter, series
+from ._pulses import (AbstractPulse, Constant, Gaussian, GaussianMode, Halted, Sampled, Scaled,
+                      SechAbsorption, SechEmission, SechMode, Shifted)
+from ._network import (Coupling, Emitter, Link, Network, OutputMode, PhotonInput, Port, Scatterer)
+from ._markov import LindbladModel, compile_markov
+from ._result import Result
+from ._simulate import simulate
 
 __version__ = "0.1.0"

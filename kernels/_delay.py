@@ -638,7 +638,7 @@ def _make_kernel(problem: DelayProblem, dt: float, n_buffer: int):
     def step(carry, n, t0, noise):
         """One RK4 step; with frequency noise `noise` (N,), constant over the step, the
         integrating-factor (Lawson) form treats the noise phase exactly."""
-        c, buf, Q = carry
+        c, buf, Q, _ = carry
         tn = t0 + n * dt
         ta, tm, tb = tn + _ONE_SIDED * dt, tn + 0.5 * dt, tn + (1 - _ONE_SIDED) * dt
         raw, draw = read(buf, n)
@@ -662,7 +662,7 @@ def _make_kernel(problem: DelayProblem, dt: float, n_buffer: int):
             piece = jnp.stack([e0, dt * de0, e1, dt * de1], axis=-1)  # (nD, 4)
             buf = jax.lax.dynamic_update_index_in_dim(buf, piece, jnp.mod(n, n_buffer), 0)
         Q = Q + 0.5 * dt * (q0 + q1) + (dt * dt / 12.0) * (dq0 - dq1)
-        return (c1, buf, Q), (c1, q1, Q)
+        return (c1, buf, Q, q1), (c1, q1, Q)
 
     def initial_flux(t0, c0):
         return fields(t0 + _ONE_SIDED * dt, c0, jnp.zeros((nD,), cdt))[1]
@@ -702,8 +702,8 @@ def _run(problem, c0, dt, n_steps, t0, n_buffer, chunk, save_trace, noise_key, n
 
         return jax.lax.scan(body, carry, jnp.arange(length))
 
-    carry, rec = jax.lax.scan(chunk_fn, (c0, buf, Q), jnp.arange(n_chunks))
     q_init = initial_flux(jnp.asarray(t0, rdt), c0)
+    carry, rec = jax.lax.scan(chunk_fn, (c0, buf, Q, q_init), jnp.arange(n_chunks))
     if save_trace:
         cs, qs, Qs = (a.reshape((-1,) + a.shape[2:])[:n_steps] for a in rec)
         cs = jnp.concatenate([c0[None], cs])
@@ -711,10 +711,9 @@ def _run(problem, c0, dt, n_steps, t0, n_buffer, chunk, save_trace, noise_key, n
         Qs = jnp.concatenate([jnp.zeros_like(Q)[None], Qs])
         ts = t0 + dt * jnp.arange(n_steps + 1, dtype=rdt)
     else:
-        c_end, _, Q_end = carry
+        c_end, _, Q_end, q_end = carry
         cs = jnp.stack([c0, c_end])
-        # Only the integrals are tracked without a trace; the final flux is not re-evaluated.
-        qs = jnp.stack([q_init, jnp.full_like(q_init, jnp.nan)])
+        qs = jnp.stack([q_init, q_end])
         Qs = jnp.stack([jnp.zeros_like(Q), Q_end])
         ts = jnp.array([t0, t0 + n_steps * dt], rdt)
     return _assemble(problem, st, layout, c0, ts, cs, qs, Qs)
@@ -783,12 +782,16 @@ def solve_delay(
     r"""Integrate the single-excitation delay equations from `t0` to `t0 + n_steps dt`.
 
     The links are empty at `t0` (`e_l(t) = 0` for `t < t0`). The scheme is RK4 with a cubic
-    Hermite history (fourth order; see the module docstring). It is exact to that order when
-    every delay is a multiple of `dt` and every jump of a control lies on a grid point; other
-    delays are read by interpolation, which keeps `grad` with respect to the delays smooth.
-    Reverse-mode memory is bounded by checkpointing chunks of `chunk` steps.
+    Hermite history (see the module docstring): fourth order when every delay is a multiple of
+    `dt` and every jump of a control lies on a grid point. Other delays are read by
+    interpolation, which keeps `grad` with respect to them smooth; that is fourth order where
+    the history is smooth but first order near a jump of the history (e.g. the first arrival
+    of a field switched on abruptly). At a delay that is an exact multiple of `dt` the
+    derivative with respect to it is one-sided where the history jumps. Reverse-mode memory is
+    bounded by checkpointing chunks of `chunk` steps.
 
-    Traced delays are clamped to `[dt, max_delay]`; concrete ones are checked.
+    Traced delays are clamped to `[dt, max_delay]`; concrete ones are checked. Rates returned
+    by a function must be >= 0 (they are not checked).
 
     **Arguments:**
 

@@ -1,0 +1,414 @@
+"""The device description: emitters, ports on a bidirectional waveguide, links and scatterers.
+
+A `Network` is an `eqx.Module`: names, topology and sizes are static fields; every number a user
+may sweep or differentiate (rates, detunings, couplings, delays, transmissions, phases,
+reflections, pulse parameters, T1 and T2 rates) is an array leaf. `network.parameters()` lists
+those leaves under dotted names and `network.with_parameters({...})` replaces them, so a sweep
+or a gradient never rebuilds or recompiles the structure.
+
+The waveguide is a line. Ports (an emitter's coupling point) and scatterers (joints, mirrors)
+sit on it in order of `position`; `links[i]` joins element i to element i + 1 with a delay tau,
+a power transmission eta and a propagation phase phi (the total phase, w_r tau included):
+the field crossing it is multiplied by sqrt(eta) e^{i phi} and arrives tau later.
+A port of total rate gamma couples gamma_R = f gamma to the right-moving and
+gamma_L = (1 - f) gamma to the left-moving channel (f = `right_fraction`, 1/2 for a point
+coupling to a symmetric line).
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Mapping
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+
+from ._errors import require
+from ._pulses import AbstractPulse, _concrete
+
+
+def _suggest(name: str, known) -> str:
+    close = difflib.get_close_matches(name, list(known), n=3)
+    hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+    return f"{hint}; known: {', '.join(repr(k) for k in known) or 'none'}"
+
+
+def _real(owner: str, field: str, value, *, low: float | None = None, high: float | None = None):
+    arr = _concrete(value)
+    if arr is not None:
+        require(np.isrealobj(arr) or not np.any(np.iscomplex(arr)),
+                f"{owner}: {field} must be real, got {arr}")
+        require(bool(np.all(np.isfinite(arr))), f"{owner}: {field} must be finite, got {arr}")
+        if low is not None:
+            require(bool(np.all(arr.real >= low)), f"{owner}: {field} must be >= {low}, got {arr.real}")
+        if high is not None:
+            require(bool(np.all(arr.real <= high)), f"{owner}: {field} must be <= {high}, got {arr.real}")
+    return jnp.asarray(value, dtype=float)
+
+
+def _complex(owner: str, field: str, value):
+    arr = _concrete(value)
+    if arr is not None:
+        require(bool(np.all(np.isfinite(arr))), f"{owner}: {field} must be finite, got {arr}")
+    return jnp.asarray(value, dtype=complex)
+
+
+class Emitter(eqx.Module):
+    """A qubit or transmon.
+
+    **Arguments:**
+
+    - `name`: unique name.
+    - `detuning`: Delta = w - w_r in the rotating frame (rad per time unit).
+    - `decay`: intrinsic population decay rate gamma' = 1/T1 into other baths.
+    - `dephasing`: pure dephasing rate gamma_phi (D[sqrt(gamma_phi/2) sigma_z]; a coherence
+      decays at gamma'/2 + gamma_phi, so 1/T2 = 1/(2 T1) + gamma_phi).
+    - `levels`: 2 for a qubit, more for a transmon.
+    - `anharmonicity`: alpha in H = alpha/2 n (n - 1) (transmons).
+    - `detuning_control`: name of a control added to the detuning (a frequency shift), or None.
+    """
+
+    name: str = eqx.field(static=True)
+    detuning: Any
+    decay: Any
+    dephasing: Any
+    anharmonicity: Any
+    levels: int = eqx.field(static=True)
+    detuning_control: str | None = eqx.field(static=True)
+
+    def __init__(self, name: str, detuning=0.0, decay=0.0, dephasing=0.0, *, levels: int = 2,
+                 anharmonicity=0.0, detuning_control: str | None = None):
+        owner = f"Emitter {name!r}"
+        require(isinstance(name, str) and name != "", "Emitter: name must be a non-empty string")
+        require(int(levels) >= 2, f"{owner}: levels must be >= 2, got {levels}")
+        self.name = name
+        self.detuning = _real(owner, "detuning", detuning)
+        self.decay = _real(owner, "decay", decay, low=0.0)
+        self.dephasing = _real(owner, "dephasing", dephasing, low=0.0)
+        self.anharmonicity = _real(owner, "anharmonicity", anharmonicity)
+        self.levels = int(levels)
+        self.detuning_control = detuning_control
+
+
+class Port(eqx.Module):
+    """A coupling point of an emitter to the waveguide.
+
+    **Arguments:**
+
+    - `name`: unique name among ports and scatterers.
+    - `emitter`: the name of the emitter (an emitter with several ports is a giant atom).
+    - `position`: where on the line (any unit; only the order matters, links carry delays).
+    - `rate`: total rate gamma into the waveguide, or its scale when `control` is given:
+      gamma(t) = rate * control(t).
+    - `right_fraction`: share f of the rate going into the right-moving channel.
+    - `control`: name of the control shaping the rate, or None for a constant rate.
+    """
+
+    name: str = eqx.field(static=True)
+    emitter: str = eqx.field(static=True)
+    position: float = eqx.field(static=True)
+    rate: Any
+    right_fraction: Any
+    control: str | None = eqx.field(static=True)
+
+    def __init__(self, name: str, emitter: str, position: float, rate=1.0, *, right_fraction=0.5,
+                 control: str | None = None):
+        owner = f"Port {name!r}"
+        self.name, self.emitter, self.position = name, emitter, float(position)
+        self.rate = _real(owner, "rate", rate, low=0.0)
+        self.right_fraction = _real(owner, "right_fraction", right_fraction, low=0.0, high=1.0)
+        self.control = control
+
+
+class Scatterer(eqx.Module):
+    """A point scatterer on the line (a joint, an impedance step, a mirror).
+
+    It maps the incoming right-moving amplitude a (from the left) and left-moving amplitude b
+    (from the right) to outgoing ones:  out_R = t a + r' b,  out_L = r a + t b, with
+    r' = -r^* t / t^* so that the matrix [[t, r'], [r, t]] is unitary when |r|^2 + |t|^2 = 1.
+    Give `transmission` with |r|^2 + |t|^2 < 1 for a lossy element.
+
+    **Arguments:**
+
+    - `name`: unique name among ports and scatterers.
+    - `position`: where on the line.
+    - `reflection`: r, complex reflection amplitude seen from the left.
+    - `transmission`: t, complex transmission amplitude (default sqrt(1 - |r|^2)).
+    """
+
+    name: str = eqx.field(static=True)
+    position: float = eqx.field(static=True)
+    reflection: Any
+    transmission: Any
+
+    def __init__(self, name: str, position: float, reflection=0.0, transmission=None):
+        owner = f"Scatterer {name!r}"
+        self.name, self.position = name, float(position)
+        self.reflection = _complex(owner, "reflection", reflection)
+        if transmission is None:
+            transmission = jnp.sqrt(jnp.maximum(1.0 - jnp.abs(self.reflection) ** 2, 0.0))
+        self.transmission = _complex(owner, "transmission", transmission)
+        r, t = _concrete(self.reflection), _concrete(self.transmission)
+        if r is not None and t is not None:
+            power = abs(complex(r)) ** 2 + abs(complex(t)) ** 2
+            require(power <= 1.0 + 1e-9,
+                    f"{owner}: |reflection|^2 + |transmission|^2 = {power:.6g} > 1, not a passive element; "
+                    "the scattering matrix must be unitary (= 1) or lossy (< 1)")
+            require(abs(complex(t)) > 0 or abs(complex(r)) > 0, f"{owner}: reflection and transmission are both 0")
+
+    def matrix(self):
+        """The 2 x 2 scattering matrix [[t, r'], [r, t]] on (in_R from the left, in_L from the right)."""
+        t, r = self.transmission, self.reflection
+        r_prime = jnp.where(jnp.abs(t) > 0, -jnp.conj(r) * t / jnp.where(jnp.abs(t) > 0, jnp.conj(t), 1.0), r)
+        return jnp.array([[t, r_prime], [r, t]])
+
+
+class Link(eqx.Module):
+    """The waveguide between two neighbouring elements: delay tau, power transmission eta and
+    total propagation phase phi; the field is multiplied by sqrt(eta) e^{i phi}."""
+
+    delay: Any
+    transmission: Any
+    phase: Any
+
+    def __init__(self, delay=0.0, transmission=1.0, phase=0.0):
+        self.delay = _real("Link", "delay", delay, low=0.0)
+        self.transmission = _real("Link", "transmission", transmission, low=0.0, high=1.0)
+        self.phase = _real("Link", "phase", phase)
+
+
+class Coupling(eqx.Module):
+    """A direct exchange coupling H = g(t) a^dag b + h.c., g(t) = strength * control(t)."""
+
+    a: str = eqx.field(static=True)
+    b: str = eqx.field(static=True)
+    strength: Any
+    control: str | None = eqx.field(static=True)
+
+    def __init__(self, a: str, b: str, strength=0.0, *, control: str | None = None):
+        require(a != b, f"Coupling: an emitter cannot couple to itself ({a!r})")
+        self.a, self.b, self.control = a, b, control
+        self.strength = _complex(f"Coupling {a!r}-{b!r}", "strength", strength)
+
+
+class PhotonInput(eqx.Module):
+    """A single photon in the normalised mode u(t) entering at one end of the waveguide
+    (`end="left"` feeds the right-moving channel). Simulated with a virtual source cavity."""
+
+    name: str = eqx.field(static=True)
+    end: str = eqx.field(static=True)
+    mode: AbstractPulse
+
+    def __init__(self, name: str, mode: AbstractPulse, end: str = "left"):
+        require(end in ("left", "right"), f"PhotonInput {name!r}: end must be 'left' or 'right', got {end!r}")
+        require(isinstance(mode, AbstractPulse), f"PhotonInput {name!r}: mode must be a pulse")
+        self.name, self.end, self.mode = name, end, mode
+
+
+class OutputMode(eqx.Module):
+    """A detector of the normalised mode v(t) at one end of the waveguide (a virtual cavity):
+    its final population is the probability that the output field is in mode v."""
+
+    name: str = eqx.field(static=True)
+    end: str = eqx.field(static=True)
+    mode: AbstractPulse
+
+    def __init__(self, name: str, mode: AbstractPulse, end: str = "right"):
+        require(end in ("left", "right"), f"OutputMode {name!r}: end must be 'left' or 'right', got {end!r}")
+        require(isinstance(mode, AbstractPulse), f"OutputMode {name!r}: mode must be a pulse")
+        self.name, self.end, self.mode = name, end, mode
+
+
+class Network(eqx.Module):
+    """Emitters on a bidirectional waveguide.
+
+    **Arguments:**
+
+    - `emitters`: the emitters.
+    - `ports`: their coupling points; `scatterers`: joints and mirrors on the line.
+    - `links`: one per gap between consecutive elements (ports and scatterers sorted by
+      position); default: ideal links (no delay, no loss, no phase).
+    - `couplings`: direct exchange couplings between emitters.
+    - `controls`: named pulses used by ports, couplings and detunings.
+    - `inputs`: single photons sent in at either end; `outputs`: output modes to detect.
+    - `initial`: single-excitation amplitudes {emitter: c_j}; empty for the ground state.
+    - `end_reflections`: (r_left, r_right) reflection amplitudes of the two ends (0: matched).
+    """
+
+    emitters: tuple[Emitter, ...]
+    ports: tuple[Port, ...]
+    scatterers: tuple[Scatterer, ...]
+    links: tuple[Link, ...]
+    couplings: tuple[Coupling, ...]
+    controls: dict[str, AbstractPulse]
+    inputs: tuple[PhotonInput, ...]
+    outputs: tuple[OutputMode, ...]
+    initial: dict[str, Any]
+    end_reflections: Any
+
+    def __init__(self, emitters, ports, *, links=None, scatterers=(), couplings=(), controls=None,
+                 inputs=(), outputs=(), initial=None, end_reflections=(0.0, 0.0)):
+        self.emitters = tuple(emitters)
+        self.ports = tuple(ports)
+        self.scatterers = tuple(scatterers)
+        self.couplings = tuple(couplings)
+        self.controls = dict(controls or {})
+        self.inputs = tuple(inputs)
+        self.outputs = tuple(outputs)
+        self.initial = {k: jnp.asarray(v, dtype=complex) for k, v in (initial or {}).items()}
+        self.end_reflections = _complex("Network", "end_reflections", end_reflections)
+        n_elements = len(self.ports) + len(self.scatterers)
+        self.links = tuple(links) if links is not None else tuple(Link() for _ in range(max(n_elements - 1, 0)))
+        self._validate()
+
+    def _validate(self) -> None:
+        names = [e.name for e in self.emitters]
+        require(len(self.emitters) >= 1, "Network: give at least one emitter")
+        require(len(set(names)) == len(names), f"Network: emitter names must be unique, got {names}")
+        for e in self.emitters:
+            require(isinstance(e, Emitter), f"Network: emitters must be Emitter objects, got {type(e).__name__}")
+            if e.detuning_control is not None:
+                require(e.detuning_control in self.controls,
+                        f"Emitter {e.name!r}: unknown control {e.detuning_control!r}" + _suggest(e.detuning_control, self.controls))
+        element_names = [p.name for p in self.ports] + [s.name for s in self.scatterers]
+        require(len(set(element_names)) == len(element_names),
+                f"Network: port and scatterer names must be unique, got {element_names}")
+        for p in self.ports:
+            require(isinstance(p, Port), f"Network: ports must be Port objects, got {type(p).__name__}")
+            require(p.emitter in names, f"Port {p.name!r}: unknown emitter {p.emitter!r}" + _suggest(p.emitter, names))
+            if p.control is not None:
+                require(p.control in self.controls,
+                        f"Port {p.name!r}: unknown control {p.control!r}" + _suggest(p.control, self.controls))
+        positions = [el.position for el in self.elements]
+        require(len(set(positions)) == len(positions),
+                f"Network: two elements share a position ({positions}); every port and scatterer needs its own")
+        require(len(self.links) == max(len(positions) - 1, 0),
+                f"Network: {len(positions)} elements on the line need {max(len(positions) - 1, 0)} links, "
+                f"got {len(self.links)}")
+        for c in self.couplings:
+            for side in (c.a, c.b):
+                require(side in names, f"Coupling {c.a!r}-{c.b!r}: unknown emitter {side!r}" + _suggest(side, names))
+            if c.control is not None:
+                require(c.control in self.controls,
+                        f"Coupling {c.a!r}-{c.b!r}: unknown control {c.control!r}" + _suggest(c.control, self.controls))
+        for name, pulse in self.controls.items():
+            require(isinstance(pulse, AbstractPulse), f"Network: control {name!r} must be a pulse, got {type(pulse).__name__}")
+        io_names = [x.name for x in self.inputs + self.outputs]
+        require(len(set(io_names)) == len(io_names), f"Network: input/output names must be unique, got {io_names}")
+        require(not set(io_names) & set(names), f"Network: input/output names {set(io_names) & set(names)} clash with emitters")
+        for name, amp in self.initial.items():
+            require(name in names, f"Network: initial state names unknown emitter {name!r}" + _suggest(name, names))
+            a = _concrete(amp)
+            if a is not None:
+                require(bool(np.isfinite(a)), f"Network: initial amplitude of {name!r} is not finite")
+        amps = [_concrete(a) for a in self.initial.values()]
+        if self.initial and all(a is not None for a in amps):
+            norm = float(sum(abs(complex(a)) ** 2 for a in amps))
+            require(abs(norm - 1.0) < 1e-9,
+                    f"Network: initial amplitudes have norm^2 {norm:.12g}; normalise them to 1")
+        r = _concrete(self.end_reflections)
+        if r is not None:
+            require(r.shape == (2,), "Network: end_reflections must be a pair (r_left, r_right)")
+            require(bool(np.all(np.abs(r) <= 1 + 1e-12)), f"Network: |end_reflections| must be <= 1, got {r}")
+
+    @property
+    def elements(self) -> tuple:
+        """Ports and scatterers sorted along the line (left to right)."""
+        return tuple(sorted(self.ports + self.scatterers, key=lambda el: el.position))
+
+    @property
+    def emitter_names(self) -> tuple[str, ...]:
+        return tuple(e.name for e in self.emitters)
+
+    def emitter(self, name: str) -> Emitter:
+        """The emitter of that name."""
+        for e in self.emitters:
+            if e.name == name:
+                return e
+        raise KeyError(name)
+
+    @property
+    def has_delays(self) -> bool:
+        """True when some link has a nonzero delay (known only for concrete values)."""
+        for link in self.links:
+            d = _concrete(link.delay)
+            if d is None or float(d) > 0:
+                return True
+        return False
+
+    @property
+    def has_reflections(self) -> bool:
+        """True when a scatterer or an end can reflect (concrete values; traced counts as yes)."""
+        if self.scatterers:
+            return True
+        r = _concrete(self.end_reflections)
+        return r is None or bool(np.any(np.abs(r) > 0))
+
+    # ---- named parameters --------------------------------------------------------------
+
+    def _parameter_paths(self) -> dict[str, Any]:
+        """Dotted names -> functions selecting that leaf from a Network."""
+        paths: dict[str, Any] = {}
+        for i, e in enumerate(self.emitters):
+            for f in ("detuning", "decay", "dephasing", "anharmonicity"):
+                paths[f"emitters.{e.name}.{f}"] = (lambda n, i=i, f=f: getattr(n.emitters[i], f))
+        for i, p in enumerate(self.ports):
+            for f in ("rate", "right_fraction"):
+                paths[f"ports.{p.name}.{f}"] = (lambda n, i=i, f=f: getattr(n.ports[i], f))
+        for i, s in enumerate(self.scatterers):
+            for f in ("reflection", "transmission"):
+                paths[f"scatterers.{s.name}.{f}"] = (lambda n, i=i, f=f: getattr(n.scatterers[i], f))
+        for i, _ in enumerate(self.links):
+            for f in ("delay", "transmission", "phase"):
+                paths[f"links.{i}.{f}"] = (lambda n, i=i, f=f: getattr(n.links[i], f))
+        for i, c in enumerate(self.couplings):
+            paths[f"couplings.{c.a}-{c.b}.strength"] = (lambda n, i=i: n.couplings[i].strength)
+        for cname, pulse in self.controls.items():
+            for f, value in _pulse_fields(pulse):
+                paths[f"controls.{cname}.{f}"] = (lambda n, c=cname, f=f: _get_path(n.controls[c], f))
+        for k, x in enumerate(self.inputs):
+            for f, value in _pulse_fields(x.mode):
+                paths[f"inputs.{x.name}.{f}"] = (lambda n, k=k, f=f: _get_path(n.inputs[k].mode, f))
+        for k, x in enumerate(self.outputs):
+            for f, value in _pulse_fields(x.mode):
+                paths[f"outputs.{x.name}.{f}"] = (lambda n, k=k, f=f: _get_path(n.outputs[k].mode, f))
+        return paths
+
+    def parameters(self) -> dict[str, Any]:
+        """Every traced number of the model under a dotted name, e.g. `links.0.transmission`,
+        `ports.A1.rate`, `controls.emit.kappa`."""
+        return {name: get(self) for name, get in self._parameter_paths().items()}
+
+    def with_parameters(self, values: Mapping[str, Any]) -> "Network":
+        """A copy with the named parameters replaced (values may be traced: use inside jit,
+        vmap and grad). Unknown names are refused with the closest valid names."""
+        paths = self._parameter_paths()
+        for name in values:
+            close = difflib.get_close_matches(name, list(paths), n=3)
+            require(name in paths, f"Network: no parameter {name!r}"
+                    + (f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else "")
+                    + "; list them with network.parameters()")
+        if not values:
+            return self
+        getters = [paths[name] for name in values]
+        return eqx.tree_at(lambda n: [g(n) for g in getters], self,
+                           [jnp.asarray(v, dtype=jnp.result_type(paths[name](self))) for name, v in values.items()])
+
+
+def _pulse_fields(pulse, prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted field name, value) for every array leaf of a pulse, nested pulses included."""
+    out = []
+    for f in getattr(pulse, "__dataclass_fields__", {}):
+        value = getattr(pulse, f)
+        if isinstance(value, AbstractPulse):
+            out.extend(_pulse_fields(value, f"{prefix}{f}."))
+        elif eqx.is_array(value):
+            out.append((f"{prefix}{f}", value))
+    return out
+
+
+def _get_path(obj, dotted: str):
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj

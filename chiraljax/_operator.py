@@ -1,0 +1,216 @@
+"""Time-dependent operators: matrices weighted by products of pulses.
+
+An `Operator` on a `Space` is
+
+    A(t) = sum_m mu_m(t) A_m,
+
+where each mu_m(t) is a monomial, a product of time-dependent factors (pulses, their square
+roots, complex conjugates), and A_m a dense matrix that may hold traced numbers (rates,
+transmissions, phases). Terms with the same monomial are merged as soon as they appear, so sums,
+products and adjoints cost one matrix operation per pair of monomials, and a solver evaluates
+A(t) by computing each distinct pulse once and contracting a short coefficient vector with a
+stack of matrices. Everything the SLH algebra does pointwise in time stays exact in this form.
+
+A boolean sparsity `pattern` is carried along in NumPy, so structural checks (does H conserve the
+excitation number? do the L_k lower it?) never look at traced values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import jax.numpy as jnp
+import numpy as np
+
+from ._errors import require
+from ._space import Space
+
+Scalar = Any
+
+
+@dataclass(frozen=True, eq=False)
+class _Conj:
+    """The complex conjugate of a time-dependent factor."""
+
+    fn: Callable[[Any], Any]
+
+
+def _base(f) -> Callable:
+    return f.fn if isinstance(f, _Conj) else f
+
+
+def _conj_factor(f) -> Callable:
+    return f.fn if isinstance(f, _Conj) else _Conj(f)
+
+
+def _key(fns: tuple) -> tuple:
+    return tuple(sorted((id(_base(f)), isinstance(f, _Conj)) for f in fns))
+
+
+def _is_python_number(c) -> bool:
+    return isinstance(c, (int, float, complex))
+
+
+@dataclass(frozen=True)
+class Term:
+    """mu(t) A: `fns` are the factors of the monomial mu, `matrix` is A (NumPy or JAX),
+    `pattern` its structural nonzeros."""
+
+    fns: tuple
+    matrix: Any
+    pattern: np.ndarray
+
+    def monomial(self, t, cache: dict) -> Any:
+        """mu(t); `cache` holds each distinct factor's value at this t."""
+        value = jnp.asarray(1.0 + 0.0j)
+        for f in self.fns:
+            base = _base(f)
+            if id(base) not in cache:
+                cache[id(base)] = (base, jnp.asarray(base(t)))
+            v = cache[id(base)][1]
+            value = value * (jnp.conj(v) if isinstance(f, _Conj) else v)
+        return value
+
+
+def _add_matrices(a, b):
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return a + b
+    return jnp.asarray(a) + jnp.asarray(b)
+
+
+def _matmul(a, b):
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return a @ b
+    return jnp.asarray(a) @ jnp.asarray(b)
+
+
+class Operator:
+    """A time-dependent operator sum_m mu_m(t) A_m on a `Space`.
+
+    **Arguments:**
+
+    - `space`: the space the matrices act on.
+    - `terms`: the terms (merged by monomial); an empty tuple is the zero operator.
+    """
+
+    __slots__ = ("space", "terms")
+
+    def __init__(self, space: Space, terms=()):
+        merged: dict[tuple, Term] = {}
+        for t in terms:
+            if not t.pattern.any():
+                continue
+            k = _key(t.fns)
+            if k in merged:
+                old = merged[k]
+                merged[k] = Term(old.fns, _add_matrices(old.matrix, t.matrix), old.pattern | t.pattern)
+            else:
+                merged[k] = t
+        self.space = space
+        self.terms = tuple(merged.values())
+
+    @classmethod
+    def constant(cls, space: Space, matrix: np.ndarray, coefficient: Any = 1.0) -> "Operator":
+        """c A with a constant NumPy matrix A and a coefficient: a number, a traced value or a
+        callable of time (a pulse)."""
+        matrix = np.asarray(matrix, dtype=complex)
+        require(matrix.shape == (space.dim, space.dim),
+                f"Operator: matrix of shape {matrix.shape} does not act on a space of dimension {space.dim}")
+        pattern = np.abs(matrix) > 0
+        if callable(coefficient):
+            return cls(space, (Term((coefficient,), matrix, pattern),))
+        return cls(space, (Term((), matrix, pattern),)).scale(coefficient)
+
+    @classmethod
+    def zero(cls, space: Space) -> "Operator":
+        return cls(space, ())
+
+    def _check(self, other: "Operator") -> None:
+        require(other.space.dim == self.space.dim and other.space.names == self.space.names,
+                f"Operator: cannot combine operators on different spaces "
+                f"({self.space.names} of dim {self.space.dim} and {other.space.names} of dim {other.space.dim})")
+
+    def __add__(self, other: "Operator") -> "Operator":
+        if not isinstance(other, Operator):
+            return NotImplemented
+        self._check(other)
+        return Operator(self.space, self.terms + other.terms)
+
+    def __neg__(self) -> "Operator":
+        return self.scale(-1.0)
+
+    def __sub__(self, other: "Operator") -> "Operator":
+        return self + (-other)
+
+    def scale(self, factor: Any) -> "Operator":
+        """Multiply by a scalar: a number, a traced value or a callable of time."""
+        if callable(factor):
+            return Operator(self.space, tuple(Term(t.fns + (factor,), t.matrix, t.pattern) for t in self.terms))
+        if _is_python_number(factor):
+            if factor == 0:
+                return Operator.zero(self.space)
+            if factor == 1:
+                return self
+            return Operator(self.space, tuple(Term(t.fns, t.matrix * factor, t.pattern) for t in self.terms))
+        return Operator(self.space, tuple(Term(t.fns, jnp.asarray(t.matrix) * factor, t.pattern) for t in self.terms))
+
+    def __mul__(self, factor: Any) -> "Operator":
+        return self.scale(factor)
+
+    __rmul__ = __mul__
+
+    def __matmul__(self, other: "Operator") -> "Operator":
+        if not isinstance(other, Operator):
+            return NotImplemented
+        self._check(other)
+        terms = []
+        for a in self.terms:
+            for b in other.terms:
+                pattern = (a.pattern.astype(int) @ b.pattern.astype(int)) > 0
+                if pattern.any():
+                    terms.append(Term(a.fns + b.fns, _matmul(a.matrix, b.matrix), pattern))
+        return Operator(self.space, terms)
+
+    def dag(self) -> "Operator":
+        """The adjoint: sum_m mu_m(t)^* A_m^dag."""
+        return Operator(self.space, tuple(
+            Term(tuple(_conj_factor(f) for f in t.fns), t.matrix.conj().T, t.pattern.T) for t in self.terms))
+
+    @property
+    def is_zero(self) -> bool:
+        return not self.terms
+
+    @property
+    def is_constant(self) -> bool:
+        return all(not t.fns for t in self.terms)
+
+    def pattern(self) -> np.ndarray:
+        """Boolean sparsity pattern: where any term's matrix can be nonzero."""
+        out = np.zeros((self.space.dim, self.space.dim), dtype=bool)
+        for t in self.terms:
+            out |= t.pattern
+        return out
+
+    def stack(self) -> tuple[Any, Callable[..., Any]]:
+        """The matrices stacked as (n_monomials, dim, dim), and `coefficients(t, cache=None)`
+        giving the monomials' values (n_monomials,), each distinct factor evaluated once per time
+        (shared through `cache` between operators)."""
+        if not self.terms:
+            return jnp.zeros((1, self.space.dim, self.space.dim), complex), lambda t, cache=None: jnp.zeros((1,), complex)
+        mats = jnp.stack([jnp.asarray(t.matrix, dtype=complex) for t in self.terms])
+        terms = self.terms
+
+        def coefficients(t, cache: dict | None = None):
+            cache = {} if cache is None else cache
+            return jnp.stack([term.monomial(t, cache) for term in terms])
+
+        return mats, coefficients
+
+    def __call__(self, t) -> jnp.ndarray:
+        """A(t) as a dense JAX matrix."""
+        mats, coefficients = self.stack()
+        return jnp.einsum("n,nij->ij", coefficients(t), mats)
+
+    def __repr__(self) -> str:
+        return f"Operator(dim={self.space.dim}, monomials={len(self.terms)})"

@@ -1,0 +1,98 @@
+"""The result of a simulation: named time traces, outputs, final state and a conservation check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+
+from ._errors import require
+
+
+class Result(eqx.Module):
+    """What `simulate` returns.
+
+    **Fields:**
+
+    - `representation`: 'sector', 'full' or 'delay'.
+    - `ts`: (T,) save times.
+    - `names`: subsystem names (emitters, then virtual cavities).
+    - `populations`: (T, n) excitation number <n_j>(t) of each subsystem.
+    - `channel_names`, `channel_kinds`: output channels ('end', 'loss', 'decay', 'dephasing',
+      'in_flight' where relevant).
+    - `fluxes`: (T, K) photon flux <L_k^dag L_k>(t) leaving through each channel.
+    - `outputs`: (T, K) cumulative output int_{t0}^t flux dt.
+    - `final_state`: the final density matrix (Lindblad) or amplitudes (delay).
+    - `in_flight`: (T,) excitation still travelling on delayed links (0 in the Markov limit).
+    - `conservation_error`: |emitters + outputs + in flight + lost - initial| at the end.
+    - `amplitudes`: (T, n) single-excitation amplitudes when the representation has them.
+    """
+
+    representation: str = eqx.field(static=True)
+    ts: Any
+    names: tuple[str, ...] = eqx.field(static=True)
+    populations: Any
+    channel_names: tuple[str, ...] = eqx.field(static=True)
+    channel_kinds: tuple[str, ...] = eqx.field(static=True)
+    fluxes: Any
+    outputs: Any
+    final_state: Any
+    in_flight: Any
+    conservation_error: Any
+    amplitudes: Any = None
+
+    def _sub(self, name: str) -> int:
+        require(name in self.names, f"Result: no subsystem {name!r}; known: {', '.join(self.names)}")
+        return self.names.index(name)
+
+    def _chan(self, name: str) -> int:
+        require(name in self.channel_names,
+                f"Result: no channel {name!r}; known: {', '.join(self.channel_names)}")
+        return self.channel_names.index(name)
+
+    def population(self, name: str):
+        """<n>(t) of one subsystem."""
+        return self.populations[..., self._sub(name)]
+
+    def final_population(self, *names: str):
+        """Summed excitation of the given subsystems at the last time."""
+        return sum(self.populations[..., -1, self._sub(n)] for n in names)
+
+    def flux(self, channel: str):
+        """Photon flux out of one channel over time."""
+        return self.fluxes[..., self._chan(channel)]
+
+    def emitted(self, channel: str):
+        """Total photon number that left through one channel by the end."""
+        return self.outputs[..., -1, self._chan(channel)]
+
+    def total_output(self, kinds: tuple[str, ...] = ("end",)):
+        """Summed final output of all channels of the given kinds."""
+        idx = [k for k, kind in enumerate(self.channel_kinds) if kind in kinds]
+        if not idx:
+            return jnp.zeros(self.outputs.shape[:-2])
+        return self.outputs[..., -1, jnp.array(idx)].sum(-1)
+
+    def scalars(self) -> dict[str, float]:
+        """Final populations, total outputs per channel and the conservation error, as floats."""
+        out: dict[str, float] = {}
+        for j, n in enumerate(self.names):
+            out[f"population:{n}"] = float(np.asarray(self.populations[-1, j]))
+        for k, c in enumerate(self.channel_names):
+            if self.channel_kinds[k] != "dephasing":
+                out[f"output:{c}"] = float(np.asarray(self.outputs[-1, k]))
+        out["in_flight"] = float(np.asarray(self.in_flight[-1]))
+        out["conservation_error"] = float(np.asarray(self.conservation_error))
+        return out
+
+    def traces(self) -> dict[str, list[float]]:
+        """Time traces as lists (for JSON)."""
+        out: dict[str, list[float]] = {"t": np.asarray(self.ts).tolist()}
+        for j, n in enumerate(self.names):
+            out[f"population:{n}"] = np.asarray(self.populations[:, j]).tolist()
+        for k, c in enumerate(self.channel_names):
+            if self.channel_kinds[k] != "dephasing":
+                out[f"flux:{c}"] = np.asarray(self.fluxes[:, k]).tolist()
+        return out

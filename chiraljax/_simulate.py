@@ -1,0 +1,128 @@
+"""`simulate`: pick a representation for a Network, run its kernel, return a `Result`.
+
+| representation | state | used when |
+|---|---|---|
+| 'sector' | (D x D) density matrix on the <= k excitation basis | Markov networks (default) |
+| 'full'   | full-space density matrix, every dissipator an operator | reference, several excitations |
+| 'delay'  | single-excitation amplitudes + link history | delays, reflections, scatterers |
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+
+from ._errors import require
+from ._markov import LindbladModel, compile_markov, required_excitations
+from ._network import Network
+from ._pulses import _concrete
+from ._result import Result
+from .kernels._lindblad import ChannelStack, OperatorStack, solve_full, solve_sector
+
+REPRESENTATIONS = ("auto", "sector", "full", "delay")
+
+
+def _operator_stack(op) -> OperatorStack:
+    mats, coefficients = op.stack()
+    return OperatorStack(mats, coefficients)
+
+
+def _channel_stack(channels) -> ChannelStack:
+    mats, coefs, owner = [], [], []
+    for k, ch in enumerate(channels):
+        m, c = ch.operator.stack()
+        mats.append(m)
+        coefs.append(c)
+        owner.extend([k] * m.shape[0])
+
+    def coefficients(t):
+        cache: dict = {}
+        return jnp.concatenate([c(t, cache) for c in coefs])
+
+    return ChannelStack(jnp.concatenate(mats), coefficients, np.asarray(owner, dtype=int), len(channels))
+
+
+def _choose(network: Network, representation: str) -> str:
+    if representation != "auto":
+        return representation
+    if network.scatterers or network.has_reflections or network.has_delays:
+        return "delay"
+    return "sector"
+
+
+def _run_lindblad(model: LindbladModel, representation: str, t0, t1, ts, rtol, atol, max_steps) -> Result:
+    space = model.space
+    numbers = space.basis.astype(float)
+    psi = model.initial
+    rho0 = jnp.outer(psi, psi.conj())
+    photon = model.photon_channels
+    if representation == "sector":
+        channels = photon
+        sol = solve_sector(_operator_stack(model.hamiltonian), _channel_stack(channels), rho0, numbers,
+                           model.dephasing, t0, t1, ts, jump_ts=model.jump_times, rtol=rtol, atol=atol,
+                           max_steps=max_steps)
+    else:
+        channels = model.channels
+        sol = solve_full(_operator_stack(model.hamiltonian), _channel_stack(channels), rho0, numbers,
+                         t0, t1, ts, jump_ts=model.jump_times, rtol=rtol, atol=atol, max_steps=max_steps)
+    kinds = tuple(c.kind for c in channels)
+    carries = jnp.asarray([kind != "dephasing" for kind in kinds], dtype=float)
+    initial = jnp.real(jnp.einsum("ii,ij->", rho0, jnp.asarray(numbers)))
+    final_pop = jnp.real(jnp.einsum("ii,ij->", sol.final_state, jnp.asarray(numbers)))
+    error = jnp.abs(final_pop + jnp.sum(sol.final_outputs * carries) - initial)
+    return Result(representation, ts, space.names, sol.populations, tuple(c.name for c in channels), kinds,
+                  sol.fluxes, sol.outputs, sol.final_state, jnp.zeros_like(ts), error)
+
+
+def _simulate_impl(network: Network, t0, t1, ts, representation: str, rtol: float, atol: float, max_steps: int,
+              max_excitations: int | None) -> Result:
+    if representation == "delay":
+        from ._delay_model import simulate_delay
+
+        return simulate_delay(network, t0, t1, ts)
+    k = None if representation == "full" else max_excitations
+    model = compile_markov(network, t0, max_excitations=k)
+    return _run_lindblad(model, representation, t0, t1, ts, rtol, atol, max_steps)
+
+
+_simulate = eqx.filter_jit(_simulate_impl)
+
+
+def simulate(network: Network, t_span: tuple[float, float], *, ts: Any = None, n_save: int = 201,
+             representation: str = "auto", rtol: float = 1e-8, atol: float = 1e-10,
+             max_steps: int = 100_000, max_excitations: int | None = None) -> Result:
+    """Simulate a Network over a time window.
+
+    **Arguments:**
+
+    - `network`: the device (its numbers may be traced: simulate works under jit, vmap, grad).
+    - `t_span`: (t0, t1).
+    - `ts`: save times (default `n_save` equally spaced points spanning t_span).
+    - `representation`: 'auto' (delay kernel when delays or reflections matter, otherwise the
+      excitation-sector Lindblad solver), 'sector', 'full' or 'delay'.
+    - `rtol`, `atol`, `max_steps`: adaptive-step tolerances of the Lindblad solvers.
+    - `max_excitations`: k of the sector (default: what the initial state and inputs need).
+
+    **Returns:** a `Result`.
+    """
+    require(isinstance(network, Network), f"simulate: network must be a Network, got {type(network).__name__}")
+    require(representation in REPRESENTATIONS,
+            f"simulate: representation must be one of {', '.join(REPRESENTATIONS)}, got {representation!r}")
+    require(len(t_span) == 2, f"simulate: t_span must be (t0, t1), got {t_span!r}")
+    t0, t1 = (jnp.asarray(x, dtype=float) for x in t_span)
+    c0, c1 = _concrete(t0), _concrete(t1)
+    if c0 is not None and c1 is not None:
+        require(np.isfinite(c0) and np.isfinite(c1) and float(c1) > float(c0),
+                f"simulate: t_span must be finite with t1 > t0, got {t_span!r}")
+    if ts is None:
+        require(int(n_save) >= 2, f"simulate: n_save must be >= 2, got {n_save}")
+        ts = jnp.linspace(t0, t1, int(n_save))
+    ts = jnp.asarray(ts, dtype=float)
+    representation = _choose(network, representation)
+    need = required_excitations(network)
+    k = need if max_excitations is None else int(max_excitations)
+    require(k >= 1, "simulate: max_excitations must be >= 1")
+    return _simulate(network, t0, t1, ts, representation, float(rtol), float(atol), int(max_steps), k)
