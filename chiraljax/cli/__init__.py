@@ -1,0 +1,52 @@
+"""The `chiraljax` command line: one module per sub-command, each with a `register(app)`.
+
+Exit codes: 0 success, 1 failure during a run, 2 bad input (a one-line reason on stderr).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from .._errors import ValidationError
+
+COMMANDS = ("reproduce", "simulate", "sweep", "plot", "optimize", "bench")
+
+app = typer.Typer(
+    name="chiraljax",
+    help="Simulate and optimise chiral waveguide-QED networks of superconducting qubits.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for _name in COMMANDS:
+    try:
+        _module = importlib.import_module(f"{__name__}._{_name}")
+    except ModuleNotFoundError as _err:
+        if _err.name != f"{__name__}._{_name}":
+            raise
+        continue
+    _module.register(app)
+
+
+def main() -> None:
+    """Entry point: run the app, mapping bad input to exit code 2 with a one-line message."""
+    try:
+        app(standalone_mode=False)
+    except ValidationError as err:
+        print(f"chiraljax: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except (typer.Exit, SystemExit) as err:
+        code = getattr(err, "exit_code", getattr(err, "code", 0))
+        sys.exit(code or 0)
+    except Exception as err:  # click usage errors carry their own exit code (2)
+        exit_code = getattr(err, "exit_code", None)
+        if exit_code is not None:
+            show = getattr(err, "show", None)
+            if show is not None:
+                show()
+            sys.exit(exit_code)
+        raise
