@@ -208,6 +208,9 @@ def test_giant_atom_two_ports():
     ref = series(gamma, -gamma * np.exp(1j * phi), tau, np.asarray(sol.ts))
     assert np.max(np.abs(np.asarray(sol.c[:, 0]) - ref)) < 1e-7
     assert float(sol.conservation_error.max()) < 1e-6
+    final = solve_delay(prob, jnp.array([1.0 + 0j]), dt=0.05, n_steps=200, save_trace=False)
+    for field in ("c", "output_flux", "emitted", "in_flight", "conservation_error"):
+        np.testing.assert_allclose(getattr(final, field)[-1], getattr(sol, field)[-1], atol=1e-14)
 
 
 def test_one_way_cascade_shifts_by_delay():
