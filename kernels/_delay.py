@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
-from chiraljax._errors import ValidationError, require
+from chiraljax._errors import require
 from chiraljax._precision import complex_dtype, real_dtype
 
 __all__ = [
