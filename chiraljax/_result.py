@@ -28,6 +28,8 @@ class Result(eqx.Module):
     - `in_flight`: (T,) excitation still travelling on delayed links (0 in the Markov limit).
     - `conservation_error`: |emitters + outputs + in flight + lost - initial| at the end.
     - `amplitudes`: (T, n) single-excitation amplitudes when the representation has them.
+    - `populations_stderr`: (T, n) standard error of `populations` when they are a mean over
+      noise trajectories (the delay representation with dephasing), else None.
     """
 
     representation: str = eqx.field(static=True)
@@ -42,6 +44,7 @@ class Result(eqx.Module):
     in_flight: Any
     conservation_error: Any
     amplitudes: Any = None
+    populations_stderr: Any = None
 
     def _sub(self, name: str) -> int:
         require(name in self.names, f"Result: no subsystem {name!r}; known: {', '.join(self.names)}")

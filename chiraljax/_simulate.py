@@ -78,11 +78,11 @@ def _run_lindblad(model: LindbladModel, representation: str, t0, t1, ts, rtol, a
 
 
 def _simulate_impl(network: Network, t0, t1, ts, representation: str, rtol: float, atol: float, max_steps: int,
-              max_excitations: int | None) -> Result:
+              max_excitations: int | None, delay_plan=None, key=None) -> Result:
     if representation == "delay":
         from ._delay_model import simulate_delay
 
-        return simulate_delay(network, t0, t1, ts)
+        return simulate_delay(network, t0, t1, ts, key=key, plan=delay_plan)
     k = None if representation == "full" else max_excitations
     model = compile_markov(network, t0, max_excitations=k)
     return _run_lindblad(model, representation, t0, t1, ts, rtol, atol, max_steps)
@@ -93,7 +93,8 @@ _simulate = eqx.filter_jit(_simulate_impl)
 
 def simulate(network: Network, t_span: tuple[float, float], *, ts: Any = None, n_save: int = 201,
              representation: str = "auto", rtol: float = 1e-8, atol: float = 1e-10,
-             max_steps: int = 100_000, max_excitations: int | None = None) -> Result:
+             max_steps: int = 100_000, max_excitations: int | None = None, dt: float | None = None,
+             key: Any = None, n_trajectories: int | None = None, max_delay: float | None = None) -> Result:
     """Simulate a Network over a time window.
 
     **Arguments:**
@@ -105,6 +106,10 @@ def simulate(network: Network, t_span: tuple[float, float], *, ts: Any = None, n
       excitation-sector Lindblad solver), 'sector', 'full' or 'delay'.
     - `rtol`, `atol`, `max_steps`: adaptive-step tolerances of the Lindblad solvers.
     - `max_excitations`: k of the sector (default: what the initial state and inputs need).
+    - `dt`, `key`, `n_trajectories`, `max_delay`: options of the delay representation (see
+      `chiraljax._delay_model`): the fixed step (default chosen from the rates and delays), the
+      PRNG key and number of phase-noise trajectories used with dephasing (default
+      `jax.random.key(0)` and 256), the longest delay when delays are traced (default t1 - t0).
 
     **Returns:** a `Result`.
     """
@@ -117,11 +122,19 @@ def simulate(network: Network, t_span: tuple[float, float], *, ts: Any = None, n
     if c0 is not None and c1 is not None:
         require(np.isfinite(c0) and np.isfinite(c1) and float(c1) > float(c0),
                 f"simulate: t_span must be finite with t1 > t0, got {t_span!r}")
+    ts_given = ts
     if ts is None:
         require(int(n_save) >= 2, f"simulate: n_save must be >= 2, got {n_save}")
         ts = jnp.linspace(t0, t1, int(n_save))
     ts = jnp.asarray(ts, dtype=float)
     representation = _choose(network, representation)
+    if representation == "delay":
+        from ._delay_model import plan_delay
+
+        plan = plan_delay(network, t_span[0], t_span[1], ts_given, n_save=n_save, dt=dt, max_delay=max_delay,
+                          n_trajectories=n_trajectories)
+        return _simulate(network, t0, t1, ts, representation, float(rtol), float(atol), int(max_steps), 1,
+                         plan, key)
     need = required_excitations(network)
     k = need if max_excitations is None else int(max_excitations)
     require(k >= 1, "simulate: max_excitations must be >= 1")

@@ -1,0 +1,520 @@
+r"""The delay representation: a Network on the exact single-excitation delay kernel.
+
+`simulate_delay` maps the same `Network` the Markov solvers use onto
+`kernels._delay.DelayProblem` (THEORY.md section 3) and returns a `Result`:
+
+- the elements sorted along the line become the kernel's nodes: a port of emitter j is node
+  `j`, a scatterer is a `None` node with the matrix `Scatterer.matrix()`;
+- `Network.links[i]` (element i to element i + 1) is the kernel's link `i + 1`; the two end
+  segments (kernel links 0 and K) have zero delay and transmission 1, so a reflecting end sits
+  at the outermost element (put a `Scatterer` further out for a mirror at a distance);
+- a port of rate gamma, right fraction f and control u has `gamma_R(t) = f gamma u(t)` and
+  `gamma_L(t) = (1 - f) gamma u(t)`;
+- `H(t)` holds the detunings (plus detuning controls) on the diagonal and the direct couplings
+  `g(t) a^dag b + h.c.` off it; intrinsic decays are exact in the amplitudes;
+- a `PhotonInput` at the left (right) end is the envelope of the right- (left-) moving input.
+
+The kernel holds at most one excitation: either an initial single-excitation state or one
+input photon. Pure dephasing (`Emitter.dephasing > 0`) is averaged over classical phase-noise
+trajectories; `Result.populations_stderr` then holds the standard error of the mean
+populations. Output modes are not available here (the kernel reports the output flux at each
+end, not its amplitude).
+
+**The step.** Without `dt` the step is chosen from the rates and the delays. The frequency
+scale is
+
+$$\Omega = \max_j\Big[\sum_{p \in j} \gamma_p \max_t u_p + \gamma'_j + |\Delta_j|
+  + \max_t |u_{\Delta_j}| + \sum_{c \ni j} |g_c| \max_t |u_c|\Big]$$
+
+(and `4 max |u_in|^2` for an input photon), with the maxima sampled at 1001 points of the
+window (a traced control counts as 1), and `dt_max = min(0.2 / Omega, (t1 - t0) / 20)`, which
+keeps the fourth-order error near 1e-6. Then `dt = base / m` with `base` the shortest nonzero
+concrete delay (the window if there is none) and the smallest `m >= base / dt_max` that puts
+every control jump on the grid `t0 + n dt` and, by preference, makes every delay and every save
+time a multiple of the step (the fourth-order case). A jump that no such step reaches is an
+error; a delay that is no multiple of the step is read by interpolation (fourth order where
+the history is smooth).
+
+**Traced delays.** A link whose delay is traced (inside `vmap`, `grad` or `jit`) is treated as
+delayed (its delay is clamped to `[dt, max_delay]`, default `max_delay = t1 - t0`), so a
+sweep over delays never recompiles; links with a concrete delay of exactly 0 are
+instantaneous. Concrete values are validated before anything runs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._errors import ValidationError, require
+from ._network import Network, Port, Scatterer
+from ._precision import complex_dtype, real_dtype
+from ._pulses import _concrete
+from ._result import Result
+from .kernels._delay import DelayProblem, _buffer_steps, _run, solve_delay
+
+__all__ = ["DelayPlan", "plan_delay", "simulate_delay", "DEFAULT_TRAJECTORIES"]
+
+DEFAULT_TRAJECTORIES = 256
+# The step is at most this fraction of 1 / Omega (RK4 error ~ (Omega dt)^4 per unit time).
+_STEP_FRACTION = 0.2
+# At least this many steps per window.
+_MIN_STEPS = 20
+# Relative tolerance for "lies on the grid".
+_GRID_TOL = 1e-9
+# Samples of a control when its peak is estimated.
+_PEAK_SAMPLES = 1001
+# Trajectories per vmapped batch.
+_TRAJECTORY_BATCH = 64
+
+
+def _default_key():
+    return jax.random.key(0)
+
+
+@dataclass(frozen=True)
+class DelayPlan:
+    """Static decisions of a delay solve, made from concrete values before tracing.
+
+    **Fields:**
+
+    - `t0`, `dt`, `n_steps`: the grid `t0 + n dt`, n = 0..n_steps.
+    - `max_delay`: the longest delay the history holds.
+    - `instantaneous`: per kernel link (K + 1), whether its delay is exactly zero.
+    - `lossy`: per scatterer (line order), whether it may absorb.
+    - `ts_index`: grid indices of the save times when they all lie on the grid, else None
+      (then the traces are linearly interpolated).
+    - `save_trace`: whether every step is kept (False when only the end points are saved).
+    - `n_trajectories`: phase-noise trajectories (0 without dephasing).
+    """
+
+    t0: float
+    dt: float
+    n_steps: int
+    max_delay: float
+    instantaneous: tuple[bool, ...]
+    lossy: tuple[bool, ...]
+    ts_index: tuple[int, ...] | None
+    save_trace: bool
+    n_trajectories: int
+
+
+def _float(x) -> float | None:
+    arr = _concrete(x)
+    return None if arr is None else float(np.real(arr))
+
+
+def _on_grid(offsets: np.ndarray, dt: float) -> np.ndarray:
+    k = offsets / dt
+    return np.abs(k - np.round(k)) <= _GRID_TOL * np.maximum(1.0, np.abs(k))
+
+
+def _peak(pulse, t0: float, t1: float) -> float:
+    """max |u(t)| over the window (1 for a traced pulse)."""
+    try:
+        vals = np.asarray(jax.vmap(pulse)(jnp.linspace(t0, t1, _PEAK_SAMPLES)))
+    except jax.errors.TracerArrayConversionError:
+        return 1.0
+    return float(np.max(np.abs(vals)))
+
+
+def _frequency_scale(network: Network, t0: float, t1: float) -> float:
+    """Omega of the module docstring."""
+    peaks: dict[str, float] = {}
+
+    def peak(control: str | None) -> float:
+        if control is None:
+            return 1.0
+        if control not in peaks:
+            peaks[control] = _peak(network.controls[control], t0, t1)
+        return peaks[control]
+
+    def value(x) -> float:
+        v = _concrete(x)
+        return 1.0 if v is None else float(np.abs(v))
+
+    scale = {e.name: value(e.decay) + value(e.detuning) for e in network.emitters}
+    for e in network.emitters:
+        if e.detuning_control is not None:
+            scale[e.name] += peak(e.detuning_control)
+    for p in network.ports:
+        scale[p.emitter] += value(p.rate) * peak(p.control)
+    for c in network.couplings:
+        g = value(c.strength) * peak(c.control)
+        scale[c.a] += g
+        scale[c.b] += g
+    omega = max(scale.values())
+    for x in network.inputs:
+        omega = max(omega, 4.0 * _peak(x.mode, t0, t1) ** 2)
+    return omega
+
+
+def _jumps(network: Network, t0: float, t1: float) -> list[tuple[str, float]]:
+    """(control or input name, time) of every concrete jump strictly inside the window."""
+    out = []
+    sources = list(network.controls.items()) + [(x.name, x.mode) for x in network.inputs]
+    for name, pulse in sources:
+        for j in pulse.jump_times():
+            tj = _float(j)
+            if tj is not None and t0 < tj < t1:
+                out.append((name, tj))
+    return out
+
+
+def _choose_step(base: float, dt_max: float, hard: np.ndarray, delays: np.ndarray,
+                 saves: np.ndarray) -> float | None:
+    """The largest `base / m <= dt_max` putting the `hard` offsets on the grid, preferring
+    steps that also divide the delays and the save offsets (see the module docstring)."""
+    m0 = max(1, math.ceil(base / dt_max * (1 - _GRID_TOL)))
+    tiers = ((2 * m0, (hard, delays, saves)), (4 * m0, (hard, delays)), (4 * m0, (hard,)))
+    for m_max, groups in tiers:
+        offsets = np.concatenate(groups)
+        for m in range(m0, m_max + 1):
+            if np.all(_on_grid(offsets, base / m)):
+                return base / m
+    return None
+
+
+def _check_scatterers(network: Network) -> tuple[bool, ...]:
+    """Passivity of every scatterer (line order); returns the lossy flags."""
+    lossy = []
+    for el in network.elements:
+        if not isinstance(el, Scatterer):
+            continue
+        r, t = _concrete(el.reflection), _concrete(el.transmission)
+        if r is None or t is None:
+            lossy.append(True)
+            continue
+        power = abs(complex(r)) ** 2 + abs(complex(t)) ** 2
+        require(power <= 1.0 + _GRID_TOL,
+                f"Scatterer {el.name!r}: |reflection|^2 + |transmission|^2 = {power:.9g} > 1 is not "
+                "passive; make the scattering matrix unitary (= 1, e.g. transmission = "
+                "sqrt(1 - |reflection|^2)) or lossy (< 1)")
+        lossy.append(power < 1.0 - _GRID_TOL)
+    return tuple(lossy)
+
+
+def plan_delay(network: Network, t0, t1, ts=None, *, n_save: int = 201, dt: float | None = None,
+               max_delay: float | None = None, n_trajectories: int | None = None) -> DelayPlan:
+    """Validate a Network for the delay kernel and fix the static parts of the solve.
+
+    Runs on concrete values (before `jit`); traced leaves are accepted and left unchecked.
+
+    **Arguments:**
+
+    - `network`: the device.
+    - `t0`, `t1`: the window (concrete).
+    - `ts`: the save times (default `n_save` equally spaced times spanning the window).
+    - `dt`: the step (default: the rule of the module docstring).
+    - `max_delay`: the longest delay when some delay is traced (default `t1 - t0`).
+    - `n_trajectories`: phase-noise trajectories when some emitter dephases (default 256).
+
+    **Returns:** a `DelayPlan`.
+    """
+    t0f, t1f = _float(t0), _float(t1)
+    require(t0f is not None and t1f is not None,
+            "simulate: representation='delay' needs a concrete t_span (Python floats): the number of "
+            "steps is fixed at compile time")
+    span = t1f - t0f
+    require(not network.outputs,
+            f"Network: output modes ({', '.join(x.name for x in network.outputs)}) are not available in "
+            "the delay representation, which reports the output flux at each end; read "
+            "Result.flux('right') / Result.flux('left'), or use representation='sector' for a "
+            "Markov network")
+    n_inputs = len(network.inputs)
+    require(n_inputs + (1 if network.initial else 0) <= 1,
+            "Network: the delay representation holds one excitation: give either an initial "
+            f"single-excitation state or one input photon, not {n_inputs} input(s)"
+            + (" and an initial excitation" if network.initial else "")
+            + "; use representation='sector' (Markov) for more")
+    require(len(network.ports) >= 1, "Network: the delay representation needs at least one port")
+
+    elements = network.elements
+    link_delays = [_float(link.delay) for link in network.links]
+    for i, d in enumerate(link_delays):
+        require(d is None or d >= 0, f"Link {i}: delay must be >= 0, got {d}")
+    concrete = np.array([d for d in link_delays if d is not None and d > 0])
+    jumps = _jumps(network, t0f, t1f)
+    ts_np = np.linspace(t0f, t1f, int(n_save)) if ts is None else _concrete(ts)
+    save_offsets = np.zeros(0) if ts_np is None else np.concatenate([np.asarray(ts_np, float) - t0f, [span]])
+
+    if dt is None:
+        dt_max = min(_STEP_FRACTION / max(_frequency_scale(network, t0f, t1f), 1e-300), span / _MIN_STEPS)
+        base = float(concrete.min()) if concrete.size else span
+        hard = np.array([tj - t0f for _, tj in jumps])
+        chosen = _choose_step(base, dt_max, hard, concrete, save_offsets)
+        if chosen is None:
+            m0 = max(1, math.ceil(base / dt_max))
+            name, tj = next((n, tj) for n, tj in jumps if not _on_grid(np.array([tj - t0f]), base / m0)[0])
+            raise ValidationError(
+                f"control {name!r} jumps at t = {tj:.9g}, which no step up to {dt_max:.3g} puts on the "
+                f"time grid t0 + n dt (t0 = {t0f:.9g}) together with the delays; give dt so that "
+                f"{tj - t0f:.9g} is a multiple of it, or move the jump")
+        dt = chosen
+    else:
+        dt = float(dt)
+        require(dt > 0 and math.isfinite(dt), f"simulate: dt must be positive, got {dt}")
+        for name, tj in jumps:
+            require(bool(_on_grid(np.array([tj - t0f]), dt)[0]),
+                    f"control {name!r} jumps at t = {tj:.9g}, which is not on the time grid t0 + n dt "
+                    f"(t0 = {t0f:.9g}, dt = {dt:.9g}); choose dt so that {tj - t0f:.9g} is a multiple "
+                    "of it, or move the jump onto the grid")
+    for i, d in enumerate(link_delays):
+        if d is None or d == 0:
+            continue
+        require(d >= dt * (1 - _GRID_TOL),
+                f"Link {i}: delay {d:.6g} is shorter than the step dt = {dt:.6g}; reduce dt to at most "
+                "the delay, or set the delay to 0 for an instantaneous link")
+
+    n_steps = max(1, math.ceil(span / dt * (1 - _GRID_TOL)))
+    t_end = t0f + n_steps * dt
+    ts_index, save_trace = None, True
+    if ts_np is not None:
+        ts_np = np.atleast_1d(np.asarray(ts_np, float))
+        require(bool(np.all((ts_np >= t0f - _GRID_TOL * abs(dt)) & (ts_np <= t_end + _GRID_TOL * abs(dt)))),
+                f"simulate: save times ts must lie in t_span = ({t0f}, {t1f})")
+        if np.all(_on_grid(ts_np - t0f, dt)):
+            ts_index = tuple(int(k) for k in np.round((ts_np - t0f) / dt))
+            save_trace = ts_index != (0, n_steps)
+    if any(d is None for d in link_delays):
+        max_delay = span if max_delay is None else float(max_delay)
+        require(max_delay >= dt, f"simulate: max_delay = {max_delay} must be at least the step dt = {dt}")
+    else:
+        max_delay = float(concrete.max()) if concrete.size else dt
+    instantaneous = (True,) + tuple(d is not None and d == 0 for d in link_delays) + (True,)
+
+    dephasing = [_concrete(e.dephasing) for e in network.emitters]
+    stochastic = any(g is None or float(g) > 0 for g in dephasing)
+    if stochastic:
+        n_traj = DEFAULT_TRAJECTORIES if n_trajectories is None else int(n_trajectories)
+        require(n_traj >= 2, f"simulate: n_trajectories must be >= 2 for a standard error, got {n_traj}")
+    else:
+        n_traj = 0
+
+    plan = DelayPlan(t0f, dt, n_steps, max_delay, instantaneous, _check_scatterers(network), ts_index,
+                     save_trace, n_traj)
+    if any(instantaneous):
+        _check_loops(network, elements, plan)
+    return plan
+
+
+def _check_loops(network: Network, elements, plan: DelayPlan) -> None:
+    """Refuse a lossless loop of reflectors closed by zero-delay links (concrete values)."""
+    try:
+        _problem(network, plan)
+    except ValidationError as err:
+        if "loop" not in str(err):
+            raise
+        zero = [i for i, inst in enumerate(plan.instantaneous[1:-1]) if inst]
+        raise ValidationError(
+            "Network: links with zero delay close a lossless loop of reflectors (the field would "
+            "return instantly forever); give one of the links in the loop a delay of at least one "
+            f"step (zero-delay links: {zero}; ends reflect {np.asarray(network.end_reflections)})") from None
+
+
+def _emitter_index(network: Network) -> dict[str, int]:
+    return {name: j for j, name in enumerate(network.emitter_names)}
+
+
+def _problem(network: Network, plan: DelayPlan) -> DelayProblem:
+    """The kernel's description of `network` (leaves may be traced)."""
+    rdt, cdt = real_dtype(), complex_dtype()
+    index = _emitter_index(network)
+    elements = network.elements
+    ports = [el for el in elements if isinstance(el, Port)]
+    scatterers = [el for el in elements if isinstance(el, Scatterer)]
+    nodes = [index[el.emitter] if isinstance(el, Port) else None for el in elements]
+    zero, one = jnp.zeros((1,), rdt), jnp.ones((1,), rdt)
+
+    def per_link(field: str, end):
+        vals = [jnp.asarray(getattr(link, field), rdt).reshape(1) for link in network.links]
+        return jnp.concatenate([end] + vals + [end])
+
+    controls = network.controls
+
+    def rates(t):
+        cache: dict = {}
+
+        def u(name):
+            if name not in cache:
+                cache[name] = jnp.real(controls[name](t))
+            return cache[name]
+
+        rows = []
+        for p in ports:
+            g = p.rate if p.control is None else p.rate * u(p.control)
+            rows.append(jnp.stack([p.right_fraction * g, (1.0 - p.right_fraction) * g]))
+        return jnp.stack(rows).astype(rdt)
+
+    n = len(network.emitters)
+    has_h = bool(network.couplings) or any(
+        e.detuning_control is not None or _float(e.detuning) != 0.0 for e in network.emitters)
+
+    def hamiltonian(t):
+        diag = []
+        for e in network.emitters:
+            d = e.detuning
+            if e.detuning_control is not None:
+                d = d + jnp.real(controls[e.detuning_control](t))
+            diag.append(jnp.asarray(d, rdt))
+        H = jnp.diag(jnp.stack(diag).astype(cdt))
+        for c in network.couplings:
+            g = c.strength if c.control is None else c.strength * controls[c.control](t)
+            a, b = index[c.a], index[c.b]
+            H = H.at[a, b].add(g).at[b, a].add(jnp.conj(g))
+        return H
+
+    inputs = None
+    if network.inputs:
+        x = network.inputs[0]
+        slot = 0 if x.end == "left" else 1
+
+        def inputs(t):
+            return jnp.zeros((2,), cdt).at[slot].set(jnp.asarray(x.mode(t), cdt))
+
+    scattering = (jnp.stack([jnp.asarray(s.matrix(), cdt) for s in scatterers]) if scatterers
+                  else jnp.zeros((0, 2, 2), cdt))
+    return DelayProblem(
+        nodes,
+        per_link("delay", zero),
+        rates=rates,
+        transmission=per_link("transmission", one),
+        phase=per_link("phase", zero),
+        hamiltonian=hamiltonian if has_h else None,
+        scattering=scattering,
+        end_reflection=network.end_reflections,
+        intrinsic_decay=jnp.stack([jnp.asarray(e.decay, rdt) for e in network.emitters]),
+        inputs=inputs,
+        n_emitters=n,
+        instantaneous=plan.instantaneous,
+        lossy=plan.lossy,
+    )
+
+
+def _initial(network: Network):
+    index = _emitter_index(network)
+    c0 = jnp.zeros((len(network.emitters),), complex_dtype())
+    for name, amp in network.initial.items():
+        c0 = c0.at[index[name]].set(amp)
+    return c0
+
+
+def _channels(network: Network) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    scat = [el.name for el in network.elements if isinstance(el, Scatterer)]
+    names = (["right", "left"] + [f"loss:link{i}" for i in range(len(network.links))]
+             + [f"absorbed:{s}" for s in scat] + [f"decay:{e}" for e in network.emitter_names])
+    kinds = ["end", "end"] + ["loss"] * (len(network.links) + len(scat)) + ["decay"] * len(network.emitters)
+    return tuple(names), tuple(kinds)
+
+
+def _traces(sol, decay, plan: DelayPlan, ts) -> dict[str, Any]:
+    """The solution's traces on the save times, keyed by Result field (time first).
+
+    Channel order: right end, left end, the links' losses, the scatterers' absorption, the
+    intrinsic decays (flux `gamma'_j |c_j|^2`)."""
+    inner = slice(1, -1)  # the end segments are lossless
+    out = {
+        "populations": sol.populations,
+        "fluxes": jnp.concatenate([sol.output_flux[:, ::-1], sol.loss_flux[:, inner], sol.absorbed_flux,
+                                   decay * sol.populations], axis=1),
+        "outputs": jnp.concatenate([sol.emitted[:, ::-1], sol.lost[:, inner], sol.absorbed, sol.intrinsic],
+                                   axis=1),
+        "in_flight": sol.in_flight.sum(-1),
+        "c": sol.c,
+    }
+    if not plan.save_trace:
+        return out
+    if plan.ts_index is not None:
+        idx = jnp.asarray(plan.ts_index)
+        return {k: v[idx] for k, v in out.items()}
+
+    def interp(v):
+        flat = v.reshape(v.shape[0], -1)
+        cols = jax.vmap(lambda col: jnp.interp(ts, sol.ts, col), in_axes=1, out_axes=1)
+        res = cols(flat.real) + (1j * cols(flat.imag) if jnp.iscomplexobj(flat) else 0.0)
+        return res.reshape((ts.shape[0],) + v.shape[1:])
+
+    return {k: interp(v) for k, v in out.items()}
+
+
+def _solve(problem: DelayProblem, c0, plan: DelayPlan, key=None, scale=None):
+    """One run of the kernel on the plan's grid (with phase noise when `key` is given)."""
+    if key is None:
+        return solve_delay(problem, c0, dt=plan.dt, n_steps=plan.n_steps, t0=plan.t0, max_delay=plan.max_delay,
+                           save_trace=plan.save_trace)
+    n_buffer = _buffer_steps(problem, plan.dt, plan.max_delay)
+    return _run(problem, c0, plan.dt, plan.n_steps, plan.t0, n_buffer, min(256, plan.n_steps), plan.save_trace,
+                key, scale)
+
+
+def simulate_delay(network: Network, t0, t1, ts, *, dt: float | None = None, key=None,
+                   n_trajectories: int | None = None, max_delay: float | None = None,
+                   plan: DelayPlan | None = None) -> Result:
+    r"""Simulate `network` exactly in the single-excitation sector, delays and reflections kept.
+
+    See the module docstring for the mapping, the step rule and the treatment of traced delays.
+    With pure dephasing the populations, fluxes and outputs are means over `n_trajectories`
+    trajectories of white frequency noise `<xi_j(t) xi_j(t')> = 2 gamma_phi_j delta(t - t')`
+    (exact in distribution), drawn from `key` (default `jax.random.key(0)`, so a run is
+    reproducible); `populations_stderr` is the standard error of the mean populations.
+
+    **Arguments:**
+
+    - `network`: the device (leaves may be traced).
+    - `t0`, `t1`: the window (concrete numbers).
+    - `ts`: (T,) save times in the window. On grid points the traces are exact samples,
+      elsewhere linear interpolations between grid points.
+    - `dt`: the step (default: chosen from the rates and delays).
+    - `key`: PRNG key of the phase noise (used only with dephasing).
+    - `n_trajectories`: number of noise trajectories (default 256).
+    - `max_delay`: the longest delay when some delay is traced (default `t1 - t0`).
+    - `plan`: a `DelayPlan` made beforehand by `plan_delay` (what `simulate` does, so that this
+      function may run under `jit`); the other options are then ignored.
+
+    **Returns:** a `Result` with `representation='delay'`, the emitters as `names`, channels
+    'right', 'left' (kind 'end'), 'loss:link{i}', 'absorbed:{scatterer}' (kind 'loss') and
+    'decay:{emitter}' (kind 'decay'), `in_flight` the photon probability on the links,
+    `final_state` the final amplitudes (the trajectory mean of `c c^dag` with dephasing),
+    `amplitudes` the amplitude traces (None with dephasing) and `conservation_error` the
+    largest violation of `sum |c|^2 + outputs + in flight = initial + injected` at the end.
+    """
+    if plan is None:
+        plan = plan_delay(network, t0, t1, ts, dt=dt, max_delay=max_delay, n_trajectories=n_trajectories)
+    ts = jnp.asarray(ts, real_dtype())
+    problem = _problem(network, plan)
+    c0 = _initial(network)
+    decay = jnp.stack([jnp.asarray(e.decay, real_dtype()) for e in network.emitters])
+    names, kinds = _channels(network)
+
+    if not plan.n_trajectories:
+        sol = _solve(problem, c0, plan)
+        tr = _traces(sol, decay, plan, ts)
+        return Result("delay", ts, network.emitter_names, tr["populations"], names, kinds, tr["fluxes"],
+                      tr["outputs"], sol.c[-1], tr["in_flight"], sol.conservation_error[-1],
+                      amplitudes=tr["c"])
+
+    key = _default_key() if key is None else key
+    gamma_phi = jnp.stack([jnp.asarray(e.dephasing, real_dtype()) for e in network.emitters])
+    scale = jnp.sqrt(2.0 * gamma_phi / plan.dt)
+
+    def one(k):
+        sol = _solve(problem, c0, plan, k, scale)
+        tr = _traces(sol, decay, plan, ts)
+        c_end = sol.c[-1]
+        return {"populations": tr["populations"], "fluxes": tr["fluxes"], "outputs": tr["outputs"],
+                "in_flight": tr["in_flight"], "rho": jnp.outer(c_end, jnp.conj(c_end)),
+                "error": sol.conservation_error[-1]}
+
+    keys = jax.random.split(key, plan.n_trajectories)
+    runs = jax.lax.map(one, keys, batch_size=min(_TRAJECTORY_BATCH, plan.n_trajectories))
+    mean = {k: v.mean(0) for k, v in runs.items()}
+    m = plan.n_trajectories
+    stderr = jnp.std(runs["populations"], axis=0, ddof=1) / math.sqrt(m)
+    return Result("delay", ts, network.emitter_names, mean["populations"], names, kinds, mean["fluxes"],
+                  mean["outputs"], mean["rho"], mean["in_flight"], runs["error"].max(),
+                  populations_stderr=stderr)
