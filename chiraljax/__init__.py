@@ -13,6 +13,7 @@ from ._slh import SLH, beam_splitter, concat, feedback, phase_shifter, series
 from ._pulses import (AbstractPulse, Constant, Gaussian, GaussianMode, Halted, Sampled, Scaled,
                       SechAbsorption, SechEmission, SechMode, Shifted)
 from ._network import (Coupling, Emitter, Link, Network, OutputMode, PhotonInput, Port, Scatterer)
+from ._network_io import SimulationSettings, load_network, network_from_dict, network_to_dict, save_network
 from ._markov import LindbladModel, compile_markov
 from ._result import Result
 from ._simulate import simulate

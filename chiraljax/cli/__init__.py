@@ -22,6 +22,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+@app.callback()
+def _group() -> None:
+    """Keep `chiraljax COMMAND` a group even while only one sub-command is installed."""
+
+
 for _name in COMMANDS:
     try:
         _module = importlib.import_module(f"{__name__}._{_name}")
