@@ -22,6 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
 @app.callback()
 def _group() -> None:
     """Keep `chiraljax COMMAND` a group even while only one sub-command is installed."""
