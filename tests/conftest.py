@@ -1,0 +1,85 @@
+"""Shared fixtures of the physics tests.
+
+JAX compiles are the expensive part of this suite, so the networks here are tiny and every
+compiled function is built once per session and reused: a new parameter value goes in through
+`Network.with_parameters` (or a new Network of the same structure), which never recompiles.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+import chiraljax as cj
+
+# The chiral state-transfer link of THEORY.md sections 2 and 5: two modules of two qubits a
+# quarter wavelength apart (phase pi/2), the exchange J_wg cancelled by a direct coupling
+# -gamma/2, sech emission from module 0 and time-reversed absorption by module 1, with a lossy
+# link of power transmission eta between them.
+TRANSFER_WINDOW = (-12.0, 12.0)
+TRANSFER_RTOL, TRANSFER_ATOL = 1e-10, 1e-12
+RECEIVER = ("A1", "B1")
+
+
+def chiral_link(eta: float = 0.6, t1_rate: float = 1e-3, dephasing: float = 1e-3) -> cj.Network:
+    """Two chiral modules: A0-B0 emits a sech photon (kappa = 1), A1-B1 absorbs it.
+
+    Links: 0 = inside module 0 (phase pi/2), 1 = between the modules (transmission eta),
+    2 = inside module 1 (phase pi/2)."""
+    emitters, ports, links, couplings = [], [], [], []
+    controls = {"emit": cj.SechEmission(1.0, 0.0), "absorb": cj.SechAbsorption(1.0, 0.0)}
+    for m, control in ((0, "emit"), (1, "absorb")):
+        for q in "AB":
+            emitters.append(cj.Emitter(f"{q}{m}", decay=t1_rate, dephasing=dephasing))
+            ports.append(cj.Port(f"p{q}{m}", f"{q}{m}", 2 * m + (q == "B"), 1.0, control=control))
+        links.append(cj.Link(phase=np.pi / 2))
+        if m == 0:
+            links.append(cj.Link(transmission=eta))
+        couplings.append(cj.Coupling(f"A{m}", f"B{m}", -0.5, control=control))
+    return cj.Network(emitters, ports, links=links, couplings=couplings, controls=controls,
+                      initial={"A0": 1 / np.sqrt(2), "B0": 1j / np.sqrt(2)})
+
+
+# The parameters the transfer tests vary: one fixed key set, so one compiled function serves
+# the closed forms, the gradients and the recompilation check.
+TRANSFER_KEYS = (
+    "links.1.transmission", "links.0.phase", "ports.pA0.rate", "controls.emit.kappa",
+    "emitters.A1.detuning", "emitters.B1.dephasing",
+    "emitters.A0.decay", "emitters.B0.decay", "emitters.A1.decay", "emitters.B1.decay",
+    "emitters.A0.dephasing", "emitters.B0.dephasing", "emitters.A1.dephasing",
+)
+
+
+def transfer_parameters(network: cj.Network, **changes: float) -> dict:
+    """The TRANSFER_KEYS values of `network` as floats, with `changes` (keys with '.' -> '__')."""
+    values = {k: float(np.asarray(v)) for k, v in network.parameters().items() if k in TRANSFER_KEYS}
+    for key, value in changes.items():
+        values[key.replace("__", ".")] = float(value)
+    return values
+
+
+class TransferModel:
+    """P(params) = receiver population at the end of the transfer window, with `traces`
+    counting how often the jitted function was traced (compiled)."""
+
+    def __init__(self):
+        self.base = chiral_link()
+        self.traces = 0
+
+        def population(params):
+            self.traces += 1
+            result = cj.simulate(self.base.with_parameters(params), TRANSFER_WINDOW, n_save=2,
+                                 representation="sector", rtol=TRANSFER_RTOL, atol=TRANSFER_ATOL)
+            return result.final_population(*RECEIVER)
+
+        self.population = population
+        self.jitted = jax.jit(population)
+
+    def __call__(self, params) -> float:
+        return float(self.jitted(params))
+
+
+@pytest.fixture(scope="session")
+def transfer_model() -> TransferModel:
+    return TransferModel()
