@@ -1,0 +1,562 @@
+r"""Sweeps of a Network: the generic sweep engine wired to `simulate`.
+
+`sweep(network, axes, metrics=..., t_span=...)` evaluates, at every point of a parameter set,
+
+$$ m_j(p) = f_j\big(\mathrm{simulate}(N \leftarrow p),\ N \leftarrow p\big), $$
+
+where $N \leftarrow p$ is the Network with the swept parameters replaced
+(`network.with_parameters`, so the structure never changes and one compile serves every point)
+and $f_j$ are the metrics. The engine (`chiraljax._sweep`) compiles `jit(vmap(...))` once, runs
+it in chunks sharded over all devices, shows progress and saves chunks so that an interrupted
+sweep resumes.
+
+**Parameter names.** Axes and fixed values name the Network's parameters with the dotted
+names of `network.parameters()` (`links.1.transmission`, `emitters.A0.decay`,
+`controls.emit.kappa`, ...) or with these derived names (a table, `DERIVED`):
+
+| name | sets | relation |
+|---|---|---|
+| `links.<i>.loss_db` | `links.<i>.transmission` | $\eta = 10^{-L/10}$ |
+| `emitters.<name>.t1` | `emitters.<name>.decay` | $\gamma = 1/T_1$ |
+
+A `*` in a name sets every matching parameter to the same value, e.g. `emitters.*.dephasing`
+or `links.*.loss_db`. Values are checked against the physical range of the parameter they set
+(transmissions in [0, 1], rates and delays >= 0, $T_1 > 0$, ...) before anything is computed,
+because inside the compiled program a value outside it would give a silent wrong answer.
+
+**Metrics.** A metric is a name -> either a string (table `METRICS`) or a function
+`f(result, network) -> scalar`:
+
+| string | value |
+|---|---|
+| `population:A1+B1` | summed final excitation of the named subsystems |
+| `output:right` | photons that left through a channel by $t_1$ (`Result.channel_names`); `+` sums |
+| `total_output:end` (or `:end,loss`) | summed output of all channels of the given kinds |
+| `conservation_error` | $\lvert n_{\rm final} + \sum_k N_k - n_{\rm initial} \rvert$ |
+| `in_flight` | excitation still travelling on delayed links at $t_1$ |
+| `directionality:right` | share of the emitted photon leaving to the right (or `:left`) |
+| `w_fidelity:A0+B0,A1+B1,right` | W-state fidelity of sender and receiver qubits (`chiraljax._metrics`) |
+
+A list of strings uses each string as the metric's name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib.util
+import inspect
+import json
+import os
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from . import _metrics
+from ._errors import ValidationError, require
+from ._network import Network
+from ._network_io import SimulationSettings, load_network
+from ._result import Result
+from ._simulate import REPRESENTATIONS, _choose, simulate
+from ._sweep import AbstractAxis, ChunkDone, Grid, Mode, QuasiRandom, Random
+from ._sweep import sweep as sweep_function
+
+MetricFunction = Callable[[Result, Network], Any]
+
+
+# ------------------------------------------------------------------------- parameters
+
+
+class _Derived(NamedTuple):
+    """A convenience parameter: `name` (a template with `{key}`) sets the base parameter
+    `target` (same key) to `transform(value)`; `low`/`high` bound the value the user gives."""
+
+    name: str
+    target: str
+    transform: Callable[[Any], Any]
+    low: float | None
+    high: float | None
+    open_low: bool
+
+
+#: Derived parameter names: template, the base parameter it sets, value -> base value, bounds.
+DERIVED: tuple[_Derived, ...] = (
+    _Derived("links.{key}.loss_db", "links.{key}.transmission",
+             lambda x: 10.0 ** (-x / 10.0), 0.0, None, False),
+    _Derived("emitters.{key}.t1", "emitters.{key}.decay", lambda x: 1.0 / x, 0.0, None, True),
+)
+
+
+def _template_regex(template: str) -> str:
+    return re.escape(template).replace(r"\{key\}", r"(?P<key>[^.]+)")
+
+
+#: Physical range of base parameters, by the last part of the dotted name: (low, high).
+BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "transmission": (0.0, 1.0),
+    "right_fraction": (0.0, 1.0),
+    "decay": (0.0, None),
+    "dephasing": (0.0, None),
+    "rate": (0.0, None),
+    "delay": (0.0, None),
+    "kappa": (0.0, None),
+}
+
+
+class _Setter(NamedTuple):
+    """How one user-facing name becomes base-parameter updates."""
+
+    targets: tuple[str, ...]
+    transform: Callable[[Any], Any]
+    low: float | None
+    high: float | None
+    open_low: bool
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+def _base_bounds(target: str) -> tuple[float | None, float | None]:
+    return BOUNDS.get(target.rsplit(".", 1)[-1], (None, None))
+
+
+def _resolve_one(name: str, base: Collection[str]) -> _Setter | None:
+    """The setter of one name without wildcards, or None if the name is unknown."""
+    if name in base:
+        low, high = _base_bounds(name)
+        return _Setter((name,), _identity, low, high, False)
+    for derived in DERIVED:
+        match = re.fullmatch(_template_regex(derived.name), name)
+        if match:
+            target = derived.target.format(**match.groupdict())
+            if target in base:
+                return _Setter((target,), derived.transform, derived.low, derived.high,
+                               derived.open_low)
+    return None
+
+
+def parameter_names(network: Network) -> list[str]:
+    """Every name a sweep of `network` accepts without wildcards: the base parameters of
+    `network.parameters()` and the derived names of `DERIVED` that apply to them."""
+    base = list(network.parameters())
+    names = list(base)
+    for derived in DERIVED:
+        for target in base:
+            match = re.fullmatch(_template_regex(derived.target), target)
+            if match:
+                names.append(derived.name.format(**match.groupdict()))
+    return names
+
+
+def _unknown(name: str, known: Sequence[str]) -> ValidationError:
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    guess = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+    return ValidationError(
+        f"unknown parameter {name!r}: {guess}list the valid names with "
+        "chiraljax.sweep_parameters(network)"
+    )
+
+
+def resolve_parameter(name: str, network: Network) -> _Setter:
+    """How a sweep sets the parameter `name` of `network` (dotted, derived or wildcard name).
+
+    **Arguments:**
+
+    - `name`: a name of `parameter_names(network)`, possibly with `*` wildcards.
+    - `network`: the Network.
+
+    **Returns:**
+
+    A setter: the base parameters it changes, the value transform and the value bounds.
+    """
+    require(isinstance(name, str) and name != "", f"parameter name {name!r}: give a dotted name")
+    base = set(network.parameters())
+    if "*" not in name:
+        setter = _resolve_one(name, base)
+        if setter is None:
+            raise _unknown(name, parameter_names(network))
+        return setter
+    matches = [n for n in parameter_names(network) if fnmatch.fnmatchcase(n, name)]
+    require(
+        bool(matches),
+        f"parameter pattern {name!r} matches no parameter of the network; list the valid "
+        "names with chiraljax.sweep_parameters(network)",
+    )
+    setters = [_resolve_one(match, base) for match in matches]
+    kinds = {(s.transform, s.low, s.high, s.open_low) for s in setters}
+    require(
+        len(kinds) == 1,
+        f"parameter pattern {name!r} matches parameters of different kinds ({', '.join(matches)}); "
+        "make the pattern more specific",
+    )
+    first = setters[0]
+    targets = tuple(t for s in setters for t in s.targets)
+    return _Setter(targets, first.transform, first.low, first.high, first.open_low)
+
+
+def _value_range(axis: AbstractAxis) -> tuple[float, float]:
+    if isinstance(axis, Grid):
+        return float(axis.values.min()), float(axis.values.max())
+    return float(axis.lo), float(axis.hi)
+
+
+def _check_range(name: str, setter: _Setter, lo: float, hi: float, where: str) -> None:
+    if setter.low is not None:
+        ok = lo > setter.low if setter.open_low else lo >= setter.low
+        relation = ">" if setter.open_low else ">="
+        require(ok, f"{where} {name!r}: values must be {relation} {setter.low}, got {lo:g}; "
+                    "change the range")
+    if setter.high is not None:
+        require(hi <= setter.high, f"{where} {name!r}: values must be <= {setter.high}, got "
+                                   f"{hi:g}; change the range")
+
+
+def _updates(setters: Mapping[str, _Setter], values: Mapping[str, Any]) -> dict[str, Any]:
+    """Base-parameter values from user-facing values."""
+    updates: dict[str, Any] = {}
+    for name, value in values.items():
+        setter = setters[name]
+        base_value = setter.transform(value)
+        for target in setter.targets:
+            updates[target] = base_value
+    return updates
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+def _names(argument: str, field: str) -> tuple[str, ...]:
+    parts = tuple(p.strip() for p in argument.split("+"))
+    require(argument != "" and all(parts),
+            f"metric {field!r}: give names joined by '+', e.g. 'population:A1+B1'")
+    return parts
+
+
+def _population(argument: str, field: str) -> MetricFunction:
+    names = _names(argument, field)
+    return lambda result, network: result.final_population(*names)
+
+
+def _output(argument: str, field: str) -> MetricFunction:
+    channels = _names(argument, field)
+    return lambda result, network: sum(result.emitted(channel) for channel in channels)
+
+
+def _total_output(argument: str, field: str) -> MetricFunction:
+    kinds = tuple(k.strip() for k in (argument or "end").split(","))
+    return lambda result, network: result.total_output(kinds)
+
+
+def _conservation(argument: str, field: str) -> MetricFunction:
+    require(argument == "", f"metric {field!r}: 'conservation_error' takes no argument")
+    return lambda result, network: result.conservation_error
+
+
+def _in_flight(argument: str, field: str) -> MetricFunction:
+    require(argument == "", f"metric {field!r}: 'in_flight' takes no argument")
+    return lambda result, network: result.in_flight[-1]
+
+
+def _direction(argument: str, field: str) -> str:
+    direction = argument.strip()
+    require(direction in ("right", "left"),
+            f"metric {field!r}: direction {direction!r}; use 'right' or 'left'")
+    return direction
+
+
+def _directionality(argument: str, field: str) -> MetricFunction:
+    direction = _direction(argument, field)
+    return lambda result, network: _metrics.directionality(result, direction)
+
+
+def _w_fidelity(argument: str, field: str) -> MetricFunction:
+    parts = argument.split(",")
+    require(len(parts) == 3, f"metric {field!r}: expected 'w_fidelity:A0+B0,A1+B1,right' "
+                             "(sender qubits, receiver qubits, photon direction)")
+    first, second = _names(parts[0], field), _names(parts[1], field)
+    direction = _direction(parts[2], field)
+    return lambda result, network: _metrics.w_fidelity(result, first, second, direction)
+
+
+#: Metric kinds usable as strings 'kind' or 'kind:argument'.
+METRICS: dict[str, Callable[[str, str], MetricFunction]] = {
+    "population": _population,
+    "output": _output,
+    "total_output": _total_output,
+    "conservation_error": _conservation,
+    "in_flight": _in_flight,
+    "directionality": _directionality,
+    "w_fidelity": _w_fidelity,
+}
+
+
+def metric_function(spec: str | MetricFunction, name: str = "metric") -> MetricFunction:
+    """The function `(result, network) -> scalar` of a metric given as a string or callable.
+
+    **Arguments:**
+
+    - `spec`: `'kind'` or `'kind:argument'` with a kind of `METRICS`, or a callable.
+    - `name`: the metric's name (for error messages).
+    """
+    if callable(spec):
+        parameters = inspect.signature(spec).parameters
+        if len(parameters) == 1:
+            return lambda result, network: spec(result)
+        return spec
+    require(isinstance(spec, str), f"metric {name!r}: give a string or a function, got {spec!r}")
+    kind, _, argument = spec.partition(":")
+    if kind not in METRICS:
+        close = difflib.get_close_matches(kind, list(METRICS), n=2)
+        guess = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+        raise ValidationError(
+            f"metric {name!r}: unknown kind {kind!r} in {spec!r}; {guess}use one of "
+            f"{', '.join(METRICS)}"
+        )
+    return METRICS[kind](argument, name)
+
+
+def _metric_specs(
+    metrics: str | Sequence[str] | Mapping[str, str | MetricFunction] | None,
+) -> dict[str, str | MetricFunction]:
+    require(metrics is not None and len(metrics) > 0,
+            "metrics: give at least one metric, e.g. metrics=['population:A1+B1']")
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    if not isinstance(metrics, Mapping):
+        for spec in metrics:
+            require(isinstance(spec, str),
+                    f"metrics: {spec!r} needs a name; pass a dict {{name: function}}")
+        metrics = {spec: spec for spec in metrics}
+    for name in metrics:
+        require(isinstance(name, str) and name != "" and "/" not in name,
+                f"metric name {name!r}: give a non-empty name without '/'")
+    return dict(metrics)
+
+
+def _metric_table(
+    metrics: str | Sequence[str] | Mapping[str, str | MetricFunction] | None,
+) -> dict[str, MetricFunction]:
+    return {name: metric_function(spec, name) for name, spec in _metric_specs(metrics).items()}
+
+
+# ------------------------------------------------------------------------------ sweep
+
+
+def _representation(network: Network, swept: Collection[str], representation: str) -> str:
+    require(representation in REPRESENTATIONS,
+            f"representation={representation!r}; use one of {', '.join(REPRESENTATIONS)}")
+    if representation == "auto":
+        # A swept delay or reflection is traced, so only the delay kernel can honour it.
+        swept_delay = any(name.endswith(".delay") or name.startswith("scatterers.")
+                          for name in swept)
+        representation = "delay" if swept_delay else _choose(network, "auto")
+    if representation == "delay":
+        require(
+            importlib.util.find_spec("chiraljax._delay_model") is not None,
+            "representation='delay' (needed for delays or reflections) is not available in this "
+            "installation; use representation='sector' for the Markov limit",
+        )
+    return representation
+
+
+def model_metrics(
+    network: Network,
+    metrics: Mapping[str, MetricFunction],
+    setters: Mapping[str, _Setter],
+    *,
+    t_span: tuple[float, float],
+    representation: str,
+    n_save: int,
+    rtol: float,
+    atol: float,
+    max_steps: int,
+) -> Callable[[dict[str, jax.Array]], dict[str, jax.Array]]:
+    """The pure point function the engine vmaps: parameters -> {metric: scalar}."""
+
+    def evaluate(point: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        model = network.with_parameters(_updates(setters, point))
+        result = simulate(model, t_span, n_save=n_save, representation=representation,
+                          rtol=rtol, atol=atol, max_steps=max_steps)
+        values = {}
+        for name, metric in metrics.items():
+            try:
+                value = metric(result, model)
+            except ValidationError as err:
+                raise ValidationError(f"metric {name!r}: {err}") from None
+            values[name] = jnp.real(jnp.asarray(value))
+        return values
+
+    return evaluate
+
+
+def sweep(
+    target: Network | str | os.PathLike[str] | Callable[[dict[str, jax.Array]], Any],
+    axes: Sequence[AbstractAxis],
+    *,
+    metrics: str | Sequence[str] | Mapping[str, str | MetricFunction] | None = None,
+    t_span: tuple[float, float] | None = None,
+    representation: str | None = None,
+    mode: Mode = "cartesian",
+    fixed: Mapping[str, Any] | None = None,
+    parameters: Collection[str] | None = None,
+    n_save: int = 2,
+    rtol: float | None = None,
+    atol: float | None = None,
+    max_steps: int | None = None,
+    chunk_size: int | None = None,
+    out: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    devices: Sequence[jax.Device] | None = None,
+    progress: bool = True,
+    key: int | jax.Array | None = None,
+    callback: Callable[[ChunkDone], None] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
+    r"""Sweep a Network's parameters (or any JAX function) and return a map of metrics.
+
+    With a Network (or a network file, or a preset name) every point is
+    $m_j = f_j(\mathrm{simulate}(N \leftarrow p))$: one compile, `vmap` in chunks, sharded over
+    all local devices (see the module docstring for parameter names and metric strings). With
+    a plain function `fn(params) -> {metric: scalar}` it is the generic engine
+    (`chiraljax._sweep.sweep`) and the Network-only arguments must be left out.
+
+    All input (names, values against their physical range, metrics, output path) is checked
+    before anything is computed.
+
+    **Arguments:**
+
+    - `target`: a `Network`, a network file (`.toml`/`.json`), a preset name, or a function.
+    - `axes`: `Grid`, `Random`, `QuasiRandom` axes named by parameter.
+    - `metrics`: metric strings, or {name: string or `f(result, network)` or `f(result)`}.
+    - `t_span`: (t0, t1) of each simulation (required for a Network unless its network file
+      gives one).
+    - `representation`: as `simulate` (default: the network file's, else 'auto'); 'auto'
+      picks 'delay' when delays or reflections are swept or present, else 'sector'.
+    - `mode`, `fixed`, `chunk_size`, `out`, `overwrite`, `devices`, `progress`, `key`,
+      `callback`, `attrs`: as the engine; fixed values take the same names as axes.
+    - `parameters`: valid names for a function target (a Network knows its own).
+    - `n_save`, `rtol`, `atol`, `max_steps`: passed to `simulate` (defaults: the network
+      file's, else simulate's; two save points suffice for final-value metrics).
+
+    **Returns:**
+
+    An `xarray.Dataset`: one variable per metric over the sweep's dimensions, the swept
+    parameters (by the names given) as coordinates, and attributes with the spec, timings and,
+    for a Network, `representation`, `t_span` and `metrics` (JSON).
+    """
+    engine_options = dict(mode=mode, chunk_size=chunk_size, out=out, overwrite=overwrite,
+                          devices=devices, progress=progress, key=key, callback=callback)
+    extra = dict(attrs or {})
+    if callable(target) and not isinstance(target, Network):
+        require(metrics is None and t_span is None and representation is None,
+                "sweep: metrics, t_span and representation apply to a Network; a function "
+                "returns its own metrics")
+        return sweep_function(target, axes, fixed=fixed, parameters=parameters, attrs=extra,
+                              **engine_options)
+    require(parameters is None, "sweep: parameters applies to a function; a Network lists its own")
+    network, settings = load_target(target)
+    table = _metric_table(metrics)
+    t_span = settings.t_span if t_span is None else t_span
+    representation = representation or settings.representation or "auto"
+    rtol = _first(rtol, settings.rtol, 1e-8)
+    atol = _first(atol, settings.atol, 1e-10)
+    max_steps = _first(max_steps, settings.max_steps, 100_000)
+    require(t_span is not None and len(t_span) == 2,
+            f"t_span={t_span!r}: give the simulation window (t0, t1)")
+    t0, t1 = (float(x) for x in t_span)
+    require(np.isfinite(t0) and np.isfinite(t1) and t1 > t0,
+            f"t_span={t_span!r}: give finite times with t1 > t0")
+    require(isinstance(n_save, int) and n_save >= 2, f"n_save={n_save!r}: give an integer >= 2")
+    axes = list(axes)
+    for axis in axes:
+        require(isinstance(axis, AbstractAxis),
+                f"axes: {axis!r} is not an axis; use Grid, Random or QuasiRandom")
+    fixed = dict(fixed or {})
+    setters: dict[str, _Setter] = {}
+    for axis in axes:
+        setter = resolve_parameter(axis.name, network)
+        _check_range(axis.name, setter, *_value_range(axis), "axis")
+        setters[axis.name] = setter
+    for name, value in fixed.items():
+        setter = resolve_parameter(name, network)
+        array = np.asarray(value, dtype=float)
+        require(bool(np.all(np.isfinite(array))), f"fixed[{name!r}] = {value!r}: give a finite value")
+        _check_range(name, setter, float(array.min()), float(array.max()), "fixed")
+        setters[name] = setter
+    targets = [t for s in setters.values() for t in s.targets]
+    clashes = sorted({t for t in targets if targets.count(t) > 1})
+    require(not clashes, f"parameter {', '.join(map(repr, clashes))} is set by more than one axis or "
+                         "fixed value; set each parameter once")
+    chosen = _representation(network, targets, representation)
+    fn = model_metrics(network, table, setters, t_span=(t0, t1), representation=chosen,
+                       n_save=n_save, rtol=float(rtol), atol=float(atol), max_steps=int(max_steps))
+    described = {name: spec if isinstance(spec, str) else "function"
+                 for name, spec in _metric_specs(metrics).items()}
+    extra.update(representation=chosen, t_span=[t0, t1], metrics=json.dumps(described))
+    return sweep_function(fn, axes, fixed=fixed, parameters=list(setters), attrs=extra,
+                          **engine_options)
+
+
+def _first(*values: Any) -> Any:
+    return next(value for value in values if value is not None)
+
+
+def load_target(
+    target: Network | str | os.PathLike[str],
+) -> tuple[Network, SimulationSettings]:
+    """A Network, and the simulation settings that came with it, from what `sweep` accepts.
+
+    **Arguments:**
+
+    - `target`: a `Network`; a path ending in `.toml` or `.json` (a network file, whose
+      `[simulation]` table supplies defaults); or the name of a preset of `chiraljax.presets`.
+
+    **Returns:**
+
+    `(network, settings)`; settings are empty for a Network or a preset.
+    """
+    if isinstance(target, Network):
+        return target, SimulationSettings()
+    require(isinstance(target, (str, os.PathLike)),
+            f"sweep: target must be a Network, a network file or a preset name, got "
+            f"{type(target).__name__}")
+    if Path(target).suffix.lower() in (".toml", ".json"):
+        return load_network_file(target)
+    return load_preset(str(target)), SimulationSettings()
+
+
+def load_network_file(path: str | os.PathLike[str]) -> tuple[Network, SimulationSettings]:
+    """Read a network file (TOML or JSON; docs/network-format.md) and its `[simulation]` table."""
+    path = Path(path)
+    require(path.is_file(), f"network file {str(path)!r} does not exist; check the path")
+    return load_network(path)
+
+
+def load_preset(name: str) -> Network:
+    """The Network of the preset `name` from `chiraljax.presets`."""
+    from . import presets
+
+    getter = getattr(presets, "load_preset", None) or getattr(presets, "preset", None)
+    require(getter is not None,
+            f"preset {name!r}: this installation has no presets; give a Network or a network file")
+    network = getter(name)
+    if not isinstance(network, Network) and hasattr(network, "network"):
+        network = network.network
+    require(isinstance(network, Network), f"preset {name!r} does not describe a Network")
+    return network
+
+
+def sweep_parameters(network: Network) -> list[str]:
+    """The parameter names `sweep` accepts for `network` (base and derived; `*` also works)."""
+    return parameter_names(load_target(network)[0])
+
+
+__all__ = ["DERIVED", "METRICS", "load_target", "metric_function", "resolve_parameter",
+           "sweep", "sweep_parameters"]
