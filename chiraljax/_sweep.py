@@ -758,6 +758,7 @@ def sweep(
     progress: bool = True,
     key: int | jax.Array | None = None,
     callback: Callable[[ChunkDone], None] | None = None,
+    attrs: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
     r"""Evaluate `fn` at every point of a parameter sweep, in chunks, on all devices.
 
@@ -783,6 +784,7 @@ def sweep(
     - `progress`: show a progress bar with points per second (on stderr).
     - `key`: int seed or jax PRNG key for random axes without a seed of their own (default 0).
     - `callback`: called with a `ChunkDone` after each computed chunk has been stored.
+    - `attrs`: extra attributes (JSON-able scalars or strings) stored with the result.
 
     **Returns:**
 
@@ -881,6 +883,7 @@ def sweep(
         "bytes_per_point_estimate": probe.bytes_per_point,
         "compiled_temp_bytes": -1 if temp_bytes is None else temp_bytes,
         "precision": PRECISION,
+        **dict(attrs or {}),
     }
     dataset = _to_dataset(plan, results, attrs)
     if out_path is not None and writer:
