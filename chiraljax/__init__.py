@@ -17,5 +17,8 @@ from ._network_io import SimulationSettings, load_network, network_from_dict, ne
 from ._markov import LindbladModel, compile_markov
 from ._result import Result
 from ._simulate import simulate
+from ._sweep import AbstractAxis, Grid, QuasiRandom, Random, sweep_cost
+from ._sweep_model import sweep, sweep_parameters
+from ._sweep_spec import load_sweep_spec, run_sweep_spec
 
 __version__ = "0.1.0"
