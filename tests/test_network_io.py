@@ -15,7 +15,9 @@ from chiraljax._errors import ValidationError
 from chiraljax._network_io import PULSE_SHAPES, _validator, read_document
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-EXAMPLE_FILES = sorted(p.name for p in EXAMPLES.glob("*") if p.suffix in (".toml", ".json"))
+# examples/ also holds sweep specs; network files are the documents that list emitters
+EXAMPLE_FILES = sorted(p.name for p in EXAMPLES.glob("*") if p.suffix in (".toml", ".json")
+                       and "emitters" in read_document(p))
 N_SAVE = 11  # the CLI tests use the same count, so the compiled solvers are shared
 
 
@@ -253,7 +255,7 @@ def test_examples_are_schema_valid():
 
 
 def test_examples_simulate(example_results):
-    assert set(example_results) == {"directional_emission.json", "single_emitter.toml", "two_module_transfer.toml"}
+    assert {"directional_emission.json", "single_emitter.toml", "two_module_transfer.toml"} <= set(example_results)
     for name, result in example_results.items():
         scalars = result.scalars()
         assert all(math.isfinite(v) for v in scalars.values()), name
