@@ -352,6 +352,8 @@ def read_document(path: str | os.PathLike) -> Any:
         return parse(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as err:
         raise ValidationError(f"{path}: not a text file ({err.reason})") from None
+    except OSError as err:
+        raise ValidationError(f"{path}: cannot read the file ({err.strerror})") from None
     except error as err:
         reason = " ".join(str(err).split())
         raise ValidationError(f"{path}: not valid {name}: {reason}") from None
@@ -380,8 +382,12 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write a text file so that readers see either the old or the complete new content
     (a temporary file in the same folder, then `os.replace`)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    require(path.parent.is_dir(), f"{path}: cannot write, the folder {path.parent} does not exist")
+    # mkstemp creates the file private (0600); give it the mode an ordinary new file would get
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)

@@ -106,3 +106,10 @@ def test_installed_entry_point_exit_code(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"chiraljax: error: {tmp_path / 'absent.json'}: no such network file"]
+
+
+def test_output_folder_must_exist(monkeypatch, capsys, tmp_path):
+    out = tmp_path / "absent" / "r.json"
+    code, _, stderr = run_cli(monkeypatch, capsys, "simulate", SINGLE, "--out", out)
+    assert code == 2
+    assert stderr.strip() == f"chiraljax: error: --out {out}: the folder {out.parent} does not exist"

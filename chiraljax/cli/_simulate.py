@@ -52,6 +52,8 @@ def simulate_command(
     require(settings.t_span is not None,
             f"{network_file}: no time window; give t_span = [t0, t1] in the file's [simulation] table "
             "or --t-span T0 T1 on the command line")
+    if out is not None:
+        require(out.parent.is_dir(), f"--out {out}: the folder {out.parent} does not exist")
     start = time.perf_counter()
     result = simulate(network, settings.t_span, **settings.simulate_kwargs())
     scalars = result.scalars()
