@@ -69,7 +69,7 @@ def rich_network() -> cj.Network:
     outputs = [cj.OutputMode("detect", cj.GaussianMode(4.0, 1.0), end="right"),
                cj.OutputMode("back", cj.SechMode(0.8), end="left")]
     return cj.Network(emitters, ports, links=links, scatterers=scatterers, couplings=couplings,
-                      controls={**controls}, inputs=inputs, outputs=outputs,
+                      controls=controls, inputs=inputs, outputs=outputs,
                       initial={"A": 0.6, "B": 0.8j}, end_reflections=(0.05, -0.02j))
 
 
