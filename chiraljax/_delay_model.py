@@ -234,7 +234,6 @@ def plan_delay(network: Network, t0, t1, ts=None, *, n_save: int = 201, dt: floa
             + "; use representation='sector' (Markov) for more")
     require(len(network.ports) >= 1, "Network: the delay representation needs at least one port")
 
-    elements = network.elements
     link_delays = [_float(link.delay) for link in network.links]
     for i, d in enumerate(link_delays):
         require(d is None or d >= 0, f"Link {i}: delay must be >= 0, got {d}")
@@ -298,12 +297,14 @@ def plan_delay(network: Network, t0, t1, ts=None, *, n_save: int = 201, dt: floa
 
     plan = DelayPlan(t0f, dt, n_steps, max_delay, instantaneous, _check_scatterers(network), ts_index,
                      save_trace, n_traj)
-    if any(instantaneous):
-        _check_loops(network, elements, plan)
+    ends = _concrete(network.end_reflections)
+    reflectors = len(network.scatterers) + (2 if ends is None else int(np.count_nonzero(ends)))
+    if reflectors >= 2:  # a loop needs two reflectors joined by zero-delay links
+        _check_loops(network, plan)
     return plan
 
 
-def _check_loops(network: Network, elements, plan: DelayPlan) -> None:
+def _check_loops(network: Network, plan: DelayPlan) -> None:
     """Refuse a lossless loop of reflectors closed by zero-delay links (concrete values)."""
     try:
         _problem(network, plan)
