@@ -18,7 +18,7 @@ excitation number? do the L_k lower it?) never look at traced values.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax.numpy as jnp
 import numpy as np
@@ -61,16 +61,6 @@ class Term:
     matrix: Any
     pattern: np.ndarray
 
-    def monomial(self, t, cache: dict) -> Any:
-        """mu(t); `cache` holds each distinct factor's value at this t."""
-        value = jnp.asarray(1.0 + 0.0j)
-        for f in self.fns:
-            base = _base(f)
-            if id(base) not in cache:
-                cache[id(base)] = (base, jnp.asarray(base(t)))
-            v = cache[id(base)][1]
-            value = value * (jnp.conj(v) if isinstance(f, _Conj) else v)
-        return value
 
 
 def _add_matrices(a, b):
@@ -192,25 +182,56 @@ class Operator:
             out |= t.pattern
         return out
 
-    def stack(self) -> tuple[Any, Callable[..., Any]]:
-        """The matrices stacked as (n_monomials, dim, dim), and `coefficients(t, cache=None)`
-        giving the monomials' values (n_monomials,), each distinct factor evaluated once per time
-        (shared through `cache` between operators)."""
-        if not self.terms:
-            return jnp.zeros((1, self.space.dim, self.space.dim), complex), lambda t, cache=None: jnp.zeros((1,), complex)
-        mats = jnp.stack([jnp.asarray(t.matrix, dtype=complex) for t in self.terms])
-        terms = self.terms
-
-        def coefficients(t, cache: dict | None = None):
-            cache = {} if cache is None else cache
-            return jnp.stack([term.monomial(t, cache) for term in terms])
-
-        return mats, coefficients
-
     def __call__(self, t) -> jnp.ndarray:
         """A(t) as a dense JAX matrix."""
-        mats, coefficients = self.stack()
+        (mats,), coefficients = stack_operators([self])
         return jnp.einsum("n,nij->ij", coefficients(t), mats)
 
     def __repr__(self) -> str:
         return f"Operator(dim={self.space.dim}, monomials={len(self.terms)})"
+
+
+def stack_operators(operators: Sequence[Operator]) -> tuple[list[Any], Callable[[Any], Any]]:
+    """Stack several operators for fast evaluation inside a time loop.
+
+    Every distinct time-dependent factor f_i (pulse, square root of a pulse) among all terms is
+    evaluated once per time; with v = (f_1, ..., f_F, f_1^*, ..., f_F^*, 1) each monomial is
+    prod_j v[idx_mj], one gather and one product for all terms together.
+
+    **Returns:** the matrices of each operator, shape (n_terms_op, dim, dim) (a zero matrix
+    for the zero operator), and `coefficients(t)`: the monomials of all terms, concatenated in
+    the same order, shape (sum of n_terms_op,).
+    """
+    bases: list[Callable] = []
+    where: dict[int, int] = {}
+    rows: list[list[tuple[int, bool]]] = []
+    stacks = []
+    for op in operators:
+        terms = op.terms or (Term((), np.zeros((op.space.dim, op.space.dim), complex),
+                                  np.zeros((op.space.dim, op.space.dim), bool)),)
+        stacks.append(jnp.stack([jnp.asarray(t.matrix, dtype=complex) for t in terms]))
+        for term in terms:
+            row = []
+            for f in term.fns:
+                b = _base(f)
+                if id(b) not in where:
+                    where[id(b)] = len(bases)
+                    bases.append(b)
+                row.append((where[id(b)], isinstance(f, _Conj)))
+            rows.append(row)
+    n_f = len(bases)
+    width = max([len(r) for r in rows] + [1])
+    index = np.full((len(rows), width), 2 * n_f, dtype=int)
+    for m, row in enumerate(rows):
+        for j, (i, conj) in enumerate(row):
+            index[m, j] = i + n_f * conj
+
+    def coefficients(t):
+        if n_f:
+            v = jnp.stack([jnp.asarray(b(t), dtype=complex) for b in bases])
+            ext = jnp.concatenate([v, jnp.conj(v), jnp.ones((1,), complex)])
+        else:
+            ext = jnp.ones((1,), complex)
+        return jnp.prod(ext[index], axis=1)
+
+    return stacks, coefficients

@@ -20,29 +20,17 @@ from ._markov import LindbladModel, compile_markov, required_excitations
 from ._network import Network
 from ._pulses import _concrete
 from ._result import Result
-from .kernels._lindblad import ChannelStack, OperatorStack, solve_full, solve_sector
+from ._operator import stack_operators
+from .kernels._lindblad import Generator, solve_full, solve_sector
 
 REPRESENTATIONS = ("auto", "sector", "full", "delay")
 
 
-def _operator_stack(op) -> OperatorStack:
-    mats, coefficients = op.stack()
-    return OperatorStack(mats, coefficients)
-
-
-def _channel_stack(channels) -> ChannelStack:
-    mats, coefs, owner = [], [], []
-    for k, ch in enumerate(channels):
-        m, c = ch.operator.stack()
-        mats.append(m)
-        coefs.append(c)
-        owner.extend([k] * m.shape[0])
-
-    def coefficients(t):
-        cache: dict = {}
-        return jnp.concatenate([c(t, cache) for c in coefs])
-
-    return ChannelStack(jnp.concatenate(mats), coefficients, np.asarray(owner, dtype=int), len(channels))
+def _generator(hamiltonian, channels) -> Generator:
+    """Stack H and the channels' operators with one shared coefficient function."""
+    mats, coefficients = stack_operators([hamiltonian] + [c.operator for c in channels])
+    owner = np.concatenate([np.full(m.shape[0], k) for k, m in enumerate(mats[1:])])
+    return Generator(mats[0], jnp.concatenate(mats[1:]), owner, len(channels), coefficients)
 
 
 def _choose(network: Network, representation: str) -> str:
@@ -61,12 +49,12 @@ def _run_lindblad(model: LindbladModel, representation: str, t0, t1, ts, rtol, a
     photon = model.photon_channels
     if representation == "sector":
         channels = photon
-        sol = solve_sector(_operator_stack(model.hamiltonian), _channel_stack(channels), rho0, numbers,
+        sol = solve_sector(_generator(model.hamiltonian, channels), rho0, numbers,
                            model.dephasing, t0, t1, ts, jump_ts=model.jump_times, rtol=rtol, atol=atol,
                            max_steps=max_steps)
     else:
         channels = model.channels
-        sol = solve_full(_operator_stack(model.hamiltonian), _channel_stack(channels), rho0, numbers,
+        sol = solve_full(_generator(model.hamiltonian, channels), rho0, numbers,
                          t0, t1, ts, jump_ts=model.jump_times, rtol=rtol, atol=atol, max_steps=max_steps)
     kinds = tuple(c.kind for c in channels)
     carries = jnp.asarray([kind != "dephasing" for kind in kinds], dtype=float)

@@ -29,21 +29,22 @@ import jax.numpy as jnp
 import numpy as np
 
 
-class OperatorStack(NamedTuple):
-    """sum_n c_n(t) M_n, with M_n stacked as `mats` (n, D, D) and `coefficients(t) -> (n,)`."""
+class Generator(NamedTuple):
+    """H(t) = sum_n c_n(t) H_n and L_k(t) = sum_{n in k} c_n(t) L_n in stacked form.
 
-    mats: Any
+    **Fields:**
+
+    - `h_mats`: (nH, D, D) Hamiltonian matrices.
+    - `l_mats`: (nL, D, D) jump-operator matrices; `l_channel`: (nL,) the channel of each.
+    - `n_channels`: K.
+    - `coefficients(t)`: the nH + nL coefficients, Hamiltonian terms first.
+    """
+
+    h_mats: Any
+    l_mats: Any
+    l_channel: np.ndarray
+    n_channels: int
     coefficients: Callable[[Any], Any]
-
-
-class ChannelStack(NamedTuple):
-    """K channels: `mats` (n, D, D), `coefficients(t) -> (n,)`, `channel` (n,) with each term's
-    channel index, `count` = K."""
-
-    mats: Any
-    coefficients: Callable[[Any], Any]
-    channel: np.ndarray
-    count: int
 
 
 class LindbladSolution(NamedTuple):
@@ -67,39 +68,33 @@ def _to_complex(y):
     return y[0] + 1j * y[1]
 
 
-def _evaluate(stack: OperatorStack, t):
-    return jnp.einsum("n,nij->ij", stack.coefficients(t), stack.mats)
+def _make_rhs(gen: Generator, gamma):
+    n_h = gen.h_mats.shape[0]
+    onehot = jnp.asarray(np.eye(gen.n_channels)[gen.l_channel])
+    l_by_channel = jnp.einsum("nk,nij->nkij", onehot, gen.l_mats)
 
-
-def _evaluate_channels(stack: ChannelStack, onehot, t):
-    return jnp.einsum("n,nk,nij->kij", stack.coefficients(t), onehot, stack.mats)
-
-
-def _make_rhs(hamiltonian: OperatorStack, channels: ChannelStack, gamma):
-    onehot = jnp.asarray(np.eye(channels.count)[channels.channel])
-    h_mats = jnp.asarray(hamiltonian.mats)
-    l_mats = jnp.asarray(channels.mats)
-    hamiltonian = hamiltonian._replace(mats=h_mats)
-    channels = channels._replace(mats=l_mats)
-
-    def rates(t, rho):
-        ls = _evaluate_channels(channels, onehot, t)
-        jumped = jnp.einsum("kij,jl,kml->kim", ls, rho, ls.conj())
-        return ls, jumped
+    def operators(t):
+        c = gen.coefficients(t)
+        h = jnp.einsum("n,nij->ij", c[:n_h], gen.h_mats)
+        ls = jnp.einsum("n,nkij->kij", c[n_h:], l_by_channel)
+        return h, ls
 
     def rhs(t, y, args):
         rho = _to_complex(y[0])
-        ls, jumped = rates(t, rho)
-        heff = _evaluate(hamiltonian, t) - 0.5j * jnp.einsum("kji,kjl->il", ls.conj(), ls)
+        h, ls = operators(t)
+        lrho = jnp.einsum("kij,jl->kil", ls, rho)
+        jumped = jnp.einsum("kil,kml->kim", lrho, ls.conj())
+        heff = h - 0.5j * jnp.einsum("kji,kjl->il", ls.conj(), ls)
         a = heff @ rho
         drho = -1j * (a - a.conj().T) + jumped.sum(0)
         if gamma is not None:
             drho = drho - gamma * rho
-        flux = jnp.real(jnp.trace(jumped, axis1=1, axis2=2))
+        flux = jnp.real(jnp.einsum("kii->k", jumped))
         return _to_real(drho), flux
 
     def flux(t, rho):
-        return jnp.real(jnp.trace(rates(t, rho)[1], axis1=1, axis2=2))
+        _, ls = operators(t)
+        return jnp.real(jnp.einsum("kij,jl,kil->k", ls, rho, ls.conj()))
 
     return rhs, flux
 
@@ -125,14 +120,14 @@ def _solve(rhs, flux_fn, rho0, numbers, n_channels: int, t0, t1, ts, jump_ts, rt
     return LindbladSolution(ts, pops, fluxes, outputs, _to_complex(final[0][0]), final[1][0], sol.stats["num_steps"])
 
 
-def solve_full(hamiltonian: OperatorStack, channels: ChannelStack, rho0, numbers, t0, t1, ts, *,
+def solve_full(generator: Generator, rho0, numbers, t0, t1, ts, *,
                jump_ts=(), rtol: float = 1e-8, atol: float = 1e-10, max_steps: int = 100_000,
                solver: diffrax.AbstractSolver | None = None) -> LindbladSolution:
     """Integrate the Lindblad equation with every dissipator as an operator.
 
     **Arguments:**
 
-    - `hamiltonian`, `channels`: H(t) and the K channels' L_k(t) as stacks.
+    - `generator`: H(t) and the K channels' L_k(t) as stacks.
     - `rho0`: (D, D) initial density matrix.
     - `numbers`: (D, n_sub) occupation of each subsystem in each basis state (populations are
       sum_a rho_aa numbers[a, j]).
@@ -142,8 +137,8 @@ def solve_full(hamiltonian: OperatorStack, channels: ChannelStack, rho0, numbers
 
     **Returns:** a `LindbladSolution`.
     """
-    rhs, flux = _make_rhs(hamiltonian, channels, None)
-    return _solve(rhs, flux, rho0, numbers, channels.count, t0, t1, ts, jump_ts, rtol, atol, max_steps,
+    rhs, flux = _make_rhs(generator, None)
+    return _solve(rhs, flux, rho0, numbers, generator.n_channels, t0, t1, ts, jump_ts, rtol, atol, max_steps,
                   solver or diffrax.Tsit5())
 
 
@@ -154,16 +149,16 @@ def dephasing_rates(numbers, gamma_phi):
     return jnp.einsum("abj,j->ab", diff**2, jnp.asarray(gamma_phi, dtype=float))
 
 
-def solve_sector(hamiltonian: OperatorStack, channels: ChannelStack, rho0, numbers, gamma_phi, t0, t1, ts, *,
+def solve_sector(generator: Generator, rho0, numbers, gamma_phi, t0, t1, ts, *,
                  jump_ts=(), rtol: float = 1e-8, atol: float = 1e-10, max_steps: int = 100_000,
                  solver: diffrax.AbstractSolver | None = None) -> LindbladSolution:
     """Integrate the Lindblad equation on an excitation-number sector, with pure dephasing
     applied elementwise (Gamma_ab = sum_j gamma_phi,j (n_j(a) - n_j(b))^2).
 
-    Arguments as `solve_full`, plus `gamma_phi`: (n_sub,) pure-dephasing rates. `channels` must
+    Arguments as `solve_full`, plus `gamma_phi`: (n_sub,) pure-dephasing rates. The generator must
     not contain dephasing operators.
     """
     gamma = dephasing_rates(numbers, gamma_phi)
-    rhs, flux = _make_rhs(hamiltonian, channels, gamma)
-    return _solve(rhs, flux, rho0, numbers, channels.count, t0, t1, ts, jump_ts, rtol, atol, max_steps,
+    rhs, flux = _make_rhs(generator, gamma)
+    return _solve(rhs, flux, rho0, numbers, generator.n_channels, t0, t1, ts, jump_ts, rtol, atol, max_steps,
                   solver or diffrax.Tsit5())
