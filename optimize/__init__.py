@@ -13,3 +13,42 @@ from ._ppo import (
     ppo_optimize,
     save_ppo_state,
 )
+from ._parameterize import (
+    AbstractParameterization,
+    AnalyticParameterization,
+    BasisParameterization,
+    Chebyshev,
+    Controls,
+    CubicSpline,
+    Fourier,
+    GaussianAbsorption,
+    GaussianEmission,
+    PiecewiseConstant,
+    Shaped,
+    TimeReversed,
+)
+from ._objectives import (
+    AbsorptionEfficiency,
+    AbstractMetric,
+    AbstractPenalty,
+    AmplitudeLimit,
+    Directionality,
+    Objective,
+    ParameterNorm,
+    Population,
+    Smoothness,
+    TransferEfficiency,
+    WFidelity,
+    sample_ensemble,
+)
+from ._gradient import (
+    GradientConfig,
+    GradientHistory,
+    GradientResult,
+    GradientStep,
+    ObjectiveError,
+    gradient_optimize,
+    measure_cost_ratio,
+    value_and_grad,
+)
+from ._problems import PROBLEMS, Problem, get_problem, transfer_network

@@ -1,0 +1,476 @@
+r"""Objectives for pulse shaping: protocol metrics, penalties and robust ensemble averages.
+
+An `Objective` maps pulse parameters `x` to a score to maximise,
+
+    J(x) = A_e[ m(simulate(N_e(x))) ] - Σ_p w_p P_p(x),
+
+where `N_e(x)` is the network with its controls set by `x` and its hardware parameters set to
+member `e` of an ensemble (just the nominal network when no ensemble is given), `m` a protocol
+metric (transfer or absorption efficiency, W-state fidelity, directionality), `A_e` the mean over
+the ensemble (the robust objective) and `P_p` penalties on the parameters or pulse shapes. The
+ensemble is evaluated with `jax.vmap` over `network.with_parameters`, so the robust objective is
+one compiled function whatever the hardware values; its worst member is reported alongside.
+
+Each call of `J` costs `E` simulator evaluations for an ensemble of `E` members (1 without).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from chiraljax._errors import require
+from chiraljax._network import Network
+from chiraljax._precision import real_dtype
+from chiraljax._pulses import AbstractPulse
+from chiraljax._result import Result
+from chiraljax._simulate import REPRESENTATIONS, simulate
+
+from ._parameterize import Controls
+
+__all__ = [
+    "AbstractMetric",
+    "Population",
+    "TransferEfficiency",
+    "AbsorptionEfficiency",
+    "WFidelity",
+    "Directionality",
+    "AbstractPenalty",
+    "ParameterNorm",
+    "Smoothness",
+    "AmplitudeLimit",
+    "Objective",
+    "sample_ensemble",
+]
+
+
+class AbstractMetric(eqx.Module):
+    """A scalar figure of merit `m(result, network)` of one simulation (larger is better)."""
+
+    def __call__(self, result: Result, network: Network) -> Float[Array, ""]:
+        raise NotImplementedError
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+
+class Population(AbstractMetric):
+    """`m = Σ_{j ∈ names} <n_j>(t_1)`: the final excitation of the named emitters."""
+
+    names: tuple[str, ...] = eqx.field(static=True)
+
+    def __init__(self, *names: str):
+        require(len(names) >= 1, "Population: name at least one emitter")
+        self.names = tuple(names)
+
+    def __call__(self, result: Result, network: Network) -> Float[Array, ""]:
+        return result.final_population(*self.names)
+
+
+class TransferEfficiency(Population):
+    """Transfer efficiency: the final excitation of the receiver's qubits, starting from an
+    excited sender (the link limit is the link's power transmission η)."""
+
+
+class AbsorptionEfficiency(AbstractMetric):
+    """`m = Σ_j <n_j>(t_1) / P_in`: the share of the arriving photon that the receiver keeps.
+
+    `P_in` is the probability that a photon reaches the receiver: a number, or the product of
+    named network parameters (e.g. `"links.1.transmission"`), read from the network simulated,
+    so an ensemble member with more loss is normalised by its own transmission.
+
+    **Arguments:**
+
+    - `receivers`: the receiver's emitter names.
+    - `incident`: a number in (0, 1], or parameter name(s) whose product is `P_in`.
+    """
+
+    receivers: tuple[str, ...] = eqx.field(static=True)
+    incident: float | tuple[str, ...] = eqx.field(static=True)
+
+    def __init__(self, receivers: tuple[str, ...], incident: float | str | tuple[str, ...] = 1.0):
+        require(len(receivers) >= 1, "AbsorptionEfficiency: name at least one receiver")
+        self.receivers = tuple(receivers)
+        if isinstance(incident, str):
+            incident = (incident,)
+        if not isinstance(incident, tuple):
+            incident = float(incident)
+            require(
+                0 < incident <= 1,
+                f"AbsorptionEfficiency: incident={incident} must lie in (0, 1]",
+            )
+        self.incident = incident
+
+    def __call__(self, result: Result, network: Network) -> Float[Array, ""]:
+        caught = result.final_population(*self.receivers)
+        if isinstance(self.incident, float):
+            return caught / self.incident
+        values = network.parameters()
+        arriving = jnp.prod(jnp.stack([jnp.real(values[n]) for n in self.incident]))
+        return caught / arriving
+
+
+class WFidelity(AbstractMetric):
+    r"""Fidelity `F = <W|ρ|W>` of the final single-excitation state with a W target.
+
+    `|W> = Σ_j w_j |1_j>` over the named emitters. With `free_phase` a group of names whose
+    common phase `χ` is a known local phase (THEORY.md section 5), `F` is maximised over it in
+    closed form: with `W = W_1 + e^{iχ} W_2`,
+
+        max_χ F = <W_1|ρ|W_1> + <W_2|ρ|W_2> + 2 |<W_1|ρ|W_2>|.
+
+    Needs a representation with a density matrix on the 0/1-excitation sector ('sector') or
+    single-excitation amplitudes ('delay').
+
+    **Arguments:**
+
+    - `target`: `{emitter: amplitude}` (normalised to 1 here).
+    - `free_phase`: names in `target` whose joint phase is free (empty: fixed target).
+    """
+
+    names: tuple[str, ...] = eqx.field(static=True)
+    amplitudes: tuple[complex, ...] = eqx.field(static=True)
+    free_phase: tuple[str, ...] = eqx.field(static=True)
+
+    def __init__(self, target: Mapping[str, complex], free_phase: tuple[str, ...] = ()):
+        require(len(target) >= 1, "WFidelity: target must name at least one emitter")
+        amps = np.asarray([complex(a) for a in target.values()])
+        norm = float(np.sqrt(np.sum(np.abs(amps) ** 2)))
+        require(norm > 0, "WFidelity: target amplitudes are all zero")
+        unknown = [n for n in free_phase if n not in target]
+        require(not unknown, f"WFidelity: free_phase names {unknown} are not in the target")
+        self.names = tuple(target)
+        self.amplitudes = tuple(complex(a) for a in amps / norm)
+        self.free_phase = tuple(free_phase)
+
+    def __call__(self, result: Result, network: Network) -> Float[Array, ""]:
+        n = len(result.names)
+        rho = self._reduced_state(result)
+        index = [result.names.index(name) for name in self.names]
+        w1 = jnp.zeros((n,), complex)
+        w2 = jnp.zeros((n,), complex)
+        for name, j, a in zip(self.names, index, self.amplitudes):
+            if name in self.free_phase:
+                w2 = w2.at[j].set(a)
+            else:
+                w1 = w1.at[j].set(a)
+        f11 = jnp.real(jnp.vdot(w1, rho @ w1))
+        f22 = jnp.real(jnp.vdot(w2, rho @ w2))
+        f12 = jnp.vdot(w1, rho @ w2)
+        if self.free_phase:
+            return f11 + f22 + 2 * jnp.abs(f12)
+        return f11 + f22 + 2 * jnp.real(f12)
+
+    @staticmethod
+    def _reduced_state(result: Result):
+        n = len(result.names)
+        if result.representation == "sector":
+            state = result.final_state
+            require(
+                state.shape == (n + 1, n + 1),
+                "WFidelity: the final state is not on the 0/1-excitation sector; simulate with "
+                "representation='sector' and max_excitations=1",
+            )
+            return state[1:, 1:]
+        require(
+            result.amplitudes is not None,
+            f"WFidelity: the {result.representation!r} representation gives no single-excitation "
+            "state; use representation='sector' or 'delay'",
+        )
+        c = result.amplitudes[-1]
+        return jnp.outer(c, jnp.conj(c))
+
+
+class Directionality(AbstractMetric):
+    """`m = N_f / (N_f + N_b)`: the share of the emitted photon leaving through the forward end
+    (channels `'right'` and `'left'` by default)."""
+
+    forward: str = eqx.field(static=True, default="right")
+    backward: str = eqx.field(static=True, default="left")
+
+    def __call__(self, result: Result, network: Network) -> Float[Array, ""]:
+        f, b = result.emitted(self.forward), result.emitted(self.backward)
+        return f / (f + b)
+
+
+class AbstractPenalty(eqx.Module):
+    """A non-negative cost `P(x, pulses)` subtracted from the score."""
+
+    def __call__(self, x: Float[Array, " P"], pulses: dict[str, AbstractPulse]) -> Float[Array, ""]:
+        raise NotImplementedError
+
+
+class ParameterNorm(AbstractPenalty):
+    """`P = weight · ||x||^2` (keeps a residual parameterisation near its baseline)."""
+
+    weight: float = eqx.field(static=True)
+
+    def __call__(self, x, pulses):
+        return self.weight * jnp.sum(x**2)
+
+
+def _samples(pulse: AbstractPulse, t_span: tuple[float, float], n: int):
+    ts = jnp.linspace(t_span[0], t_span[1], n, dtype=real_dtype())
+    return ts, jax.vmap(pulse)(ts)
+
+
+class Smoothness(AbstractPenalty):
+    """`P = weight · mean_t (du/dt)^2` of one control on `n` samples over `t_span` (finite
+    differences): discourages fast features that a control line's bandwidth would filter."""
+
+    weight: float = eqx.field(static=True)
+    control: str = eqx.field(static=True)
+    t_span: tuple[float, float] = eqx.field(static=True)
+    n: int = eqx.field(static=True, default=257)
+
+    def __call__(self, x, pulses):
+        ts, u = _samples(pulses[self.control], self.t_span, self.n)
+        return self.weight * jnp.mean((jnp.diff(jnp.real(u)) / jnp.diff(ts)) ** 2)
+
+
+class AmplitudeLimit(AbstractPenalty):
+    """`P = weight · mean_t max(|u(t)| - limit, 0)^2`: a soft amplitude limit on one control."""
+
+    weight: float = eqx.field(static=True)
+    control: str = eqx.field(static=True)
+    limit: float = eqx.field(static=True)
+    t_span: tuple[float, float] = eqx.field(static=True)
+    n: int = eqx.field(static=True, default=257)
+
+    def __call__(self, x, pulses):
+        _, u = _samples(pulses[self.control], self.t_span, self.n)
+        return self.weight * jnp.mean(jnp.maximum(jnp.abs(u) - self.limit, 0.0) ** 2)
+
+
+class Objective(eqx.Module):
+    """The score `J(x)` of pulse parameters on a network (to maximise).
+
+    **Arguments:**
+
+    - `network`: the device; its controls named in `controls` are replaced by the pulses.
+    - `controls`: a `Controls` (or a `{control: parameterisation}` mapping).
+    - `metric`: an `AbstractMetric`.
+    - `t_span`: the simulated window `(t0, t1)`.
+    - `penalties`: penalties subtracted from the metric.
+    - `ensemble`: `{parameter name: values of shape (E,)}` of hardware parameters; the score
+      is then the ensemble mean of the metric (robust objective). `None`: nominal network.
+    - `representation`, `rtol`, `atol`, `max_steps`: passed to `cj.simulate`.
+    """
+
+    network: Network
+    controls: Controls
+    metric: AbstractMetric
+    penalties: tuple[AbstractPenalty, ...]
+    ensemble: dict[str, Array] | None
+    t_span: tuple[float, float] = eqx.field(static=True)
+    representation: str = eqx.field(static=True)
+    rtol: float = eqx.field(static=True)
+    atol: float = eqx.field(static=True)
+    max_steps: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        network: Network,
+        controls: Controls | Mapping[str, Any],
+        metric: AbstractMetric,
+        t_span: tuple[float, float],
+        *,
+        penalties: tuple[AbstractPenalty, ...] = (),
+        ensemble: Mapping[str, Any] | None = None,
+        representation: str = "auto",
+        rtol: float = 1e-8,
+        atol: float = 1e-10,
+        max_steps: int = 100_000,
+    ):
+        require(isinstance(network, Network), f"network: expected a Network, got {type(network).__name__}")
+        if not isinstance(controls, Controls):
+            controls = Controls(controls)
+        require(isinstance(metric, AbstractMetric), f"metric: expected a metric, got {type(metric).__name__}")
+        for p in penalties:
+            require(isinstance(p, AbstractPenalty), f"penalties: expected penalties, got {type(p).__name__}")
+        require(
+            len(t_span) == 2 and float(t_span[1]) > float(t_span[0]),
+            f"t_span={t_span!r}: need (t0, t1) with t1 > t0",
+        )
+        require(
+            representation in REPRESENTATIONS,
+            f"representation={representation!r}: choose one of {', '.join(REPRESENTATIONS)}",
+        )
+        # Fails early (with the control names) if a control is not in the network.
+        controls.apply(network, controls.initial())
+        self.network, self.controls, self.metric = network, controls, metric
+        self.penalties = tuple(penalties)
+        self.ensemble = None if ensemble is None else _check_ensemble(network, ensemble)
+        self.t_span = (float(t_span[0]), float(t_span[1]))
+        self.representation = representation
+        self.rtol, self.atol, self.max_steps = float(rtol), float(atol), int(max_steps)
+
+    @property
+    def size(self) -> int:
+        """Number of pulse parameters P."""
+        return self.controls.size
+
+    @property
+    def evaluations_per_call(self) -> int:
+        """Simulator evaluations one call of the objective costs (the ensemble size, or 1)."""
+        if self.ensemble is None:
+            return 1
+        return int(next(iter(self.ensemble.values())).shape[0])
+
+    def _replace(self, **changes: Any) -> Objective:
+        fields = dict(
+            penalties=self.penalties,
+            ensemble=self.ensemble,
+            representation=self.representation,
+            rtol=self.rtol,
+            atol=self.atol,
+            max_steps=self.max_steps,
+        )
+        network = changes.pop("network", self.network)
+        fields.update(changes)
+        return Objective(network, self.controls, self.metric, self.t_span, **fields)
+
+    def with_ensemble(self, ensemble: Mapping[str, Any] | None) -> Objective:
+        """The same objective with another ensemble (`None` for the nominal network)."""
+        return self._replace(ensemble=ensemble)
+
+    def with_network(self, network: Network) -> Objective:
+        """The same objective on another network of the same structure (e.g. the "true" one)."""
+        return self._replace(network=network)
+
+    def simulate(self, x: Float[Array, " P"], network: Network | None = None) -> Result:
+        """Simulate the (nominal, or the given) network with the pulses of `x`."""
+        return self._simulate(self.controls.apply(self.network if network is None else network, x))
+
+    def _simulate(self, network: Network) -> Result:
+        return simulate(
+            network,
+            self.t_span,
+            n_save=2,
+            representation=self.representation,
+            rtol=self.rtol,
+            atol=self.atol,
+            max_steps=self.max_steps,
+        )
+
+    def _metric(self, x, network: Network) -> Float[Array, ""]:
+        net = self.controls.apply(network, x)
+        return self.metric(self._simulate(net), net)
+
+    def members(self, x: Float[Array, " P"]) -> Float[Array, " E"]:
+        """The metric for every ensemble member (shape (1,) without an ensemble)."""
+        x = jnp.asarray(x, real_dtype())
+        if self.ensemble is None:
+            return self._metric(x, self.network)[None]
+        return jax.vmap(lambda values: self._metric(x, self.network.with_parameters(values)))(
+            self.ensemble
+        )
+
+    def penalty(self, x: Float[Array, " P"]) -> Float[Array, ""]:
+        """The summed penalties at `x`."""
+        x = jnp.asarray(x, real_dtype())
+        pulses = self.controls.pulses(x)
+        return sum((p(x, pulses) for p in self.penalties), jnp.zeros((), real_dtype()))
+
+    def __call__(self, x: Float[Array, " P"]) -> Float[Array, ""]:
+        """The score `J(x)`: ensemble-mean metric minus penalties."""
+        return jnp.mean(self.members(x)) - self.penalty(x)
+
+    def report(self, x: Float[Array, " P"]) -> dict[str, float]:
+        """Score, mean / worst / best metric over the ensemble, and the penalty, as floats."""
+        values, penalty = _report(self, jnp.asarray(x, real_dtype()))
+        values = np.asarray(values)
+        return {
+            "score": float(values.mean() - penalty),
+            "metric_mean": float(values.mean()),
+            "metric_worst": float(values.min()),
+            "metric_best": float(values.max()),
+            "penalty": float(penalty),
+        }
+
+
+@eqx.filter_jit
+def _report(objective: Objective, x):
+    return objective.members(x), objective.penalty(x)
+
+
+# Physical ranges of hardware parameters, by the last part of the dotted name: an ensemble
+# sample outside its range is clipped to it.
+_RANGES = {
+    "transmission": (0.0, 1.0),
+    "right_fraction": (0.0, 1.0),
+    "rate": (0.0, math.inf),
+    "decay": (0.0, math.inf),
+    "dephasing": (0.0, math.inf),
+    "delay": (0.0, math.inf),
+}
+
+
+def _check_ensemble(network: Network, ensemble: Mapping[str, Any]) -> dict[str, Array]:
+    require(
+        isinstance(ensemble, Mapping) and len(ensemble) >= 1,
+        "ensemble: give {parameter name: values of shape (E,)} or None",
+    )
+    known = network.parameters()
+    out, size = {}, None
+    for name, values in ensemble.items():
+        require(
+            name in known,
+            f"ensemble: no network parameter {name!r}; list them with network.parameters()",
+        )
+        values = jnp.asarray(values, dtype=jnp.result_type(known[name]))
+        require(values.ndim == 1 and values.shape[0] >= 1, f"ensemble[{name!r}]: expected shape (E,)")
+        require(
+            size is None or values.shape[0] == size,
+            f"ensemble[{name!r}]: has {values.shape[0]} members, others have {size}",
+        )
+        require(bool(jnp.all(jnp.isfinite(values))), f"ensemble[{name!r}]: contains NaN or inf")
+        size = values.shape[0]
+        out[name] = values
+    return out
+
+
+def sample_ensemble(
+    network: Network,
+    spreads: Mapping[str, float],
+    size: int,
+    key: PRNGKeyArray,
+    *,
+    relative: bool = False,
+) -> dict[str, Array]:
+    """Draw a hardware ensemble around the network's nominal values.
+
+    Member `e` has `p_e = p_0 + s ξ_e` (or `p_0 (1 + s ξ_e)` with `relative`), `ξ_e ~ N(0, 1)`,
+    clipped to the parameter's physical range (transmissions in [0, 1], rates >= 0).
+
+    **Arguments:**
+
+    - `network`: the nominal network.
+    - `spreads`: `{parameter name: standard deviation s}`.
+    - `size`: number of members E.
+    - `key`: JAX random key.
+    - `relative`: spreads relative to the nominal value instead of absolute.
+
+    **Returns:** `{parameter name: values of shape (E,)}` for `Objective(ensemble=...)`.
+    """
+    require(int(size) >= 1, f"size={size}: need at least one ensemble member")
+    known = network.parameters()
+    out = {}
+    keys = jax.random.split(key, max(len(spreads), 1))
+    for k, (name, spread) in zip(keys, spreads.items()):
+        require(name in known, f"spreads: no network parameter {name!r}; list them with network.parameters()")
+        require(float(spread) >= 0, f"spreads[{name!r}]={spread}: must be >= 0")
+        nominal = jnp.real(known[name])
+        xi = jax.random.normal(k, (int(size),), real_dtype())
+        values = nominal * (1 + spread * xi) if relative else nominal + spread * xi
+        lo, hi = _RANGES.get(name.rsplit(".", 1)[-1], (-math.inf, math.inf))
+        out[name] = jnp.clip(values, lo, hi)
+    return out
