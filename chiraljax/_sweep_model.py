@@ -19,8 +19,8 @@ names of `network.parameters()` (`links.1.transmission`, `emitters.A0.decay`,
 | `links.<i>.loss_db` | `links.<i>.transmission` | $\eta = 10^{-L/10}$ |
 | `emitters.<name>.t1` | `emitters.<name>.decay` | $\gamma = 1/T_1$ |
 
-A `*` in a name sets every matching parameter to the same value, e.g. `emitters.*.dephasing`
-or `links.*.loss_db`. Values are checked against the physical range of the parameter they set
+A `*` (or `?`, `[AB]`: shell-style patterns) in a name sets every matching parameter to the
+same value, e.g. `emitters.*.dephasing`, `links.*.loss_db` or `emitters.?1.detuning`. Values are checked against the physical range of the parameter they set
 (transmissions in [0, 1], rates and delays >= 0, $T_1 > 0$, ...) before anything is computed,
 because inside the compiled program a value outside it would give a silent wrong answer.
 
@@ -169,7 +169,7 @@ def resolve_parameter(name: str, network: Network) -> _Setter:
 
     **Arguments:**
 
-    - `name`: a name of `parameter_names(network)`, possibly with `*` wildcards.
+    - `name`: a name of `parameter_names(network)`, or a shell-style pattern (`*`, `?`, `[..]`).
     - `network`: the Network.
 
     **Returns:**
@@ -178,7 +178,7 @@ def resolve_parameter(name: str, network: Network) -> _Setter:
     """
     require(isinstance(name, str) and name != "", f"parameter name {name!r}: give a dotted name")
     base = set(network.parameters())
-    if "*" not in name:
+    if not any(char in name for char in "*?["):
         setter = _resolve_one(name, base)
         if setter is None:
             raise _unknown(name, parameter_names(network))

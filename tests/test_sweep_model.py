@@ -254,6 +254,7 @@ def test_cli_resume_and_plot(capsys, swept, tmp_path):
 # ------------------------------------------------------------------------------ devices
 
 
+@pytest.mark.slow  # a fresh process and a compile: ~25 s (the engine's 4-device test is fast)
 def test_four_devices_equal_one(network_file, swept):
     script = textwrap.dedent(f"""
         import json, sys

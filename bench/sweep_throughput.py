@@ -1,0 +1,182 @@
+"""Sweep throughput: the two-module transfer over a 4-parameter grid of 10^4 points.
+
+The network is examples/two_module_transfer.toml (P = 0.5770813 at its nominal values). The
+grid crosses, with `--per-axis n` values each (default 10, so 10^4 points):
+
+- `links.1.loss_db` in [0, 3] dB (cable loss between the modules),
+- `emitters.*.dephasing` in [0, 1e-2] (every qubit),
+- `emitters.?1.detuning` in [0, 0.2] kappa (frequency mismatch of the receiving module),
+- `controls.absorb.kappa` in [0.8, 1.2] (bandwidth mismatch of the absorption pulse),
+
+with the metric `population:A1+B1` on the sector solver at the network file's tolerances
+(rtol 1e-8, atol 1e-10). Reported:
+
+- `single_solve_s`: median wall time of one warm `cj.simulate` of the same network (n_save=2);
+- `points_per_second`, `compile_time_s`: of the sweep (one compile, `jit(vmap)` in chunks);
+- `cost_per_point_vs_single_solve`: (1 / points_per_second) / single_solve_s.
+
+The sweep stops after `--budget` seconds past its first finished chunk (the chunks done stay
+saved in the output's chunk folder, so rerunning the same command resumes it); then only a
+lower bound of the throughput (compile time included) is reported. With a budget long enough
+to finish, the engine's own timings are reported (`points_per_second` over all chunks,
+excluding the compile).
+
+Usage:  python bench/sweep_throughput.py [--per-axis 10] [--chunk-size 500] [--budget 1800]
+        [--out /tmp/chiraljax_sweep_throughput.nc] [--json bench/results/sweep_throughput.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+import chiraljax as cj
+
+ROOT = Path(__file__).resolve().parent.parent
+NETWORK_FILE = ROOT / "examples" / "two_module_transfer.toml"
+METRIC = {"transfer": "population:A1+B1"}
+#: The four swept parameters and their ranges.
+RANGES = {
+    "links.1.loss_db": (0.0, 3.0),
+    "emitters.*.dephasing": (0.0, 1e-2),
+    "emitters.?1.detuning": (0.0, 0.2),
+    "controls.absorb.kappa": (0.8, 1.2),
+}
+
+
+class _Stop(KeyboardInterrupt):
+    """Ends a sweep when the evaluation budget is spent (finished chunks stay saved)."""
+
+
+def load_transfer() -> tuple[cj.Network, cj.SimulationSettings]:
+    """The two-module transfer network and its [simulation] settings."""
+    return cj.load_network(NETWORK_FILE)
+
+
+def grid_axes(per_axis: int) -> list[cj.Grid]:
+    """The 4-parameter grid, `per_axis` values per parameter."""
+    return [cj.Grid.linspace(name, lo, hi, per_axis) for name, (lo, hi) in RANGES.items()]
+
+
+def single_solve_seconds(network: cj.Network, settings: cj.SimulationSettings,
+                         repeats: int = 20) -> float:
+    """Median wall time of one warm solve (compiled beforehand), n_save=2 like the sweep."""
+    options = dict(n_save=2, representation="sector", rtol=settings.rtol, atol=settings.atol)
+
+    def solve() -> None:
+        result = cj.simulate(network, settings.t_span, **options)
+        jax.block_until_ready(result.populations)
+
+    solve()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        solve()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def timed_sweep(network: cj.Network, settings: cj.SimulationSettings, axes, *,
+                chunk_size: int | None, budget: float, out: Path | None,
+                rtol: float | None = None, atol: float | None = None) -> dict:
+    """Run the sweep until done or until `budget` seconds after the first chunk finished.
+
+    **Returns:** points per second, compile time, points done, chunks, whether it finished,
+    and the Dataset (None if stopped early).
+    """
+    marks: list[tuple[float, int]] = []
+    start = time.perf_counter()
+
+    def callback(chunk: cj._sweep.ChunkDone) -> None:
+        marks.append((time.perf_counter(), chunk.stop - chunk.start))
+        if len(marks) > 1 and marks[-1][0] - marks[0][0] > budget and chunk.index < chunk.n_chunks - 1:
+            raise _Stop
+
+    result = None
+    try:
+        result = cj.sweep(network, axes, metrics=METRIC, t_span=settings.t_span,
+                          representation="sector", rtol=rtol or settings.rtol,
+                          atol=atol or settings.atol, chunk_size=chunk_size, out=out,
+                          progress=sys.stderr.isatty(), callback=callback)
+    except _Stop:
+        pass
+    n_points = int(np.prod([axis.size for axis in axes]))
+    record = {"n_points": n_points, "points_done_this_run": sum(n for _, n in marks),
+              "chunks_done_this_run": len(marks), "finished": result is not None}
+    if marks and result is None:
+        # Stopped early: compile time is not separable here, so this rate includes it.
+        record["points_per_second_lower_bound"] = record["points_done_this_run"] / (marks[-1][0] - start)
+    if result is not None:
+        record["points_per_second"] = float(result.attrs["points_per_second"])
+        record["compile_time_s"] = float(result.attrs["compile_time_s"])
+        record["eval_time_s"] = float(result.attrs["eval_time_s"])
+        record["chunk_size"] = int(result.attrs["chunk_size"])
+    record["result"] = result
+    return record
+
+
+def machine() -> dict:
+    return {
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "load_average_1min": os.getloadavg()[0],
+        "devices": [str(device) for device in jax.devices()],
+        "jax": jax.__version__,
+        "precision": cj.PRECISION,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--per-axis", type=int, default=10)
+    parser.add_argument("--chunk-size", type=int, default=500)
+    parser.add_argument("--budget", type=float, default=1800.0,
+                        help="seconds of evaluation after the first chunk before stopping")
+    parser.add_argument("--rtol", type=float, default=None)
+    parser.add_argument("--atol", type=float, default=None)
+    parser.add_argument("--out", type=Path,
+                        default=Path(tempfile.gettempdir()) / "chiraljax_sweep_throughput.nc",
+                        help="result file; its chunk folder lets a stopped run resume")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "sweep_throughput.json")
+    args = parser.parse_args()
+
+    network, settings = load_transfer()
+    single = single_solve_seconds(network, settings)
+    axes = grid_axes(args.per_axis)
+    record = timed_sweep(network, settings, axes, chunk_size=args.chunk_size, budget=args.budget,
+                         out=args.out, rtol=args.rtol, atol=args.atol)
+    result = record.pop("result")
+    rate = record.get("points_per_second") or record.get("points_per_second_lower_bound")
+    report = {
+        "command": "python " + " ".join([os.path.relpath(__file__, ROOT), *sys.argv[1:]]),
+        "machine": machine(),
+        "network": os.path.relpath(NETWORK_FILE, ROOT),
+        "axes": {name: [lo, hi, args.per_axis] for name, (lo, hi) in RANGES.items()},
+        "metric": METRIC,
+        "rtol": args.rtol or settings.rtol,
+        "atol": args.atol or settings.atol,
+        "single_solve_s": single,
+        "single_solve_points_per_second": 1.0 / single,
+        **record,
+        "cost_per_point_vs_single_solve": None if not rate else (1.0 / rate) / single,
+        "target_points_per_second": 2000,
+    }
+    if result is not None:
+        report["transfer_range"] = [float(result["transfer"].min()), float(result["transfer"].max())]
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
