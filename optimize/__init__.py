@@ -52,3 +52,5 @@ from ._gradient import (
     value_and_grad,
 )
 from ._problems import PROBLEMS, Problem, get_problem, transfer_network
+from ._compare import batch_reward, compare, plot_comparison, sim_to_real, write_json
+from ._run import METHODS, run_optimize

@@ -137,7 +137,8 @@ class GradientHistory(NamedTuple):
     - `score`: score at the step's point, (S,).
     - `best_score`: best score so far, (S,).
     - `grad_norm`: gradient norm at the step's point, (S,).
-    - `wall_time`: seconds since the start of the run (summed over resumed parts), (S,).
+    - `wall_time`: seconds from the start of the run to the evaluation of the step's point
+      (summed over resumed parts), (S,).
     """
 
     evaluations: np.ndarray
@@ -367,7 +368,7 @@ def gradient_optimize(
             if reason is not None:
                 stop_reason = reason
                 break
-            state = _step(objective, state, config, per_call, elapsed0 + time.perf_counter() - start)
+            state = _step(objective, state, config, per_call, lambda: elapsed0 + time.perf_counter() - start)
             if checkpoint is not None:
                 _save(checkpoint, state, identity)
             record = GradientStep(
@@ -407,7 +408,7 @@ def _stop_before(state: _State, config: GradientConfig, budget: int | None, step
     return None
 
 
-def _step(objective, state: _State, config: GradientConfig, per_call: int, elapsed: float) -> _State:
+def _step(objective, state: _State, config: GradientConfig, per_call: int, clock: Callable[[], float]) -> _State:
     """Evaluate at the current point (unless the line search already did), record, update."""
     x = jnp.asarray(state.x, real_dtype())
     evaluations = state.evaluations
@@ -423,7 +424,7 @@ def _step(objective, state: _State, config: GradientConfig, per_call: int, elaps
     improved = score > state.best_score + config.tolerance
     best_x, best_score = (state.x, score) if score > state.best_score else (state.best_x, state.best_score)
     history = state.history.append(
-        evaluations, score, best_score, float(jnp.linalg.norm(grad)), elapsed
+        evaluations, score, best_score, float(jnp.linalg.norm(grad)), clock()
     )
     if config.method == "adam":
         new_x, opt_state = _adam_update(config, grad, state.opt_state, x)

@@ -432,16 +432,18 @@ class BasisParameterization(AbstractParameterization):
 
         **Returns:** the parameter vector, shape (P,).
         """
-        ts = self.sample_times(n_samples)
-        target = _inverse_transform(self.transform, self.lower, self.upper, jax.vmap(pulse)(ts))
-        if self.baseline is not None:
-            target = target - _inverse_transform(
-                self.transform, self.lower, self.upper, jax.vmap(self.baseline)(ts)
-            )
-        zero = jnp.zeros((self.n,), real_dtype())
-        design = jax.jacfwd(lambda x: jax.vmap(self.raw(x))(ts))(zero)
-        x, *_ = jnp.linalg.lstsq(design, target)
-        return x
+        return _fit(self, pulse, self.sample_times(n_samples))
+
+
+@eqx.filter_jit
+def _fit(p: BasisParameterization, pulse: AbstractPulse, ts):
+    target = _inverse_transform(p.transform, p.lower, p.upper, jax.vmap(pulse)(ts))
+    if p.baseline is not None:
+        target = target - _inverse_transform(p.transform, p.lower, p.upper, jax.vmap(p.baseline)(ts))
+    zero = jnp.zeros((p.n,), real_dtype())
+    design = jax.jacfwd(lambda x: jax.vmap(p.raw(x))(ts))(zero)
+    x, *_ = jnp.linalg.lstsq(design, target)
+    return x
 
 
 def _check_bounds(bounds) -> tuple[str | None, float, float]:
