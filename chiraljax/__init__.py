@@ -20,5 +20,12 @@ from ._simulate import simulate
 from ._sweep import AbstractAxis, Grid, QuasiRandom, Random, sweep_cost
 from ._sweep_model import sweep, sweep_parameters
 from ._sweep_spec import load_sweep_spec, run_sweep_spec
+from ._modules import (ChiralLine, DataModule, DataRelease, Interconnect, TunableModule, directional_state,
+                       quarter_wave_phase)
+from ._metrics import (absorption_efficiency, directional_probability, directionality, optimal_fraction,
+                       w_fidelity, w_fidelity_halted, w_fidelity_optimal)
+from ._protocols import (ERROR_SOURCES, ErrorBudget, PulsePlan, directional_emission, error_budget, route,
+                         transfer, w_state)
+from ._presets import Preset, available_presets, load_preset
 
 __version__ = "0.1.0"
