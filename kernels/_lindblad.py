@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from chiraljax._errors import ValidationError
+
 
 class Generator(NamedTuple):
     """H(t) = sum_n c_n(t) H_n and L_k(t) = sum_{n in k} c_n(t) L_n in stacked form.
@@ -45,6 +47,22 @@ class Generator(NamedTuple):
     l_channel: np.ndarray
     n_channels: int
     coefficients: Callable[[Any], Any]
+
+
+class Stepping(NamedTuple):
+    """How to step in time.
+
+    - adaptive (`steps=None`): Tsit5 with a PID controller at `rtol`, `atol`, at most
+      `max_steps` steps, a step boundary on every control jump;
+    - fixed (`steps=n`): n equal steps of the 8th-order Dormand-Prince method, for smooth
+      controls only. A fixed step count makes vmapped batches run in lockstep and keeps
+      reverse-mode differentiation cheap, which is what sweeps and pulse optimisation need.
+    """
+
+    rtol: float = 1e-8
+    atol: float = 1e-10
+    max_steps: int = 16_384
+    steps: int | None = None
 
 
 class LindbladSolution(NamedTuple):
@@ -99,7 +117,7 @@ def _make_rhs(gen: Generator, gamma):
     return rhs, flux
 
 
-def _solve(rhs, flux_fn, rho0, numbers, n_channels: int, t0, t1, ts, jump_ts, rtol, atol, max_steps,
+def _solve(rhs, flux_fn, rho0, numbers, n_channels: int, t0, t1, ts, jump_ts, stepping: Stepping,
            solver) -> LindbladSolution:
     y0 = (_to_real(jnp.asarray(rho0, dtype=complex)), jnp.zeros((n_channels,), dtype=float))
     numbers = jnp.asarray(numbers)
@@ -109,11 +127,20 @@ def _solve(rhs, flux_fn, rho0, numbers, n_channels: int, t0, t1, ts, jump_ts, rt
         pops = jnp.real(jnp.einsum("ii,ij->j", rho, numbers))
         return pops, flux_fn(t, rho), y[1]
 
-    jump_ts = None if not len(jump_ts) else jnp.clip(jnp.stack([jnp.asarray(j, dtype=float) for j in jump_ts]), t0, t1)
-    controller = diffrax.PIDController(rtol=rtol, atol=atol, jump_ts=jump_ts)
     saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=observe), diffrax.SubSaveAt(t1=True)])
+    if stepping.steps is None:
+        jumps = None if not len(jump_ts) else jnp.clip(jnp.stack([jnp.asarray(j, dtype=float) for j in jump_ts]), t0, t1)
+        controller = diffrax.PIDController(rtol=stepping.rtol, atol=stepping.atol, jump_ts=jumps)
+        dt0, max_steps, solver = None, stepping.max_steps, solver or diffrax.Tsit5()
+    else:
+        if len(jump_ts):
+            raise ValidationError(
+                f"fixed stepping (steps={stepping.steps}) needs smooth controls, but a control jumps "
+                f"({len(jump_ts)} jump time(s)); use adaptive stepping (steps=None)")
+        controller = diffrax.ConstantStepSize()
+        dt0, max_steps, solver = (t1 - t0) / stepping.steps, stepping.steps, solver or diffrax.Dopri8()
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(rhs), solver, t0=t0, t1=t1, dt0=None, y0=y0, saveat=saveat,
+        diffrax.ODETerm(rhs), solver, t0=t0, t1=t1, dt0=dt0, y0=y0, saveat=saveat,
         stepsize_controller=controller, max_steps=max_steps,
         adjoint=diffrax.RecursiveCheckpointAdjoint())
     (pops, fluxes, outputs), final = sol.ys
@@ -121,7 +148,7 @@ def _solve(rhs, flux_fn, rho0, numbers, n_channels: int, t0, t1, ts, jump_ts, rt
 
 
 def solve_full(generator: Generator, rho0, numbers, t0, t1, ts, *,
-               jump_ts=(), rtol: float = 1e-8, atol: float = 1e-10, max_steps: int = 100_000,
+               jump_ts=(), stepping: Stepping = Stepping(),
                solver: diffrax.AbstractSolver | None = None) -> LindbladSolution:
     """Integrate the Lindblad equation with every dissipator as an operator.
 
@@ -133,13 +160,12 @@ def solve_full(generator: Generator, rho0, numbers, t0, t1, ts, *,
       sum_a rho_aa numbers[a, j]).
     - `t0`, `t1`, `ts`: time window and save times.
     - `jump_ts`: times where a control jumps (step boundaries land there).
-    - `rtol`, `atol`, `max_steps`, `solver`: adaptive stepping (default Tsit5).
+    - `stepping`: adaptive or fixed stepping (see `Stepping`); `solver` overrides its method.
 
     **Returns:** a `LindbladSolution`.
     """
     rhs, flux = _make_rhs(generator, None)
-    return _solve(rhs, flux, rho0, numbers, generator.n_channels, t0, t1, ts, jump_ts, rtol, atol, max_steps,
-                  solver or diffrax.Tsit5())
+    return _solve(rhs, flux, rho0, numbers, generator.n_channels, t0, t1, ts, jump_ts, stepping, solver)
 
 
 def dephasing_rates(numbers, gamma_phi):
@@ -150,7 +176,7 @@ def dephasing_rates(numbers, gamma_phi):
 
 
 def solve_sector(generator: Generator, rho0, numbers, gamma_phi, t0, t1, ts, *,
-                 jump_ts=(), rtol: float = 1e-8, atol: float = 1e-10, max_steps: int = 100_000,
+                 jump_ts=(), stepping: Stepping = Stepping(),
                  solver: diffrax.AbstractSolver | None = None) -> LindbladSolution:
     """Integrate the Lindblad equation on an excitation-number sector, with pure dephasing
     applied elementwise (Gamma_ab = sum_j gamma_phi,j (n_j(a) - n_j(b))^2).
@@ -160,5 +186,4 @@ def solve_sector(generator: Generator, rho0, numbers, gamma_phi, t0, t1, ts, *,
     """
     gamma = dephasing_rates(numbers, gamma_phi)
     rhs, flux = _make_rhs(generator, gamma)
-    return _solve(rhs, flux, rho0, numbers, generator.n_channels, t0, t1, ts, jump_ts, rtol, atol, max_steps,
-                  solver or diffrax.Tsit5())
+    return _solve(rhs, flux, rho0, numbers, generator.n_channels, t0, t1, ts, jump_ts, stepping, solver)
