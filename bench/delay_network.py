@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -141,7 +142,8 @@ def main() -> None:
               f"{args.batch / batch_s:.0f} points/s")
 
     out = {
-        "machine": {"platform": platform.platform(), "device": str(jax.devices()[0]), "jax": jax.__version__},
+        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "device": str(jax.devices()[0]),
+                    "jax": jax.__version__, "load_average_1min_at_end": os.getloadavg()[0]},
         "problem": {"kappa": KAPPA, "delay": DELAY, "window": WINDOW, "point": dict(zip(
             ("joint_reflection", "link_phase", "link_transmission"), POINT))},
         "accuracy": accuracy,

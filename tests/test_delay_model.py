@@ -172,6 +172,26 @@ def two_modules(eta: float = 0.6, decay: float = 1e-3, dephasing: float = 0.0) -
                       initial={"A0": 1 / np.sqrt(2), "B0": 1j / np.sqrt(2)})
 
 
+def test_markov_limit_small_cascade():
+    """Zero-delay, partly chiral pair with detuning, a direct coupling and T1."""
+    net = cj.Network(
+        [cj.Emitter("a", decay=0.05), cj.Emitter("b", detuning=0.3)],
+        [cj.Port("pa", "a", 0.0, 1.0, right_fraction=0.8), cj.Port("pb", "b", 1.0, 0.7, right_fraction=0.6)],
+        links=[cj.Link(transmission=0.9, phase=0.4)], couplings=[cj.Coupling("a", "b", 0.2)],
+        initial={"a": 1.0},
+    )
+    ts = np.linspace(0.0, 4.0, 9)
+    delay = cj.simulate(net, (0.0, 4.0), ts=ts, representation="delay", dt=0.02)
+    sector = cj.simulate(net, (0.0, 4.0), ts=ts, representation="sector", rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(delay.populations), np.asarray(sector.populations), atol=1e-6)
+    for channel in ("right", "left", "decay:a"):
+        np.testing.assert_allclose(np.asarray(delay.outputs[:, delay.channel_names.index(channel)]),
+                                   np.asarray(sector.outputs[:, sector.channel_names.index(channel)]),
+                                   atol=1e-6)
+    assert float(delay.conservation_error) < 1e-7
+
+
+@pytest.mark.slow
 def test_markov_limit_equals_sector():
     net = two_modules()
     assert cj.simulate(net, (-12.0, -11.0), n_save=2, representation="auto").representation == "sector"
