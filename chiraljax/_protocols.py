@@ -47,7 +47,7 @@ from ._metrics import (absorption_efficiency, directionality, emitted, optimal_f
 from ._modules import (ChiralLine, Interconnect, absorption_drive, direction_sign, directional_state,
                        emission_drive, halt_time, math_prod)
 from ._network import Network
-from ._pulses import Halted, Shifted
+from ._pulses import Halted, Shifted, _concrete
 from ._result import Result
 from ._simulate import simulate
 
@@ -79,11 +79,11 @@ class PulsePlan(eqx.Module):
 
     def __init__(self, kappa, t0=0.0, receiver_kappa=None, receiver_timing=0.0, lead: float = 6.0,
                  window: float = 12.0, n_save: int = 201):
-        k = float(np.asarray(kappa))
-        require(np.isfinite(k) and k > 0, f"PulsePlan: kappa must be positive, got {kappa}")
         rk = kappa if receiver_kappa is None else receiver_kappa
-        require(np.isfinite(float(np.asarray(rk))) and float(np.asarray(rk)) > 0,
-                f"PulsePlan: receiver_kappa must be positive, got {receiver_kappa}")
+        for field_name, value in (("kappa", kappa), ("receiver_kappa", rk)):
+            v = _concrete(value)
+            require(v is None or (np.isfinite(v) and float(v) > 0),
+                    f"PulsePlan: {field_name} must be positive (rad/ns), got {value}")
         require(lead > 0 and window > 0 and n_save >= 2, "PulsePlan: lead and window must be > 0 and n_save >= 2")
         self.kappa, self.t0 = jnp.asarray(kappa, dtype=float), jnp.asarray(t0, dtype=float)
         self.receiver_kappa = jnp.asarray(rk, dtype=float)
@@ -297,6 +297,33 @@ def w_state(line: ChiralLine, sender: str, receiver: str, plan: PulsePlan, fract
     return WStateOutcome(sender, receiver, direction, float(w_fidelity(res, first, second, direction)),
                          float(w_phase(block, theta, theta)), float(fraction),
                          float(stored_population(res, first)), float(stored_population(res, second)), net, res)
+
+
+def receiver_objective(line: ChiralLine, sender: str, receiver: str, plan: PulsePlan) -> Callable:
+    """The transfer efficiency as a pure function of the receiver's pulse parameters
+    x = (log(receiver_kappa / kappa), kappa * receiver_timing), for gradient or black-box
+    shaping (jit-, vmap- and grad-able; the window is that of `plan`). The incident photon does
+    not depend on x, so maximising it maximises the absorption efficiency.
+
+    **Returns:** `f(x) -> transfer efficiency`, and `x0` of `plan`.
+    """
+    span = plan.span(line.arrival(sender, receiver))
+    storage = line.module(receiver).storage
+
+    def f(x):
+        tuned = eqx.tree_at(lambda p: (p.receiver_kappa, p.receiver_timing), plan,
+                            (plan.kappa * jnp.exp(x[0]), x[1] / plan.kappa))
+        res = simulate(transfer_network(line, sender, receiver, tuned), span, n_save=2)
+        return stored_population(res, storage)
+
+    x0 = jnp.array([jnp.log(plan.receiver_kappa / plan.kappa), plan.kappa * plan.receiver_timing])
+    return f, x0
+
+
+def with_receiver(plan: PulsePlan, x) -> PulsePlan:
+    """The plan with the receiver parameters x of `receiver_objective`."""
+    return plan.replace(receiver_kappa=float(plan.kappa * np.exp(float(x[0]))),
+                        receiver_timing=float(x[1]) / float(plan.kappa))
 
 
 # ---- error budget -------------------------------------------------------------------------
