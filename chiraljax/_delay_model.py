@@ -186,6 +186,9 @@ def _check_scatterers(network: Network) -> tuple[bool, ...]:
     for el in network.elements:
         if not isinstance(el, Scatterer):
             continue
+        if el.lossless:
+            lossy.append(False)
+            continue
         r, t = _concrete(el.reflection), _concrete(el.transmission)
         if r is None or t is None:
             lossy.append(True)

@@ -134,7 +134,8 @@ class Scatterer(eqx.Module):
     - `name`: unique name among ports and scatterers.
     - `position`: where on the line.
     - `reflection`: r, complex reflection amplitude seen from the left.
-    - `transmission`: t, complex transmission amplitude (default sqrt(1 - |r|^2)).
+    - `transmission`: t, complex transmission amplitude; omit it for a lossless element, whose
+      t = sqrt(1 - |r|^2) then follows the reflection.
     """
 
     name: str = eqx.field(static=True)
@@ -146,10 +147,8 @@ class Scatterer(eqx.Module):
         owner = f"Scatterer {name!r}"
         self.name, self.position = name, float(position)
         self.reflection = _complex(owner, "reflection", reflection)
-        if transmission is None:
-            transmission = jnp.sqrt(jnp.maximum(1.0 - jnp.abs(self.reflection) ** 2, 0.0))
-        self.transmission = _complex(owner, "transmission", transmission)
-        r, t = _concrete(self.reflection), _concrete(self.transmission)
+        self.transmission = None if transmission is None else _complex(owner, "transmission", transmission)
+        r, t = _concrete(self.reflection), _concrete(self.transmission_amplitude())
         if r is not None and t is not None:
             power = abs(complex(r)) ** 2 + abs(complex(t)) ** 2
             require(power <= 1.0 + 1e-9,
@@ -157,10 +156,23 @@ class Scatterer(eqx.Module):
                     "the scattering matrix must be unitary (= 1) or lossy (< 1)")
             require(abs(complex(t)) > 0 or abs(complex(r)) > 0, f"{owner}: reflection and transmission are both 0")
 
+    @property
+    def lossless(self) -> bool:
+        """True when no transmission was given: t = sqrt(1 - |r|^2) follows the reflection."""
+        return self.transmission is None
+
+    def transmission_amplitude(self):
+        """t: the given transmission, or sqrt(1 - |r|^2) for a lossless element (so that changing
+        the reflection alone, e.g. in a sweep, keeps the element unitary)."""
+        if self.transmission is None:
+            return jnp.sqrt(jnp.maximum(1.0 - jnp.abs(self.reflection) ** 2, 0.0)).astype(complex)
+        return self.transmission
+
     def matrix(self):
         """The 2 x 2 scattering matrix [[t, r'], [r, t]] on (in_R from the left, in_L from the right)."""
-        t, r = self.transmission, self.reflection
-        r_prime = jnp.where(jnp.abs(t) > 0, -jnp.conj(r) * t / jnp.where(jnp.abs(t) > 0, jnp.conj(t), 1.0), r)
+        t, r = self.transmission_amplitude(), self.reflection
+        safe = jnp.where(jnp.abs(t) > 0, jnp.conj(t), 1.0)
+        r_prime = jnp.where(jnp.abs(t) > 0, -jnp.conj(r) * t / safe, r)
         return jnp.array([[t, r_prime], [r, t]])
 
 
@@ -359,7 +371,7 @@ class Network(eqx.Module):
             for f in ("rate", "right_fraction"):
                 paths[f"ports.{p.name}.{f}"] = (lambda n, i=i, f=f: getattr(n.ports[i], f))
         for i, s in enumerate(self.scatterers):
-            for f in ("reflection", "transmission"):
+            for f in ("reflection",) + (() if s.lossless else ("transmission",)):
                 paths[f"scatterers.{s.name}.{f}"] = (lambda n, i=i, f=f: getattr(n.scatterers[i], f))
         for i, _ in enumerate(self.links):
             for f in ("delay", "transmission", "phase"):
