@@ -94,7 +94,7 @@ DERIVED: tuple[_Derived, ...] = (
 
 
 def _template_regex(template: str) -> str:
-    return re.escape(template).replace(r"\{key\}", r"(?P<key>[^.]+)")
+    return re.escape(template).replace(r"\{key\}", r"(?P<key>.+)")
 
 
 #: Physical range of base parameters, by the last part of the dotted name: (low, high).
@@ -540,17 +540,16 @@ def load_network_file(path: str | os.PathLike[str]) -> tuple[Network, Simulation
 
 
 def load_preset(name: str) -> Network:
-    """The Network of the preset `name` from `chiraljax.presets`."""
-    from . import presets
+    """The transfer Network of the preset `name` (`chiraljax._presets`): its sender emits
+    toward its receiver with the preset's pulse plan."""
+    from ._presets import load_preset as load
+    from ._protocols import transfer_network
 
-    getter = getattr(presets, "load_preset", None) or getattr(presets, "preset", None)
-    require(getter is not None,
-            f"preset {name!r}: this installation has no presets; give a Network or a network file")
-    network = getter(name)
-    if not isinstance(network, Network) and hasattr(network, "network"):
-        network = network.network
-    require(isinstance(network, Network), f"preset {name!r} does not describe a Network")
-    return network
+    preset = load(name)
+    require(preset.receiver is not None,
+            f"preset {name!r} has no receiver (an emission-only preset); sweep a network file or "
+            "a Network built from it instead")
+    return transfer_network(preset.line, preset.sender, preset.receiver, preset.plan)
 
 
 def sweep_parameters(network: Network) -> list[str]:
