@@ -14,7 +14,8 @@ chiraljax's SLH code:
     link loss            sqrt(1 - eta_l) x (the field arriving at link l), each direction
     T1, dephasing        sqrt(gamma') s_j,  sqrt(gamma_phi/2) sigma_z,j
 
-Populations, output fluxes at 13 times and the final density matrix agree to 1e-6.
+Populations, output fluxes at 13 times and the final density matrix agree to 1e-6 (measured:
+<= 2e-9). Four seeds run by default, twelve more with -m slow.
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ def chiraljax_solve(p: dict, representation: str):
     return cj.simulate(network(p), WINDOW, ts=TS, representation=representation)
 
 
-SEEDS = [0, 1, 2, 3]
+SEEDS = [0, 1, 2, 3] + [pytest.param(seed, marks=pytest.mark.slow) for seed in range(4, 16)]
 
 
 @pytest.fixture(scope="module", params=SEEDS)
