@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -310,11 +311,25 @@ def receiver_objective(line: ChiralLine, sender: str, receiver: str, plan: Pulse
     span = plan.span(line.arrival(sender, receiver))
     storage = line.module(receiver).storage
 
-    def f(x):
+    def value(x):
         tuned = eqx.tree_at(lambda p: (p.receiver_kappa, p.receiver_timing), plan,
                             (plan.kappa * jnp.exp(x[0]), x[1] / plan.kappa))
-        res = simulate(transfer_network(line, sender, receiver, tuned), span, n_save=2)
+        res = simulate(transfer_network(line, sender, receiver, tuned), span, n_save=2, max_steps=4096)
         return stored_population(res, storage)
+
+    # Two parameters: forward mode is cheaper than reverse mode and needs no stored trajectory,
+    # so reverse-mode callers (optax loops) get the forward-mode gradient.
+    @jax.custom_vjp
+    def f(x):
+        return value(x)
+
+    def f_fwd(x):
+        return value(x), jax.jacfwd(value)(x)
+
+    def f_bwd(jac, cotangent):
+        return (cotangent * jac,)
+
+    f.defvjp(f_fwd, f_bwd)
 
     x0 = jnp.array([jnp.log(plan.receiver_kappa / plan.kappa), plan.kappa * plan.receiver_timing])
     return f, x0
