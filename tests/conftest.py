@@ -13,6 +13,22 @@ import pytest
 
 import chiraljax as cj
 
+def emitter_pair(*, rate_a=1.0, rate_b=1.0, right_fraction=(0.5, 0.5), phase=0.0, coupling=0.0,
+                 initial=(1.0, 0.0)) -> cj.Network:
+    """Qubits A (port at x = 0) and B (port at x = d) on one waveguide: link phase phi = w d/v,
+    direct coupling g, initial amplitudes (c_A, c_B). With right_fraction (1, 1) it is the
+    one-way cascade A -> B; with (1/2, 1/2) the bidirectional chiral module of THEORY.md
+    section 2. One structure for all, so one compiled solver serves them."""
+    return cj.Network([cj.Emitter("A"), cj.Emitter("B")],
+                      [cj.Port("pA", "A", 0, rate_a, right_fraction=right_fraction[0]),
+                       cj.Port("pB", "B", 1, rate_b, right_fraction=right_fraction[1])],
+                      links=[cj.Link(phase=phase)], couplings=[cj.Coupling("A", "B", coupling)],
+                      initial={"A": initial[0], "B": initial[1]})
+
+
+PAIR_SAVES = 33  # save points of every emitter_pair simulation (the shape is part of the compile)
+
+
 # The chiral state-transfer link of THEORY.md sections 2 and 5: two modules of two qubits a
 # quarter wavelength apart (phase pi/2), the exchange J_wg cancelled by a direct coupling
 # -gamma/2, sech emission from module 0 and time-reversed absorption by module 1, with a lossy

@@ -18,7 +18,7 @@ import pytest
 import chiraljax as cj
 import chiraljax._simulate as simulate_module
 
-from conftest import transfer_parameters
+from conftest import PAIR_SAVES, emitter_pair, transfer_parameters
 
 # the parameters differentiated, at a point where none of the derivatives vanishes by symmetry
 CENTRE_CHANGES = {
@@ -94,13 +94,12 @@ def test_simulate_reuses_its_compiled_solver(monkeypatch):
     monkeypatch.setattr(simulate_module, "compile_markov", counting)
 
     def net(rate, detuning):
-        return cj.Network([cj.Emitter("A", detuning=detuning), cj.Emitter("B")],
-                          [cj.Port("pA", "A", 0, rate, right_fraction=1.0), cj.Port("pB", "B", 1, rate, right_fraction=1.0)],
-                          initial={"A": 1.0})
+        return emitter_pair(rate_a=rate, rate_b=rate, right_fraction=(1.0, 1.0)).with_parameters(
+            {"emitters.A.detuning": detuning})
 
-    ts = np.linspace(0.0, 8.0, 33)  # the structure of the cascade in test_markov_closed_forms
+    ts = np.linspace(0.0, 8.0, PAIR_SAVES)  # the cascade of test_markov_closed_forms
     out = [float(cj.simulate(net(r, d), (0.0, 8.0), ts=ts, representation="sector").final_population("B"))
            for r, d in ((1.0, 0.0), (0.6, 0.0), (0.6, 0.3))]
     assert len(calls) <= 1
     assert abs(out[0] - 64 * np.exp(-8.0)) < 1e-7 and abs(out[1] - 4.8**2 * np.exp(-4.8)) < 1e-7
-    assert out[2] < out[1]  # the detuned receiver catches less
+    assert out[2] < out[1]  # detuned emitters exchange less

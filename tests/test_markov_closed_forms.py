@@ -18,7 +18,7 @@ import scipy.linalg
 import chiraljax as cj
 from chiraljax._markov import compile_markov
 
-from conftest import TRANSFER_KEYS, chiral_link, transfer_parameters
+from conftest import PAIR_SAVES, TRANSFER_KEYS, emitter_pair, transfer_parameters
 
 ODE_TOL = 1e-7
 
@@ -26,15 +26,13 @@ ODE_TOL = 1e-7
 # ---------------------------------------------------------------------------------------------
 # free decay and the cascade of two identical emitters
 
-CASCADE_TS = np.linspace(0.0, 8.0, 33)  # contains t = 2 (the maximum of P_B for gamma = 1)
+CASCADE_TS = np.linspace(0.0, 8.0, PAIR_SAVES)  # contains t = 2 (the maximum of P_B for gamma = 1)
 
 
 @pytest.fixture(scope="module")
 def cascade():
     """A -> B on a one-way waveguide (right_fraction = 1), A excited."""
-    net = cj.Network([cj.Emitter("A"), cj.Emitter("B")],
-                     [cj.Port("pA", "A", 0, 1.0, right_fraction=1.0), cj.Port("pB", "B", 1, 1.0, right_fraction=1.0)],
-                     initial={"A": 1.0})
+    net = emitter_pair(right_fraction=(1.0, 1.0))
 
     def run(**changes):
         params = {k.replace("__", "."): v for k, v in changes.items()}
@@ -77,13 +75,9 @@ def test_free_decay_split_between_directions_and_t1(cascade):
 # ---------------------------------------------------------------------------------------------
 # the chiral module: SLH model and directional emission
 
-def module(phi: float, theta: float, g: float, gamma: float = 1.0) -> cj.Network:
-    """Qubits A (x = 0) and B (x = d, phase phi), equal rates, direct coupling g, starting in
-    (|eg> + e^{i theta}|ge>)/sqrt 2."""
-    return cj.Network([cj.Emitter("A"), cj.Emitter("B")],
-                      [cj.Port("pA", "A", 0, gamma), cj.Port("pB", "B", 1, gamma)],
-                      links=[cj.Link(phase=phi)], couplings=[cj.Coupling("A", "B", g)],
-                      initial={"A": 1 / np.sqrt(2), "B": np.exp(1j * theta) / np.sqrt(2)})
+def module(phi: float, theta: float, g: float) -> cj.Network:
+    """Equal rates gamma = 1, quarter-wave phase phi, coupling g, (|eg> + e^{i theta}|ge>)/sqrt 2."""
+    return emitter_pair(phase=phi, coupling=g, initial=(1 / np.sqrt(2), np.exp(1j * theta) / np.sqrt(2)))
 
 
 def test_module_slh_model_matches_theory():
@@ -135,7 +129,7 @@ MODULE_WINDOW = (0.0, 40.0)
 @pytest.fixture(scope="module")
 def emit_module():
     def run(phi, theta, g):
-        r = cj.simulate(module(phi, theta, g), MODULE_WINDOW, n_save=3, representation="sector")
+        r = cj.simulate(module(phi, theta, g), MODULE_WINDOW, n_save=PAIR_SAVES, representation="sector")
         return float(r.emitted("right")), float(r.emitted("left"))
 
     return run
