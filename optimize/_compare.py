@@ -142,7 +142,7 @@ def compare(
     - `seeds`: one run of each method per seed.
     - `gradient_config`, `ppo_config`: the methods' settings (PPO: published defaults).
     - `gradient_budget`: evaluations per gradient run (default `budget`).
-    - `scale`: RL action unit per parameter (default the parameterisation's `scale()`).
+    - `scale`: RL action unit per parameter (default `problem.rl_scale`).
     - `methods`: which of `"grad"`, `"rl"` to run.
     - `progress`: called as `progress(method, seed, step_record)` after every step or epoch.
     - `checkpoint_dir`: folder for per-run checkpoints and finished runs; a repeated call with
@@ -156,7 +156,7 @@ def compare(
     unknown = [m for m in methods if m not in ("grad", "rl")]
     require(not unknown, f"methods {unknown}: choose from 'grad', 'rl'")
     objective = problem.objective
-    scale = np.asarray(objective.controls.scale() if scale is None else scale, np.float64)
+    scale = np.broadcast_to(np.asarray(problem.rl_scale if scale is None else scale, np.float64), (objective.size,))
     gradient_budget = budget if gradient_budget is None else int(gradient_budget)
     x_start = np.asarray(problem.x0, np.float64)
 
@@ -308,7 +308,7 @@ def sim_to_real(
     - `ensemble_size`: training-ensemble members E for the robust objective.
     - `gradient_config`, `ppo_config`, `rl_budget`: the optimisers' settings.
     - `seed`: seeds the ensembles and the RL run.
-    - `scale`: RL action unit (default the parameterisation's `scale()`).
+    - `scale`: RL action unit (default `problem.rl_scale`).
 
     **Returns:** a JSON-ready dictionary of scores per strategy.
     """
@@ -321,7 +321,7 @@ def sim_to_real(
     robust = objective.with_ensemble(train)
     true = objective.with_network(true_network)
     tested = objective.with_ensemble(test)
-    scale = np.asarray(objective.controls.scale() if scale is None else scale, np.float64)
+    scale = np.broadcast_to(np.asarray(problem.rl_scale if scale is None else scale, np.float64), (objective.size,))
 
     def score(x) -> dict[str, float]:
         on_test = tested.report(x)

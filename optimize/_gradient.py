@@ -111,14 +111,12 @@ class GradientConfig(eqx.Module):
 
     def optimiser(self) -> optax.GradientTransformation:
         """The optax transformation of this method."""
-        if self.method == "adam":
-            return optax.adam(self.learning_rate)
-        return optax.lbfgs(
-            memory_size=self.memory_size,
-            linesearch=optax.scale_by_zoom_linesearch(
-                max_linesearch_steps=self.max_linesearch_steps, initial_guess_strategy="one"
-            ),
-        )
+        return self._settings().optimiser()
+
+    def _settings(self) -> _Settings:
+        """The fields the compiled update depends on (so stopping rules never recompile)."""
+        return _Settings(self.method, float(self.learning_rate), int(self.memory_size),
+                         int(self.max_linesearch_steps))
 
     def fingerprint(self) -> dict[str, Any]:
         """The fields that define the trajectory (a resumed run may change the stopping rules)."""
@@ -128,6 +126,23 @@ class GradientConfig(eqx.Module):
             "memory_size": int(self.memory_size),
             "max_linesearch_steps": int(self.max_linesearch_steps),
         }
+
+
+class _Settings(NamedTuple):
+    method: str
+    learning_rate: float
+    memory_size: int
+    max_linesearch_steps: int
+
+    def optimiser(self) -> optax.GradientTransformation:
+        if self.method == "adam":
+            return optax.adam(self.learning_rate)
+        return optax.lbfgs(
+            memory_size=self.memory_size,
+            linesearch=optax.scale_by_zoom_linesearch(
+                max_linesearch_steps=self.max_linesearch_steps, initial_guess_strategy="one"
+            ),
+        )
 
 
 class GradientHistory(NamedTuple):
@@ -244,13 +259,13 @@ def measure_cost_ratio(objective: Callable, x: Float[Array, " P"], repeats: int 
 
 
 @eqx.filter_jit
-def _adam_update(config: GradientConfig, grad, opt_state, x):
+def _adam_update(config: _Settings, grad, opt_state, x):
     updates, opt_state = config.optimiser().update(grad, opt_state, x)
     return optax.apply_updates(x, updates), opt_state
 
 
 @eqx.filter_jit
-def _lbfgs_update(config: GradientConfig, objective, loss, grad, opt_state, x):
+def _lbfgs_update(config: _Settings, objective, loss, grad, opt_state, x):
     updates, opt_state = config.optimiser().update(
         grad, opt_state, x, value=loss, grad=grad, value_fn=lambda y: _loss(objective, y)
     )
@@ -413,7 +428,7 @@ def _step(objective, state: _State, config: GradientConfig, per_call: int, clock
     x = jnp.asarray(state.x, real_dtype())
     evaluations = state.evaluations
     if math.isfinite(state.loss):
-        loss, grad = jnp.asarray(state.loss), jnp.asarray(state.grad)
+        loss, grad = jnp.asarray(state.loss, real_dtype()), jnp.asarray(state.grad, real_dtype())
     else:
         loss, grad = _value_and_grad_loss(objective, x)
         evaluations += per_call
@@ -427,11 +442,11 @@ def _step(objective, state: _State, config: GradientConfig, per_call: int, clock
         evaluations, score, best_score, float(jnp.linalg.norm(grad)), clock()
     )
     if config.method == "adam":
-        new_x, opt_state = _adam_update(config, grad, state.opt_state, x)
+        new_x, opt_state = _adam_update(config._settings(), grad, state.opt_state, x)
         next_loss, next_grad = math.nan, np.full_like(state.x, np.nan)
     else:
         new_x, opt_state, next_loss, next_grad, n_ls = _lbfgs_update(
-            config, objective, loss, grad, state.opt_state, x
+            config._settings(), objective, loss, grad, state.opt_state, x
         )
         evaluations += per_call * int(n_ls)
         next_loss, next_grad = float(next_loss), np.asarray(next_grad)

@@ -104,7 +104,7 @@ def _single(problem, method, budget, seeds, checkpoints, progress) -> dict[str, 
             curve = {"evaluations": result.history.evaluations.tolist(),
                      "best": result.history.best_score.tolist()}
         else:
-            result = ppo_optimize(batch_reward(problem.objective), x0, problem.objective.controls.scale(),
+            result = ppo_optimize(batch_reward(problem.objective), x0, problem.rl_scale,
                                   PPOConfig(), jax.random.key(seed), budget=budget, checkpoint=ckpt,
                                   callback=report)
             best_x, best, evaluations = result.best_x, result.best_reward, result.evaluations
