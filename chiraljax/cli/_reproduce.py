@@ -59,7 +59,7 @@ def _shape_receiver(preset, budget: int, seed: int) -> dict[str, Any]:
     return {"methods": out}
 
 
-def run_reproduce(preset_name: str, out: Path, quick: bool, console: Console) -> dict[str, Any]:
+def run_reproduce(preset_name: str, out: Path, quick: bool, console: Console, shape: bool = False) -> dict[str, Any]:
     """Run the protocols of `preset_name`, write the report into `out`, return the results."""
     from .._metrics import w_fidelity_halted
     from .._presets import load_preset
@@ -102,8 +102,9 @@ def run_reproduce(preset_name: str, out: Path, quick: bool, console: Console) ->
 
             step("receiver pulse shaping")
             best_plan, eps_best = plan, tr.absorption_efficiency
-            if quick:
-                results["optimisation"] = {"note": "Skipped with --quick: the scripted pulses are used."}
+            if quick or not shape:
+                results["optimisation"] = {"note": "Not run (pass --shape for the short gradient and "
+                                                   "reinforcement-learning runs): the scripted pulses are used."}
             elif not _optimisers_available():
                 results["optimisation"] = {"note": "chiraljax.optimize has no gradient shaping installed: the "
                                                    "scripted pulses are used."}
@@ -230,10 +231,12 @@ def reproduce_command(
     preset: str = typer.Option("paper", "--preset", "-p", help="Embedded preset name or a preset .toml file."),
     out: Path = typer.Option(Path("reproduce_out"), "--out", "-o", help="Output folder for the report."),
     quick: bool = typer.Option(False, "--quick", help="Smoke test: fewer points, no shaping, no error budget."),
+    shape: bool = typer.Option(False, "--shape", help="Also shape the receiver pulse by gradient and by "
+                                                      "reinforcement learning on one budget (slower)."),
 ) -> None:
     console = Console(stderr=True)
     t = time.perf_counter()
-    results = run_reproduce(preset, out, quick, console)
+    results = run_reproduce(preset, out, quick, console, shape)
     _print_table(results, Console())
     Console().print(f"wrote {out / 'results.json'}, {out / 'report.md'} and figures "
                     f"({time.perf_counter() - t:.0f} s)")
