@@ -30,7 +30,8 @@ def _generator(hamiltonian, channels) -> Generator:
     """Stack H and the channels' operators with one shared coefficient function."""
     mats, coefficients = stack_operators([hamiltonian] + [c.operator for c in channels])
     owner = np.concatenate([np.full(m.shape[0], k) for k, m in enumerate(mats[1:])])
-    return Generator(mats[0], jnp.concatenate(mats[1:]), owner, len(channels), coefficients)
+    to_ground = all(not c.operator.pattern()[1:].any() for c in channels)
+    return Generator(mats[0], jnp.concatenate(mats[1:]), owner, len(channels), coefficients, to_ground)
 
 
 def _choose(network: Network, representation: str) -> str:

@@ -40,6 +40,8 @@ class Generator(NamedTuple):
     - `l_mats`: (nL, D, D) jump-operator matrices; `l_channel`: (nL,) the channel of each.
     - `n_channels`: K.
     - `coefficients(t)`: the nH + nL coefficients, Hamiltonian terms first.
+    - `to_ground`: every L_n has nonzeros only in row 0 (the single-excitation sector, where a
+      jump lands in the ground state): L_k = |G><l_k|, and the kernel works with the vectors l_k.
     """
 
     h_mats: Any
@@ -47,6 +49,7 @@ class Generator(NamedTuple):
     l_channel: np.ndarray
     n_channels: int
     coefficients: Callable[[Any], Any]
+    to_ground: bool = False
 
 
 class Stepping(NamedTuple):
@@ -86,33 +89,72 @@ def _to_complex(y):
     return y[0] + 1j * y[1]
 
 
+_SMALL = 24
+
+
+def _contract(spec: str, *operands):
+    """einsum; for the small matrices of excitation sectors it is written as broadcast products
+    and sums, which XLA fuses into one vectorised loop that also batches well under vmap
+    (tiny batched matrix products are slow on CPUs)."""
+    if operands[0].shape[-1] > _SMALL:
+        return jnp.einsum(spec, *operands)
+    inputs, output = spec.split("->")
+    inputs = inputs.split(",")
+    letters = sorted(set("".join(inputs)), key=lambda c: (c not in output, output.find(c), c))
+    prod = None
+    for term, x in zip(inputs, operands):
+        shape = [x.shape[term.index(c)] if c in term else 1 for c in letters]
+        perm = [term.index(c) for c in letters if c in term]
+        x = jnp.transpose(x, perm).reshape(shape)
+        prod = x if prod is None else prod * x
+    summed = tuple(range(len(output), len(letters)))
+    return prod.sum(axis=summed) if summed else prod
+
+
 def _make_rhs(gen: Generator, gamma):
-    n_h = gen.h_mats.shape[0]
-    onehot = jnp.asarray(np.eye(gen.n_channels)[gen.l_channel])
-    l_by_channel = jnp.einsum("nk,nij->nkij", onehot, gen.l_mats)
+    n_h, n_l = gen.h_mats.shape[0], gen.l_mats.shape[0]
+    # Channel k's terms, padded to a common count with a zero term: (K, T) indices into the
+    # L terms, so that L_k(t) = sum_j c_{idx[k, j]}(t) L_{idx[k, j]} is one product and one sum.
+    members = [np.flatnonzero(gen.l_channel == k) for k in range(gen.n_channels)]
+    width = max([len(m) for m in members] + [1])
+    idx = np.full((gen.n_channels, width), n_l, dtype=int)
+    for k, m in enumerate(members):
+        idx[k, :len(m)] = m
+    dim = gen.l_mats.shape[-1]
+    mats = gen.l_mats[:, 0, :] if gen.to_ground else gen.l_mats
+    l_pad = jnp.concatenate([mats, jnp.zeros((1,) + mats.shape[1:], mats.dtype)])[idx]
 
     def operators(t):
         c = gen.coefficients(t)
-        h = jnp.einsum("n,nij->ij", c[:n_h], gen.h_mats)
-        ls = jnp.einsum("n,nkij->kij", c[n_h:], l_by_channel)
+        h = _contract("n,nij->ij", c[:n_h], gen.h_mats)
+        c_l = jnp.concatenate([c[n_h:], jnp.zeros((1,), c.dtype)])[idx]
+        ls = _contract("kn,knj->kj", c_l, l_pad) if gen.to_ground else _contract("kn,knij->kij", c_l, l_pad)
         return h, ls
+
+    def dissipation(ls, rho):
+        """(sum_k L_k rho L_k^dag, the fluxes Tr L_k rho L_k^dag, sum_k L_k^dag L_k)."""
+        if gen.to_ground:
+            flux = jnp.real(_contract("kl,kl->k", _contract("kj,jl->kl", ls, rho), ls.conj()))
+            jumped = jnp.zeros((dim, dim), rho.dtype).at[0, 0].set(jnp.sum(flux))
+            return jumped, flux, _contract("ki,kl->il", ls.conj(), ls)
+        lrho = _contract("kij,jl->kil", ls, rho)
+        jumped = _contract("kil,kml->im", lrho, ls.conj())
+        flux = jnp.real(_contract("kil,kil->k", lrho, ls.conj()))
+        return jumped, flux, _contract("kji,kjl->il", ls.conj(), ls)
 
     def rhs(t, y, args):
         rho = _to_complex(y[0])
         h, ls = operators(t)
-        lrho = jnp.einsum("kij,jl->kil", ls, rho)
-        jumped = jnp.einsum("kil,kml->kim", lrho, ls.conj())
-        heff = h - 0.5j * jnp.einsum("kji,kjl->il", ls.conj(), ls)
-        a = heff @ rho
-        drho = -1j * (a - a.conj().T) + jumped.sum(0)
+        jumped, flux, ldl = dissipation(ls, rho)
+        a = _contract("ij,jl->il", h - 0.5j * ldl, rho)
+        drho = -1j * (a - a.conj().T) + jumped
         if gamma is not None:
             drho = drho - gamma * rho
-        flux = jnp.real(jnp.einsum("kii->k", jumped))
         return _to_real(drho), flux
 
     def flux(t, rho):
         _, ls = operators(t)
-        return jnp.real(jnp.einsum("kij,jl,kil->k", ls, rho, ls.conj()))
+        return dissipation(ls, rho)[1]
 
     return rhs, flux
 
