@@ -6,7 +6,6 @@ across parameter values (a new value is a new leaf, never a new compile).
 
 from __future__ import annotations
 
-import importlib.util
 
 import numpy as np
 import pytest
@@ -97,7 +96,6 @@ def test_transfer_equals_eta_for_ideal_modules_at_any_delay(delay, eta):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("chiraljax._delay_model") is None, reason="no delay kernel")
 @pytest.mark.parametrize("delay", [0.5, 4.0])
 def test_transfer_equals_eta_with_the_delay_kernel(delay):
     """With real delays the receiver runs late by tau and still stores eta."""
