@@ -164,7 +164,8 @@ def compare(
     start_score = float(objective(jnp.asarray(x_start)))
     value_and_grad(objective, x_start)
     if "rl" in methods:
-        batch_reward(objective)(np.tile(x_start, (ppo_config.batch_size + int(ppo_config.evaluate_mean), 1)))
+        warm_up = PPOConfig(**{**{f: getattr(ppo_config, f) for f in ppo_config.__dataclass_fields__}, "epochs": 1})
+        ppo_optimize(batch_reward(objective), x_start, scale, warm_up, jax.random.key(0))
     cost = measure_cost_ratio(objective, x_start, repeats=5)
     if "grad" in methods:
         warm_up = GradientConfig(**{**_config_fields(gradient_config), "max_steps": 2})
@@ -293,14 +294,16 @@ def sim_to_real(
     rl_budget: int | None = 1000,
     seed: int = 0,
     scale: Any = None,
+    temperature: float = 0.005,
 ) -> dict[str, Any]:
     """Optimise on the nominal model, score on the perturbed "true" one.
 
     Runs (all from `problem.x0`): gradient on the nominal objective; gradient on the robust
-    objective (mean over an `ensemble_size`-member ensemble drawn from
+    objective (mean, and soft minimum, over an `ensemble_size`-member ensemble drawn from
     `problem.ensemble_spreads`); PPO fine-tuning on the true model from the nominal optimum;
     gradient on the true model (the reference a perfect model would give). Every optimum is
-    scored on the true model and on a fresh 32-member test ensemble (mean and worst).
+    scored on the true model, on the training ensemble and on a fresh 32-member test ensemble
+    from the same distribution (mean and worst member of each).
 
     **Arguments:**
 
@@ -309,6 +312,7 @@ def sim_to_real(
     - `gradient_config`, `ppo_config`, `rl_budget`: the optimisers' settings.
     - `seed`: seeds the ensembles and the RL run.
     - `scale`: RL action unit (default `problem.rl_scale`).
+    - `temperature`: τ of the soft-minimum robust objective.
 
     **Returns:** a JSON-ready dictionary of scores per strategy.
     """
@@ -323,13 +327,16 @@ def sim_to_real(
     tested = objective.with_ensemble(test)
     scale = np.broadcast_to(np.asarray(problem.rl_scale if scale is None else scale, np.float64), (objective.size,))
 
-    def score(x) -> dict[str, float]:
-        on_test = tested.report(x)
+    def score(x) -> dict[str, Any]:
+        on_train, on_test = robust.report(x), tested.report(x)
         return {
             "nominal": float(objective.report(x)["metric_mean"]),
             "true": float(true.report(x)["metric_mean"]),
+            "train_ensemble_mean": on_train["metric_mean"],
+            "train_ensemble_worst": on_train["metric_worst"],
             "test_ensemble_mean": on_test["metric_mean"],
             "test_ensemble_worst": on_test["metric_worst"],
+            "x": np.asarray(x).tolist(),
         }
 
     x0 = np.asarray(problem.x0, np.float64)
@@ -339,7 +346,10 @@ def sim_to_real(
     nominal = gradient_optimize(objective, x0, gradient_config)
     out["grad_nominal"] = {**score(nominal.best_x), "evaluations": nominal.evaluations}
     rob = gradient_optimize(robust, x0, gradient_config)
-    out["grad_robust"] = {**score(rob.best_x), "evaluations": rob.evaluations}
+    out["grad_robust"] = {**score(rob.best_x), "evaluations": rob.evaluations, "aggregate": "mean"}
+    soft = gradient_optimize(robust.with_aggregate("softmin", temperature), x0, gradient_config)
+    out["grad_robust_softmin"] = {**score(soft.best_x), "evaluations": soft.evaluations,
+                                  "aggregate": f"softmin, temperature {temperature}"}
     if rl_budget:
         fine = ppo_optimize(batch_reward(true), np.asarray(nominal.best_x), scale, ppo_config,
                             jax.random.key(seed), budget=rl_budget)

@@ -7,7 +7,9 @@ An `Objective` maps pulse parameters `x` to a score to maximise,
 where `N_e(x)` is the network with its controls set by `x` and its hardware parameters set to
 member `e` of an ensemble (just the nominal network when no ensemble is given), `m` a protocol
 metric (transfer or absorption efficiency, W-state fidelity, directionality), `A_e` the mean over
-the ensemble (the robust objective) and `P_p` penalties on the parameters or pulse shapes. The
+the ensemble (the robust objective; or the soft minimum
+`A_e[m] = -τ log((1/E) Σ_e exp(-m_e/τ))`, which tends to the worst member as `τ → 0` and to
+the mean as `τ → ∞`) and `P_p` penalties on the parameters or pulse shapes. The
 ensemble is evaluated with `jax.vmap` over `network.with_parameters`, so the robust objective is
 one compiled function whatever the hardware values; its worst member is reported alongside.
 
@@ -262,6 +264,9 @@ class Objective(eqx.Module):
     - `penalties`: penalties subtracted from the metric.
     - `ensemble`: `{parameter name: values of shape (E,)}` of hardware parameters; the score
       is then the ensemble mean of the metric (robust objective). `None`: nominal network.
+    - `aggregate`: `"mean"` (ensemble average) or `"softmin"` (soft worst case, temperature
+      `temperature`) over the ensemble.
+    - `temperature`: τ of the soft minimum.
     - `representation`, `rtol`, `atol`, `max_steps`: passed to `cj.simulate`.
     """
 
@@ -275,6 +280,8 @@ class Objective(eqx.Module):
     rtol: float = eqx.field(static=True)
     atol: float = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
+    aggregate: str = eqx.field(static=True)
+    temperature: float = eqx.field(static=True)
 
     def __init__(
         self,
@@ -289,6 +296,8 @@ class Objective(eqx.Module):
         rtol: float = 1e-8,
         atol: float = 1e-10,
         max_steps: int = 100_000,
+        aggregate: str = "mean",
+        temperature: float = 0.01,
     ):
         require(isinstance(network, Network), f"network: expected a Network, got {type(network).__name__}")
         if not isinstance(controls, Controls):
@@ -312,6 +321,12 @@ class Objective(eqx.Module):
         self.t_span = (float(t_span[0]), float(t_span[1]))
         self.representation = representation
         self.rtol, self.atol, self.max_steps = float(rtol), float(atol), int(max_steps)
+        require(aggregate in ("mean", "softmin"), f"aggregate={aggregate!r}: choose 'mean' or 'softmin'")
+        require(
+            math.isfinite(float(temperature)) and float(temperature) > 0,
+            f"temperature={temperature!r}: must be a finite number > 0",
+        )
+        self.aggregate, self.temperature = aggregate, float(temperature)
 
     @property
     def size(self) -> int:
@@ -333,6 +348,8 @@ class Objective(eqx.Module):
             rtol=self.rtol,
             atol=self.atol,
             max_steps=self.max_steps,
+            aggregate=self.aggregate,
+            temperature=self.temperature,
         )
         network = changes.pop("network", self.network)
         fields.update(changes)
@@ -341,6 +358,10 @@ class Objective(eqx.Module):
     def with_ensemble(self, ensemble: Mapping[str, Any] | None) -> Objective:
         """The same objective with another ensemble (`None` for the nominal network)."""
         return self._replace(ensemble=ensemble)
+
+    def with_aggregate(self, aggregate: str, temperature: float | None = None) -> Objective:
+        """The same objective with another ensemble aggregate (`"mean"` or `"softmin"`)."""
+        return self._replace(aggregate=aggregate, temperature=self.temperature if temperature is None else temperature)
 
     def with_network(self, network: Network) -> Objective:
         """The same objective on another network of the same structure (e.g. the "true" one)."""
@@ -381,15 +402,21 @@ class Objective(eqx.Module):
         return sum((p(x, pulses) for p in self.penalties), jnp.zeros((), real_dtype()))
 
     def __call__(self, x: Float[Array, " P"]) -> Float[Array, ""]:
-        """The score `J(x)`: ensemble-mean metric minus penalties."""
-        return jnp.mean(self.members(x)) - self.penalty(x)
+        """The score `J(x)`: ensemble mean (or soft minimum) of the metric minus penalties."""
+        return self._aggregate(self.members(x)) - self.penalty(x)
+
+    def _aggregate(self, values: Float[Array, " E"]) -> Float[Array, ""]:
+        if self.aggregate == "mean":
+            return jnp.mean(values)
+        tau = self.temperature
+        return -tau * (jax.nn.logsumexp(-values / tau) - math.log(values.shape[0]))
 
     def report(self, x: Float[Array, " P"]) -> dict[str, float]:
         """Score, mean / worst / best metric over the ensemble, and the penalty, as floats."""
         values, penalty = _report(self, jnp.asarray(x, real_dtype()))
         values = np.asarray(values)
         return {
-            "score": float(values.mean() - penalty),
+            "score": float(self._aggregate(jnp.asarray(values)) - penalty),
             "metric_mean": float(values.mean()),
             "metric_worst": float(values.min()),
             "metric_best": float(values.max()),

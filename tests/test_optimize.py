@@ -242,7 +242,8 @@ def test_robust_objective_improves_the_worst_case(ideal):
     test = sample_ensemble(net, spreads, 16, jax.random.key(1))
     config = GradientConfig(method="adam", learning_rate=0.1, max_steps=60, patience=10)
     nominal = gradient_optimize(problem.objective, problem.x0, config)
-    robust = gradient_optimize(problem.objective.with_ensemble(train), problem.x0, config)
+    robust = gradient_optimize(problem.objective.with_ensemble(train).with_aggregate("softmin", 0.005),
+                               problem.x0, config)
     tested = problem.objective.with_ensemble(test)
     assert tested.report(robust.best_x)["metric_worst"] > tested.report(nominal.best_x)["metric_worst"]
 
