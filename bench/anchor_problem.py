@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     rows = []
     for M in args.modules:
-        variants = [("sector", None), ("sector", args.steps)] + ([("full", None)] if M <= 3 else [])
+        variants = [("sector", None), ("sector", args.steps)] + ([("full", None)] if M <= 2 else [])
         for representation, steps in variants:
             r = bench_chiraljax(M, representation, args.repeats, args.batch if representation == "sector" else 0, steps)
             label = f"chiraljax {representation}" + (f" fixed {steps} steps" if steps else " adaptive")

@@ -69,9 +69,9 @@ def grid_axes(per_axis: int) -> list[cj.Grid]:
 
 
 def single_solve_seconds(network: cj.Network, settings: cj.SimulationSettings,
-                         repeats: int = 20) -> float:
+                         repeats: int = 20, steps: int | None = None) -> float:
     """Median wall time of one warm solve (compiled beforehand), n_save=2 like the sweep."""
-    options = dict(n_save=2, representation="sector", rtol=settings.rtol, atol=settings.atol)
+    options = dict(n_save=2, representation="sector", rtol=settings.rtol, atol=settings.atol, steps=steps)
 
     def solve() -> None:
         result = cj.simulate(network, settings.t_span, **options)
@@ -88,7 +88,7 @@ def single_solve_seconds(network: cj.Network, settings: cj.SimulationSettings,
 
 def timed_sweep(network: cj.Network, settings: cj.SimulationSettings, axes, *,
                 chunk_size: int | None, budget: float, out: Path | None,
-                rtol: float | None = None, atol: float | None = None) -> dict:
+                rtol: float | None = None, atol: float | None = None, steps: int | None = None) -> dict:
     """Run the sweep until done or until `budget` seconds after the first chunk finished.
 
     **Returns:** points per second, compile time, points done, chunks, whether it finished,
@@ -106,7 +106,7 @@ def timed_sweep(network: cj.Network, settings: cj.SimulationSettings, axes, *,
     try:
         result = cj.sweep(network, axes, metrics=METRIC, t_span=settings.t_span,
                           representation="sector", rtol=rtol or settings.rtol,
-                          atol=atol or settings.atol, chunk_size=chunk_size, out=out,
+                          atol=atol or settings.atol, steps=steps, chunk_size=chunk_size, out=out,
                           progress=sys.stderr.isatty(), callback=callback)
     except _Stop:
         pass
@@ -147,6 +147,8 @@ def main() -> None:
                         help="seconds of evaluation after the first chunk before stopping")
     parser.add_argument("--rtol", type=float, default=None)
     parser.add_argument("--atol", type=float, default=None)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="fixed 8th-order steps per solve (lockstep batches) instead of adaptive")
     parser.add_argument("--out", type=Path,
                         default=Path(tempfile.gettempdir()) / "chiraljax_sweep_throughput.nc",
                         help="result file; its chunk folder lets a stopped run resume")
@@ -154,10 +156,10 @@ def main() -> None:
     args = parser.parse_args()
 
     network, settings = load_transfer()
-    single = single_solve_seconds(network, settings)
+    single = single_solve_seconds(network, settings, steps=args.steps)
     axes = grid_axes(args.per_axis)
     record = timed_sweep(network, settings, axes, chunk_size=args.chunk_size, budget=args.budget,
-                         out=args.out, rtol=args.rtol, atol=args.atol)
+                         out=args.out, rtol=args.rtol, atol=args.atol, steps=args.steps)
     result = record.pop("result")
     rate = record.get("points_per_second")
     report = {
@@ -168,6 +170,7 @@ def main() -> None:
         "metric": METRIC,
         "rtol": args.rtol or settings.rtol,
         "atol": args.atol or settings.atol,
+        "steps": args.steps,
         "single_solve_s": single,
         "single_solve_points_per_second": 1.0 / single,
         **record,

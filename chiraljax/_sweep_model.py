@@ -377,13 +377,14 @@ def model_metrics(
     rtol: float,
     atol: float,
     max_steps: int,
+    steps: int | None = None,
 ) -> Callable[[dict[str, jax.Array]], dict[str, jax.Array]]:
     """The pure point function the engine vmaps: parameters -> {metric: scalar}."""
 
     def evaluate(point: dict[str, jax.Array]) -> dict[str, jax.Array]:
         model = network.with_parameters(_updates(setters, point))
         result = simulate(model, t_span, n_save=n_save, representation=representation,
-                          rtol=rtol, atol=atol, max_steps=max_steps)
+                          rtol=rtol, atol=atol, max_steps=max_steps, steps=steps)
         values = {}
         for name, metric in metrics.items():
             try:
@@ -410,6 +411,7 @@ def sweep(
     rtol: float | None = None,
     atol: float | None = None,
     max_steps: int | None = None,
+    steps: int | None = None,
     chunk_size: int | None = None,
     out: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
@@ -442,8 +444,10 @@ def sweep(
     - `mode`, `fixed`, `chunk_size`, `out`, `overwrite`, `devices`, `progress`, `key`,
       `callback`, `attrs`: as the engine; fixed values take the same names as axes.
     - `parameters`: valid names for a function target (a Network knows its own).
-    - `n_save`, `rtol`, `atol`, `max_steps`: passed to `simulate` (defaults: the network
-      file's, else simulate's; two save points suffice for final-value metrics).
+    - `n_save`, `rtol`, `atol`, `max_steps`, `steps`: passed to `simulate` (defaults: the
+      network file's, else simulate's; two save points suffice for final-value metrics).
+      `steps` (fixed 8th-order stepping, smooth controls) makes every point of a batch take the
+      same steps, which is what batched sweeps need to run fast.
 
     **Returns:**
 
@@ -496,7 +500,8 @@ def sweep(
                          "fixed value; set each parameter once")
     chosen = _representation(network, targets, representation)
     fn = model_metrics(network, table, setters, t_span=(t0, t1), representation=chosen,
-                       n_save=n_save, rtol=float(rtol), atol=float(atol), max_steps=int(max_steps))
+                       n_save=n_save, rtol=float(rtol), atol=float(atol), max_steps=int(max_steps),
+                       steps=None if steps is None else int(steps))
     described = {name: spec if isinstance(spec, str) else "function"
                  for name, spec in _metric_specs(metrics).items()}
     extra.update(representation=chosen, t_span=[t0, t1], metrics=json.dumps(described))
