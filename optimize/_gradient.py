@@ -23,10 +23,8 @@ from it.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -38,8 +36,10 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float
 
-from chiraljax._errors import ChiralJaxError, ValidationError, require
+from chiraljax._errors import ChiralJaxError, require
 from chiraljax._precision import real_dtype
+
+from ._checkpoint import read_checkpoint, write_checkpoint
 
 __all__ = [
     "ObjectiveError",
@@ -482,49 +482,22 @@ def _save(path, state: _State, identity: dict[str, Any]) -> None:
         "history": state.history.to_json(),
     }
     arrays = (state.x, state.opt_state, state.best_x, state.grad)
-    fd, tmp = tempfile.mkstemp(prefix=".grad-", suffix=".tmp", dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(json.dumps(header).encode() + b"\n")
-            eqx.tree_serialise_leaves(f, arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    write_checkpoint(path, header, arrays, prefix=".grad-")
 
 
 def _load(path, like: _State, identity: dict[str, Any]) -> _State:
-    path = os.fspath(path)
-    with open(path, "rb") as f:
-        try:
-            header = json.loads(f.readline())
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            header = None
-        require(
-            isinstance(header, dict) and header.get("format") == _CHECKPOINT_FORMAT,
-            f"checkpoint: {path!r} is not a chiraljax gradient checkpoint; delete it or pass another path",
-        )
-        require(
-            header.get("version") == _CHECKPOINT_VERSION,
-            f"checkpoint: {path!r} has version {header.get('version')}, this code reads version {_CHECKPOINT_VERSION}",
-        )
+    def check(header: dict[str, Any]) -> None:
         saved = header.get("identity") or {}
         changed = sorted(k for k in identity if saved.get(k) != identity[k])
         require(
             not changed,
-            f"checkpoint: {path!r} belongs to a different run (differs in {', '.join(changed)}); "
+            f"checkpoint: {os.fspath(path)!r} belongs to a different run (differs in {', '.join(changed)}); "
             "use the original arguments or a new checkpoint path",
         )
-        template = (like.x, like.opt_state, like.best_x, like.grad)
-        try:
-            x, opt_state, best_x, grad = eqx.tree_deserialise_leaves(f, template)
-        except Exception as err:  # a damaged file fails inside numpy or equinox in many ways
-            raise ValidationError(
-                f"checkpoint: the arrays in {path!r} cannot be read ({err}); delete the file to start afresh"
-            ) from None
+
+    template = (like.x, like.opt_state, like.best_x, like.grad)
+    header, (x, opt_state, best_x, grad) = read_checkpoint(
+        path, template, format=_CHECKPOINT_FORMAT, version=_CHECKPOINT_VERSION, kind="gradient", check_header=check)
     return _State(
         x=np.asarray(x),
         opt_state=opt_state,

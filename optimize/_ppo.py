@@ -22,10 +22,8 @@ receives counts as one simulator evaluation.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -38,6 +36,8 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from chiraljax._errors import ChiralJaxError, ValidationError, require
+
+from ._checkpoint import read_checkpoint, write_checkpoint
 from chiraljax._precision import real_dtype
 
 _CHECKPOINT_FORMAT = "chiraljax-ppo-checkpoint"
@@ -645,19 +645,7 @@ def save_ppo_state(
         "history": state.history.to_json(),
     }
     arrays = (state.policy, state.opt_state, jax.random.key_data(state.key), state.best_x)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".ppo-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(json.dumps(header).encode() + b"\n")
-            eqx.tree_serialise_leaves(f, arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    write_checkpoint(path, header, arrays, prefix=".ppo-")
 
 
 def load_ppo_state(
@@ -677,23 +665,8 @@ def load_ppo_state(
     The saved `PPOState`. Raises `ValidationError` if the file is not a PPO checkpoint or
     belongs to a different run (other config, x0, scale or key).
     """
-    path = os.fspath(path)
-    with open(path, "rb") as f:
-        try:
-            header = json.loads(f.readline())
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            header = None
-        require(
-            isinstance(header, dict) and header.get("format") == _CHECKPOINT_FORMAT,
-            f"checkpoint: {path!r} is not a chiraljax PPO checkpoint; delete it or pass "
-            "another path",
-        )
-        require(
-            header["version"] == _CHECKPOINT_VERSION,
-            f"checkpoint: {path!r} has version {header['version']}, this code reads "
-            f"version {_CHECKPOINT_VERSION}",
-        )
-        saved = header["identity"] or {}
+    def check(header: dict[str, Any]) -> None:
+        saved = header.get("identity") or {}
         changed = sorted(k for k in (identity or {}) if saved.get(k) != identity[k])
         if "config" in changed:
             changed.remove("config")
@@ -704,17 +677,13 @@ def load_ppo_state(
             ]
         require(
             not changed,
-            f"checkpoint: {path!r} belongs to a different run (differs in "
+            f"checkpoint: {os.fspath(path)!r} belongs to a different run (differs in "
             f"{', '.join(changed)}); use the original arguments or a new checkpoint path",
         )
-        template = (like.policy, like.opt_state, jax.random.key_data(like.key), like.best_x)
-        try:
-            policy, opt_state, key_data, best_x = eqx.tree_deserialise_leaves(f, template)
-        except Exception as err:  # a damaged file fails in numpy or equinox in many ways
-            raise ValidationError(
-                f"checkpoint: the arrays in {path!r} cannot be read ({err}); delete the file "
-                "to start afresh"
-            ) from None
+
+    template = (like.policy, like.opt_state, jax.random.key_data(like.key), like.best_x)
+    header, (policy, opt_state, key_data, best_x) = read_checkpoint(
+        path, template, format=_CHECKPOINT_FORMAT, version=_CHECKPOINT_VERSION, kind="PPO", check_header=check)
     return PPOState(
         policy=policy,
         opt_state=opt_state,
