@@ -15,7 +15,7 @@ and fully absorbed by the time reverse gamma_a(t) = (kappa/2)(1 - tanh(kappa (t 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -68,39 +68,36 @@ class Constant(AbstractPulse):
         return self.value + 0.0 * t
 
 
-class SechEmission(AbstractPulse):
+class _SechRate(AbstractPulse):
+    """(kappa/2)(1 + sign tanh(kappa (t - t0)/2)) with sign = +1 (emission) or -1 (absorption)."""
+
+    kappa: Any
+    t0: Any
+    sign: ClassVar[float] = 1.0
+
+    def __init__(self, kappa, t0=0.0):
+        name = type(self).__name__
+        _check_finite(name, kappa=kappa, t0=t0)
+        k = _concrete(kappa)
+        if k is not None:
+            require(float(k) > 0, f"{name}: kappa must be positive, got {float(k)}")
+        self.kappa, self.t0 = jnp.asarray(kappa, dtype=float), jnp.asarray(t0, dtype=float)
+
+    def __call__(self, t):
+        return 0.5 * self.kappa * (1.0 + self.sign * jnp.tanh(0.5 * self.kappa * (t - self.t0)))
+
+
+class SechEmission(_SechRate):
     """gamma_e(t) = (kappa/2)(1 + tanh(kappa (t - t0)/2)): releases a sech photon of bandwidth kappa
     centred at t0 from an excited emitter."""
 
-    kappa: Any
-    t0: Any
-
-    def __init__(self, kappa, t0=0.0):
-        _check_finite("SechEmission", kappa=kappa, t0=t0)
-        k = _concrete(kappa)
-        if k is not None:
-            require(float(k) > 0, f"SechEmission: kappa must be positive, got {float(k)}")
-        self.kappa, self.t0 = jnp.asarray(kappa, dtype=float), jnp.asarray(t0, dtype=float)
-
-    def __call__(self, t):
-        return 0.5 * self.kappa * (1.0 + jnp.tanh(0.5 * self.kappa * (t - self.t0)))
+    sign: ClassVar[float] = 1.0
 
 
-class SechAbsorption(AbstractPulse):
+class SechAbsorption(_SechRate):
     """gamma_a(t) = (kappa/2)(1 - tanh(kappa (t - t0)/2)): absorbs a sech photon centred at t0."""
 
-    kappa: Any
-    t0: Any
-
-    def __init__(self, kappa, t0=0.0):
-        _check_finite("SechAbsorption", kappa=kappa, t0=t0)
-        k = _concrete(kappa)
-        if k is not None:
-            require(float(k) > 0, f"SechAbsorption: kappa must be positive, got {float(k)}")
-        self.kappa, self.t0 = jnp.asarray(kappa, dtype=float), jnp.asarray(t0, dtype=float)
-
-    def __call__(self, t):
-        return 0.5 * self.kappa * (1.0 - jnp.tanh(0.5 * self.kappa * (t - self.t0)))
+    sign: ClassVar[float] = -1.0
 
 
 class SechMode(AbstractPulse):
