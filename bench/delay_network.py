@@ -71,7 +71,6 @@ def received_fn(dt: float | None):
     def received(reflection, phase, eta):
         net = base.with_parameters({
             "scatterers.joint.reflection": reflection,
-            "scatterers.joint.transmission": jnp.sqrt(1 - reflection**2),
             "links.1.phase": phase,
             "links.1.transmission": eta,
         })
