@@ -26,10 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._errors import require
-from ._network import Network, Port, Scatterer
+from ._network import Network, Port
 from ._operator import Operator
 from ._pulses import AbstractPulse, _concrete, safe_sqrt
-from ._slh import SLH, concat, series
+from ._slh import SLH, concat
 from ._space import Space
 
 _MODE_EPS = 1e-10

@@ -44,7 +44,7 @@ import numpy as np
 
 from ._errors import require
 from ._metrics import (absorption_efficiency, directionality, emitted, optimal_fraction, stored_population,
-                       w_fidelity, w_fidelity_from_block, single_excitation_block, w_phase)
+                       w_fidelity, single_excitation_block, w_phase)
 from ._modules import (ChiralLine, Interconnect, absorption_drive, direction_sign, directional_state,
                        emission_drive, halt_time, math_prod)
 from ._network import Network

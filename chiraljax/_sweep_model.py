@@ -64,7 +64,7 @@ from ._network import Network
 from ._network_io import SimulationSettings, load_network
 from ._result import Result
 from ._simulate import REPRESENTATIONS, _choose, simulate
-from ._sweep import AbstractAxis, ChunkDone, Grid, Mode, QuasiRandom, Random
+from ._sweep import AbstractAxis, ChunkDone, Grid, Mode
 from ._sweep import sweep as sweep_function
 
 MetricFunction = Callable[[Result, Network], Any]

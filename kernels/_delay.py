@@ -836,7 +836,7 @@ class DephasingAverage(eqx.Module):
 def dephasing_average(
     problem: DelayProblem,
     c0: Complex[Array, " N"],
-    gamma_phi: Float[Array, "N"] | float,
+    gamma_phi: Float[Array, " N"] | float,
     key: PRNGKeyArray,
     *,
     n_trajectories: int,

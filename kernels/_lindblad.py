@@ -24,7 +24,6 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple
 
 import diffrax
-import jax
 import jax.numpy as jnp
 import numpy as np
 
