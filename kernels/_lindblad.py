@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple
 
 import diffrax
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -59,12 +60,16 @@ class Stepping(NamedTuple):
     - fixed (`steps=n`): n equal steps of the 8th-order Dormand-Prince method, for smooth
       controls only. A fixed step count makes vmapped batches run in lockstep and keeps
       reverse-mode differentiation cheap, which is what sweeps and pulse optimisation need.
+      With `aligned=True` the save times are t0 + m (t1 - t0) / (n_save - 1) and every save
+      interval holds a whole number of steps: the states are then read at step ends and the
+      lean stepper `_fixed_rk` (no error estimate, no interpolation) integrates.
     """
 
     rtol: float = 1e-8
     atol: float = 1e-10
     max_steps: int = 16_384
     steps: int | None = None
+    aligned: bool = False
 
 
 class LindbladSolution(NamedTuple):
@@ -158,6 +163,105 @@ def _make_rhs(gen: Generator, gamma):
     return rhs, flux
 
 
+def _dopri8_tableau():
+    """(a, b, c) of the 13 stages of the 8th-order Dormand-Prince pair that the solution uses
+    (diffrax's `Dopri8` tableau; its 14th, first-same-as-last stage has weight zero)."""
+    tab = diffrax.Dopri8.tableau
+    a = [np.asarray(row, dtype=float) for row in tab.a_lower[:12]]
+    b = np.asarray(tab.b_sol, dtype=float)[:13]
+    c = np.concatenate([[0.0], np.asarray(tab.c, dtype=float)[:12]])
+    return a, b, c
+
+
+def _combine(y, h, weights, ks):
+    """y + h sum_j w_j k_j over the nonzero weights (pytrees of arrays)."""
+    terms = [(float(w), k) for w, k in zip(weights, ks) if w != 0.0]
+    return jax.tree.map(lambda y_, *k_: y_ + h * sum(w * kk for (w, _), kk in zip(terms, k_)),
+                        y, *[k for _, k in terms])
+
+
+def _unrolled_step(rhs, a, b, c):
+    """One step with the 13 stages written out (the right-hand side traced 13 times)."""
+
+    def step(t, h, y):
+        ks = [rhs(t, y, None)]
+        for i, row in enumerate(a):
+            ks.append(rhs(t + c[i + 1] * h, _combine(y, h, row, ks), None))
+        return _combine(y, h, b, ks)
+
+    return step
+
+
+def _scanned_step(rhs, a_rows, b, c):
+    """One step with the stages as a scan over a buffer of the k_i (traced once)."""
+    n_stages = len(b)
+    a = np.zeros((n_stages, n_stages))
+    for i, row in enumerate(a_rows):
+        a[i + 1, : len(row)] = row
+    a, b, c = jnp.asarray(a), jnp.asarray(b), jnp.asarray(c)
+
+    def step(t, h, y):
+        y_leaves, treedef = jax.tree.flatten(y)
+
+        def combine(weights, k_leaves):
+            return [y_ + h * jnp.tensordot(weights, k, axes=1) for y_, k in zip(y_leaves, k_leaves)]
+
+        def stage(k_leaves, i):
+            ki = jax.tree.leaves(rhs(t + c[i] * h, jax.tree.unflatten(treedef, combine(a[i], k_leaves)), None))
+            return [k.at[i].set(v) for k, v in zip(k_leaves, ki)], None
+
+        k0 = [jnp.zeros((n_stages,) + y_.shape, y_.dtype) for y_ in y_leaves]
+        k_leaves, _ = jax.lax.scan(stage, k0, jnp.arange(n_stages))
+        return jax.tree.unflatten(treedef, combine(b, k_leaves))
+
+    return step
+
+
+def _fixed_rk_loop(step, observe, y0, t0, t1, steps: int, n_save: int):
+    per = steps // (n_save - 1)
+    h = (t1 - t0) / steps
+
+    def interval(y, m):
+        # A static trip count keeps the loop a scan, so reverse mode goes through it.
+        y = jax.lax.fori_loop(0, per, lambda j, y_: step(t0 + (m * per + j) * h, h, y_), y)
+        return y, observe(t0 + (m + 1) * per * h, y, None)
+
+    y_end, saved = jax.lax.scan(interval, y0, jnp.arange(n_save - 1))
+    first = observe(t0, y0, None)
+    saved = jax.tree.map(lambda f, s: jnp.concatenate([f[None], s]), first, saved)
+    return saved, y_end
+
+
+def _fixed_rk(rhs, y0, t0, t1, steps: int, n_save: int, observe):
+    """Integrate with `steps` equal 8th-order Runge-Kutta steps and observe at the n_save
+    equally spaced times (`steps` a multiple of n_save - 1): y_{n+1} = y_n + h sum_i b_i k_i,
+    k_i = f(t_n + c_i h, y_n + h sum_{j<i} a_ij k_j), with no error estimate.
+
+    A plain evaluation writes the 13 stages out, which on small states runs 2-3x faster than
+    a loop over the stages; derivatives (forward or reverse mode) go through the same scheme
+    with the stages in a scan, whose traced graph is 13x smaller and compiles 3x faster. Both
+    compute the same numbers; a custom JVP picks the second under differentiation."""
+    a, b, c = _dopri8_tableau()
+    rhs_c, rhs_consts = jax.closure_convert(rhs, t0, y0, None)
+    obs_c, obs_consts = jax.closure_convert(observe, t0, y0, None)
+
+    def solve(unrolled, y0_, t0_, t1_, r_consts, o_consts):
+        f = lambda t, y, args: rhs_c(t, y, args, *r_consts)  # noqa: E731
+        obs = lambda t, y, args: obs_c(t, y, args, *o_consts)  # noqa: E731
+        step = _unrolled_step(f, a, b, c) if unrolled else _scanned_step(f, a, b, c)
+        return _fixed_rk_loop(step, obs, y0_, t0_, t1_, steps, n_save)
+
+    @jax.custom_jvp
+    def fast(y0_, t0_, t1_, r_consts, o_consts):
+        return solve(True, y0_, t0_, t1_, r_consts, o_consts)
+
+    @fast.defjvp
+    def fast_jvp(primals, tangents):
+        return jax.jvp(lambda *p: solve(False, *p), primals, tangents)
+
+    return fast(y0, t0, t1, rhs_consts, obs_consts)
+
+
 def _solve(rhs, flux_fn, rho0, numbers, n_channels: int, t0, t1, ts, jump_ts, stepping: Stepping,
            solver) -> LindbladSolution:
     y0 = (_to_real(jnp.asarray(rho0, dtype=complex)), jnp.zeros((n_channels,), dtype=float))
@@ -167,6 +271,14 @@ def _solve(rhs, flux_fn, rho0, numbers, n_channels: int, t0, t1, ts, jump_ts, st
         rho = _to_complex(y[0])
         pops = jnp.real(jnp.einsum("ii,ij->j", rho, numbers))
         return pops, flux_fn(t, rho), y[1]
+
+    if stepping.steps is not None and stepping.aligned and solver is None and not len(jump_ts):
+        n_save = ts.shape[0]
+        if n_save >= 2 and stepping.steps % (n_save - 1) == 0:
+            (pops, fluxes, outputs), final = _fixed_rk(
+                lambda t, y, args: rhs(t, y, args), y0, t0, t1, stepping.steps, n_save, observe)
+            return LindbladSolution(ts, pops, fluxes, outputs, _to_complex(final[0]), final[1],
+                                    jnp.asarray(stepping.steps))
 
     saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=observe), diffrax.SubSaveAt(t1=True)])
     if stepping.steps is None:
