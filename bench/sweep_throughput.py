@@ -8,12 +8,17 @@ grid crosses, with `--per-axis n` values each (default 10, so 10^4 points):
 - `emitters.?1.detuning` in [0, 0.2] kappa (frequency mismatch of the receiving module),
 - `controls.absorb.kappa` in [0.8, 1.2] (bandwidth mismatch of the absorption pulse),
 
-with the metric `population:A1+B1` on the sector solver at the network file's tolerances
-(rtol 1e-8, atol 1e-10). Reported:
+with the metric `population:A1+B1` on the sector solver, adaptive at the network file's
+tolerances (rtol 1e-8, atol 1e-10) or with `--steps n` fixed 8th-order steps (the sweep saves
+only the end points, so the lean fixed stepper runs). `--host-devices n` splits the CPU into n
+XLA host devices (one per core) so that the sweep shards its batch over them; it must be given
+before JAX starts, which this script arranges. Reported:
 
 - `single_solve_s`: median wall time of one warm `cj.simulate` of the same network (n_save=2);
 - `points_per_second`, `compile_time_s`: of the sweep (one compile, `jit(vmap)` in chunks);
-- `cost_per_point_vs_single_solve`: (1 / points_per_second) / single_solve_s.
+- `cost_per_point_vs_single_solve`: (1 / points_per_second) / single_solve_s;
+- `max_abs_error_vs_reference`: the largest difference, over `--check` random grid points, of
+  the sweep's values from adaptive solves at rtol 1e-10, atol 1e-12.
 
 The sweep stops after `--budget` seconds past its first finished chunk (the chunks done stay
 saved in the output's chunk folder, so rerunning the same command resumes it). A finished run
@@ -22,6 +27,7 @@ one measures the throughput between its first and last chunk completions (exactl
 chunks ran in between) and reports the wait for the first completion (compile included).
 
 Usage:  python bench/sweep_throughput.py [--per-axis 10] [--chunk-size 500] [--budget 1800]
+        [--steps n] [--host-devices n] [--check 40]
         [--out /tmp/chiraljax_sweep_throughput.nc] [--json bench/results/sweep_throughput.json]
 """
 
@@ -37,10 +43,23 @@ import tempfile
 import time
 from pathlib import Path
 
-import jax
-import numpy as np
 
-import chiraljax as cj
+def _host_devices_from_argv() -> None:
+    """Apply --host-devices before JAX is imported (XLA reads its flags once, at start-up)."""
+    if "--host-devices" in sys.argv:
+        n = int(sys.argv[sys.argv.index("--host-devices") + 1])
+        flags = os.environ.get("XLA_FLAGS", "")
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
+
+
+if __name__ == "__main__":
+    _host_devices_from_argv()
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+import chiraljax as cj  # noqa: E402
+from chiraljax._sweep_model import _updates, resolve_parameter  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NETWORK_FILE = ROOT / "examples" / "two_module_transfer.toml"
@@ -128,6 +147,21 @@ def timed_sweep(network: cj.Network, settings: cj.SimulationSettings, axes, *,
     return record
 
 
+def reference_error(network: cj.Network, settings: cj.SimulationSettings, axes, result, n: int) -> float:
+    """Largest |sweep - adaptive solve at rtol 1e-10, atol 1e-12| over n random grid points."""
+    rng = np.random.default_rng(0)
+    values = result["transfer"]
+    setters = {axis.name: resolve_parameter(axis.name, network) for axis in axes}
+    worst = 0.0
+    for _ in range(n):
+        pick = {axis.name: int(rng.integers(axis.size)) for axis in axes}
+        point = values.isel(pick)
+        net = network.with_parameters(_updates(setters, {name: float(point[name]) for name in pick}))
+        res = cj.simulate(net, settings.t_span, n_save=2, representation="sector", rtol=1e-10, atol=1e-12)
+        worst = max(worst, abs(float(res.final_population("A1", "B1")) - float(point)))
+    return worst
+
+
 def machine() -> dict:
     return {
         "platform": platform.platform(),
@@ -149,6 +183,10 @@ def main() -> None:
     parser.add_argument("--atol", type=float, default=None)
     parser.add_argument("--steps", type=int, default=None,
                         help="fixed 8th-order steps per solve (lockstep batches) instead of adaptive")
+    parser.add_argument("--host-devices", type=int, default=1,
+                        help="XLA host devices to shard the batch over on a CPU (one per core)")
+    parser.add_argument("--check", type=int, default=40,
+                        help="random grid points re-solved adaptively at rtol 1e-10 to measure the error")
     parser.add_argument("--out", type=Path,
                         default=Path(tempfile.gettempdir()) / "chiraljax_sweep_throughput.nc",
                         help="result file; its chunk folder lets a stopped run resume")
@@ -179,6 +217,7 @@ def main() -> None:
     }
     if result is not None:
         report["transfer_range"] = [float(result["transfer"].min()), float(result["transfer"].max())]
+        report["max_abs_error_vs_reference"] = reference_error(network, settings, axes, result, args.check)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report, indent=1))

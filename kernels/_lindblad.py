@@ -127,6 +127,8 @@ def _make_rhs(gen: Generator, gamma):
     dim = gen.l_mats.shape[-1]
     mats = gen.l_mats[:, 0, :] if gen.to_ground else gen.l_mats
     l_pad = jnp.concatenate([mats, jnp.zeros((1,) + mats.shape[1:], mats.dtype)])[idx]
+    ground = np.zeros((dim, dim))
+    ground[0, 0] = 1.0
 
     def operators(t):
         c = gen.coefficients(t)
@@ -139,7 +141,7 @@ def _make_rhs(gen: Generator, gamma):
         """(sum_k L_k rho L_k^dag, the fluxes Tr L_k rho L_k^dag, sum_k L_k^dag L_k)."""
         if gen.to_ground:
             flux = jnp.real(_contract("kl,kl->k", _contract("kj,jl->kl", ls, rho), ls.conj()))
-            jumped = jnp.zeros((dim, dim), rho.dtype).at[0, 0].set(jnp.sum(flux))
+            jumped = ground * jnp.sum(flux)
             return jumped, flux, _contract("ki,kl->il", ls.conj(), ls)
         lrho = _contract("kij,jl->kil", ls, rho)
         jumped = _contract("kil,kml->im", lrho, ls.conj())
@@ -147,14 +149,15 @@ def _make_rhs(gen: Generator, gamma):
         return jumped, flux, _contract("kji,kjl->il", ls.conj(), ls)
 
     def rhs(t, y, args):
-        rho = _to_complex(y[0])
+        """(d rho/dt, the fluxes) for the state (rho, N) with a complex rho."""
+        rho = y[0]
         h, ls = operators(t)
         jumped, flux, ldl = dissipation(ls, rho)
         a = _contract("ij,jl->il", h - 0.5j * ldl, rho)
         drho = -1j * (a - a.conj().T) + jumped
         if gamma is not None:
             drho = drho - gamma * rho
-        return _to_real(drho), flux
+        return drho, flux
 
     def flux(t, rho):
         _, ls = operators(t)
@@ -262,21 +265,32 @@ def _fixed_rk(rhs, y0, t0, t1, steps: int, n_save: int, observe):
     return fast(y0, t0, t1, rhs_consts, obs_consts)
 
 
-def _solve(rhs, flux_fn, rho0, numbers, n_channels: int, t0, t1, ts, jump_ts, stepping: Stepping,
+def _solve(rhs_complex, flux_fn, rho0, numbers, n_channels: int, t0, t1, ts, jump_ts, stepping: Stepping,
            solver) -> LindbladSolution:
-    y0 = (_to_real(jnp.asarray(rho0, dtype=complex)), jnp.zeros((n_channels,), dtype=float))
+    """Integrate (rho, N) with d rho/dt, dN/dt = `rhs_complex(t, (rho, N), args)`, with the lean
+    stepper (fixed steps, aligned save times) or with diffrax."""
     numbers = jnp.asarray(numbers)
 
-    def observe(t, y, args):
-        rho = _to_complex(y[0])
+    def observe_complex(t, y, args):
+        rho = y[0]
         pops = jnp.real(jnp.einsum("ii,ij->j", rho, numbers))
         return pops, flux_fn(t, rho), y[1]
+
+    # Both steppers carry rho as a real (2, D, D) array: XLA runs the stage combinations much
+    # faster on real arrays than on complex ones.
+    y0 = (_to_real(jnp.asarray(rho0, dtype=complex)), jnp.zeros((n_channels,), dtype=float))
+
+    def rhs(t, y, args):
+        drho, flux = rhs_complex(t, (_to_complex(y[0]), y[1]), args)
+        return _to_real(drho), flux
+
+    def observe(t, y, args):
+        return observe_complex(t, (_to_complex(y[0]), y[1]), args)
 
     if stepping.steps is not None and stepping.aligned and solver is None and not len(jump_ts):
         n_save = ts.shape[0]
         if n_save >= 2 and stepping.steps % (n_save - 1) == 0:
-            (pops, fluxes, outputs), final = _fixed_rk(
-                lambda t, y, args: rhs(t, y, args), y0, t0, t1, stepping.steps, n_save, observe)
+            (pops, fluxes, outputs), final = _fixed_rk(rhs, y0, t0, t1, stepping.steps, n_save, observe)
             return LindbladSolution(ts, pops, fluxes, outputs, _to_complex(final[0]), final[1],
                                     jnp.asarray(stepping.steps))
 
