@@ -5,8 +5,11 @@ A preset file has the tables `[preset]` (name, description, sender, receiver, th
 parameters tuned to the measured numbers), `[line]` (carrier, idle_detuning, representation),
 `[defaults]` (fields shared by every module), `[[modules]]` (name, position, `variant` =
 "data" or "tunable", and the fields of `DataModule` / `TunableModule`), `[[interconnects]]`
-(delay, transmission, phase, joints), `[pulses]` (the fields of `PulsePlan`) and `[measured]`
-(the experiment's numbers, for comparison). Units are ns and rad/ns. The comments of each file
+(delay, transmission, phase, joints), `[pulses]` (the fields of `PulsePlan`), `[shaping]` (how the
+receiver's drive may be shaped: `knots` of the residual spline, `max_drive` the coupler's largest
+exchange in rad/ns, `steps` of the fixed-step solver, `correction_knots` and `max_correction` of
+an optional frequency correction; see `chiraljax.optimize._receiver`) and `[measured]` (the
+experiment's numbers, for comparison). Units are ns and rad/ns. The comments of each file
 say which numbers come from the paper, which are assumptions and which were tuned.
 
 | name | what |
@@ -35,6 +38,9 @@ _MODULE_FIELDS = {
                                        "max_rate", "cancellation"}),
 }
 _VARIANTS = {"data": DataModule, "tunable": TunableModule}
+# The [shaping] table: field -> (default, type, lowest allowed value).
+_SHAPING = {"knots": (12, int, 2), "max_drive": (None, float, 0.0), "steps": (64, int, 1),
+            "correction_knots": (0, int, 0), "max_correction": (0.0, float, 0.0)}
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,8 @@ class Preset:
 
     **Fields:** `name`, `description`, `line` (a `ChiralLine`), `plan` (a `PulsePlan`),
     `sender`, `receiver` (None for an emission-only preset), `measured` (the experiment's
-    numbers), `tuned` (parameters tuned to them), `source` (the file).
+    numbers), `tuned` (parameters tuned to them), `source` (the file), `shaping` (the
+    `[shaping]` table with its defaults).
     """
 
     name: str
@@ -55,6 +62,7 @@ class Preset:
     measured: dict[str, Any] = field(default_factory=dict)
     tuned: tuple[str, ...] = ()
     source: str = ""
+    shaping: dict[str, Any] = field(default_factory=dict)
 
 
 def available_presets() -> tuple[str, ...]:
@@ -89,6 +97,23 @@ def _interconnect(spec: dict, k: int) -> Interconnect:
     return Interconnect(spec.get("delay", 0.0), spec.get("transmission", 1.0), spec.get("phase", 0.0), joints)
 
 
+def _shaping(spec: dict) -> dict[str, Any]:
+    unknown = set(spec) - set(_SHAPING)
+    require(not unknown, f"preset: [shaping]: unknown field(s) {', '.join(sorted(unknown))}; "
+                         f"allowed: {', '.join(_SHAPING)}")
+    out = {}
+    for key, (default, kind, low) in _SHAPING.items():
+        value = spec.get(key, default)
+        if value is not None:
+            require(isinstance(value, (int, float)) and not isinstance(value, bool) and value >= low
+                    and (kind is float or float(value).is_integer()),
+                    f"preset: [shaping]: {key} must be {'an integer' if kind is int else 'a number'} >= {low}, "
+                    f"got {value!r}")
+            value = kind(value)
+        out[key] = value
+    return out
+
+
 def preset_from_dict(data: dict, source: str = "") -> Preset:
     """Build a `Preset` from the parsed tables of a preset file (module docstring)."""
     for table in ("preset", "line", "modules", "pulses"):
@@ -114,7 +139,8 @@ def preset_from_dict(data: dict, source: str = "") -> Preset:
     if receiver is not None:
         line.index(receiver)
     return Preset(meta.get("name", source), meta.get("description", ""), line, plan, sender, receiver,
-                  dict(data.get("measured", {})), tuple(meta.get("tuned", ())), source)
+                  dict(data.get("measured", {})), tuple(meta.get("tuned", ())), source,
+                  _shaping(dict(data.get("shaping", {}))))
 
 
 def load_preset(name_or_path: str | Path) -> Preset:

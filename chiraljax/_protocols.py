@@ -48,7 +48,7 @@ from ._metrics import (absorption_efficiency, directionality, emitted, optimal_f
 from ._modules import (ChiralLine, Interconnect, absorption_drive, direction_sign, directional_state,
                        emission_drive, halt_time, math_prod)
 from ._network import Network
-from ._pulses import Halted, Shifted, _concrete
+from ._pulses import AbstractPulse, Halted, Shifted, _concrete
 from ._result import Result
 from ._simulate import simulate
 
@@ -63,6 +63,10 @@ class PulsePlan(eqx.Module):
     - `receiver_kappa`: bandwidth the receiver's drive is tuned for (default `kappa`; a
       different value is a pulse mismatch).
     - `receiver_timing`: timing error of the receiver's drive (ns; a pulse mismatch).
+    - `receiver_drive`: a shaped drive u(t) for the receiver (on the receiver's clock, timing
+      included) that replaces the scripted time-reversed one; the coupler shift follows it,
+      since the network is built through `ChiralLine.network`. The W state halts it when the
+      scripted drive would halt. `None`: the scripted drive.
     - `lead`: the protocol starts `lead`/kappa before t0 (the sech drive is truncated there:
       the sender has released sigmoid(-lead) of its excitation by then, 2.5e-3 for 6);
       a long lead costs decoherence while the excitation waits.
@@ -74,18 +78,22 @@ class PulsePlan(eqx.Module):
     t0: Any
     receiver_kappa: Any
     receiver_timing: Any
+    receiver_drive: AbstractPulse | None
     lead: float = eqx.field(static=True)
     window: float = eqx.field(static=True)
     n_save: int = eqx.field(static=True)
 
     def __init__(self, kappa, t0=0.0, receiver_kappa=None, receiver_timing=0.0, lead: float = 6.0,
-                 window: float = 12.0, n_save: int = 201):
+                 window: float = 12.0, n_save: int = 201, receiver_drive: AbstractPulse | None = None):
         rk = kappa if receiver_kappa is None else receiver_kappa
         for field_name, value in (("kappa", kappa), ("receiver_kappa", rk)):
             v = _concrete(value)
             require(v is None or (np.isfinite(v) and float(v) > 0),
                     f"PulsePlan: {field_name} must be positive (rad/ns), got {value}")
         require(lead > 0 and window > 0 and n_save >= 2, "PulsePlan: lead and window must be > 0 and n_save >= 2")
+        require(receiver_drive is None or isinstance(receiver_drive, AbstractPulse),
+                f"PulsePlan: receiver_drive must be a pulse or None, got {type(receiver_drive).__name__}")
+        self.receiver_drive = receiver_drive
         self.kappa, self.t0 = jnp.asarray(kappa, dtype=float), jnp.asarray(t0, dtype=float)
         self.receiver_kappa = jnp.asarray(rk, dtype=float)
         self.receiver_timing = jnp.asarray(receiver_timing, dtype=float)
@@ -100,7 +108,8 @@ class PulsePlan(eqx.Module):
 
     def replace(self, **changes) -> "PulsePlan":
         kw = dict(kappa=self.kappa, t0=self.t0, receiver_kappa=self.receiver_kappa,
-                  receiver_timing=self.receiver_timing, lead=self.lead, window=self.window, n_save=self.n_save)
+                  receiver_timing=self.receiver_timing, lead=self.lead, window=self.window, n_save=self.n_save,
+                  receiver_drive=self.receiver_drive)
         kw.update(changes)
         return PulsePlan(**kw)
 
@@ -194,11 +203,19 @@ def transfer_network(line: ChiralLine, sender: str, receiver: str, plan: PulsePl
                      dark: tuple[str, ...] = ()) -> Network:
     """The network of a transfer: `sender` emits toward `receiver`, which absorbs; the rest idle."""
     direction = line.direction(sender, receiver)
-    tx, rx = line.module(sender), line.module(receiver)
-    drives = {sender: emission_drive(tx, plan.kappa, plan.t0),
-              receiver: Shifted(absorption_drive(rx, plan.receiver_kappa, plan.t0),
-                                _clock(line, sender, receiver, plan, receiver))}
+    tx = line.module(sender)
+    drives = {sender: emission_drive(tx, plan.kappa, plan.t0), receiver: receiver_drive(line, sender, receiver, plan)}
     return line.network(drives, initial=directional_state(tx, direction), dark=dark)
+
+
+def receiver_drive(line: ChiralLine, sender: str, receiver: str, plan: PulsePlan) -> AbstractPulse:
+    """The receiver's drive on its own clock: `plan.receiver_drive` if given, else the scripted
+    time-reversed drive for bandwidth `plan.receiver_kappa`, late by the arrival time plus
+    `plan.receiver_timing`."""
+    if plan.receiver_drive is not None:
+        return plan.receiver_drive
+    return Shifted(absorption_drive(line.module(receiver), plan.receiver_kappa, plan.t0),
+                   _clock(line, sender, receiver, plan, receiver))
 
 
 def _beyond(line: ChiralLine, receiver: str, direction: str) -> tuple[str, ...]:
@@ -263,11 +280,11 @@ def route(line: ChiralLine, sender: str, receiver: str, plan: PulsePlan) -> Rout
 def w_state_network(line: ChiralLine, sender: str, receiver: str, plan: PulsePlan, fraction=0.5) -> Network:
     """The network of the W-state protocol (halted emission, halted absorption)."""
     direction = line.direction(sender, receiver)
-    tx, rx = line.module(sender), line.module(receiver)
+    tx = line.module(sender)
     t_stop = halt_time(tx, fraction, plan.kappa, plan.t0)
     drives = {sender: Halted(emission_drive(tx, plan.kappa, plan.t0), t_stop),
-              receiver: Shifted(Halted(absorption_drive(rx, plan.receiver_kappa, plan.t0), t_stop),
-                                _clock(line, sender, receiver, plan, receiver))}
+              receiver: Halted(receiver_drive(line, sender, receiver, plan),
+                               t_stop + _clock(line, sender, receiver, plan, receiver))}
     return line.network(drives, initial=directional_state(tx, direction))
 
 
@@ -367,7 +384,8 @@ def _no_frequency_mismatch(line: ChiralLine, plan: PulsePlan):
 
 
 def _no_pulse_mismatch(line: ChiralLine, plan: PulsePlan):
-    return line, plan.replace(receiver_kappa=plan.kappa, receiver_timing=0.0)
+    # The receiver runs the exact time reverse of the sender's drive (a shaped drive is dropped).
+    return line, plan.replace(receiver_kappa=plan.kappa, receiver_timing=0.0, receiver_drive=None)
 
 
 #: The error sources of the budget and how each is switched off.

@@ -51,6 +51,7 @@ from ._gradient import (
     measure_cost_ratio,
     value_and_grad,
 )
+from ._receiver import FrequencyCorrected, ReceiverObjective, receiver_controls
 from ._problems import PROBLEMS, Problem, get_problem, transfer_network
 from ._compare import batch_reward, compare, plot_comparison, sim_to_real, write_json
 from ._run import METHODS, run_optimize
