@@ -638,9 +638,16 @@ def sweep_cost(result: xr.Dataset) -> SweepCost:
 
 
 class _RateColumn(ProgressColumn):
+    """Points computed in this run over the time since the bar started (compile excluded:
+    the bar starts after it). Chunks finish in bursts (on a CPU the next chunk runs before
+    the last is reported), so a windowed rate would swing; the run average does not."""
+
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("-- pts/s" if speed is None else f"{speed:,.0f} pts/s", style="cyan")
+        elapsed = task.finished_time if task.finished else task.elapsed
+        done = task.completed - task.fields.get("resumed", 0)
+        if not elapsed or done <= 0:
+            return Text("-- pts/s", style="cyan")
+        return Text(f"{done / elapsed:,.0f} pts/s", style="cyan")
 
 
 def _progress_bar(show: bool) -> Progress:
@@ -851,7 +858,7 @@ def sweep(
     computed = sum(bounds[i][1] - bounds[i][0] for i in todo)
 
     with _progress_bar(progress and writer) as bar:
-        task = bar.add_task("sweep", total=n_points, completed=n_points - computed)
+        task = bar.add_task("sweep", total=n_points, completed=n_points - computed, resumed=n_points - computed)
 
         def finish(index: int, leaves: list[np.ndarray]) -> None:
             start, stop = bounds[index]
