@@ -396,18 +396,46 @@ class Network(eqx.Module):
 
     def with_parameters(self, values: Mapping[str, Any]) -> "Network":
         """A copy with the named parameters replaced (values may be traced: use inside jit,
-        vmap and grad). Unknown names are refused with the closest valid names."""
+        vmap and grad). Unknown names are refused with the closest valid names; concrete values
+        must be finite and inside the physical range of their kind (`PARAMETER_BOUNDS`; traced
+        values are not checked)."""
         paths = self._parameter_paths()
-        for name in values:
+        for name, value in values.items():
             close = difflib.get_close_matches(name, list(paths), n=3)
             require(name in paths, f"Network: no parameter {name!r}"
                     + (f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else "")
                     + "; list them with network.parameters()")
+            _check_parameter_value(name, value)
         if not values:
             return self
         getters = [paths[name] for name in values]
         return eqx.tree_at(lambda n: [g(n) for g in getters], self,
                            [jnp.asarray(v, dtype=jnp.result_type(paths[name](self))) for name, v in values.items()])
+
+
+#: Physical range of parameters, by the last part of the dotted name: (low, high), None = open.
+PARAMETER_BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "transmission": (0.0, 1.0),
+    "right_fraction": (0.0, 1.0),
+    "decay": (0.0, None),
+    "dephasing": (0.0, None),
+    "rate": (0.0, None),
+    "delay": (0.0, None),
+    "kappa": (0.0, None),
+}
+
+
+def _check_parameter_value(name: str, value: Any) -> None:
+    """Refuse a concrete non-finite or out-of-range value of parameter `name`."""
+    v = _concrete(value)
+    if v is None or v.dtype == object:
+        return
+    require(bool(np.all(np.isfinite(v))), f"Network: parameter {name!r} must be finite, got {value!r}")
+    low, high = PARAMETER_BOUNDS.get(name.rsplit(".", 1)[-1], (None, None))
+    if np.iscomplexobj(v):
+        return
+    require(low is None or bool(np.all(v >= low)), f"Network: parameter {name!r} must be >= {low}, got {value!r}")
+    require(high is None or bool(np.all(v <= high)), f"Network: parameter {name!r} must be <= {high}, got {value!r}")
 
 
 def _pulse_fields(pulse, prefix: str = "") -> list[tuple[str, Any]]:

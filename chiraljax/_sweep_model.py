@@ -60,7 +60,7 @@ import xarray as xr
 
 from . import _metrics
 from ._errors import ValidationError, require
-from ._network import Network
+from ._network import PARAMETER_BOUNDS, Network
 from ._network_io import SimulationSettings, load_network
 from ._result import Result
 from ._simulate import REPRESENTATIONS, _choose, simulate
@@ -98,15 +98,7 @@ def _template_regex(template: str) -> str:
 
 
 #: Physical range of base parameters, by the last part of the dotted name: (low, high).
-BOUNDS: dict[str, tuple[float | None, float | None]] = {
-    "transmission": (0.0, 1.0),
-    "right_fraction": (0.0, 1.0),
-    "decay": (0.0, None),
-    "dephasing": (0.0, None),
-    "rate": (0.0, None),
-    "delay": (0.0, None),
-    "kappa": (0.0, None),
-}
+BOUNDS = PARAMETER_BOUNDS
 
 
 class _Setter(NamedTuple):

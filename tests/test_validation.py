@@ -134,6 +134,18 @@ def test_unknown_parameter_name_gets_a_suggestion():
         net.with_parameters({"ports.pC.rate": 0.3})
 
 
+def test_new_parameter_values_are_checked():
+    """Concrete values given to with_parameters must be finite and physical."""
+    net = build(links=[cj.Link(transmission=0.5)])
+    with pytest.raises(ValidationError, match=r"parameter 'links.0.transmission' must be <= 1.0, got 1.5"):
+        net.with_parameters({"links.0.transmission": 1.5})
+    with pytest.raises(ValidationError, match=r"parameter 'emitters.A.decay' must be finite"):
+        net.with_parameters({"emitters.A.decay": float("nan")})
+    with pytest.raises(ValidationError, match=r"parameter 'ports.pA.rate' must be >= 0.0"):
+        net.with_parameters({"ports.pA.rate": -0.1})
+    assert float(net.with_parameters({"links.0.transmission": 1.0}).parameters()["links.0.transmission"]) == 1.0
+
+
 def test_structural_mistakes_are_refused():
     with pytest.raises(ValidationError, match=r"emitter names must be unique"):
         build(emitters=[cj.Emitter("A"), cj.Emitter("A")])
