@@ -58,7 +58,7 @@ TABLES: dict[str, bool] = {
 
 _SOURCES = ("file", "preset", "python")
 _NETWORK_KEYS = (*_SOURCES, "arguments")
-_SIMULATION_KEYS = ("t_span", "representation", "n_save", "rtol", "atol", "max_steps")
+_SIMULATION_KEYS = ("t_span", "representation", "n_save", "rtol", "atol", "max_steps", "steps")
 _SWEEP_KEYS = ("mode", "chunk_size", "seed")
 _OUTPUT_KEYS = ("path",)
 
@@ -81,7 +81,8 @@ class SweepSpec:
     - `network`: the Network to sweep; `network_source`: how it was named in the spec.
     - `axes`: the axes; `fixed`: parameters held at one value.
     - `metrics`: {name: metric string}.
-    - `t_span`, `representation`, `n_save`, `rtol`, `atol`, `max_steps`: simulation settings.
+    - `t_span`, `representation`, `n_save`, `rtol`, `atol`, `max_steps`, `steps`: simulation
+      settings (`steps`: fixed 8th-order steps per solve instead of adaptive ones, None).
     - `mode`, `chunk_size`, `seed`: sweep settings.
     - `out`: the output path from the spec, or None.
     """
@@ -98,6 +99,7 @@ class SweepSpec:
     rtol: float = 1e-8
     atol: float = 1e-10
     max_steps: int = 100_000
+    steps: int | None = None
     mode: str = "cartesian"
     chunk_size: int | None = None
     seed: int = 0
@@ -284,6 +286,7 @@ def parse_sweep_spec(data: Mapping[str, Any], base: str | os.PathLike[str] = "."
                           expect="a number in (0, 1)")
     max_steps = simulation.get("max_steps", int, settings.max_steps or 100_000,
                                check=lambda v: v >= 1, expect="a positive integer")
+    steps = simulation.get("steps", int, None, check=lambda v: v >= 1, expect="a positive integer")
 
     axes_data = data["axes"]
     require(isinstance(axes_data, list) and len(axes_data) > 0,
@@ -330,7 +333,7 @@ def parse_sweep_spec(data: Mapping[str, Any], base: str | os.PathLike[str] = "."
         source=source, network=network, network_source=network_source, axes=axes, fixed=fixed,
         metrics=dict(metrics_data), t_span=(float(t_span[0]), float(t_span[1])),
         representation=representation, n_save=n_save, rtol=rtol, atol=atol,
-        max_steps=max_steps, mode=mode, chunk_size=chunk_size, seed=seed, out=out,
+        max_steps=max_steps, steps=steps, mode=mode, chunk_size=chunk_size, seed=seed, out=out,
     )
 
 
@@ -387,7 +390,7 @@ def run_sweep_spec(
     return sweep(
         spec.network, spec.axes, metrics=spec.metrics, t_span=spec.t_span,
         representation=spec.representation, mode=spec.mode, fixed=spec.fixed,
-        n_save=spec.n_save, rtol=spec.rtol, atol=spec.atol, max_steps=spec.max_steps,
+        n_save=spec.n_save, rtol=spec.rtol, atol=spec.atol, max_steps=spec.max_steps, steps=spec.steps,
         chunk_size=chunk_size or spec.chunk_size, out=out if out is not None else spec.out,
         overwrite=overwrite, devices=devices, progress=progress, key=spec.seed,
         callback=callback, attrs={"spec_file": spec.source, "network": spec.network_source},

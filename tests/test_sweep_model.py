@@ -198,7 +198,9 @@ def test_spec_file_parses(network_file, tmp_path):
     spec = cj.load_sweep_spec(path)
     assert [axis.name for axis in spec.axes] == [name for name, _ in AXES]
     assert spec.n_points == 6 and spec.out == tmp_path / "scan.nc"
-    assert spec.metrics == METRICS and spec.chunk_size == 4
+    assert spec.metrics == METRICS and spec.chunk_size == 4 and spec.steps is None
+    path.write_text(spec_text(network_file, simulation=f"t_span = [{WINDOW[0]}, {WINDOW[1]}]\nsteps = 16"))
+    assert cj.load_sweep_spec(path).steps == 16
 
 
 @pytest.mark.parametrize("change, message", [
@@ -207,6 +209,8 @@ def test_spec_file_parses(network_file, tmp_path):
     ({"network": ""}, "network: missing"),
     ({"metrics": 'x = "population:A1"\ny = 3'}, "metrics.y = 3"),
     ({"simulation": "t_span = [1.0, 0.0]"}, "simulation.t_span"),
+    ({"simulation": f"t_span = [{WINDOW[0]}, {WINDOW[1]}]\nsteps = 0"},
+     "simulation.steps = 0: expected a positive integer"),
     ({"output": 'path = "out.csv"'}, "output.path"),
     ({"extra": "a = 1"}, "extra: unknown key"),
 ])
