@@ -12,7 +12,8 @@ devices and writes `<out-dir>/gpu_run.json` after every stage (a stopped run kee
   peak resident memory), and its largest difference from the adaptive float64 sweep:
   `fixed48` (48 steps of the 8th-order method, 10^4 points), `fixed48_large` (the same at
   `--large-per-axis` values per axis, 18^4 = 104,976 points by default: a GPU needs a large
-  batch), `fixed16` (16 steps), `adaptive` (rtol 1e-8, atol 1e-10, the reference);
+  batch), `fixed16` and `fixed16_large` (16 steps), `adaptive` (rtol 1e-8, atol 1e-10, the
+  reference); the fixed-step sweeps save only the end points, so the lean fixed stepper runs;
 - `float32`: the fixed48 sweep in a subprocess with `CHIRALJAX_PRECISION=float32`, its
   throughput, and the difference of its transfer values from the float64 ones (max and median
   absolute).
@@ -164,6 +165,7 @@ def main() -> None:
         save()
     stage("adaptive", args.per_axis, None)
     stage("fixed16", args.per_axis, 16)
+    stage("fixed16_large", args.large_per_axis, 16)
     if "adaptive" in values:
         for name in ("fixed48", "fixed16"):
             if name in values:
