@@ -1,8 +1,10 @@
 """The `reproduce` report: PNG figures (matplotlib, Agg backend) and a markdown summary.
 
-Figures: the drives of the transfer (pulse shapes and couplings), the populations over time,
-the photon flux of directional emission and transfer, the W-state fidelity bars beside the
-measured values, and the error budget.
+Figures: the drives of the transfer (pulse shapes and couplings, with the frequency shift the
+coupler induces), the populations over time, the photon flux of directional emission and
+transfer, the W-state fidelity bars beside the measured values, the error budget, the receiver
+shaping runs (best absorption efficiency against simulator evaluations) and the hardware sweep
+(a heatmap of the W fidelity).
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ._network import Network  # noqa: E402
+from ._pulses import AbstractPulse  # noqa: E402
 from ._result import Result  # noqa: E402
 
 _US = 1e-3  # ns -> us
@@ -30,19 +34,25 @@ def _save(fig, path: Path) -> str:
     return path.name
 
 
-def plot_pulses(network: Network, result: Result, drives: dict[str, str], path: Path) -> str:
-    """Drive u(t) of each named control (sender and receiver) in MHz over time (us)."""
-    ts = np.asarray(result.ts)
-    fine = np.linspace(ts[0], ts[-1], 1500)
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    for label, control in drives.items():
-        u = np.asarray([complex(network.controls[control](t)) for t in fine])
-        ax.plot(fine * _US, np.abs(u) * _MHZ, label=label)
+def plot_pulses(drives: dict[str, AbstractPulse], shift: float, span: tuple[float, float], path: Path) -> str:
+    """The drive u(t) of each named pulse (the data qubits' exchange) in MHz over time (us); the
+    right axis reads the same curves as the coupler-induced frequency shift delta = shift * u."""
+    fine = np.linspace(span[0], span[1], 1500)
+    fig, ax = plt.subplots(figsize=(6.6, 3.8))
+    styles = iter(["-", "--", "-", ":"])
+    for label, pulse in drives.items():
+        u = np.asarray(jax.vmap(pulse)(jnp.asarray(fine)))
+        ax.plot(fine * _US, np.abs(u) * _MHZ, next(styles, "-"), label=label)
     ax.set_xlabel("time (us)")
-    ax.set_ylabel("coupling |g(t)| / 2pi (MHz)")
-    ax.set_title("Transfer: emission drive and time-reversed absorption drive")
-    ax.legend(frameon=False)
+    ax.set_ylabel("exchange |g(t)| / 2pi (MHz)")
+    ax.set_title("Transfer drives: emission, scripted and shaped time-reversed absorption", fontsize=10)
+    ax.legend(frameon=False, fontsize=8)
     ax.grid(alpha=0.3)
+    if shift:
+        right = ax.twinx()
+        lo, hi = ax.get_ylim()
+        right.set_ylim(lo * shift, hi * shift)
+        right.set_ylabel(f"coupler shift delta / 2pi (MHz), shift = {shift:g}")
     return _save(fig, path)
 
 
@@ -76,19 +86,72 @@ def plot_flux(results: dict[str, Result], path: Path) -> str:
     return _save(fig, path)
 
 
-def plot_w_bars(modelled: dict[str, float], measured: dict[str, tuple[float, float]], path: Path) -> str:
-    """Bars of the modelled W fidelities beside the measured ones (with their errors)."""
-    labels = list(modelled)
+def plot_w_bars(modelled: dict[str, dict[str, float]], measured: dict[str, tuple[float, float]],
+                path: Path) -> str:
+    """Bars of the modelled W fidelities ({series: {direction: F}}) beside the measured ones
+    (with their errors), per direction of the photon."""
+    labels = ["left", "right"]
     x = np.arange(len(labels))
-    fig, ax = plt.subplots(figsize=(6.0, 3.6))
-    ax.bar(x - 0.2, [modelled[k] for k in labels], 0.4, label="model")
-    meas = [measured.get(k, (np.nan, 0.0)) for k in labels]
-    ax.bar(x + 0.2, [m[0] for m in meas], 0.4, yerr=[m[1] for m in meas], capsize=4, label="measured (paper)")
-    ax.axhspan(0.55, 0.70, color="grey", alpha=0.12, label="target band")
-    ax.set_xticks(x, labels)
+    series = list(modelled) + ["measured (paper)"]
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(6.0, 3.8))
+    for k, name in enumerate(series):
+        offset = (k - (len(series) - 1) / 2) * width
+        if name in modelled:
+            values = [modelled[name].get(d, np.nan) for d in labels]
+            bars = ax.bar(x + offset, values, width, label=f"model, {name}")
+        else:
+            meas = [measured.get(d, (np.nan, 0.0)) for d in labels]
+            values = [m[0] for m in meas]
+            bars = ax.bar(x + offset, values, width, yerr=[m[1] for m in meas], capsize=4, label=name,
+                          color="0.35")
+        ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=2)
+    ax.axhspan(0.55, 0.70, color="grey", alpha=0.12, label="target band 0.55-0.70")
+    ax.set_xticks(x, [f"photon travelling {d}" for d in labels])
     ax.set_ylim(0, 1)
     ax.set_ylabel("W-state fidelity")
-    ax.legend(frameon=False, fontsize=8, loc="upper right")
+    ax.legend(frameon=False, fontsize=7, loc="upper left", ncol=2)
+    return _save(fig, path)
+
+
+def plot_shaping(shaping: dict[str, Any], path: Path) -> str:
+    """Best absorption efficiency so far against simulator evaluations for the shaping runs
+    that recorded a curve (gradient and PPO on one budget), with the scripted start."""
+    fig, ax = plt.subplots(figsize=(6.0, 3.8))
+    for m in shaping["methods"]:
+        if "curve" in m:
+            ax.plot(m["curve"]["evaluations"], m["curve"]["best"], marker="o", ms=2.5, label=m["method"])
+    ax.axhline(shaping["start"], color="grey", ls=":", label="scripted drive")
+    ax.set_xscale("log")
+    ax.set_xlabel("simulator evaluations")
+    ax.set_ylabel("best absorption efficiency so far")
+    ax.set_title("Receiver shaping on one budget (photon travelling right)", fontsize=10)
+    ax.legend(frameon=False, fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_sweep_map(sweep: dict[str, Any], path: Path) -> str:
+    """Heatmap of the W fidelity over the two swept hardware parameters, with the contours of
+    the paper's band (0.55 and 0.70) and the preset's point."""
+    xs = np.asarray(sweep["values"][0], float)
+    ys = np.asarray(sweep["values"][1], float) * _MHZ
+    grid = np.asarray(sweep["w_fidelity"], float).T  # rows: y, columns: x
+    fig, ax = plt.subplots(figsize=(6.2, 4.2))
+
+    def edges(v):
+        mid = 0.5 * (v[1:] + v[:-1])
+        return np.concatenate([[2 * v[0] - mid[0]], mid, [2 * v[-1] - mid[-1]]])
+
+    mesh = ax.pcolormesh(edges(xs), edges(ys), grid, cmap="viridis", shading="flat")
+    fig.colorbar(mesh, ax=ax, label="W-state fidelity")
+    lines = ax.contour(xs, ys, grid, levels=[0.55, 0.70], colors="white", linewidths=1.2)
+    ax.clabel(lines, fmt="%.2f", fontsize=8)
+    ax.plot(sweep["nominal"][0], sweep["nominal"][1] * _MHZ, "r*", ms=12, label="preset")
+    ax.set_xlabel(sweep["labels"][0])
+    ax.set_ylabel(sweep["labels"][1])
+    ax.set_title("W fidelity (photon travelling right, shaped drive held fixed)", fontsize=10)
+    ax.legend(frameon=False, fontsize=8, loc="upper left")
     return _save(fig, path)
 
 
@@ -124,7 +187,7 @@ def write_markdown(path: Path, results: dict[str, Any], figures: dict[str, str])
         lines.append(f"| {row['quantity']} | {_fmt(row['model'])} | {row['paper']} |")
     budget = results.get("error_budget")
     if budget:
-        lines += ["", "## Error budget of the W state (photon travelling right)", "",
+        lines += ["", f"## Error budget of the W state (photon travelling right, {budget.get('receiver_drive', '')})", "",
                   "Each source is switched off in all combinations (2^5 runs); its share is the mean gain "
                   "from switching it off over all orders (Shapley), so the shares and the residual add up to "
                   "the infidelity exactly.", "", "| source | share of 1 - F | gain if fixed alone |", "|---|---|---|"]
@@ -137,9 +200,26 @@ def write_markdown(path: Path, results: dict[str, Any], figures: dict[str, str])
         lines += ["", "## Pulse shaping of the receiver", ""]
         if opt.get("note"):
             lines.append(opt["note"])
-        for m in opt.get("methods", []):
-            lines.append(f"- {m['method']}: absorption efficiency {m['absorption_efficiency']:.3f} after "
-                         f"{m['evaluations']} simulator evaluations ({m['seconds']:.1f} s)")
+        if opt.get("methods"):
+            lines += ["", f"Start (scripted drive): absorption efficiency {opt['start']:.3f}.", "",
+                      "| method | photon travelling | simulator evaluations | best absorption efficiency | seconds |",
+                      "|---|---|---|---|---|"]
+            for m in opt["methods"]:
+                lines.append(f"| {m['method']} | {m['direction']} | {m['evaluations']} | {m['value']:.3f} | "
+                             f"{m['seconds']:.1f} |")
+    sweep = results.get("sweep")
+    if sweep:
+        fid = np.asarray(sweep["w_fidelity"])
+        lines += ["", "## Hardware sweep", "",
+                  f"W fidelity (photon travelling right, the best receiver drive held fixed) on a "
+                  f"{fid.shape[0]} x {fid.shape[1]} grid of `{sweep['parameters'][0]}` (link power transmission, "
+                  f"{min(sweep['values'][0]):.2f} to {max(sweep['values'][0]):.2f}) and `{sweep['parameters'][1]}` "
+                  f"(receiver detuning, {min(sweep['values'][1]) * _MHZ:+.2f} to {max(sweep['values'][1]) * _MHZ:+.2f} "
+                  f"MHz x 2pi): from {fid.min():.3f} to {fid.max():.3f}; inside the 0.55-0.70 band at "
+                  f"{int(((fid >= 0.55) & (fid <= 0.70)).sum())} of {fid.size} points."]
+    timing = results.get("timing")
+    if timing:
+        lines += ["", "## Run time", "", ", ".join(f"{k} {v:.0f} s" for k, v in timing.items()) + "."]
     lines += ["", "## Notes", ""] + [f"- {n}" for n in results.get("notes", [])]
     lines += ["", "## Figures", ""]
     for caption, name in figures.items():

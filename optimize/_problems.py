@@ -197,8 +197,10 @@ def distorted(n_absorb: int = 10, n_tune: int = 6, rtol: float = 1e-7) -> Proble
 
 
 def paper(
-    preset: str = "paper",
+    preset: str | cj.Preset = "paper",
     *,
+    sender: str | None = None,
+    receiver: str | None = None,
     knots: int | None = None,
     steps: int | None | str = "preset",
     correction_knots: int | None = None,
@@ -218,29 +220,32 @@ def paper(
 
     **Arguments:**
 
-    - `preset`: a preset with a receiver and a `[shaping]` `max_drive`.
+    - `preset`: a preset (name, file or loaded `Preset`) with a receiver and a `[shaping]`
+      `max_drive`.
+    - `sender`, `receiver`: the modules of the transfer (default: the preset's).
     - `knots`, `steps`, `correction_knots`, `max_correction`: override the preset's
       `[shaping]` values (`steps=None`: adaptive solver).
     - `incident`: the photon reaching the receiver, if already known (skips its measurement).
     """
-    p = cj.load_preset(preset)
-    require(p.receiver is not None, f"problem 'paper': preset {preset!r} has no receiver; choose a transfer preset")
+    p = preset if isinstance(preset, cj.Preset) else cj.load_preset(preset)
+    tx = p.sender if sender is None else sender
+    rx_name = p.receiver if receiver is None else receiver
+    require(rx_name is not None, f"problem 'paper': preset {p.name!r} has no receiver; choose a transfer preset")
     shaping = p.shaping
     require(shaping.get("max_drive") is not None,
-            f"problem 'paper': preset {preset!r} has no [shaping] max_drive (the coupler's largest exchange, rad/ns)")
+            f"problem 'paper': preset {p.name!r} has no [shaping] max_drive (the coupler's largest exchange, rad/ns)")
     controls = receiver_controls(
-        p.line, p.sender, p.receiver, p.plan,
+        p.line, tx, rx_name, p.plan,
         knots=shaping["knots"] if knots is None else int(knots),
         max_drive=shaping["max_drive"],
         correction_knots=shaping["correction_knots"] if correction_knots is None else int(correction_knots),
         max_correction=shaping["max_correction"] if max_correction is None else float(max_correction),
     )
-    objective = ReceiverObjective(p.line, p.plan, p.sender, p.receiver, controls,
+    objective = ReceiverObjective(p.line, p.plan, tx, rx_name, controls,
                                   steps=shaping["steps"] if steps == "preset" else steps, incident=incident)
-    rx = p.line.module(p.receiver)
-    data = list(rx.storage)
+    data = list(p.line.module(rx_name).storage)
     nominal = objective.network.parameters()
-    shift_name = f"controls.{p.receiver}.shift.factor"
+    shift_name = f"controls.{rx_name}.shift.factor"
     spreads = {f"emitters.{q}.detuning": 2 * np.pi * 150e-6 for q in data}
     true = {f"emitters.{q}.detuning": float(np.real(nominal[f"emitters.{q}.detuning"])) + 2 * np.pi * 200e-6
             for q in data}
@@ -249,9 +254,9 @@ def paper(
         true[shift_name] = 1.1 * float(np.real(nominal[shift_name]))
     return Problem(
         "paper", objective, controls.initial(), float("nan"), spreads, true,
-        f"preset {preset!r}: receiver drive shaped ({controls.size} parameters) around the scripted "
-        "time-reversed drive; absorption efficiency",
-        rl_scale=1.0,
+        f"preset {p.name!r}, {tx} -> {rx_name}: receiver drive shaped ({controls.size} parameters) around "
+        "the scripted time-reversed drive; absorption efficiency",
+        rl_scale=3.0,
     )
 
 
