@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -315,47 +314,6 @@ def w_state(line: ChiralLine, sender: str, receiver: str, plan: PulsePlan, fract
     return WStateOutcome(sender, receiver, direction, float(w_fidelity(res, first, second, direction)),
                          float(w_phase(block, theta, theta)), float(fraction),
                          float(stored_population(res, first)), float(stored_population(res, second)), net, res)
-
-
-def receiver_objective(line: ChiralLine, sender: str, receiver: str, plan: PulsePlan) -> Callable:
-    """The transfer efficiency as a pure function of the receiver's pulse parameters
-    x = (log(receiver_kappa / kappa), kappa * receiver_timing), for gradient or black-box
-    shaping (jit-, vmap- and grad-able; the window is that of `plan`). The incident photon does
-    not depend on x, so maximising it maximises the absorption efficiency.
-
-    **Returns:** `f(x) -> transfer efficiency`, and `x0` of `plan`.
-    """
-    span = plan.span(line.arrival(sender, receiver))
-    storage = line.module(receiver).storage
-
-    def value(x):
-        tuned = eqx.tree_at(lambda p: (p.receiver_kappa, p.receiver_timing), plan,
-                            (plan.kappa * jnp.exp(x[0]), x[1] / plan.kappa))
-        res = simulate(transfer_network(line, sender, receiver, tuned), span, n_save=2, max_steps=4096)
-        return stored_population(res, storage)
-
-    # Two parameters: forward mode is cheaper than reverse mode and needs no stored trajectory,
-    # so reverse-mode callers (optax loops) get the forward-mode gradient.
-    @jax.custom_vjp
-    def f(x):
-        return value(x)
-
-    def f_fwd(x):
-        return value(x), jax.jacfwd(value)(x)
-
-    def f_bwd(jac, cotangent):
-        return (cotangent * jac,)
-
-    f.defvjp(f_fwd, f_bwd)
-
-    x0 = jnp.array([jnp.log(plan.receiver_kappa / plan.kappa), plan.kappa * plan.receiver_timing])
-    return f, x0
-
-
-def with_receiver(plan: PulsePlan, x) -> PulsePlan:
-    """The plan with the receiver parameters x of `receiver_objective`."""
-    return plan.replace(receiver_kappa=float(plan.kappa * np.exp(float(x[0]))),
-                        receiver_timing=float(x[1]) / float(plan.kappa))
 
 
 # ---- error budget -------------------------------------------------------------------------

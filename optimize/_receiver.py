@@ -241,10 +241,10 @@ class ReceiverObjective(eqx.Module):
         return self._replace(aggregate=aggregate, temperature=self.temperature if temperature is None else temperature)
 
     def with_network(self, network: Network) -> ReceiverObjective:
-        """The same objective on the hardware of `network` (a perturbed "true" device): its
-        emitter, port, coupling and link parameters override the line's in every evaluation."""
-        kinds = ("emitters", "ports", "couplings", "links", "scatterers")
-        hardware = {k: v for k, v in network.parameters().items() if k.split(".")[0] in kinds}
+        """The same objective on the hardware of `network` (a perturbed "true" device, e.g.
+        `objective.network.with_parameters(...)`): every parameter of it except the shaped
+        pulses' coefficients (`.raw.` leaves) overrides the line's in every evaluation."""
+        hardware = {k: v for k, v in network.parameters().items() if ".raw." not in k}
         return self._replace(hardware=hardware)
 
     def with_steps(self, steps: int | None) -> ReceiverObjective:

@@ -40,7 +40,7 @@ def run_optimize(
 
     **Arguments:**
 
-    - `preset`: problem name (`"ideal"`, `"distorted"`).
+    - `preset`: problem name (`"paper"`, `"ideal"`, `"distorted"`).
     - `method`: `"grad"` (L-BFGS), `"rl"` (PPO, published settings), `"compare"` (both,
       equal budgets) or `"sim-to-real"`.
     - `budget`: simulator evaluations per run (for `"sim-to-real"`: the RL fine-tuning budget).

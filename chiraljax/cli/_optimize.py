@@ -21,7 +21,8 @@ _EPILOG = "Exit codes: 0 ok, 2 bad input (one-line reason on stderr), 1 failure 
 
 
 def optimize_command(
-    preset: str = typer.Option(..., "--preset", help="Problem: ideal or distorted."),
+    preset: str = typer.Option(..., "--preset",
+                               help="Problem: paper (the paper preset's transfer), ideal or distorted."),
     method: str = typer.Option("compare", "--method", help="grad, rl, compare or sim-to-real."),
     budget: int = typer.Option(..., "--budget", help="Simulator evaluations per run."),
     seeds: int = typer.Option(3, "--seeds", help="Number of seeds (runs per method)."),

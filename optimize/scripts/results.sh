@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Regenerates optimize/results/: the gradient-versus-RL comparison on the distorted transfer,
-# the ideal transfer by gradient from a constant receiver coupling, and the sim-to-real study.
+# Regenerates optimize/results/: the gradient-versus-RL comparison on the paper preset's transfer
+# and on the distorted stand-in, the robust objective on both, the paper problem with a frequency
+# correction, and the ideal transfer by gradient from a constant receiver coupling.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=optimize/results
+chiraljax optimize --preset paper --method compare --budget 5100 --seeds 3 --out "$out/paper"
+chiraljax optimize --preset paper --method sim-to-real --budget 1020 --seeds 1 --out "$out/paper_sim_to_real"
+python optimize/scripts/paper_correction.py "$out/paper/correction.json"
 chiraljax optimize --preset distorted --method compare --budget 5100 --seeds 3 --out "$out/distorted"
 chiraljax optimize --preset ideal --method grad --budget 300 --seeds 3 --out "$out/ideal"
 chiraljax optimize --preset distorted --method sim-to-real --budget 1020 --seeds 1 --out "$out/sim_to_real"
