@@ -151,7 +151,7 @@ def plot_sweep_map(sweep: dict[str, Any], path: Path) -> str:
     ax.set_xlabel(sweep["labels"][0])
     ax.set_ylabel(sweep["labels"][1])
     ax.set_title("W fidelity (photon travelling right, shaped drive held fixed)", fontsize=10)
-    ax.legend(frameon=False, fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="lower left", framealpha=0.9)
     return _save(fig, path)
 
 
