@@ -225,6 +225,9 @@ def run_reproduce(preset_name: str, out: Path, quick: bool, console: Console, bu
                 results["error_budget"] = {"value": b.value, "ideal": b.ideal, "shares": b.shares, "alone": b.alone,
                                            "residual": b.residual, "total": b.total, "closure": b.closure(),
                                            "receiver_drive": label}
+                top = max(b.shares, key=b.shares.get)
+                results["notes"].append(f"Largest share of the W-state infidelity: {top} ({b.shares[top]:.3f} of "
+                                        f"{b.total:.3f}; the budget closes to {b.closure():.1e}).")
                 done("budget")
             if "sweep" in steps:
                 progress.update(task, description=f"hardware sweep ({_SWEEP_POINTS} x {_SWEEP_POINTS} points)")
