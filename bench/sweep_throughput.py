@@ -28,7 +28,7 @@ chunks ran in between) and reports the wait for the first completion (compile in
 
 Usage:  python bench/sweep_throughput.py [--per-axis 10] [--chunk-size 500] [--budget 1800]
         [--steps n] [--host-devices n] [--check 40]
-        [--out /tmp/chiraljax_sweep_throughput.nc] [--json bench/results/sweep_throughput.json]
+        [--out /tmp/chiraljax_sweep_throughput.nc] [--json bench/results/sweep_throughput_steps12.json]
 """
 
 from __future__ import annotations
@@ -190,7 +190,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path,
                         default=Path(tempfile.gettempdir()) / "chiraljax_sweep_throughput.nc",
                         help="result file; its chunk folder lets a stopped run resume")
-    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "sweep_throughput.json")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "sweep_throughput_latest.json")
     args = parser.parse_args()
 
     network, settings = load_transfer()
