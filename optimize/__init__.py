@@ -30,6 +30,7 @@ from ._parameterize import (
 from ._objectives import (
     AbsorptionEfficiency,
     AbstractMetric,
+    AbstractObjective,
     AbstractPenalty,
     AmplitudeLimit,
     Directionality,

@@ -18,6 +18,7 @@ Each call of `J` costs `E` simulator evaluations for an ensemble of `E` members 
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -252,7 +253,81 @@ class AmplitudeLimit(AbstractPenalty):
         return self.weight * jnp.mean(jnp.maximum(jnp.abs(u) - self.limit, 0.0) ** 2)
 
 
-class Objective(eqx.Module):
+def check_aggregate(aggregate: str, temperature: float) -> None:
+    """Refuse an unknown ensemble aggregate or a temperature that is not finite and > 0."""
+    require(aggregate in ("mean", "softmin"), f"aggregate={aggregate!r}: choose 'mean' or 'softmin'")
+    require(
+        math.isfinite(float(temperature)) and float(temperature) > 0,
+        f"temperature={temperature!r}: must be a finite number > 0",
+    )
+
+
+class AbstractObjective(eqx.Module):
+    """A score `J(x) = A_e[m_e(x)] - penalty(x)` of pulse parameters (to maximise): the metric
+    m_e of every ensemble member e aggregated by A (`"mean"`, or `"softmin"`:
+    -τ log((1/E) Σ_e exp(-m_e/τ)), a soft worst case of temperature τ).
+
+    Subclasses hold `controls`, `ensemble` (`{name: values (E,)}` or None), `aggregate` and
+    `temperature`, and define `members(x)` (the E metric values) and `_replace(**changes)`;
+    `penalty` is zero unless overridden.
+    """
+
+    @abc.abstractmethod
+    def members(self, x: Float[Array, " P"]) -> Float[Array, " E"]:
+        """The metric for every ensemble member (shape (1,) without an ensemble)."""
+
+    @abc.abstractmethod
+    def _replace(self, **changes: Any) -> AbstractObjective:
+        """The same objective with some constructor arguments changed."""
+
+    @property
+    def size(self) -> int:
+        """Number of pulse parameters P."""
+        return self.controls.size
+
+    @property
+    def evaluations_per_call(self) -> int:
+        """Simulator evaluations one call of the objective costs (the ensemble size, or 1)."""
+        if self.ensemble is None:
+            return 1
+        return int(next(iter(self.ensemble.values())).shape[0])
+
+    def with_ensemble(self, ensemble: Mapping[str, Any] | None) -> AbstractObjective:
+        """The same objective with another ensemble (`None` for the nominal device)."""
+        return self._replace(ensemble=ensemble)
+
+    def with_aggregate(self, aggregate: str, temperature: float | None = None) -> AbstractObjective:
+        """The same objective with another ensemble aggregate (`"mean"` or `"softmin"`)."""
+        return self._replace(aggregate=aggregate, temperature=self.temperature if temperature is None else temperature)
+
+    def penalty(self, x: Float[Array, " P"]) -> Float[Array, ""]:
+        """The summed penalties at `x` (none here)."""
+        return jnp.zeros((), real_dtype())
+
+    def __call__(self, x: Float[Array, " P"]) -> Float[Array, ""]:
+        """The score `J(x)`: ensemble mean (or soft minimum) of the metric minus penalties."""
+        return self._aggregate(self.members(x)) - self.penalty(x)
+
+    def _aggregate(self, values: Float[Array, " E"]) -> Float[Array, ""]:
+        if self.aggregate == "mean":
+            return jnp.mean(values)
+        tau = self.temperature
+        return -tau * (jax.nn.logsumexp(-values / tau) - math.log(values.shape[0]))
+
+    def report(self, x: Float[Array, " P"]) -> dict[str, float]:
+        """Score, mean / worst / best metric over the ensemble, and the penalty, as floats."""
+        values, penalty = _report(self, jnp.asarray(x, real_dtype()))
+        values = np.asarray(values)
+        return {
+            "score": float(self._aggregate(jnp.asarray(values)) - penalty),
+            "metric_mean": float(values.mean()),
+            "metric_worst": float(values.min()),
+            "metric_best": float(values.max()),
+            "penalty": float(penalty),
+        }
+
+
+class Objective(AbstractObjective):
     """The score `J(x)` of pulse parameters on a network (to maximise).
 
     **Arguments:**
@@ -321,24 +396,8 @@ class Objective(eqx.Module):
         self.t_span = (float(t_span[0]), float(t_span[1]))
         self.representation = representation
         self.rtol, self.atol, self.max_steps = float(rtol), float(atol), int(max_steps)
-        require(aggregate in ("mean", "softmin"), f"aggregate={aggregate!r}: choose 'mean' or 'softmin'")
-        require(
-            math.isfinite(float(temperature)) and float(temperature) > 0,
-            f"temperature={temperature!r}: must be a finite number > 0",
-        )
+        check_aggregate(aggregate, temperature)
         self.aggregate, self.temperature = aggregate, float(temperature)
-
-    @property
-    def size(self) -> int:
-        """Number of pulse parameters P."""
-        return self.controls.size
-
-    @property
-    def evaluations_per_call(self) -> int:
-        """Simulator evaluations one call of the objective costs (the ensemble size, or 1)."""
-        if self.ensemble is None:
-            return 1
-        return int(next(iter(self.ensemble.values())).shape[0])
 
     def _replace(self, **changes: Any) -> Objective:
         fields = dict(
@@ -354,14 +413,6 @@ class Objective(eqx.Module):
         network = changes.pop("network", self.network)
         fields.update(changes)
         return Objective(network, self.controls, self.metric, self.t_span, **fields)
-
-    def with_ensemble(self, ensemble: Mapping[str, Any] | None) -> Objective:
-        """The same objective with another ensemble (`None` for the nominal network)."""
-        return self._replace(ensemble=ensemble)
-
-    def with_aggregate(self, aggregate: str, temperature: float | None = None) -> Objective:
-        """The same objective with another ensemble aggregate (`"mean"` or `"softmin"`)."""
-        return self._replace(aggregate=aggregate, temperature=self.temperature if temperature is None else temperature)
 
     def with_network(self, network: Network) -> Objective:
         """The same objective on another network of the same structure (e.g. the "true" one)."""
@@ -401,31 +452,10 @@ class Objective(eqx.Module):
         pulses = self.controls.pulses(x)
         return sum((p(x, pulses) for p in self.penalties), jnp.zeros((), real_dtype()))
 
-    def __call__(self, x: Float[Array, " P"]) -> Float[Array, ""]:
-        """The score `J(x)`: ensemble mean (or soft minimum) of the metric minus penalties."""
-        return self._aggregate(self.members(x)) - self.penalty(x)
-
-    def _aggregate(self, values: Float[Array, " E"]) -> Float[Array, ""]:
-        if self.aggregate == "mean":
-            return jnp.mean(values)
-        tau = self.temperature
-        return -tau * (jax.nn.logsumexp(-values / tau) - math.log(values.shape[0]))
-
-    def report(self, x: Float[Array, " P"]) -> dict[str, float]:
-        """Score, mean / worst / best metric over the ensemble, and the penalty, as floats."""
-        values, penalty = _report(self, jnp.asarray(x, real_dtype()))
-        values = np.asarray(values)
-        return {
-            "score": float(self._aggregate(jnp.asarray(values)) - penalty),
-            "metric_mean": float(values.mean()),
-            "metric_worst": float(values.min()),
-            "metric_best": float(values.max()),
-            "penalty": float(penalty),
-        }
 
 
 @eqx.filter_jit
-def _report(objective: Objective, x):
+def _report(objective: AbstractObjective, x):
     return objective.members(x), objective.penalty(x)
 
 

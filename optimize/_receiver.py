@@ -31,7 +31,6 @@ value-and-grad and vmapped batches cheap; `check_steps` compares with the adapti
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,7 +49,7 @@ from chiraljax._protocols import PulsePlan, receiver_drive, transfer, transfer_n
 from chiraljax._pulses import AbstractPulse, Constant
 from chiraljax._simulate import simulate
 
-from ._objectives import Objective, _check_ensemble
+from ._objectives import AbstractObjective, _check_ensemble, check_aggregate
 from ._parameterize import BasisParameterization, Controls
 
 __all__ = ["FrequencyCorrected", "ReceiverObjective", "receiver_controls"]
@@ -98,7 +97,7 @@ def receiver_controls(line: ChiralLine, sender: str, receiver: str, plan: PulseP
     return Controls(parts)
 
 
-class ReceiverObjective(eqx.Module):
+class ReceiverObjective(AbstractObjective):
     """Absorption efficiency of a transfer as a function of the receiver's pulse parameters.
 
     **Arguments:**
@@ -133,9 +132,7 @@ class ReceiverObjective(eqx.Module):
         require(isinstance(controls, Controls) and "drive" in controls.names,
                 "controls: build them with receiver_controls (a 'drive' entry is needed)")
         require(steps is None or (isinstance(steps, int) and steps >= 1), f"steps={steps!r}: a positive integer or None")
-        require(aggregate in ("mean", "softmin"), f"aggregate={aggregate!r}: choose 'mean' or 'softmin'")
-        require(math.isfinite(float(temperature)) and float(temperature) > 0,
-                f"temperature={temperature!r}: must be a finite number > 0")
+        check_aggregate(aggregate, temperature)
         self.line, self.plan, self.controls = line, plan.replace(receiver_drive=None), controls
         self.sender, self.receiver = sender, receiver
         line.direction(sender, receiver)
@@ -181,16 +178,6 @@ class ReceiverObjective(eqx.Module):
 
     # ---- the score ----------------------------------------------------------------------
 
-    @property
-    def size(self) -> int:
-        """Number of pulse parameters P."""
-        return self.controls.size
-
-    @property
-    def evaluations_per_call(self) -> int:
-        """Simulator evaluations one call costs (the ensemble size, or 1)."""
-        return 1 if self.ensemble is None else int(next(iter(self.ensemble.values())).shape[0])
-
     def simulate(self, x: Float[Array, " P"], member: Mapping[str, Any] | None = None, **options):
         """Simulate the transfer with the pulses of `x` (options go to `cj.simulate`)."""
         kw = dict(n_save=2, representation="sector", steps=self.steps, rtol=self.rtol, atol=self.atol)
@@ -208,17 +195,6 @@ class ReceiverObjective(eqx.Module):
             return self._metric(x)[None]
         return jax.vmap(lambda member: self._metric(x, member))(self.ensemble)
 
-    def __call__(self, x: Float[Array, " P"]) -> Float[Array, ""]:
-        """The score: the (ensemble mean or soft minimum of the) absorption efficiency."""
-        # The aggregate is the one of `Objective` (it reads only `aggregate` and `temperature`).
-        return Objective._aggregate(self, self.members(x))
-
-    def report(self, x: Float[Array, " P"]) -> dict[str, float]:
-        """Score and mean / worst / best absorption efficiency over the ensemble, as floats."""
-        values = np.asarray(_members(self, jnp.asarray(x, real_dtype())))
-        return {"score": float(Objective._aggregate(self, jnp.asarray(values))), "metric_mean": float(values.mean()),
-                "metric_worst": float(values.min()), "metric_best": float(values.max()), "penalty": 0.0}
-
     def check_steps(self, x: Float[Array, " P"]) -> float:
         """|fixed-step - adaptive| absorption efficiency at `x` (nominal device)."""
         fixed = float(_forward(self, jnp.asarray(x, real_dtype())))
@@ -232,14 +208,6 @@ class ReceiverObjective(eqx.Module):
         kw.update(changes)
         return ReceiverObjective(self.line, self.plan, self.sender, self.receiver, self.controls, **kw)
 
-    def with_ensemble(self, ensemble: Mapping[str, Any] | None) -> ReceiverObjective:
-        """The same objective over another hardware ensemble (None: nominal device)."""
-        return self._replace(ensemble=ensemble)
-
-    def with_aggregate(self, aggregate: str, temperature: float | None = None) -> ReceiverObjective:
-        """The same objective with another ensemble aggregate ('mean' or 'softmin')."""
-        return self._replace(aggregate=aggregate, temperature=self.temperature if temperature is None else temperature)
-
     def with_network(self, network: Network) -> ReceiverObjective:
         """The same objective on the hardware of `network` (a perturbed "true" device, e.g.
         `objective.network.with_parameters(...)`): every parameter of it except the shaped
@@ -250,11 +218,6 @@ class ReceiverObjective(eqx.Module):
     def with_steps(self, steps: int | None) -> ReceiverObjective:
         """The same objective with another number of fixed steps (None: adaptive)."""
         return self._replace(steps=steps)
-
-
-@eqx.filter_jit
-def _members(objective: ReceiverObjective, x):
-    return objective.members(x)
 
 
 @eqx.filter_jit
