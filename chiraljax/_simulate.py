@@ -121,9 +121,9 @@ def simulate(network: Network, t_span: tuple[float, float], *, ts: Any = None, n
     ts = jnp.asarray(ts, dtype=float)
     require(steps is None or int(steps) >= 1, f"simulate: steps must be a positive integer or None, got {steps}")
     require(int(max_steps) >= 1, f"simulate: max_steps must be positive, got {max_steps}")
-    n_points = int(ts.shape[0])
-    aligned = ts_given is None and steps is not None and n_points >= 2 and int(steps) % (n_points - 1) == 0
-    stepping = Stepping(float(rtol), float(atol), int(max_steps), None if steps is None else int(steps), aligned)
+    # Save times from n_save are equally spaced (the kernel checks that steps fit them).
+    stepping = Stepping(float(rtol), float(atol), int(max_steps), None if steps is None else int(steps),
+                        aligned=ts_given is None)
     representation = _choose(network, representation)
     if representation == "delay":
         from ._delay_model import plan_delay

@@ -97,8 +97,6 @@ def _template_regex(template: str) -> str:
     return re.escape(template).replace(r"\{key\}", r"(?P<key>.+)")
 
 
-#: Physical range of base parameters, by the last part of the dotted name: (low, high).
-BOUNDS = PARAMETER_BOUNDS
 
 
 class _Setter(NamedTuple):
@@ -116,7 +114,7 @@ def _identity(x: Any) -> Any:
 
 
 def _base_bounds(target: str) -> tuple[float | None, float | None]:
-    return BOUNDS.get(target.rsplit(".", 1)[-1], (None, None))
+    return PARAMETER_BOUNDS.get(target.rsplit(".", 1)[-1], (None, None))
 
 
 def _resolve_one(name: str, base: Collection[str]) -> _Setter | None:

@@ -60,8 +60,8 @@ class Stepping(NamedTuple):
     - fixed (`steps=n`): n equal steps of the 8th-order Dormand-Prince method, for smooth
       controls only. A fixed step count makes vmapped batches run in lockstep and keeps
       reverse-mode differentiation cheap, which is what sweeps and pulse optimisation need.
-      With `aligned=True` the save times are t0 + m (t1 - t0) / (n_save - 1) and every save
-      interval holds a whole number of steps: the states are then read at step ends and the
+      `aligned=True` says the save times are t0 + m (t1 - t0) / (n_save - 1); when every save
+      interval then holds a whole number of steps, the states are read at step ends and the
       lean stepper `_fixed_rk` (no error estimate, no interpolation) integrates.
     """
 
@@ -275,12 +275,6 @@ def _solve(rhs_complex, flux_fn, rho0, numbers, n_channels: int, t0, t1, ts, jum
     """Integrate (rho, N) with d rho/dt, dN/dt = `rhs_complex(t, (rho, N), args)`, with the lean
     stepper (fixed steps, aligned save times) or with diffrax."""
     numbers = jnp.asarray(numbers)
-
-    def observe_complex(t, y, args):
-        rho = y[0]
-        pops = jnp.real(jnp.einsum("ii,ij->j", rho, numbers))
-        return pops, flux_fn(t, rho), y[1]
-
     # Both steppers carry rho as a real (2, D, D) array: XLA runs the stage combinations much
     # faster on real arrays than on complex ones.
     y0 = (_to_real(jnp.asarray(rho0, dtype=complex)), jnp.zeros((n_channels,), dtype=float))
@@ -290,14 +284,16 @@ def _solve(rhs_complex, flux_fn, rho0, numbers, n_channels: int, t0, t1, ts, jum
         return _to_real(drho), flux
 
     def observe(t, y, args):
-        return observe_complex(t, (_to_complex(y[0]), y[1]), args)
+        rho = _to_complex(y[0])
+        pops = jnp.real(jnp.einsum("ii,ij->j", rho, numbers))
+        return pops, flux_fn(t, rho), y[1]
 
-    if stepping.steps is not None and stepping.aligned and solver is None and not len(jump_ts):
-        n_save = ts.shape[0]
-        if n_save >= 2 and stepping.steps % (n_save - 1) == 0:
-            (pops, fluxes, outputs), final = _fixed_rk(rhs, y0, t0, t1, stepping.steps, n_save, observe)
-            return LindbladSolution(ts, pops, fluxes, outputs, _to_complex(final[0]), final[1],
-                                    jnp.asarray(stepping.steps))
+    n_save = ts.shape[0]
+    if (stepping.steps is not None and stepping.aligned and solver is None and not len(jump_ts)
+            and n_save >= 2 and stepping.steps % (n_save - 1) == 0):
+        (pops, fluxes, outputs), final = _fixed_rk(rhs, y0, t0, t1, stepping.steps, n_save, observe)
+        return LindbladSolution(ts, pops, fluxes, outputs, _to_complex(final[0]), final[1],
+                                jnp.asarray(stepping.steps))
 
     saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=observe), diffrax.SubSaveAt(t1=True)])
     if stepping.steps is None:
