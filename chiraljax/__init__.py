@@ -3,9 +3,20 @@
 `import chiraljax as cj` gives the SLH algebra (`cj.SLH`, `cj.series`, `cj.concat`,
 `cj.feedback`), spaces and operators, the Network description, pulses and `cj.simulate`.
 Computation is in float64 unless `CHIRALJAX_PRECISION=float32` is set before import.
+Compiled programs are kept in a persistent cache between processes (see `chiraljax._cache`).
+
+The rest (network files, sweeps, modules and protocols, metrics, presets) is imported on first
+use, so `cj.sweep` or `from chiraljax import sweep` loads the sweep machinery (xarray, scipy)
+only then.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._precision import PRECISION, complex_dtype, real_dtype
+from ._cache import compilation_cache_dir
 from ._errors import ChiralJaxError, ValidationError
 from ._space import Space
 from ._operator import Operator
@@ -13,19 +24,66 @@ from ._slh import SLH, beam_splitter, concat, feedback, phase_shifter, series
 from ._pulses import (AbstractPulse, Constant, Gaussian, GaussianMode, Halted, Sampled, Scaled,
                       SechAbsorption, SechEmission, SechMode, Shifted)
 from ._network import (Coupling, Emitter, Link, Network, OutputMode, PhotonInput, Port, Scatterer)
-from ._network_io import SimulationSettings, load_network, network_from_dict, network_to_dict, save_network
 from ._markov import LindbladModel, compile_markov
 from ._result import Result
+from ._methods import Delay, Full, Sector
 from ._simulate import simulate
-from ._sweep import AbstractAxis, Grid, QuasiRandom, Random, sweep_cost
-from ._sweep_model import sweep, sweep_parameters
-from ._sweep_spec import load_sweep_spec, run_sweep_spec
-from ._modules import (ChiralLine, DataModule, DataRelease, Interconnect, TunableModule, directional_state,
-                       quarter_wave_phase)
-from ._metrics import (absorption_efficiency, directional_probability, directionality, optimal_fraction,
-                       w_fidelity, w_fidelity_halted, w_fidelity_optimal)
-from ._protocols import (ERROR_SOURCES, ErrorBudget, PulsePlan, directional_emission, error_budget, route,
-                         transfer, w_state)
-from ._presets import Preset, available_presets, load_preset
+
+if TYPE_CHECKING:
+    from ._network_io import (SimulationSettings, load_network, network_from_dict, network_to_dict,
+                              save_network)
+    from ._sweep import AbstractAxis, Grid, QuasiRandom, Random, sweep_cost
+    from ._sweep_model import sweep, sweep_parameters
+    from ._sweep_spec import load_sweep_spec, run_sweep_spec
+    from ._modules import (ChiralLine, DataModule, DataRelease, Interconnect, TunableModule,
+                           directional_state, quarter_wave_phase)
+    from ._metrics import (absorption_efficiency, directional_probability, directionality,
+                           optimal_fraction, w_fidelity, w_fidelity_halted, w_fidelity_optimal)
+    from ._protocols import (ERROR_SOURCES, ErrorBudget, PulsePlan, directional_emission,
+                             error_budget, route, transfer, w_state)
+    from ._presets import Preset, available_presets, load_preset
 
 __version__ = "0.1.0"
+
+#: Names imported from their submodule on first access: submodule -> names.
+_LAZY_MODULES: dict[str, tuple[str, ...]] = {
+    "._network_io": ("SimulationSettings", "load_network", "network_from_dict", "network_to_dict",
+                     "save_network"),
+    "._sweep": ("AbstractAxis", "Grid", "QuasiRandom", "Random", "sweep_cost"),
+    "._sweep_model": ("sweep", "sweep_parameters"),
+    "._sweep_spec": ("load_sweep_spec", "run_sweep_spec"),
+    "._modules": ("ChiralLine", "DataModule", "DataRelease", "Interconnect", "TunableModule",
+                  "directional_state", "quarter_wave_phase"),
+    "._metrics": ("absorption_efficiency", "directional_probability", "directionality",
+                  "optimal_fraction", "w_fidelity", "w_fidelity_halted", "w_fidelity_optimal"),
+    "._protocols": ("ERROR_SOURCES", "ErrorBudget", "PulsePlan", "directional_emission",
+                    "error_budget", "route", "transfer", "w_state"),
+    "._presets": ("Preset", "available_presets", "load_preset"),
+}
+_LAZY: dict[str, str] = {name: module for module, names in _LAZY_MODULES.items() for name in names}
+
+__all__ = [
+    "PRECISION", "complex_dtype", "real_dtype", "compilation_cache_dir",
+    "ChiralJaxError", "ValidationError",
+    "Space", "Operator",
+    "SLH", "beam_splitter", "concat", "feedback", "phase_shifter", "series",
+    "AbstractPulse", "Constant", "Gaussian", "GaussianMode", "Halted", "Sampled", "Scaled",
+    "SechAbsorption", "SechEmission", "SechMode", "Shifted",
+    "Coupling", "Emitter", "Link", "Network", "OutputMode", "PhotonInput", "Port", "Scatterer",
+    "LindbladModel", "compile_markov", "Result", "simulate", "Sector", "Full", "Delay",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the submodule that defines `name` on first access and keep the value here."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,35 +1,48 @@
-"""Compile a Network in the Markov limit through the SLH algebra.
+"""Compile a Network in the Markov limit through the SLH algebra, symbolically, in NumPy.
 
 Each direction of the waveguide is a cascade: the right-moving channel visits the elements left
 to right, the left-moving one right to left. A port of emitter j contributes the component
 (1, sqrt(gamma_R(t)) a_j, 0) to the right-moving cascade and (1, sqrt(gamma_L(t)) a_j, 0) to the
-left-moving one; a link of power transmission eta and phase phi is a phase shifter followed by
-a beam splitter whose second output is a discarded loss channel. Series products build L and the
-waveguide-mediated exchange (J_wg = sqrt(gamma_A gamma_B) sin(phi)/2 between a quarter-wave
-pair comes out of them: it is never added by hand). Delays are shifted out (Markov limit).
+left-moving one; a link of power transmission eta and phase phi is the scatterer
+
+    S = [[sqrt(eta) e^{i phi}, -sqrt(1 - eta)], [sqrt(1 - eta) e^{i phi}, sqrt(eta)]]
+
+whose second output is a discarded loss channel. The series product G2 <| G1 =
+(S2 S1, L2 + S2 L1, H1 + H2 + (1/2i)(L2^dag S2 L1 - L1^dag S2^dag L2)) with a component of S = 1
+(a port) adds (1/2i)(L_p^dag L_up - L_up^dag L_p) to H, L_up being the cascade's output so far,
+and a link multiplies that output by sqrt(eta) e^{i phi} and sends sqrt(1 - eta) e^{i phi} L_up
+into its loss channel. The waveguide-mediated exchange (J_wg = sqrt(gamma_A gamma_B) sin(phi)/2
+between a quarter-wave pair) comes out of these products: it is never added by hand. Delays are
+shifted out (Markov limit).
+
+The algebra runs on `Operator`s whose coefficients are `Symbol`s, never numbers: a *parameter
+atom* (sqrt(f gamma) of a port, sqrt(eta) e^{i phi} of a link, a detuning, a coupling ...) or a
+*time factor* (sqrt(u(t)) of a control, a virtual cavity's coupling). The model is therefore a
+list of NumPy matrices, each weighted by a product of atoms and time factors; its size and shape
+depend on the network's sizes only, and it is built once per network structure, outside any
+trace. The numbers enter in the kernel: `ParameterAtoms.values(network)` evaluates the atoms of a
+network of that structure (the values may be traced), `time_factors(network, t0)` the time
+factors.
 
 Virtual cavities (Kiilerich and Molmer 2019) carry photon inputs and output modes: a source of
 mode u couples to the channel by g_u(t) = u^*(t)/sqrt(1 - int_0^t |u|^2) at the start of the
 cascade, a detector of mode v by g_v(t) = -v^*(t)/sqrt(int_0^t |v|^2) at its end.
-
-The result is a `LindbladModel`: the space, H(t), named output channels with their L_k(t), and
-the pure-dephasing rates, ready for the full-space or the excitation-sector kernel.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ._errors import require
 from ._network import Network, Port
-from ._operator import Operator
+from ._operator import Operator, Symbol
 from ._pulses import AbstractPulse, _concrete, safe_sqrt
-from ._slh import SLH, concat
 from ._space import Space
 
 _MODE_EPS = 1e-10
@@ -45,77 +58,97 @@ class Channel:
     operator: Operator
 
 
+# ---- parameter atoms --------------------------------------------------------------------------
+
+#: The kinds of parameter atom, in the order of the atom vector, with the count that sizes each.
+_ATOM_KINDS = (("port_right", "ports"), ("port_left", "ports"), ("link_through", "links"),
+               ("link_loss", "links"), ("detuning", "emitters"), ("anharmonicity", "emitters"),
+               ("decay", "emitters"), ("dephasing", "emitters"), ("coupling", "couplings"))
+
+
+def _is_traced(x) -> bool:
+    return isinstance(x, jax.core.Tracer)
+
+
 @dataclass(frozen=True)
-class LindbladModel:
-    """A Markov model ready for a Lindblad kernel.
+class ParameterAtoms:
+    """The layout of the parameter atoms of networks with `counts` ports, links, emitters and
+    couplings. The atom vector is, kind after kind,
 
-    **Fields:**
-
-    - `space`: emitters first, then virtual source and detector cavities.
-    - `hamiltonian`: H(t).
-    - `channels`: every Lindblad operator with its name and kind (dephasing ones last).
-    - `dephasing`: gamma_phi per subsystem (coherences between states whose occupation of
-      subsystem j differs by dn decay at gamma_phi dn^2).
-    - `initial`: the initial state vector on `space`.
-    - `jump_times`: where some control jumps.
-    - `emitter_names`, `virtual_names`: subsystem names by role.
+        sqrt(f_p gamma_p), sqrt((1 - f_p) gamma_p)      (every port p: right, left share),
+        sqrt(eta_i) e^{i phi_i}, sqrt(1 - eta_i) e^{i phi_i}   (every link i: through, loss),
+        Delta_j, alpha_j, sqrt(gamma'_j), sqrt(2 gamma_phi,j)  (every emitter j),
+        g_c                                              (every coupling c).
     """
 
-    space: Space
-    hamiltonian: Operator
-    channels: tuple[Channel, ...]
-    dephasing: Any
-    initial: Any
-    jump_times: tuple
-    emitter_names: tuple[str, ...]
-    virtual_names: tuple[str, ...]
+    counts: tuple[tuple[str, int], ...]
+
+    @classmethod
+    def of(cls, network: Network) -> "ParameterAtoms":
+        return cls((("ports", len(network.ports)), ("links", len(network.links)),
+                    ("emitters", len(network.emitters)), ("couplings", len(network.couplings))))
+
+    def offset(self, kind: str) -> int:
+        counts = dict(self.counts)
+        start = 0
+        for k, sized_by in _ATOM_KINDS:
+            if k == kind:
+                return start
+            start += counts[sized_by]
+        raise KeyError(kind)
+
+    def symbol(self, kind: str, index: int) -> Symbol:
+        return Symbol("param", self.offset(kind) + index)
 
     @property
-    def photon_channels(self) -> tuple[Channel, ...]:
-        """Channels that carry excitations away (all but dephasing)."""
-        return tuple(c for c in self.channels if c.kind != "dephasing")
+    def size(self) -> int:
+        counts = dict(self.counts)
+        return sum(counts[sized_by] for _, sized_by in _ATOM_KINDS)
+
+    @staticmethod
+    def values(network: Network):
+        """The atom vector of `network` (complex): NumPy when every number is concrete, JAX
+        (traceable: jit, vmap and grad go through) otherwise."""
+        groups = {
+            "rate": [p.rate for p in network.ports], "fraction": [p.right_fraction for p in network.ports],
+            "eta": [k.transmission for k in network.links], "phase": [k.phase for k in network.links],
+            "detuning": [e.detuning for e in network.emitters], "alpha": [e.anharmonicity for e in network.emitters],
+            "decay": [e.decay for e in network.emitters], "dephasing": [e.dephasing for e in network.emitters],
+            "coupling": [c.strength for c in network.couplings],
+        }
+        traced = any(_is_traced(x) for v in groups.values() for x in v)
+        xp = jnp if traced else np
+        g = {k: (xp.stack([xp.asarray(x) for x in v]) if v else xp.zeros((0,))) for k, v in groups.items()}
+        if traced:
+            root = safe_sqrt
+        else:
+            def root(x):
+                return np.sqrt(np.maximum(x, 0.0))
+        phase = xp.exp(1j * g["phase"])
+        parts = [root(g["fraction"] * g["rate"]), root((1.0 - g["fraction"]) * g["rate"]),
+                 root(g["eta"]) * phase, root(1.0 - g["eta"]) * phase,
+                 g["detuning"], g["alpha"], root(g["decay"]), root(2.0 * g["dephasing"]), g["coupling"]]
+        return xp.concatenate([xp.asarray(p, dtype=complex).reshape(-1) for p in parts])
 
 
-class _Roots:
-    """sqrt(u(t)) of each control u, one callable per control, so that every port driven by the
-    same control shares one time-dependent factor (and one evaluation per time)."""
+# ---- time factors -----------------------------------------------------------------------------
 
-    def __init__(self, network: Network):
-        self._network, self._made = network, {}
+class _Root(eqx.Module):
+    """sqrt(u(t)) of a control u: the amplitude factor of a controlled port rate."""
 
-    def __call__(self, control: str) -> Callable:
-        if control not in self._made:
-            pulse = self._network.controls[control]
-            self._made[control] = lambda t: safe_sqrt(pulse(t))
-        return self._made[control]
-
-
-def _port_operator(space: Space, roots: _Roots, port: Port, fraction) -> Operator:
-    """sqrt(f gamma(t)) a_j with gamma(t) = rate * control(t)."""
-    op = Operator.constant(space, space.destroy(port.emitter), safe_sqrt(fraction * port.rate))
-    return op if port.control is None else op.scale(roots(port.control))
-
-
-class _SourceCoupling:
-    """g_u(t) = u^*(t) / sqrt(1 - int_{t0}^t |u|^2): the virtual source cavity's coupling."""
-
-    def __init__(self, mode: AbstractPulse, t0):
-        self.mode, self.t0 = mode, t0
-
-    def __call__(self, t):
-        return jnp.conj(self.mode(t)) / jnp.sqrt(jnp.maximum(1.0 - _cumulative(self.mode, self.t0, t), _MODE_EPS))
-
-
-class _DetectorCoupling:
-    """g_v(t) = -v^*(t) / sqrt(int_{t0}^t |v|^2), zero until the integral exceeds a small epsilon."""
-
-    def __init__(self, mode: AbstractPulse, t0):
-        self.mode, self.t0 = mode, t0
+    pulse: AbstractPulse
 
     def __call__(self, t):
-        acc = _cumulative(self.mode, self.t0, t)
-        on = acc > _MODE_EPS
-        return jnp.where(on, -jnp.conj(self.mode(t)) / jnp.sqrt(jnp.where(on, acc, 1.0)), 0.0)
+        return safe_sqrt(self.pulse(t))
+
+
+class _Value(eqx.Module):
+    """u(t) of a control: a frequency shift or a coupling's modulation."""
+
+    pulse: AbstractPulse
+
+    def __call__(self, t):
+        return self.pulse(t)
 
 
 _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(64)
@@ -130,12 +163,147 @@ def _cumulative(mode: AbstractPulse, t0, t):
     return jnp.sum(0.5 * (b - a)[:, 0] * (vals @ jnp.asarray(_GL_WEIGHTS)))
 
 
-def _cascade(network: Network, space: Space, roots: _Roots, elements, direction: str, start: Operator | None,
-             end: Operator | None) -> tuple[SLH, list[str]]:
-    """One direction's cascade. Returns the SLH (channel 0 the main output, then link losses)
-    and the names of the loss channels."""
-    one = SLH.trivial(space, 1)
-    g = SLH.emitter(space, start) if start is not None else one
+class _SourceCoupling(eqx.Module):
+    """g_u(t) = u^*(t) / sqrt(1 - int_{t0}^t |u|^2): the virtual source cavity's coupling."""
+
+    mode: AbstractPulse
+    t0: Any
+
+    def __call__(self, t):
+        return jnp.conj(self.mode(t)) / jnp.sqrt(jnp.maximum(1.0 - _cumulative(self.mode, self.t0, t), _MODE_EPS))
+
+
+class _DetectorCoupling(eqx.Module):
+    """g_v(t) = -v^*(t) / sqrt(int_{t0}^t |v|^2), zero until the integral exceeds a small epsilon."""
+
+    mode: AbstractPulse
+    t0: Any
+
+    def __call__(self, t):
+        acc = _cumulative(self.mode, self.t0, t)
+        on = acc > _MODE_EPS
+        return jnp.where(on, -jnp.conj(self.mode(t)) / jnp.sqrt(jnp.where(on, acc, 1.0)), 0.0)
+
+
+def _time_factor(network: Network, recipe: tuple[str, str], t0) -> eqx.Module:
+    role, name = recipe
+    if role == "root":
+        return _Root(network.controls[name])
+    if role == "value":
+        return _Value(network.controls[name])
+    if role == "source":
+        return _SourceCoupling(next(x.mode for x in network.inputs if x.name == name), t0)
+    return _DetectorCoupling(next(x.mode for x in network.outputs if x.name == name), t0)
+
+
+class _TimeSymbols:
+    """Hands out one `Symbol` per distinct time factor, recording how to build it."""
+
+    def __init__(self) -> None:
+        self.recipes: list[tuple[str, str]] = []
+
+    def __call__(self, role: str, name: str) -> Symbol:
+        recipe = (role, name)
+        if recipe not in self.recipes:
+            self.recipes.append(recipe)
+        return Symbol("time", self.recipes.index(recipe))
+
+
+# ---- the model --------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class LindbladModel:
+    """A Markov model ready for a Lindblad kernel, symbolic in its numbers.
+
+    **Fields:**
+
+    - `space`: emitters first, then virtual source and detector cavities.
+    - `hamiltonian`: H(t), an `Operator` whose coefficients are `Symbol`s.
+    - `channels`: every Lindblad operator with its name and kind (dephasing ones last).
+    - `atoms`: the layout of the parameter atoms the `Symbol`s of kind 'param' index.
+    - `time_recipes`: (role, name) of each time factor the `Symbol`s of kind 'time' index.
+    - `initial_index`: basis indices of the initial state's components, in the order of
+      `network.initial` (one component of amplitude 1 when the network starts in its ground
+      state or with input photons only).
+    - `emitter_names`, `virtual_names`: subsystem names by role.
+    """
+
+    space: Space
+    hamiltonian: Operator
+    channels: tuple[Channel, ...]
+    atoms: ParameterAtoms
+    time_recipes: tuple[tuple[str, str], ...]
+    initial_index: np.ndarray
+    emitter_names: tuple[str, ...]
+    virtual_names: tuple[str, ...]
+
+    @property
+    def photon_channels(self) -> tuple[Channel, ...]:
+        """Channels that carry excitations away (all but dephasing)."""
+        return tuple(c for c in self.channels if c.kind != "dephasing")
+
+    def time_factors(self, network: Network, t0) -> tuple:
+        """The time factors of `network` (a network of this model's structure): a pytree of
+        callables of t, whose structure depends on the pulse families only."""
+        return tuple(_time_factor(network, r, t0) for r in self.time_recipes)
+
+    def initial_state(self, network: Network):
+        """The initial state vector psi_0 on `space` (NumPy when concrete)."""
+        amps = list(network.initial.values()) or [1.0]
+        traced = any(_is_traced(a) for a in amps)
+        if traced:
+            return jnp.zeros(self.space.dim, dtype=complex).at[self.initial_index].add(
+                jnp.stack([jnp.asarray(a, dtype=complex) for a in amps]))
+        psi = np.zeros(self.space.dim, dtype=complex)
+        np.add.at(psi, self.initial_index, np.asarray([complex(np.asarray(a)) for a in amps]))
+        return psi
+
+    def jump_times(self, network: Network) -> tuple:
+        """Where some control of `network` jumps (a step boundary goes there)."""
+        jumps: list = []
+        for pulse in network.controls.values():
+            jumps.extend(pulse.jump_times())
+        return tuple(jumps)
+
+    def evaluate(self, network: Network, t0, t) -> tuple[Any, dict[str, Any]]:
+        """H(t) and every channel's L_k(t) as dense matrices for `network` (a check of the
+        algebra; the kernels never build operators this way)."""
+        atoms = jnp.asarray(ParameterAtoms.values(network))
+        factors = jnp.stack([jnp.asarray(f(t), dtype=complex) for f in self.time_factors(network, t0)] or
+                            [jnp.ones((), complex)])
+
+        def value(symbol, conj: bool):
+            v = atoms[symbol.index] if symbol.kind == "param" else factors[symbol.index]
+            return jnp.conj(v) if conj else v
+
+        def dense(op: Operator):
+            out = jnp.zeros((self.space.dim, self.space.dim), dtype=complex)
+            for term in op.terms:
+                c = jnp.ones((), complex)
+                for f in term.fns:
+                    conj = type(f).__name__ == "_Conj"
+                    c = c * value(f.fn if conj else f, conj)
+                out = out + c * jnp.asarray(term.matrix)
+            return out
+
+        return dense(self.hamiltonian), {c.name: dense(c.operator) for c in self.channels}
+
+
+def _cross(l2: Operator, l1: Operator) -> Operator:
+    """The series product's exchange term (1/2i)(L2^dag L1 - L1^dag L2)."""
+    x = l2.dag() @ l1
+    return (x - x.dag()).scale(-0.5j)
+
+
+def _cascade(network: Network, space: Space, atoms: ParameterAtoms, times: _TimeSymbols, direction: str,
+             start: Operator | None, end: Operator | None) -> tuple[Operator, list[Operator], list[str], Operator]:
+    """One direction's cascade of series products. Returns the main output's L, the link
+    losses' L with their channel names, and the cascade's Hamiltonian."""
+    elements = network.elements
+    port_index = {p.name: i for i, p in enumerate(network.ports)}
+    out = start if start is not None else Operator.zero(space)
+    H = Operator.zero(space)
+    losses: list[Operator] = []
     loss_names: list[str] = []
     order = list(range(len(elements)))
     if direction == "L":
@@ -143,29 +311,21 @@ def _cascade(network: Network, space: Space, roots: _Roots, elements, direction:
     for step, idx in enumerate(order):
         if step > 0:
             link_idx = idx if direction == "L" else idx - 1
-            link = network.links[link_idx]
-            n = g.channels
-            g = concat(g, SLH.trivial(space, 1))
-            eta = link.transmission
-            a, b = jnp.sqrt(eta), jnp.sqrt(1.0 - eta)
-            ph = jnp.exp(1j * link.phase)
-            S = jnp.eye(n + 1, dtype=complex)
-            S = S.at[0, 0].set(a * ph).at[0, n].set(-b).at[n, 0].set(b * ph).at[n, n].set(a)
-            g = SLH.scatterer(space, S) << g
+            losses.append(out.scale(atoms.symbol("link_loss", link_idx)))
             loss_names.append(f"loss:link{link_idx}:{direction}")
+            out = out.scale(atoms.symbol("link_through", link_idx))
         el = elements[idx]
         if isinstance(el, Port):
-            frac = el.right_fraction if direction == "R" else 1.0 - el.right_fraction
-            comp = SLH.emitter(space, _port_operator(space, roots, el, frac))
-            if g.channels > 1:
-                comp = concat(comp, SLH.trivial(space, g.channels - 1))
-            g = comp << g
+            kind = "port_right" if direction == "R" else "port_left"
+            op = Operator.constant(space, space.destroy(el.emitter), atoms.symbol(kind, port_index[el.name]))
+            if el.control is not None:
+                op = op.scale(times("root", el.control))
+            H = H + _cross(op, out)
+            out = out + op
     if end is not None:
-        comp = SLH.emitter(space, end)
-        if g.channels > 1:
-            comp = concat(comp, SLH.trivial(space, g.channels - 1))
-        g = comp << g
-    return g, loss_names
+        H = H + _cross(end, out)
+        out = out + end
+    return out, losses, loss_names, H
 
 
 def required_excitations(network: Network) -> int:
@@ -173,18 +333,9 @@ def required_excitations(network: Network) -> int:
     return (1 if network.initial else 0) + len(network.inputs)
 
 
-def compile_markov(network: Network, t0, *, max_excitations: int | None = 1) -> LindbladModel:
-    """Build the Markov-limit Lindblad model of `network` on a sector (k = `max_excitations`) or,
-    with `max_excitations=None`, on the full space.
-
-    **Arguments:**
-
-    - `network`: the device.
-    - `t0`: start time (the virtual cavities integrate their modes from t0).
-    - `max_excitations`: k of the excitation sector, or None for the full space.
-
-    **Returns:** a `LindbladModel`.
-    """
+def check_markov(network: Network, max_excitations: int | None) -> None:
+    """Refuse what the Markov model cannot describe (scatterers, reflecting ends, a sector too
+    small for the initial state and inputs, two inputs or outputs at one end)."""
     require(not network.scatterers,
             "Markov model: scatterers (joints, mirrors) make the network non-Markovian; "
             "use representation='delay'")
@@ -196,72 +347,84 @@ def compile_markov(network: Network, t0, *, max_excitations: int | None = 1) -> 
         require(max_excitations >= need,
                 f"Markov model: the initial state and {len(network.inputs)} input photon(s) need "
                 f"{need} excitation(s) but the sector allows only {max_excitations}; raise max_excitations")
+    for kind, items in (("photon input", network.inputs), ("output mode", network.outputs)):
+        for end in ("left", "right"):
+            n = sum(1 for x in items if x.end == end)
+            require(n <= 1, f"Markov model: at most one {kind} per end, got {n} at the {end} end")
 
+
+def compile_markov(network: Network, t0=None, *, max_excitations: int | None = 1) -> LindbladModel:
+    """Build the symbolic Markov-limit Lindblad model of `network` on a sector
+    (k = `max_excitations`) or, with `max_excitations=None`, on the full space.
+
+    **Arguments:**
+
+    - `network`: the device (only its structure is read: names, order, sizes, controls).
+    - `t0`: unused (kept for the signature; the window start enters with the time factors).
+    - `max_excitations`: k of the excitation sector, or None for the full space.
+
+    **Returns:** a `LindbladModel`.
+    """
+    check_markov(network, max_excitations)
     names = [e.name for e in network.emitters]
     dims = [e.levels for e in network.emitters]
     virtual = [x.name for x in network.inputs] + [x.name for x in network.outputs]
     space = Space(tuple(names + virtual), tuple(dims + [2] * len(virtual)), max_excitations)
+    atoms = ParameterAtoms.of(network)
+    times = _TimeSymbols()
+    # Time factors in a canonical order (by role, then name), not in the order the cascade meets
+    # them, so that the kernel's pytree of pulses does not depend on the topology.
+    for role, names_in_role in (("root", {p.control for p in network.ports}),
+                                ("value", {e.detuning_control for e in network.emitters}
+                                 | {c.control for c in network.couplings}),
+                                ("source", {x.name for x in network.inputs}),
+                                ("detector", {x.name for x in network.outputs})):
+        for name in sorted(n for n in names_in_role if n is not None):
+            times(role, name)
 
-    def source(end: str) -> Operator | None:
-        srcs = [x for x in network.inputs if x.end == end]
-        require(len(srcs) <= 1, f"Markov model: at most one photon input per end, got {len(srcs)} at the {end} end")
-        if not srcs:
-            return None
-        x = srcs[0]
-        return Operator.constant(space, space.destroy(x.name), _SourceCoupling(x.mode, t0))
+    def virtual_cavity(items, end: str, role: str) -> Operator | None:
+        x = next((x for x in items if x.end == end), None)
+        return None if x is None else Operator.constant(space, space.destroy(x.name), times(role, x.name))
 
-    def detector(end: str) -> Operator | None:
-        dets = [x for x in network.outputs if x.end == end]
-        require(len(dets) <= 1, f"Markov model: at most one output mode per end, got {len(dets)} at the {end} end")
-        if not dets:
-            return None
-        x = dets[0]
-        return Operator.constant(space, space.destroy(x.name), _DetectorCoupling(x.mode, t0))
+    right, loss_r, names_r, h_r = _cascade(network, space, atoms, times, "R", virtual_cavity(network.inputs, "left", "source"),
+                                           virtual_cavity(network.outputs, "right", "detector"))
+    left, loss_l, names_l, h_l = _cascade(network, space, atoms, times, "L", virtual_cavity(network.inputs, "right", "source"),
+                                          virtual_cavity(network.outputs, "left", "detector"))
 
-    elements = network.elements
-    roots = _Roots(network)
-    right, loss_r = _cascade(network, space, roots, elements, "R", source("left"), detector("right"))
-    left, loss_l = _cascade(network, space, roots, elements, "L", source("right"), detector("left"))
-    waveguide = concat(right, left)
-
-    H = waveguide.H
-    for e in network.emitters:
-        j = space.subsystem(e.name)
-        n = space.number(j)
-        H = H + Operator.constant(space, n, e.detuning)
+    H = h_r + h_l
+    for j, e in enumerate(network.emitters):
+        n = space.number(e.name)
+        H = H + Operator.constant(space, n, atoms.symbol("detuning", j))
         if e.detuning_control is not None:
-            H = H + Operator.constant(space, n, network.controls[e.detuning_control])
+            H = H + Operator.constant(space, n, times("value", e.detuning_control))
         if e.levels > 2:
-            H = H + Operator.constant(space, n @ (n - np.eye(space.dim)), 0.5 * e.anharmonicity)
-    for c in network.couplings:
-        a, b = space.destroy(c.a), space.destroy(c.b)
-        op = Operator.constant(space, a.conj().T @ b, c.strength)
+            H = H + Operator.constant(space, 0.5 * n @ (n - np.eye(space.dim)), atoms.symbol("anharmonicity", j))
+    for i, c in enumerate(network.couplings):
+        op = Operator.constant(space, space.destroy(c.a).conj().T @ space.destroy(c.b), atoms.symbol("coupling", i))
         if c.control is not None:
-            op = op.scale(network.controls[c.control])
+            op = op.scale(times("value", c.control))
         H = H + op + op.dag()
 
-    channels = [Channel("right", "end", waveguide.L[0])]
-    channels += [Channel(nm, "loss", op) for nm, op in zip(loss_r, right.L[1:])]
-    channels += [Channel("left", "end", left.L[0])]
-    channels += [Channel(nm, "loss", op) for nm, op in zip(loss_l, left.L[1:])]
-    for e in network.emitters:
+    channels = [Channel("right", "end", right)]
+    channels += [Channel(nm, "loss", op) for nm, op in zip(names_r, loss_r)]
+    channels += [Channel("left", "end", left)]
+    channels += [Channel(nm, "loss", op) for nm, op in zip(names_l, loss_l)]
+    for j, e in enumerate(network.emitters):
         channels.append(Channel(f"decay:{e.name}", "decay",
-                                Operator.constant(space, space.destroy(e.name), safe_sqrt(e.decay))))
-    dephasing = jnp.stack([e.dephasing for e in network.emitters] + [jnp.zeros(())] * len(virtual))
-    for e in network.emitters:
+                                Operator.constant(space, space.destroy(e.name), atoms.symbol("decay", j))))
+    for j, e in enumerate(network.emitters):
         channels.append(Channel(f"dephasing:{e.name}", "dephasing",
-                                Operator.constant(space, space.number(e.name), safe_sqrt(2.0 * e.dephasing))))
+                                Operator.constant(space, space.number(e.name), atoms.symbol("dephasing", j))))
 
-    psi = jnp.zeros(space.dim, dtype=complex)
     occupied = {x.name: 1 for x in network.inputs}
-    if network.initial:
-        for name, amp in network.initial.items():
-            psi = psi + amp * jnp.asarray(space.basis_state({**occupied, name: 1}))
-    else:
-        psi = jnp.asarray(space.basis_state(occupied))
+    components = [{**occupied, name: 1} for name in network.initial] or [occupied]
+    initial_index = np.array([space.index(tuple(_occupation(space, c))) for c in components], dtype=int)
+    return LindbladModel(space, H, tuple(channels), atoms, tuple(times.recipes), initial_index,
+                         tuple(names), tuple(virtual))
 
-    jumps: list = []
-    for pulse in network.controls.values():
-        jumps.extend(pulse.jump_times())
-    return LindbladModel(space, H, tuple(channels), dephasing, psi, tuple(jumps), tuple(names), tuple(virtual))
 
+def _occupation(space: Space, occupied: dict[str, int]) -> list[int]:
+    occ = [0] * len(space.names)
+    for name, n in occupied.items():
+        occ[space.subsystem(name)] = n
+    return occ

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
-import tomli_w
 
 from ._errors import ValidationError, require
 from ._network import Coupling, Emitter, Link, Network, OutputMode, PhotonInput, Port, Scatterer
@@ -327,9 +326,15 @@ def _dump_json(doc) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
+def _dump_toml(doc) -> str:
+    import tomli_w
+
+    return tomli_w.dumps(doc)
+
+
 # suffix -> (format name, parse, dump, the parser's error type)
 _FORMATS: dict[str, tuple[str, Callable, Callable, type[Exception]]] = {
-    ".toml": ("TOML", _parse_toml, tomli_w.dumps, tomllib.TOMLDecodeError),
+    ".toml": ("TOML", _parse_toml, _dump_toml, tomllib.TOMLDecodeError),
     ".json": ("JSON", _parse_json, _dump_json, json.JSONDecodeError),
 }
 

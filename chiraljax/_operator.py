@@ -29,6 +29,17 @@ from ._space import Space
 Scalar = Any
 
 
+@dataclass(frozen=True)
+class Symbol:
+    """A named scalar factor of a coefficient, resolved to a number only inside a kernel:
+    `kind` 'param' (a function of the network's parameters, index into its parameter atoms) or
+    'time' (a function of time, index into its time factors). Operators built from symbols hold
+    plain NumPy matrices, so the algebra on them runs once, outside any trace."""
+
+    kind: str
+    index: int
+
+
 @dataclass(frozen=True, eq=False)
 class _Conj:
     """The complex conjugate of a time-dependent factor."""
@@ -44,8 +55,13 @@ def _conj_factor(f) -> Callable:
     return f.fn if isinstance(f, _Conj) else _Conj(f)
 
 
+def _ident(f) -> tuple:
+    b = _base(f)
+    return (1, b.kind, b.index) if isinstance(b, Symbol) else (0, "", id(b))
+
+
 def _key(fns: tuple) -> tuple:
-    return tuple(sorted((id(_base(f)), isinstance(f, _Conj)) for f in fns))
+    return tuple(sorted((_ident(f), isinstance(f, _Conj)) for f in fns))
 
 
 def _is_python_number(c) -> bool:
@@ -108,7 +124,7 @@ class Operator:
         require(matrix.shape == (space.dim, space.dim),
                 f"Operator: matrix of shape {matrix.shape} does not act on a space of dimension {space.dim}")
         pattern = np.abs(matrix) > 0
-        if callable(coefficient):
+        if callable(coefficient) or isinstance(coefficient, Symbol):
             return cls(space, (Term((coefficient,), matrix, pattern),))
         return cls(space, (Term((), matrix, pattern),)).scale(coefficient)
 
@@ -134,8 +150,8 @@ class Operator:
         return self + (-other)
 
     def scale(self, factor: Any) -> "Operator":
-        """Multiply by a scalar: a number, a traced value or a callable of time."""
-        if callable(factor):
+        """Multiply by a scalar: a number, a traced value, a callable of time or a `Symbol`."""
+        if callable(factor) or isinstance(factor, Symbol):
             return Operator(self.space, tuple(Term(t.fns + (factor,), t.matrix, t.pattern) for t in self.terms))
         if _is_python_number(factor):
             if factor == 0:

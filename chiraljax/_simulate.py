@@ -1,137 +1,178 @@
-"""`simulate`: pick a representation for a Network, run its kernel, return a `Result`.
+"""`simulate`: pick a method for a Network, run its kernel, return a `Result`.
 
-| representation | state | used when |
-|---|---|---|
-| 'sector' | (D x D) density matrix on the <= k excitation basis | Markov networks (default) |
-| 'full'   | full-space density matrix, every dissipator an operator | reference, several excitations |
-| 'delay'  | single-excitation amplitudes + link history | delays, reflections, scatterers |
+The Markov path is built for repeated calls. The symbolic model of a network structure
+(`compile_markov`, `chiraljax._lowering.lower`) is made once and cached by the network's pytree
+structure; a call then only evaluates the parameter atoms and wraps the pulses (microseconds
+when the numbers are concrete) and runs the compiled kernel, whose program depends on sizes and
+pulse families only.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._errors import require
-from ._markov import LindbladModel, compile_markov, required_excitations
+from ._errors import ValidationError, require
+from ._lowering import MarkovArrays, MarkovLayout, lower, to_device
+from ._markov import Channel, LindbladModel, ParameterAtoms, compile_markov, required_excitations
+from ._methods import METHODS, Delay, Full, Method, Sector
 from ._network import Network
 from ._pulses import _concrete
 from ._result import Result
-from ._operator import stack_operators
-from .kernels._lindblad import Generator, Stepping, solve_full, solve_sector
+from .kernels._lindblad import solve_markov
 
 REPRESENTATIONS = ("auto", "sector", "full", "delay")
+_LEGACY = ("representation", "rtol", "atol", "max_steps", "steps", "max_excitations", "dt", "key",
+           "n_trajectories", "max_delay")
 
 
-def _generator(hamiltonian, channels) -> Generator:
-    """Stack H and the channels' operators with one shared coefficient function."""
-    mats, coefficients = stack_operators([hamiltonian] + [c.operator for c in channels])
-    owner = np.concatenate([np.full(m.shape[0], k) for k, m in enumerate(mats[1:])])
-    to_ground = all(not c.operator.pattern()[1:].any() for c in channels)
-    return Generator(mats[0], jnp.concatenate(mats[1:]), owner, len(channels), coefficients, to_ground)
+@dataclass(frozen=True, eq=False)
+class MarkovPlan:
+    """What a Markov solve of one network structure needs besides the numbers."""
+
+    model: LindbladModel
+    arrays: MarkovArrays
+    layout: MarkovLayout
+    channels: tuple[Channel, ...]
 
 
-def _choose(network: Network, representation: str) -> str:
-    if representation != "auto":
-        return representation
+_PLANS: OrderedDict = OrderedDict()
+_PLAN_CACHE_SIZE = 128
+
+
+def markov_plan(network: Network, max_excitations: int | None) -> MarkovPlan:
+    """The cached plan of `network`'s structure on the sector of k = `max_excitations`
+    (None: the full space)."""
+    key = (jax.tree.structure(network), max_excitations)
+    plan = _PLANS.get(key)
+    if plan is None:
+        model = compile_markov(network, max_excitations=max_excitations)
+        arrays, layout, channels = lower(model, sector=max_excitations is not None)
+        plan = MarkovPlan(model, to_device(arrays), layout, channels)
+        _PLANS[key] = plan
+        if len(_PLANS) > _PLAN_CACHE_SIZE:
+            _PLANS.popitem(last=False)
+    else:
+        _PLANS.move_to_end(key)
+    return plan
+
+
+def auto_representation(network: Network) -> str:
+    """The default representation: the delay kernel when delays or reflections matter, else the sector."""
     if network.scatterers or network.has_reflections or network.has_delays:
         return "delay"
     return "sector"
 
 
-def _run_lindblad(model: LindbladModel, representation: str, t0, t1, ts, stepping: Stepping) -> Result:
-    space = model.space
-    numbers = space.basis.astype(float)
-    psi = model.initial
-    rho0 = jnp.outer(psi, psi.conj())
-    photon = model.photon_channels
-    if representation == "sector":
-        channels = photon
-        sol = solve_sector(_generator(model.hamiltonian, channels), rho0, numbers,
-                           model.dephasing, t0, t1, ts, jump_ts=model.jump_times, stepping=stepping)
-    else:
-        channels = model.channels
-        sol = solve_full(_generator(model.hamiltonian, channels), rho0, numbers,
-                         t0, t1, ts, jump_ts=model.jump_times, stepping=stepping)
-    kinds = tuple(c.kind for c in channels)
-    carries = jnp.asarray([kind != "dephasing" for kind in kinds], dtype=float)
-    initial = jnp.real(jnp.einsum("ii,ij->", rho0, jnp.asarray(numbers)))
-    final_pop = jnp.real(jnp.einsum("ii,ij->", sol.final_state, jnp.asarray(numbers)))
-    error = jnp.abs(final_pop + jnp.sum(sol.final_outputs * carries) - initial)
-    return Result(representation, ts, space.names, sol.populations, tuple(c.name for c in channels), kinds,
-                  sol.fluxes, sol.outputs, sol.final_state, jnp.zeros_like(ts), error)
-
-
-def _simulate_impl(network: Network, t0, t1, ts, representation: str, stepping: Stepping,
-                   max_excitations: int | None, delay_plan=None, key=None) -> Result:
+def _method_from_keywords(network: Network, options: dict[str, Any]) -> Method:
+    """The method the shorthand keywords of `simulate` describe."""
+    representation = options.pop("representation", None) or "auto"
+    require(representation in REPRESENTATIONS,
+            f"simulate: representation must be one of {', '.join(REPRESENTATIONS)}, got {representation!r}")
+    if representation == "auto":
+        representation = auto_representation(network)
     if representation == "delay":
-        from ._delay_model import simulate_delay
+        extra = sorted(set(options) - {"dt", "key", "n_trajectories", "max_delay"})
+        require(not extra, f"simulate: {', '.join(extra)} do not apply to the delay representation")
+        return Delay(options.get("dt"), options.get("n_trajectories"), options.get("key"), options.get("max_delay"))
+    extra = sorted(set(options) & {"dt", "key", "n_trajectories", "max_delay"})
+    require(not extra, f"simulate: {', '.join(extra)} apply to the delay representation only")
+    if representation == "full":
+        require(options.pop("max_excitations", None) is None, "simulate: max_excitations does not apply to 'full'")
+        return Full(**options)
+    return Sector(**options)
 
-        return simulate_delay(network, t0, t1, ts, key=key, plan=delay_plan)
-    k = None if representation == "full" else max_excitations
-    model = compile_markov(network, t0, max_excitations=k)
-    return _run_lindblad(model, representation, t0, t1, ts, stepping)
+
+def _markov(network: Network, method: Sector | Full, t0, t1, ts, aligned: bool) -> Result:
+    if isinstance(method, Sector):
+        need = required_excitations(network)
+        k = need if method.max_excitations is None else int(method.max_excitations)
+        require(k >= need, f"Markov model: the initial state and {len(network.inputs)} input photon(s) need "
+                           f"{need} excitation(s) but the sector allows only {k}; raise max_excitations")
+    else:
+        k = None
+    plan = markov_plan(network, k)
+    model = plan.model
+    atoms = ParameterAtoms.values(network)
+    dephasing = [e.dephasing for e in network.emitters]
+    if any(isinstance(d, jax.core.Tracer) for d in dephasing):
+        gamma_phi = jnp.concatenate([jnp.stack(dephasing), jnp.zeros(len(model.virtual_names))])
+    else:
+        gamma_phi = np.concatenate([np.asarray(dephasing, dtype=float).reshape(-1), np.zeros(len(model.virtual_names))])
+    sol, error = solve_markov(plan.arrays, atoms, model.time_factors(network, t0), model.initial_state(network),
+                              gamma_phi, t0, t1, ts, model.jump_times(network), layout=plan.layout,
+                              stepping=method.stepping(aligned))
+    if not isinstance(error, jax.core.Tracer) and bool(np.isnan(np.asarray(error))):
+        raise ValidationError(
+            f"simulate: the solver did not reach t1 = {t1} within max_steps = {method.max_steps} steps; raise it "
+            f"(method=cj.{type(method).__name__}(max_steps=...)) or loosen rtol/atol")
+    return Result(method.representation, sol.ts, model.space.names, sol.populations, tuple(c.name for c in plan.channels),
+                  tuple(c.kind for c in plan.channels), sol.fluxes, sol.outputs, sol.final_state,
+                  jnp.zeros_like(sol.ts), error)
 
 
-_simulate = eqx.filter_jit(_simulate_impl)
+def _delay_impl(network: Network, t0, t1, ts, plan, key) -> Result:
+    from ._delay_model import simulate_delay
+
+    return simulate_delay(network, t0, t1, ts, key=key, plan=plan)
 
 
-def simulate(network: Network, t_span: tuple[float, float], *, ts: Any = None, n_save: int = 201,
-             representation: str = "auto", rtol: float = 1e-8, atol: float = 1e-10,
-             max_steps: int = 16_384, steps: int | None = None, max_excitations: int | None = None,
-             dt: float | None = None,
-             key: Any = None, n_trajectories: int | None = None, max_delay: float | None = None) -> Result:
+_delay = eqx.filter_jit(_delay_impl)
+
+
+def simulate(network: Network, t_span: tuple[float, float], *, method: Method | None = None, ts: Any = None,
+             n_save: int = 201, **options: Any) -> Result:
     """Simulate a Network over a time window.
 
     **Arguments:**
 
     - `network`: the device (its numbers may be traced: simulate works under jit, vmap, grad).
     - `t_span`: (t0, t1).
+    - `method`: `cj.Sector(...)`, `cj.Full(...)` or `cj.Delay(...)` with the solver's options
+      (see `chiraljax._methods`). Default: the delay kernel when delays or reflections matter,
+      otherwise the excitation-sector Lindblad solver, each with its default options.
     - `ts`: save times (default `n_save` equally spaced points spanning t_span).
-    - `representation`: 'auto' (delay kernel when delays or reflections matter, otherwise the
-      excitation-sector Lindblad solver), 'sector', 'full' or 'delay'.
-    - `rtol`, `atol`, `max_steps`: adaptive-step tolerances of the Lindblad solvers.
-    - `steps`: a fixed number of 8th-order steps instead of adaptive stepping (smooth controls
-      only): vmapped batches then run in lockstep and gradients cost less; check the accuracy
-      against an adaptive solve once for a new kind of problem.
-    - `max_excitations`: k of the sector (default: what the initial state and inputs need).
-    - `dt`, `key`, `n_trajectories`, `max_delay`: options of the delay representation (see
-      `chiraljax._delay_model`): the fixed step (default chosen from the rates and delays), the
-      PRNG key and number of phase-noise trajectories used with dephasing (default
-      `jax.random.key(0)` and 256), the longest delay when delays are traced (default t1 - t0).
+    - `**options`: a shorthand for the method, instead of `method`: `representation` ('auto',
+      'sector', 'full' or 'delay') with that method's options as keywords (`rtol`, `atol`,
+      `max_steps`, `steps`, `max_excitations`; for 'delay' `dt`, `key`, `n_trajectories`,
+      `max_delay`).
 
     **Returns:** a `Result`.
     """
     require(isinstance(network, Network), f"simulate: network must be a Network, got {type(network).__name__}")
-    require(representation in REPRESENTATIONS,
-            f"simulate: representation must be one of {', '.join(REPRESENTATIONS)}, got {representation!r}")
+    unknown = sorted(set(options) - set(_LEGACY))
+    require(not unknown, f"simulate: unknown option(s) {', '.join(unknown)}; pass solver options in method=")
+    options = {k: v for k, v in options.items() if v is not None}
+    if method is None:
+        method = _method_from_keywords(network, options)
+    else:
+        require(isinstance(method, METHODS),
+                f"simulate: method must be cj.Sector, cj.Full or cj.Delay, got {type(method).__name__}")
+        require(not options, f"simulate: give the solver options ({', '.join(sorted(options))}) in method=, not both")
     require(len(t_span) == 2, f"simulate: t_span must be (t0, t1), got {t_span!r}")
-    t0, t1 = (jnp.asarray(x, dtype=float) for x in t_span)
-    c0, c1 = _concrete(t0), _concrete(t1)
-    if c0 is not None and c1 is not None:
-        require(np.isfinite(c0) and np.isfinite(c1) and float(c1) > float(c0),
+    c0, c1 = _concrete(t_span[0]), _concrete(t_span[1])
+    concrete = c0 is not None and c1 is not None
+    if concrete:
+        require(bool(np.isfinite(c0)) and bool(np.isfinite(c1)) and float(c1) > float(c0),
                 f"simulate: t_span must be finite with t1 > t0, got {t_span!r}")
-    ts_given = ts
+    aligned = ts is None
     if ts is None:
         require(int(n_save) >= 2, f"simulate: n_save must be >= 2, got {n_save}")
-        ts = jnp.linspace(t0, t1, int(n_save))
-    ts = jnp.asarray(ts, dtype=float)
-    require(steps is None or int(steps) >= 1, f"simulate: steps must be a positive integer or None, got {steps}")
-    require(int(max_steps) >= 1, f"simulate: max_steps must be positive, got {max_steps}")
-    # Save times from n_save are equally spaced (the kernel checks that steps fit them).
-    stepping = Stepping(float(rtol), float(atol), int(max_steps), None if steps is None else int(steps),
-                        aligned=ts_given is None)
-    representation = _choose(network, representation)
-    if representation == "delay":
+        ts = (np.linspace(float(c0), float(c1), int(n_save)) if concrete
+              else jnp.linspace(jnp.asarray(t_span[0], dtype=float), jnp.asarray(t_span[1], dtype=float), int(n_save)))
+    if isinstance(method, Delay):
         from ._delay_model import plan_delay
 
-        plan = plan_delay(network, t_span[0], t_span[1], ts_given, n_save=n_save, dt=dt, max_delay=max_delay,
-                          n_trajectories=n_trajectories)
-        return _simulate(network, t0, t1, ts, representation, stepping, 1, plan, key)
-    need = required_excitations(network)
-    k = need if max_excitations is None else int(max_excitations)
-    require(k >= 1, "simulate: max_excitations must be >= 1")
-    return _simulate(network, t0, t1, ts, representation, stepping, k)
+        plan = plan_delay(network, t_span[0], t_span[1], None if aligned else ts, n_save=n_save, dt=method.dt,
+                          max_delay=method.max_delay, n_trajectories=method.trajectories)
+        t0, t1 = (jnp.asarray(x, dtype=float) for x in t_span)
+        return _delay(network, t0, t1, jnp.asarray(ts, dtype=float), plan, method.key)
+    t0, t1 = (float(c0), float(c1)) if concrete else (jnp.asarray(t_span[0], dtype=float),
+                                                      jnp.asarray(t_span[1], dtype=float))
+    return _markov(network, method, t0, t1, ts, aligned)

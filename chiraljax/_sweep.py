@@ -71,19 +71,6 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
-from scipy.stats import qmc
 
 from ._errors import ValidationError, require
 from ._precision import PRECISION, real_dtype
@@ -277,7 +264,8 @@ class QuasiRandom(AbstractAxis):
         }
 
 
-_QMC_ENGINES: dict[str, type[qmc.QMCEngine]] = {"sobol": qmc.Sobol, "halton": qmc.Halton}
+#: method -> the name of its engine class in `scipy.stats.qmc` (imported when first sampled).
+_QMC_ENGINES = {"sobol": "Sobol", "halton": "Halton"}
 
 
 def _bounds_record(axis: Random | QuasiRandom) -> dict[str, Any]:
@@ -313,6 +301,8 @@ def _sample_stochastic(
             values[axis.name] = np.random.default_rng(sequence).uniform(axis.lo, axis.hi, axis.n)
     joint = [axis for axis in axes if isinstance(axis, QuasiRandom)]
     if joint:
+        from scipy.stats import qmc
+
         first = joint[0]
         for axis in joint[1:]:
             require(
@@ -326,7 +316,7 @@ def _sample_stochastic(
                 "quasi-random axes are sampled jointly and need the same n",
             )
         rng = np.random.default_rng(np.random.SeedSequence(_entropy(first.seed, key_entropy)))
-        engine = _QMC_ENGINES[first.method](len(joint), scramble=True, rng=rng)
+        engine = getattr(qmc, _QMC_ENGINES[first.method])(len(joint), scramble=True, rng=rng)
         with warnings.catch_warnings():
             # Sobol warns when n is not a power of two; the points remain valid.
             warnings.simplefilter("ignore", UserWarning)
@@ -637,32 +627,6 @@ def sweep_cost(result: xr.Dataset) -> SweepCost:
     )
 
 
-class _RateColumn(ProgressColumn):
-    """Points computed in this run over the time since the bar started (compile excluded:
-    the bar starts after it). Chunks finish in bursts (on a CPU the next chunk runs before
-    the last is reported), so a windowed rate would swing; the run average does not."""
-
-    def render(self, task: Task) -> Text:
-        elapsed = task.finished_time if task.finished else task.elapsed
-        done = task.completed - task.fields.get("resumed", 0)
-        if not elapsed or done <= 0:
-            return Text("-- pts/s", style="cyan")
-        return Text(f"{done / elapsed:,.0f} pts/s", style="cyan")
-
-
-def _progress_bar(show: bool) -> Progress:
-    return Progress(
-        TextColumn("sweep"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        _RateColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not show,
-    )
-
-
 @dataclasses.dataclass(frozen=True)
 class _Runner:
     """The compiled batch function and the shardings it expects."""
@@ -857,7 +821,9 @@ def sweep(
     todo = [int(i) for i in np.flatnonzero(~done)]
     computed = sum(bounds[i][1] - bounds[i][0] for i in todo)
 
-    with _progress_bar(progress and writer) as bar:
+    from ._sweep_progress import progress_bar
+
+    with progress_bar(progress and writer) as bar:
         task = bar.add_task("sweep", total=n_points, completed=n_points - computed, resumed=n_points - computed)
 
         def finish(index: int, leaves: list[np.ndarray]) -> None:

@@ -63,7 +63,7 @@ from ._errors import ValidationError, require
 from ._network import PARAMETER_BOUNDS, Network
 from ._network_io import SimulationSettings, load_network
 from ._result import Result
-from ._simulate import REPRESENTATIONS, _choose, simulate
+from ._simulate import REPRESENTATIONS, auto_representation, simulate
 from ._sweep import AbstractAxis, ChunkDone, Grid, Mode
 from ._sweep import sweep as sweep_function
 
@@ -346,7 +346,7 @@ def _representation(network: Network, swept: Collection[str], representation: st
         # A swept delay or reflection is traced, so only the delay kernel can honour it.
         swept_delay = any(name.endswith(".delay") or name.startswith("scatterers.")
                           for name in swept)
-        representation = "delay" if swept_delay else _choose(network, "auto")
+        representation = "delay" if swept_delay else auto_representation(network)
     if representation == "delay":
         require(
             importlib.util.find_spec("chiraljax._delay_model") is not None,

@@ -1,0 +1,211 @@
+"""What a user waits for: import, first call, warm call, gradient, whole CLI process.
+
+Measured on the anchor problem (`ANCHOR_PROBLEM.md`, M modules, P = 0.577081321870) in one
+run beside QuTiP (CSR operators, a hand-built Liouvillian, vern7, one BLAS thread: the fastest
+peer, `bench/peers.py`). Every "first" figure runs in a fresh process; "empty cache" gives that
+process a new, empty persistent compilation cache, "warm cache" reuses the one the previous
+process filled. Nothing here is asserted: the numbers go to `bench/results/latency.json`.
+
+    python bench/latency.py [--modules 2 4] [--repeats 20] [--out bench/results/latency.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+REFERENCE = 0.577081321870
+HEAVY = ("xarray", "scipy", "matplotlib", "rich", "jsonschema", "typer", "pandas", "diffrax", "optax")
+
+# ---- probes: each runs in its own process and prints one JSON line ----------------------------
+
+_PROBES = {
+    "import": """
+import sys, time
+t = time.perf_counter()
+import chiraljax
+dt = time.perf_counter() - t
+heavy = sorted({m.split('.')[0] for m in sys.modules} & set(HEAVY))
+print(json.dumps({"import_s": dt, "heavy_modules_loaded": heavy}))
+""",
+    "first": """
+import time
+t = time.perf_counter()
+import chiraljax as cj, jax
+sys.path.insert(0, HERE)
+from anchor_problem import anchor_network, T_SPAN
+t_import = time.perf_counter() - t
+net = anchor_network(M)
+t = time.perf_counter()
+P = float(cj.simulate(net, T_SPAN).final_population("A1", "B1"))
+first = time.perf_counter() - t
+
+def transfer(eta):
+    res = cj.simulate(net.with_parameters({"links.1.transmission": eta}), T_SPAN, n_save=2)
+    return res.final_population("A1", "B1")
+
+vg = jax.value_and_grad(transfer)
+t = time.perf_counter()
+jax.block_until_ready(vg(0.6))
+first_grad = time.perf_counter() - t
+print(json.dumps({"import_s": t_import, "first_simulate_s": first, "first_value_and_grad_s": first_grad, "P": P}))
+""",
+    "warm": """
+import time, statistics
+import chiraljax as cj, jax
+sys.path.insert(0, HERE)
+from anchor_problem import anchor_network, T_SPAN
+net = anchor_network(M)
+
+def loop(fn, n):
+    fn()
+    out = []
+    for _ in range(n):
+        t = time.perf_counter(); fn(); out.append(time.perf_counter() - t)
+    return statistics.median(out)
+
+P = float(cj.simulate(net, T_SPAN).final_population("A1", "B1"))
+warm = loop(lambda: float(cj.simulate(net, T_SPAN).final_population("A1", "B1")), REPEATS)
+forward_end = loop(lambda: float(cj.simulate(net, T_SPAN, n_save=2).final_population("A1", "B1")), REPEATS)
+
+def transfer(eta):
+    res = cj.simulate(net.with_parameters({"links.1.transmission": eta}), T_SPAN, n_save=2)
+    return res.final_population("A1", "B1")
+
+vg = jax.value_and_grad(transfer)
+warm_grad = loop(lambda: jax.block_until_ready(vg(0.6)), max(3, REPEATS // 4))
+print(json.dumps({"warm_simulate_s": warm, "warm_simulate_end_only_s": forward_end,
+                  "warm_value_and_grad_s": warm_grad, "value_and_grad_over_forward": warm_grad / forward_end,
+                  "P": P, "P_error": P - REFERENCE}))
+""",
+    "topology": """
+import chiraljax as cj, numpy as np
+from chiraljax.kernels import _lindblad
+sys.path.insert(0, HERE)
+from anchor_problem import anchor_network, T_SPAN
+net = anchor_network(M)
+cj.simulate(net, T_SPAN)
+before = _lindblad._solve_markov_jit._cache_size()
+# the same sizes, another topology: the receiver is module M-1 and the links differ
+other = cj.Network(net.emitters, net.ports, links=[cj.Link(transmission=0.8, phase=0.3)] * len(net.links),
+                   couplings=net.couplings[::-1], controls={"emit": cj.SechEmission(1.3, 0.5),
+                                                         "absorb": cj.SechAbsorption(0.7, -0.2)},
+                   initial={"B0": 1.0})
+cj.simulate(other, T_SPAN)
+print(json.dumps({"compiled_before": before, "compiled_after_other_topology": _lindblad._solve_markov_jit._cache_size()}))
+""",
+    "qutip": """
+sys.path.insert(0, HERE)
+from peers import qutip_fair
+P, first, median = qutip_fair(M, repeats=REPEATS)
+print(json.dumps({"P": P, "first_s": first, "warm_s": median}))
+""",
+}
+
+_PRELUDE = "import json, sys\nHERE = {here!r}\nM = {M}\nREPEATS = {repeats}\nREFERENCE = {ref}\nHEAVY = {heavy!r}\n"
+
+
+def probe(name: str, M: int = 2, repeats: int = 20, env: dict | None = None) -> dict:
+    """Run one probe in a fresh interpreter and return its JSON line."""
+    code = _PRELUDE.format(here=HERE, M=M, repeats=repeats, ref=REFERENCE, heavy=HEAVY) + _PROBES[name]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, **(env or {})}, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"probe {name} (M={M}) failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def wall(cmd: list[str], env: dict | None = None) -> float:
+    """Seconds a whole process takes, from exec to exit."""
+    t = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, **(env or {})}, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
+    return time.perf_counter() - t
+
+
+def cli_runs(M: int, cache_dir: str) -> dict:
+    """`chiraljax simulate FILE` for the M-module anchor network: empty cache, then warm."""
+    import chiraljax as cj
+
+    sys.path.insert(0, HERE)
+    from anchor_problem import T_SPAN, anchor_network
+
+    path = os.path.join(cache_dir, f"anchor_{M}.json")
+    cj.save_network(anchor_network(M), path, settings=cj.SimulationSettings(t_span=T_SPAN))
+    exe = os.path.join(os.path.dirname(sys.executable), "chiraljax")
+    env = {"CHIRALJAX_COMPILATION_CACHE": os.path.join(cache_dir, f"cache_{M}")}
+    result = os.path.join(cache_dir, f"result_{M}.json")
+    empty = wall([exe, "simulate", path, "--out", result], env)
+    warm = wall([exe, "simulate", path, "--out", result], env)
+    return {"cli_empty_cache_s": empty, "cli_warm_cache_s": warm}
+
+
+def qutip_process(M: int) -> float:
+    """A whole QuTiP script on the same problem (build the model, one solve)."""
+    code = f"import sys; sys.path.insert(0, {HERE!r}); from peers import qutip_fair; qutip_fair({M}, repeats=1)"
+    env = {v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    return wall([sys.executable, "-c", code], env)
+
+
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--modules", type=int, nargs="+", default=[2, 4])
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "latency.json"))
+    args = ap.parse_args(argv)
+
+    report: dict = {"machine": platform.platform(), "python": sys.version.split()[0], "cpus": os.cpu_count(),
+                    "command": "python bench/latency.py " + " ".join(argv), "modules": {}}
+    imports = [probe("import") for _ in range(3)]
+    report["import_s"] = statistics.median(r["import_s"] for r in imports)
+    report["heavy_modules_loaded_by_import"] = imports[0]["heavy_modules_loaded"]
+    print(f"import chiraljax: {report['import_s']:.2f} s; heavy modules loaded: {report['heavy_modules_loaded_by_import']}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for M in args.modules:
+            row: dict = {}
+            cache = {"CHIRALJAX_COMPILATION_CACHE": os.path.join(tmp, f"probe_cache_{M}")}
+            row["empty_cache"] = probe("first", M, env=cache)
+            row["warm_cache"] = probe("first", M, env=cache)
+            row["warm"] = probe("warm", M, args.repeats, env=cache)
+            row["topology"] = probe("topology", M, env=cache)
+            row.update(cli_runs(M, tmp))
+            row["qutip"] = probe("qutip", M, max(1, args.repeats // 4 if M > 3 else args.repeats))
+            row["qutip_process_s"] = qutip_process(M)
+            q, w = row["qutip"], row["warm"]
+            row["ratios"] = {
+                "cli_empty_over_qutip_process": row["cli_empty_cache_s"] / row["qutip_process_s"],
+                "cli_warm_over_qutip_process": row["cli_warm_cache_s"] / row["qutip_process_s"],
+                "qutip_warm_over_chiraljax_warm": q["warm_s"] / w["warm_simulate_s"],
+                "first_value_and_grad_over_first_simulate":
+                    row["empty_cache"]["first_value_and_grad_s"] / row["empty_cache"]["first_simulate_s"],
+            }
+            report["modules"][str(M)] = row
+            e, c = row["empty_cache"], row["warm_cache"]
+            print(f"M = {M}: first simulate {e['first_simulate_s']:.2f} s (warm cache {c['first_simulate_s']:.2f} s), "
+                  f"first value+grad {e['first_value_and_grad_s']:.2f} s; warm simulate {1e3 * w['warm_simulate_s']:.2f} ms "
+                  f"(P - ref = {w['P_error']:.1e}), end-only {1e3 * w['warm_simulate_end_only_s']:.2f} ms, "
+                  f"value+grad = {w['value_and_grad_over_forward']:.1f} forward solves; "
+                  f"compiled programs {row['topology']['compiled_before']} -> "
+                  f"{row['topology']['compiled_after_other_topology']} after another topology")
+            print(f"       CLI process {row['cli_empty_cache_s']:.2f} s empty cache, {row['cli_warm_cache_s']:.2f} s warm; "
+                  f"QuTiP script {row['qutip_process_s']:.2f} s; QuTiP warm solve {1e3 * q['warm_s']:.2f} ms "
+                  f"({row['ratios']['qutip_warm_over_chiraljax_warm']:.1f}x chiraljax's)")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    report["load_average"] = os.getloadavg()
+    with open(args.out, "w") as fh:
+        json.dump(report, fh, indent=2)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,146 @@
+"""A symbolic `LindbladModel` as the arrays a Lindblad kernel takes.
+
+Every term of H or of a channel's L_k is a constant matrix A_t weighted by a product of
+parameter atoms a (numbers of the network) and time factors f(t) (pulses). The kernel assembles
+
+    H(t)   = sum_m  f_m(t) H_m,      H_m   = sum_{t in m} (prod_{i in t} a_i) A_t,
+    L_k(t) = sum_w  f_kw(t) L_kw,    L_kw  = sum_{t in kw} (prod_{i in t} a_i) A_t,
+
+from flat tables: the nonzero entries of the A_t (term, slot, row, column, value), the atom
+indices of each term and the time-factor indices of each slot (a slot is an operator and a time
+monomial). The tables are integer and complex arrays whose shapes depend on the network's
+sizes, rounded up to buckets, so networks of different topology but similar size give arrays of
+equal shapes and share one compiled kernel.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._markov import LindbladModel
+from ._operator import Operator, Symbol, _Conj
+
+
+class MarkovArrays(NamedTuple):
+    """The numeric tables of a model (see the module docstring).
+
+    - `term_atoms`: (T, wa) indices into (a, a^*, 1) of each term's atoms.
+    - `entry_term`, `entry_slot`, `entry_row`, `entry_col`, `entry_value`: (E,) the nonzero
+      matrix elements of all terms.
+    - `slot_time`: (S, wt) indices into (f, f^*, 1) of each slot's time monomial.
+    - `numbers`: (D, n_sub) occupation of each subsystem in each basis state.
+    - `carries`: (K,) 1 for channels that carry an excitation away, 0 for dephasing.
+    """
+
+    term_atoms: Any
+    entry_term: Any
+    entry_slot: Any
+    entry_row: Any
+    entry_col: Any
+    entry_value: Any
+    slot_time: Any
+    numbers: Any
+    carries: Any
+
+
+class MarkovLayout(NamedTuple):
+    """The static sizes of the tables: state dimension, Hamiltonian slots, channels, slots per
+    channel, whether every jump lands in the ground state (L_k = |G><l_k|), and whether pure
+    dephasing acts elementwise (sector) instead of through operators (full)."""
+
+    dim: int
+    n_h: int
+    n_channels: int
+    width: int
+    to_ground: bool
+    sector: bool
+
+
+def _bucket(n: int, quantum: int) -> int:
+    return max(quantum, -(-n // quantum) * quantum)
+
+
+def _split(fns: tuple) -> tuple[list[tuple[Symbol, bool]], list[tuple[Symbol, bool]]]:
+    """A term's factors as (parameter atoms, time factors), each (symbol, conjugated)."""
+    params, times = [], []
+    for f in fns:
+        conj = isinstance(f, _Conj)
+        s = f.fn if conj else f
+        (params if s.kind == "param" else times).append((s, conj))
+    return params, times
+
+
+def lower(model: LindbladModel, sector: bool) -> tuple[MarkovArrays, MarkovLayout, tuple]:
+    """The kernel tables of `model`: with `sector` the dephasing channels are left out (the
+    kernel applies them elementwise); otherwise every channel is an operator.
+
+    **Returns:** (arrays as NumPy, layout, the channels in kernel order)."""
+    channels = model.photon_channels if sector else model.channels
+    n_atoms, n_times = model.atoms.size, len(model.time_recipes)
+    operators: list[Operator] = [model.hamiltonian] + [c.operator for c in channels]
+
+    # time monomials of each operator -> slots
+    monomials: list[list[tuple]] = []
+    for op in operators:
+        seen: list[tuple] = []
+        for term in op.terms:
+            key = tuple(sorted((s.index, c) for s, c in _split(term.fns)[1]))
+            if key not in seen:
+                seen.append(key)
+        monomials.append(seen)
+    n_h = _bucket(len(monomials[0]), 4)
+    width = max([len(m) for m in monomials[1:]] + [1])
+    n_slots = n_h + len(channels) * width
+
+    def slot(op_index: int, w: int) -> int:
+        return w if op_index == 0 else n_h + (op_index - 1) * width + w
+
+    slot_keys = [()] * n_slots
+    for i, keys in enumerate(monomials):
+        for w, key in enumerate(keys):
+            slot_keys[slot(i, w)] = key
+    wt = _bucket(max([len(k) for k in slot_keys] + [1]), 2)
+    slot_time = np.full((n_slots, wt), 2 * n_times, dtype=np.int32)
+    for s, key in enumerate(slot_keys):
+        for j, (index, conj) in enumerate(key):
+            slot_time[s, j] = index + n_times * conj
+
+    term_atoms, entries = [], []
+    for i, op in enumerate(operators):
+        for term in op.terms:
+            params, times = _split(term.fns)
+            key = tuple(sorted((s.index, c) for s, c in times))
+            s = slot(i, monomials[i].index(key))
+            rows, cols = np.nonzero(term.pattern)
+            t = len(term_atoms)
+            term_atoms.append([sym.index + n_atoms * conj for sym, conj in params])
+            entries.extend((t, s, r, c, complex(term.matrix[r, c])) for r, c in zip(rows, cols))
+    n_terms = _bucket(len(term_atoms), 16)
+    wa = _bucket(max([len(a) for a in term_atoms] + [1]), 4)
+    atoms_table = np.full((n_terms, wa), 2 * n_atoms, dtype=np.int32)
+    for t, idx in enumerate(term_atoms):
+        atoms_table[t, :len(idx)] = idx
+    n_entries = _bucket(len(entries), 32)
+    table = np.zeros((n_entries, 4), dtype=np.int32)
+    values = np.zeros(n_entries, dtype=complex)
+    if entries:
+        table[:len(entries)] = np.array([e[:4] for e in entries], dtype=np.int32)
+        values[:len(entries)] = [e[4] for e in entries]
+
+    to_ground = bool(sector) and all(not t.pattern[1:].any() for c in channels for t in c.operator.terms)
+    carries = np.array([c.kind != "dephasing" for c in channels], dtype=float)
+    arrays = MarkovArrays(atoms_table, table[:, 0], table[:, 1], table[:, 2], table[:, 3], values, slot_time,
+                          model.space.basis.astype(float), carries)
+    layout = MarkovLayout(model.space.dim, n_h, len(channels), width, to_ground, bool(sector))
+    return arrays, layout, tuple(channels)
+
+
+def to_device(arrays: MarkovArrays) -> MarkovArrays:
+    """The tables as JAX arrays (placed once, so a warm call transfers nothing; concrete even
+    when the plan is made inside a trace)."""
+    with jax.ensure_compile_time_eval():
+        return MarkovArrays(*(jnp.asarray(a) for a in arrays))

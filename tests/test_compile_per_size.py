@@ -1,0 +1,91 @@
+"""The Markov kernel compiles per size, not per network, and methods select the solver.
+
+The symbolic model of a network is lowered to tables of numbers (`chiraljax._lowering`), so a
+network of another topology with the same sizes, or another pulse of the same family, runs the
+program compiled for the first one. Counted in compilations, never in seconds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import chiraljax as cj
+from chiraljax.kernels import _lindblad
+
+from conftest import RECEIVER, TRANSFER_WINDOW, chiral_link
+
+SAVES = 17
+
+
+def compiled() -> int:
+    return _lindblad._solve_markov_jit._cache_size()
+
+
+def receiver_population(net: cj.Network, **kw) -> float:
+    res = cj.simulate(net, TRANSFER_WINDOW, n_save=SAVES, **kw)
+    return float(res.final_population(*RECEIVER))
+
+
+def rewired(net: cj.Network) -> cj.Network:
+    """The same sizes and pulse families, another topology: the modules' roles swapped (the
+    right module emits towards the left one), other link numbers, the couplings listed in the
+    other order, B1 excited."""
+    swap = {"emit": "absorb", "absorb": "emit"}
+    ports = [cj.Port(p.name, p.emitter, p.position, p.rate, control=swap[p.control]) for p in net.ports]
+    couplings = [cj.Coupling(c.a, c.b, c.strength, control=swap[c.control]) for c in net.couplings[::-1]]
+    controls = {"emit": cj.SechEmission(1.2, -0.3), "absorb": cj.SechAbsorption(0.8, 0.4)}
+    links = [cj.Link(phase=0.3), cj.Link(transmission=0.9, phase=1.0), cj.Link(phase=-0.4)]
+    return cj.Network(net.emitters, ports, links=links, couplings=couplings, controls=controls,
+                      initial={"B1": 1.0})
+
+
+def test_other_topology_and_pulses_of_the_same_sizes_do_not_compile_again():
+    net = chiral_link()
+    p0 = receiver_population(net)
+    after_first = compiled()
+    p1 = float(cj.simulate(rewired(net), TRANSFER_WINDOW, n_save=SAVES).final_population("A0", "B0"))
+    p2 = receiver_population(net.with_parameters({"controls.emit.kappa": 1.3, "links.1.transmission": 0.4}))
+    assert compiled() == after_first
+    # the answers are those of three different problems
+    assert abs(p0 - 0.5770813) < 1e-6
+    assert abs(p1 - p0) > 1e-3 and abs(p2 - p0) > 1e-3
+
+
+def test_method_objects_match_the_keyword_shorthand():
+    net = chiral_link()
+    by_method = receiver_population(net, method=cj.Sector(rtol=1e-9, atol=1e-11))
+    by_keywords = receiver_population(net, representation="sector", rtol=1e-9, atol=1e-11)
+    assert by_method == by_keywords
+    fixed = receiver_population(net, method=cj.Sector(steps=48 * (SAVES - 1) // 16))
+    assert abs(fixed - by_method) < 1e-6
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda: cj.Sector(rtol=0.0), "rtol and atol must be positive"),
+    (lambda: cj.Sector(steps=0), "steps must be a positive integer"),
+    (lambda: cj.Full(max_steps=0), "max_steps must be a positive integer"),
+    (lambda: cj.Delay(dt=-1.0), "dt must be positive"),
+    (lambda: cj.simulate(chiral_link(), TRANSFER_WINDOW, method=cj.Sector(), rtol=1e-6), "not both"),
+    (lambda: cj.simulate(chiral_link(), TRANSFER_WINDOW, method="sector"), "method must be cj.Sector"),
+    (lambda: cj.simulate(chiral_link(), TRANSFER_WINDOW, rtool=1e-6), "unknown option"),
+])
+def test_bad_methods_are_refused_in_words(bad, message):
+    with pytest.raises(cj.ValidationError, match=message):
+        bad()
+
+
+def test_a_solve_that_runs_out_of_steps_says_so():
+    with pytest.raises(cj.ValidationError, match="max_steps"):
+        receiver_population(chiral_link(), method=cj.Sector(max_steps=5))
+
+
+def test_lean_adaptive_stepper_agrees_with_the_converged_answer_at_every_save():
+    """The continuous extension gives the traces between steps: the populations at the save
+    times agree with a tight fixed-step 8th-order solve to 1e-7."""
+    net = chiral_link()
+    loose = cj.simulate(net, TRANSFER_WINDOW, n_save=SAVES)
+    tight = cj.simulate(net, TRANSFER_WINDOW, n_save=SAVES, method=cj.Sector(steps=16 * 48))
+    np.testing.assert_allclose(np.asarray(loose.populations), np.asarray(tight.populations), atol=1e-7)
+    np.testing.assert_allclose(np.asarray(loose.outputs), np.asarray(tight.outputs), atol=1e-7)
+    assert float(loose.conservation_error) < 1e-8

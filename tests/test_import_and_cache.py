@@ -1,0 +1,109 @@
+"""`import chiraljax` stays light, every exported name resolves, and JAX's persistent compilation
+cache is on by default, in the chosen folder, and off when switched off.
+
+Each check runs in a fresh interpreter: the import and the cache settings happen once per process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import chiraljax as cj
+
+#: Packages that only sweeps, plots, files, the command line, optimisation or the ODE solver need.
+HEAVY = ("xarray", "scipy", "matplotlib", "rich", "jsonschema", "typer", "tomli_w", "pandas",
+         "h5py", "h5netcdf", "optax", "diffrax")
+
+_CACHE_ENV = ("CHIRALJAX_COMPILATION_CACHE", "JAX_COMPILATION_CACHE_DIR", "XDG_CACHE_HOME")
+
+
+def run_python(code: str, **env: str) -> dict:
+    """Run `code` in a fresh interpreter with the cache variables cleared and `env` set; return
+    the JSON object it prints last."""
+    environment = {k: v for k, v in os.environ.items() if k not in _CACHE_ENV}
+    environment.update(env)
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=environment,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+_LOADED = """
+    import json, sys
+    import chiraljax
+    loaded = sorted({m.split(".")[0] for m in sys.modules} & set(%r))
+    print(json.dumps({"loaded": loaded, "cache": chiraljax.compilation_cache_dir()}))
+""" % (HEAVY,)
+
+
+def test_import_leaves_heavy_packages_unloaded(tmp_path):
+    out = run_python(_LOADED, XDG_CACHE_HOME=str(tmp_path))
+    assert out["loaded"] == []
+    assert out["cache"] == str(tmp_path / "chiraljax" / "jax")
+
+
+def test_every_exported_name_resolves():
+    for name in cj.__all__:
+        assert getattr(cj, name) is not None, name
+    assert set(cj.__all__) <= set(dir(cj))
+    from chiraljax import Grid, load_preset, sweep  # noqa: F401  (imported on first access)
+    with pytest.raises(AttributeError, match="no_such_name"):
+        cj.no_such_name  # noqa: B018
+
+
+_CONFIG = """
+    import json
+    import jax
+    import chiraljax
+    print(json.dumps({"cache": chiraljax.compilation_cache_dir(),
+                      "jax": jax.config.jax_compilation_cache_dir}))
+"""
+
+
+@pytest.mark.parametrize("value", ["off", "0", "false"])
+def test_cache_can_be_switched_off(value):
+    out = run_python(_CONFIG, CHIRALJAX_COMPILATION_CACHE=value)
+    assert out == {"cache": None, "jax": None}
+
+
+def test_a_cache_the_user_configured_is_kept(tmp_path):
+    mine = str(tmp_path / "mine")
+    out = run_python(_CONFIG, JAX_COMPILATION_CACHE_DIR=mine, CHIRALJAX_COMPILATION_CACHE=str(tmp_path / "ours"))
+    assert out == {"cache": mine, "jax": mine}
+    assert not (tmp_path / "ours").exists()
+
+
+def test_an_unusable_folder_leaves_the_cache_off(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    out = run_python(_CONFIG, CHIRALJAX_COMPILATION_CACHE=str(blocker / "cache"))
+    assert out == {"cache": None, "jax": None}
+
+
+_COMPILE = """
+    import json
+    import jax
+    import jax.numpy as jnp
+    import chiraljax
+    hits = []
+    jax.monitoring.register_event_listener(
+        lambda event, **kwargs: hits.append(event) if event.endswith("/cache_hits") else None)
+    jax.jit(lambda x: jnp.sin(x) * 2.0 + 1.0)(jnp.arange(3.0)).block_until_ready()
+    print(json.dumps({"cache": chiraljax.compilation_cache_dir(), "hits": len(hits)}))
+"""
+
+
+def test_compiled_programs_are_written_to_the_cache_and_reused(tmp_path):
+    folder = tmp_path / "cache"
+    first = run_python(_COMPILE, CHIRALJAX_COMPILATION_CACHE=str(folder))
+    assert first["cache"] == str(folder)
+    assert any(path.is_file() for path in Path(folder).rglob("*"))
+    second = run_python(_COMPILE, CHIRALJAX_COMPILATION_CACHE=str(folder))
+    assert second["hits"] >= 1
