@@ -32,6 +32,7 @@ import xarray as xr
 from ._errors import ValidationError, require
 from ._network import Network
 from ._network_io import SimulationSettings
+from ._methods import Sector
 from ._simulate import REPRESENTATIONS
 from ._sweep import AbstractAxis, ChunkDone, Grid, QuasiRandom, Random
 from ._sweep_model import (
@@ -98,7 +99,7 @@ class SweepSpec:
     n_save: int = 2
     rtol: float = 1e-8
     atol: float = 1e-10
-    max_steps: int = 100_000
+    max_steps: int = Sector.max_steps
     steps: int | None = None
     mode: str = "cartesian"
     chunk_size: int | None = None
@@ -284,7 +285,7 @@ def parse_sweep_spec(data: Mapping[str, Any], base: str | os.PathLike[str] = "."
                           expect="a number in (0, 1)")
     atol = simulation.get("atol", float, settings.atol or 1e-10, check=lambda v: 0 < v < 1,
                           expect="a number in (0, 1)")
-    max_steps = simulation.get("max_steps", int, settings.max_steps or 100_000,
+    max_steps = simulation.get("max_steps", int, settings.max_steps or Sector.max_steps,
                                check=lambda v: v >= 1, expect="a positive integer")
     steps = simulation.get("steps", int, None, check=lambda v: v >= 1, expect="a positive integer")
 
