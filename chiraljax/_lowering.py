@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._markov import LindbladModel
+from ._markov import LindbladModel, TimeFactors
 from ._operator import Operator, Symbol, _Conj
 
 
@@ -31,7 +31,10 @@ class MarkovArrays(NamedTuple):
     - `term_atoms`: (T, wa) indices into (a, a^*, 1) of each term's atoms.
     - `entry_term`, `entry_slot`, `entry_row`, `entry_col`, `entry_value`: (E,) the nonzero
       matrix elements of all terms.
-    - `slot_time`: (S, wt) indices into (f, f^*, 1) of each slot's time monomial.
+    - `slot_time`: (S, wt) indices into (f, f^*, 1) of each slot's time monomial: the
+      Hamiltonian's slots, then the channels' (K W), then the pairs of L^dag L.
+    - `pair_index`: (K, W, W) the pair slot of L_kw^dag L_kw' (its time monomial is
+      f_kw^* f_kw'); used when every jump lands in the ground state.
     - `numbers`: (D, n_sub) occupation of each subsystem in each basis state.
     - `carries`: (K,) 1 for channels that carry an excitation away, 0 for dephasing.
     """
@@ -43,21 +46,25 @@ class MarkovArrays(NamedTuple):
     entry_col: Any
     entry_value: Any
     slot_time: Any
+    pair_index: Any
     numbers: Any
     carries: Any
 
 
 class MarkovLayout(NamedTuple):
     """The static sizes of the tables: state dimension, Hamiltonian slots, channels, slots per
-    channel, whether every jump lands in the ground state (L_k = |G><l_k|), and whether pure
-    dephasing acts elementwise (sector) instead of through operators (full)."""
+    channel, pair slots of L^dag L, whether every jump lands in the ground state
+    (L_k = |G><l_k|), and whether pure dephasing acts elementwise (sector) instead of through
+    operators (full); `time_factors` says how the time factors follow from the pulses."""
 
     dim: int
     n_h: int
     n_channels: int
     width: int
+    n_pairs: int
     to_ground: bool
     sector: bool
+    time_factors: TimeFactors
 
 
 def _bucket(n: int, quantum: int) -> int:
@@ -103,8 +110,24 @@ def lower(model: LindbladModel, sector: bool) -> tuple[MarkovArrays, MarkovLayou
     for i, keys in enumerate(monomials):
         for w, key in enumerate(keys):
             slot_keys[slot(i, w)] = key
+    to_ground = bool(sector) and all(not t.pattern[1:].any() for c in channels for t in c.operator.terms)
+    # L_k^dag L_k = sum_{w, w'} f_kw^* f_kw' L_kw^dag L_kw': one slot per distinct monomial.
+    pair_index = np.zeros((len(channels), width, width), dtype=np.int32)
+    pairs: list[tuple] = []
+    if to_ground:
+        for k, keys in enumerate(monomials[1:]):
+            for w, kw in enumerate(keys):
+                for v, kv in enumerate(keys):
+                    key = tuple(sorted([(i, not c) for i, c in kw] + list(kv)))
+                    if key not in pairs:
+                        pairs.append(key)
+                    pair_index[k, w, v] = pairs.index(key)
+        n_pairs = _bucket(len(pairs), 4)
+        slot_keys += pairs + [()] * (n_pairs - len(pairs))
+    else:
+        n_pairs = 0
     wt = _bucket(max([len(k) for k in slot_keys] + [1]), 2)
-    slot_time = np.full((n_slots, wt), 2 * n_times, dtype=np.int32)
+    slot_time = np.full((len(slot_keys), wt), 2 * n_times, dtype=np.int32)
     for s, key in enumerate(slot_keys):
         for j, (index, conj) in enumerate(key):
             slot_time[s, j] = index + n_times * conj
@@ -131,11 +154,11 @@ def lower(model: LindbladModel, sector: bool) -> tuple[MarkovArrays, MarkovLayou
         table[:len(entries)] = np.array([e[:4] for e in entries], dtype=np.int32)
         values[:len(entries)] = [e[4] for e in entries]
 
-    to_ground = bool(sector) and all(not t.pattern[1:].any() for c in channels for t in c.operator.terms)
     carries = np.array([c.kind != "dephasing" for c in channels], dtype=float)
-    arrays = MarkovArrays(atoms_table, table[:, 0], table[:, 1], table[:, 2], table[:, 3], values, slot_time,
+    arrays = MarkovArrays(atoms_table, table[:, 0], table[:, 1], table[:, 2], table[:, 3], values, slot_time, pair_index,
                           model.space.basis.astype(float), carries)
-    layout = MarkovLayout(model.space.dim, n_h, len(channels), width, to_ground, bool(sector))
+    layout = MarkovLayout(model.space.dim, n_h, len(channels), width, n_pairs, to_ground, bool(sector),
+                          model.time_roles)
     return arrays, layout, tuple(channels)
 
 

@@ -21,8 +21,8 @@ atom* (sqrt(f gamma) of a port, sqrt(eta) e^{i phi} of a link, a detuning, a cou
 list of NumPy matrices, each weighted by a product of atoms and time factors; its size and shape
 depend on the network's sizes only, and it is built once per network structure, outside any
 trace. The numbers enter in the kernel: `ParameterAtoms.values(network)` evaluates the atoms of a
-network of that structure (the values may be traced), `time_factors(network, t0)` the time
-factors.
+network of that structure (the values may be traced), `time_pulses(network)` the pulses
+behind the time factors and `time_roles` how the factors follow from them.
 
 Virtual cavities (Kiilerich and Molmer 2019) carry photon inputs and output modes: a source of
 mode u couples to the channel by g_u(t) = u^*(t)/sqrt(1 - int_0^t |u|^2) at the start of the
@@ -34,7 +34,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -133,24 +132,6 @@ class ParameterAtoms:
 
 # ---- time factors -----------------------------------------------------------------------------
 
-class _Root(eqx.Module):
-    """sqrt(u(t)) of a control u: the amplitude factor of a controlled port rate."""
-
-    pulse: AbstractPulse
-
-    def __call__(self, t):
-        return safe_sqrt(self.pulse(t))
-
-
-class _Value(eqx.Module):
-    """u(t) of a control: a frequency shift or a coupling's modulation."""
-
-    pulse: AbstractPulse
-
-    def __call__(self, t):
-        return self.pulse(t)
-
-
 _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(64)
 
 
@@ -163,37 +144,48 @@ def _cumulative(mode: AbstractPulse, t0, t):
     return jnp.sum(0.5 * (b - a)[:, 0] * (vals @ jnp.asarray(_GL_WEIGHTS)))
 
 
-class _SourceCoupling(eqx.Module):
+def _source(mode: AbstractPulse, t, t0):
     """g_u(t) = u^*(t) / sqrt(1 - int_{t0}^t |u|^2): the virtual source cavity's coupling."""
-
-    mode: AbstractPulse
-    t0: Any
-
-    def __call__(self, t):
-        return jnp.conj(self.mode(t)) / jnp.sqrt(jnp.maximum(1.0 - _cumulative(self.mode, self.t0, t), _MODE_EPS))
+    return jnp.conj(mode(t)) / jnp.sqrt(jnp.maximum(1.0 - _cumulative(mode, t0, t), _MODE_EPS))
 
 
-class _DetectorCoupling(eqx.Module):
+def _detector(mode: AbstractPulse, t, t0):
     """g_v(t) = -v^*(t) / sqrt(int_{t0}^t |v|^2), zero until the integral exceeds a small epsilon."""
-
-    mode: AbstractPulse
-    t0: Any
-
-    def __call__(self, t):
-        acc = _cumulative(self.mode, self.t0, t)
-        on = acc > _MODE_EPS
-        return jnp.where(on, -jnp.conj(self.mode(t)) / jnp.sqrt(jnp.where(on, acc, 1.0)), 0.0)
+    acc = _cumulative(mode, t0, t)
+    on = acc > _MODE_EPS
+    return jnp.where(on, -jnp.conj(mode(t)) / jnp.sqrt(jnp.where(on, acc, 1.0)), 0.0)
 
 
-def _time_factor(network: Network, recipe: tuple[str, str], t0) -> eqx.Module:
+_ROLES = {
+    "root": lambda pulse, t, t0: safe_sqrt(pulse(t)),   # sqrt(u(t)): a controlled port rate's amplitude
+    "value": lambda pulse, t, t0: pulse(t),             # u(t): a frequency shift or a coupling's modulation
+    "source": _source,
+    "detector": _detector,
+}
+
+
+@dataclass(frozen=True)
+class TimeFactors:
+    """How the time factors f_i(t) follow from the network's pulses: `roles[i]` is 'root'
+    (sqrt(u(t)) of a control), 'value' (u(t)), 'source' or 'detector' (a virtual cavity's
+    coupling, which integrates its mode from the window start t0). Hashable: it is part of
+    the compiled kernel's static layout, so the pulses themselves stay traced arguments."""
+
+    roles: tuple[str, ...]
+
+    def __call__(self, pulses: tuple, t, t0, dtype=complex):
+        """(f_1(t), ..., f_F(t)), or a (1,) array of ones when there are none."""
+        if not self.roles:
+            return jnp.ones((1,), dtype)
+        return jnp.stack([jnp.asarray(_ROLES[r](p, t, t0), dtype=dtype) for r, p in zip(self.roles, pulses)])
+
+
+def _time_object(network: Network, recipe: tuple[str, str]) -> AbstractPulse:
     role, name = recipe
-    if role == "root":
-        return _Root(network.controls[name])
-    if role == "value":
-        return _Value(network.controls[name])
-    if role == "source":
-        return _SourceCoupling(next(x.mode for x in network.inputs if x.name == name), t0)
-    return _DetectorCoupling(next(x.mode for x in network.outputs if x.name == name), t0)
+    if role in ("root", "value"):
+        return network.controls[name]
+    items = network.inputs if role == "source" else network.outputs
+    return next(x.mode for x in items if x.name == name)
 
 
 class _TimeSymbols:
@@ -242,10 +234,15 @@ class LindbladModel:
         """Channels that carry excitations away (all but dephasing)."""
         return tuple(c for c in self.channels if c.kind != "dephasing")
 
-    def time_factors(self, network: Network, t0) -> tuple:
-        """The time factors of `network` (a network of this model's structure): a pytree of
-        callables of t, whose structure depends on the pulse families only."""
-        return tuple(_time_factor(network, r, t0) for r in self.time_recipes)
+    @property
+    def time_roles(self) -> TimeFactors:
+        """How each time factor follows from its pulse."""
+        return TimeFactors(tuple(role for role, _ in self.time_recipes))
+
+    def time_pulses(self, network: Network) -> tuple:
+        """The pulse behind each time factor of `network` (a network of this model's
+        structure): a pytree whose structure depends on the pulse families only."""
+        return tuple(_time_object(network, r) for r in self.time_recipes)
 
     def initial_state(self, network: Network):
         """The initial state vector psi_0 on `space` (NumPy when concrete)."""
@@ -262,15 +259,14 @@ class LindbladModel:
         """Where some control of `network` jumps (a step boundary goes there)."""
         jumps: list = []
         for pulse in network.controls.values():
-            jumps.extend(pulse.jump_times())
+            jumps.extend(type(pulse).jump_times(pulse))  # (a plain call: no bound-method wrapper)
         return tuple(jumps)
 
     def evaluate(self, network: Network, t0, t) -> tuple[Any, dict[str, Any]]:
         """H(t) and every channel's L_k(t) as dense matrices for `network` (a check of the
         algebra; the kernels never build operators this way)."""
         atoms = jnp.asarray(ParameterAtoms.values(network))
-        factors = jnp.stack([jnp.asarray(f(t), dtype=complex) for f in self.time_factors(network, t0)] or
-                            [jnp.ones((), complex)])
+        factors = self.time_roles(self.time_pulses(network), t, t0)
 
         def value(symbol, conj: bool):
             v = atoms[symbol.index] if symbol.kind == "param" else factors[symbol.index]

@@ -5,10 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ._errors import require
+
+
+def _read(x):
+    """A computed array as NumPy (indexing it then costs microseconds, not a dispatch per
+    operation); a traced one (under jit, vmap, grad) as it is."""
+    return x if isinstance(x, jax.core.Tracer) else np.asarray(x)
 
 
 class Result(eqx.Module):
@@ -57,19 +64,20 @@ class Result(eqx.Module):
 
     def population(self, name: str):
         """<n>(t) of one subsystem."""
-        return self.populations[..., self._sub(name)]
+        return _read(self.populations)[..., self._sub(name)]
 
     def final_population(self, *names: str):
         """Summed excitation of the given subsystems at the last time."""
-        return sum(self.populations[..., -1, self._sub(n)] for n in names)
+        populations = _read(self.populations)
+        return sum(populations[..., -1, self._sub(n)] for n in names)
 
     def flux(self, channel: str):
         """Photon flux out of one channel over time."""
-        return self.fluxes[..., self._chan(channel)]
+        return _read(self.fluxes)[..., self._chan(channel)]
 
     def emitted(self, channel: str):
         """Total photon number that left through one channel by the end."""
-        return self.outputs[..., -1, self._chan(channel)]
+        return _read(self.outputs)[..., -1, self._chan(channel)]
 
     def total_output(self, kinds: tuple[str, ...] = ("end",)):
         """Summed final output of all channels of the given kinds."""

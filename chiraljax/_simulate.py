@@ -105,8 +105,8 @@ def _markov(network: Network, method: Sector | Full, t0, t1, ts, aligned: bool) 
         gamma_phi = jnp.concatenate([jnp.stack(dephasing), jnp.zeros(len(model.virtual_names))])
     else:
         gamma_phi = np.concatenate([np.asarray(dephasing, dtype=float).reshape(-1), np.zeros(len(model.virtual_names))])
-    sol, error = solve_markov(plan.arrays, atoms, model.time_factors(network, t0), model.initial_state(network),
-                              gamma_phi, t0, t1, ts, model.jump_times(network), layout=plan.layout,
+    sol, error, in_flight = solve_markov(plan.arrays, atoms, model.time_pulses(network), model.initial_state(network),
+                                         gamma_phi, t0, t1, ts, model.jump_times(network), layout=plan.layout,
                               stepping=method.stepping(aligned))
     if not isinstance(error, jax.core.Tracer) and bool(np.isnan(np.asarray(error))):
         raise ValidationError(
@@ -114,7 +114,7 @@ def _markov(network: Network, method: Sector | Full, t0, t1, ts, aligned: bool) 
             f"(method=cj.{type(method).__name__}(max_steps=...)) or loosen rtol/atol")
     return Result(method.representation, sol.ts, model.space.names, sol.populations, tuple(c.name for c in plan.channels),
                   tuple(c.kind for c in plan.channels), sol.fluxes, sol.outputs, sol.final_state,
-                  jnp.zeros_like(sol.ts), error)
+                  in_flight, error)
 
 
 def _delay_impl(network: Network, t0, t1, ts, plan, key) -> Result:

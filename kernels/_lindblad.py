@@ -23,6 +23,7 @@ through). Reverse-mode memory is bounded by diffrax's recursive checkpointing.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Any, NamedTuple
 
@@ -40,11 +41,16 @@ class Generator(eqx.Module):
 
     **Fields:**
 
-    - `h_mats`: (nH, D, D) Hamiltonian matrices.
+    - `h_mats`: (nH, D, D) Hamiltonian matrices; when `to_ground` they are the effective
+      Hamiltonian's, H_eff = H - (i/2) sum_k L_k^dag L_k, whose L^dag L part is a sum over
+      pairs of L slots (precomputed once per solve instead of once per evaluation).
     - `l_mats`: (K, W, D, D) jump-operator matrices, W per channel (zero-padded); (K, W, D)
       when `to_ground`.
-    - `slot_time`: (nH + K W, wt) indices into (f, f^*, 1) of each coefficient's time factors.
-    - `time_factors`: the callables f_i(t).
+    - `slot_time`: (nH + K W, wt) indices into (f, f^*, 1) of each coefficient's time factors,
+      the `h_mats` ones first.
+    - `time_pulses`, `t0`: the pulses behind the time factors and the window start.
+    - `time_factors`: how the factors f(t) follow from them (a hashable callable
+      `time_factors(time_pulses, t, t0)`).
     - `gamma`: (D, D) elementwise dephasing rates Gamma_ab, or None.
     - `to_ground`: every L_kw has nonzeros only in row 0 (the single-excitation sector, where a
       jump lands in the ground state): L_k = |G><l_k|, and the kernel works with the vectors l_k.
@@ -53,18 +59,17 @@ class Generator(eqx.Module):
     h_mats: Any
     l_mats: Any
     slot_time: Any
-    time_factors: tuple
+    time_pulses: tuple
+    t0: Any
     gamma: Any
     to_ground: bool = eqx.field(static=True)
+    time_factors: Any = eqx.field(static=True)
 
     def coefficients(self, t):
         """The nH + K W coefficients at time t, Hamiltonian terms first."""
         dtype = self.h_mats.dtype
-        if self.time_factors:
-            f = jnp.stack([jnp.asarray(tf(t), dtype=dtype) for tf in self.time_factors])
-            f_ext = jnp.concatenate([f, jnp.conj(f), jnp.ones((1,), dtype)])
-        else:
-            f_ext = jnp.ones((1,), dtype)
+        f = self.time_factors(self.time_pulses, t, self.t0, dtype)
+        f_ext = jnp.concatenate([f, jnp.conj(f), jnp.ones((1,), dtype)])
         return jnp.prod(f_ext[self.slot_time], axis=1)
 
 
@@ -144,14 +149,13 @@ def _operators(gen: Generator, t):
 
 
 def _dissipation(gen: Generator, ls, rho):
-    """(sum_k L_k rho L_k^dag, the fluxes Tr L_k rho L_k^dag, sum_k L_k^dag L_k)."""
+    """(sum_k L_k rho L_k^dag, the fluxes Tr L_k rho L_k^dag, sum_k L_k^dag L_k or None when
+    it is part of `h_mats` already)."""
     if gen.to_ground:
-        # L_k = |G><l_k|: with P_k = conj(l_k) l_k^T, F_k = Re Tr(P_k rho^T) and
-        # L^dag L = sum_k P_k (K D^2 products instead of K D^3).
-        p = _contract("ki,kl->kil", ls.conj(), ls)
-        flux = jnp.real(_contract("kil,il->k", p, rho.T))
+        # L_k = |G><l_k|: L_k rho L_k^dag = |G><G| l_k rho l_k^dag, and F_k = l_k rho l_k^dag.
+        flux = jnp.real(_contract("kj,kj->k", _contract("ki,ij->kj", ls, rho), ls.conj()))
         ground = jnp.zeros(rho.shape, rho.dtype).at[0, 0].set(1.0)
-        return ground * jnp.sum(flux), flux, p.sum(axis=0)
+        return ground * jnp.sum(flux), flux, None
     lrho = _contract("kij,jl->kil", ls, rho)
     jumped = _contract("kil,kml->im", lrho, ls.conj())
     flux = jnp.real(_contract("kil,kil->k", lrho, ls.conj()))
@@ -162,7 +166,7 @@ def _lindblad_rhs(t, rho, gen: Generator):
     """(d rho/dt, the fluxes) for a complex rho."""
     h, ls = _operators(gen, t)
     jumped, flux, ldl = _dissipation(gen, ls, rho)
-    a = _contract("ij,jl->il", h - 0.5j * ldl, rho)
+    a = _contract("ij,jl->il", h if ldl is None else h - 0.5j * ldl, rho)
     drho = -1j * (a - a.conj().T) + jumped
     if gen.gamma is not None:
         drho = drho - gen.gamma * rho
@@ -182,18 +186,6 @@ def _observe(t, y, args):
     pops = jnp.real(jnp.einsum("ii,ij->j", rho, numbers))
     _, ls = _operators(gen, t)
     return pops, _dissipation(gen, ls, rho)[1], y[1]
-
-
-def _dopri8_tableau():
-    """(a, b, c) of the 13 stages of the 8th-order Dormand-Prince pair that the solution uses
-    (diffrax's `Dopri8` tableau; its 14th, first-same-as-last stage has weight zero)."""
-    import diffrax
-
-    tab = diffrax.Dopri8.tableau
-    a = [np.asarray(row, dtype=float) for row in tab.a_lower[:12]]
-    b = np.asarray(tab.b_sol, dtype=float)[:13]
-    c = np.concatenate([[0.0], np.asarray(tab.c, dtype=float)[:12]])
-    return a, b, c
 
 
 def _combine(y, h, weights, ks):
@@ -264,7 +256,9 @@ def _fixed_rk(y0, t0, t1, steps: int, n_save: int, args):
     a loop over the stages; derivatives (forward or reverse mode) go through the same scheme
     with the stages in a scan, whose traced graph is 13x smaller and compiles 3x faster. Both
     compute the same numbers; a custom JVP picks the second under differentiation."""
-    a, b, c = _dopri8_tableau()
+    tab = _dopri8()
+    # the 13 stages the solution uses (the 14th, first same as last, has weight zero)
+    a, b, c = tab.a[:12], tab.b[:13], tab.c[:13]
 
     def solve(unrolled, y0_, t0_, t1_, args_):
         step = (_unrolled_step if unrolled else _scanned_step)(_rhs, a, b, c, args_)
@@ -283,7 +277,7 @@ def _fixed_rk(y0, t0, t1, steps: int, n_save: int, args):
 
 def _diffrax_solve(y0, t0, t1, ts, jump_ts, stepping: Stepping, args):
     """The same integration with diffrax: (saved observations, final state, steps). Adaptive
-    Dopri5 with a step boundary at every jump, or fixed Dopri8 steps; reverse mode through
+    Dopri8 with a step boundary at every jump, or fixed Dopri8 steps; reverse mode through
     diffrax's recursive checkpointing. A solve that exhausts `max_steps` returns NaN."""
     import diffrax
 
@@ -291,7 +285,7 @@ def _diffrax_solve(y0, t0, t1, ts, jump_ts, stepping: Stepping, args):
     if stepping.steps is None:
         jumps = jnp.clip(jump_ts, t0, t1) if jump_ts.shape[0] else None
         controller = diffrax.PIDController(rtol=stepping.rtol, atol=stepping.atol, jump_ts=jumps)
-        dt0, max_steps, solver = None, stepping.max_steps, diffrax.Dopri5()
+        dt0, max_steps, solver = None, stepping.max_steps, diffrax.Dopri8()
     else:
         controller = diffrax.ConstantStepSize()
         dt0, max_steps, solver = (t1 - t0) / stepping.steps, stepping.steps, diffrax.Dopri8()
@@ -308,31 +302,31 @@ def _diffrax_solve(y0, t0, t1, ts, jump_ts, stepping: Stepping, args):
     return saved, final, jnp.asarray(sol.stats["num_steps"], jnp.int32)
 
 
-# Dormand-Prince 5(4) (Hairer, Norsett and Wanner, Solving ODEs I, II.5) with the continuous
-# extension of order 4 of the DOPRI5 code.
-_DP5_C = np.array([0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0])
-_DP5_A = [np.array([1 / 5]), np.array([3 / 40, 9 / 40]), np.array([44 / 45, -56 / 15, 32 / 9]),
-          np.array([19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729]),
-          np.array([9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656]),
-          np.array([35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84])]
-_DP5_B = np.array([35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0.0])
-_DP5_E = _DP5_B - np.array([5179 / 57600, 0.0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40])
-_DP5_D = np.array([-12715105075 / 11282082432, 0.0, 87487479700 / 32700410799, -10690763975 / 1880347072,
-                   701980252875 / 199316789632, -1453857185 / 822651844, 69997945 / 29380423])
+class _Dopri8(NamedTuple):
+    """The 8th-order Dormand-Prince pair (Prince and Dormand 1981) with the interpolant of
+    Bogacki and Shampine (1990), as diffrax's `Dopri8` holds them: stages k_1 ... k_14 with
+    k_i = f(t + c_i h, y + h sum_{j<i} a_ij k_j), k_14 = f(t + h, y_new) (first same as last),
+
+        y_new = y + h sum_i b_i k_i,   error = h sum_i e_i k_i,
+        y(t + theta h) = y + h theta sum_i P_i(theta) k_i   (P_i polynomials of degree 5).
+    """
+
+    a: list
+    b: np.ndarray
+    e: np.ndarray
+    c: np.ndarray
+    dense: np.ndarray
 
 
-def _dense(y0, y1, h, ks, theta):
-    """The DOPRI5 continuous extension at t0 + theta h, with dy = y1 - y0, r3 = h k1 - dy,
-    r4 = dy - h k7 - r3 and r5 = h sum_i d_i k_i:
-    y0 + theta (dy + (1 - theta)(r3 + theta (r4 + (1 - theta) r5)))."""
-    def one(y0_, y1_, *k):
-        dy = y1_ - y0_
-        r3 = h * k[0] - dy
-        r4 = dy - h * k[6] - r3
-        r5 = h * sum(float(d) * k_ for d, k_ in zip(_DP5_D, k) if d != 0.0)
-        return y0_ + theta * (dy + (1 - theta) * (r3 + theta * (r4 + (1 - theta) * r5)))
+@functools.cache
+def _dopri8() -> _Dopri8:
+    import diffrax
 
-    return jax.tree.map(one, y0, y1, *ks)
+    tab = diffrax.Dopri8.tableau
+    return _Dopri8([np.asarray(row, dtype=float) for row in tab.a_lower],
+                   np.asarray(tab.b_sol, dtype=float), np.asarray(tab.b_error, dtype=float),
+                   np.concatenate([[0.0], np.asarray(tab.c, dtype=float)]),
+                   np.asarray(diffrax.Dopri8.interpolation_cls.eval_coeffs, dtype=float))
 
 
 def _scaled_rms(err, y_a, y_b, rtol: float, atol: float):
@@ -343,46 +337,53 @@ def _scaled_rms(err, y_a, y_b, rtol: float, atol: float):
 
 
 def _lean_adaptive(y0, t0, t1, ts, jump_ts, stepping: Stepping, args):
-    """Adaptive Dormand-Prince 5(4) in one `while_loop`: (saved observations, final state, steps).
+    """Adaptive 8th-order Dormand-Prince in one `while_loop`: (saved observations, final
+    state, steps).
 
     A step of size h from (t, y) is accepted when the RMS of its error estimate, scaled by
-    atol + rtol max(|y|, |y_new|), is <= 1; the next h is 0.9 err^(-1/5) h (at most 5x larger,
-    at least 5x smaller). Steps end just before each control jump and restart just after it;
-    the save times inside an accepted step are read from the continuous extension. Nothing
-    calls back to the host (the compiled program can be cached on disk): a solve that exhausts
-    `max_steps` returns NaN. Forward evaluation only (`_integrate` differentiates through
-    `_diffrax_solve`)."""
+    atol + rtol max(|y|, |y_new|), is <= 1; the next h is 0.9 err^(-1/8) h (at most 5x larger,
+    at least 5x smaller). Steps end just before each control jump and restart just after it.
+    The save times inside a step are read from the interpolant, a window of S of them at once
+    (a step never spans more than S pending save times). Nothing calls back to the host (the
+    compiled program can be cached on disk): a solve that exhausts `max_steps` returns NaN.
+    Forward evaluation only (`_integrate` differentiates through `_diffrax_solve`)."""
+    tab = _dopri8()
     n_save = ts.shape[0]
+    window = min(8, n_save)
     rtol, atol = stepping.rtol, stepping.atol
     inf = jnp.asarray(jnp.inf, dtype=ts.dtype)
+    ts_pad = jnp.concatenate([ts, jnp.full((window + 1,), jnp.inf, ts.dtype)])
+    observe = jax.vmap(_observe, in_axes=(0, 0, None))
 
     def f(t, y):
         return _rhs(t, y, args)
 
-    def save_until(t_from, t_to, y_from, y_to, h, ks, saved, i):
-        def cond(c):
-            return (c[1] < n_save) & (ts[jnp.minimum(c[1], n_save - 1)] <= t_to)
+    def save(saved, i, t_to, states):
+        """Write the observations of the pending save times <= t_to; `states(times)` gives
+        the states there. Returns the buffers and the next pending index."""
+        times = jax.lax.dynamic_slice(ts_pad, (i,), (window,))
+        due = times <= t_to
+        new = observe(jnp.where(due, times, t_to), states(jnp.where(due, times, t_to)), args)
 
-        def body(c):
-            saved_, j = c
-            tj = ts[j]
-            if ks is None:
-                yj = y_to
-            else:
-                yj = _dense(y_from, y_to, h, ks, jnp.clip((tj - t_from) / h, 0.0, 1.0))
-            o = _observe(tj, yj, args)
-            return jax.tree.map(lambda s, v: s.at[j].set(v), saved_, o), j + 1
+        def put(buffer, rows):
+            old = jax.lax.dynamic_slice_in_dim(buffer, i, window)
+            mask = due.reshape((window,) + (1,) * (rows.ndim - 1))
+            return jax.lax.dynamic_update_slice_in_dim(buffer, jnp.where(mask, rows, old), i, 0)
 
-        return jax.lax.while_loop(cond, body, (saved, i))
+        return jax.tree.map(put, saved, new), i + jnp.sum(due, dtype=i.dtype)
+
+    def constant(y):
+        return lambda times: jax.tree.map(lambda x: jnp.broadcast_to(x, times.shape + x.shape), y)
 
     obs0 = _observe(t0, y0, args)
-    saved = jax.tree.map(lambda o: jnp.zeros((n_save,) + o.shape, o.dtype), obs0)
-    saved, i0 = save_until(t0, t0, y0, y0, None, None, saved, 0)
+    saved = jax.tree.map(lambda o: jnp.zeros((n_save + window,) + o.shape, o.dtype), obs0)
+    saved, i0 = save(saved, jnp.zeros((), jnp.int32), t0, constant(y0))
     k1 = f(t0, y0)
     d0 = _scaled_rms(y0, y0, y0, rtol, atol)
     d1 = _scaled_rms(k1, y0, y0, rtol, atol)
     h0 = jnp.where((d0 > 1e-5) & (d1 > 1e-5), 0.01 * d0 / jnp.where(d1 > 0, d1, 1.0), 1e-6)
     h0 = jnp.minimum(h0, t1 - t0)
+    weights = jnp.asarray(tab.dense.T)
 
     def cond(c):
         t, n = c[0], c[6]
@@ -391,42 +392,54 @@ def _lean_adaptive(y0, t0, t1, ts, jump_ts, stepping: Stepping, args):
     def body(c):
         t, y, k1, h, saved, i, n = c
         nxt = jnp.min(jnp.where(jump_ts > t, jump_ts, inf)) if jump_ts.shape[0] else inf
-        target = jnp.minimum(t + h, t1)
+        target = jnp.minimum(jnp.minimum(t + h, t1), ts_pad[i + window])
         hit = nxt <= target
         t_end = jnp.where(hit, jnp.nextafter(nxt, -inf), target)
         h_step = t_end - t
         ks = [k1]
-        for row, ci in zip(_DP5_A, _DP5_C[1:]):
+        for row, ci in zip(tab.a[:-1], tab.c[1:-1]):
             ks.append(f(t + ci * h_step, _combine(y, h_step, row, ks)))
-        y_new = _combine(y, h_step, _DP5_B, ks)
-        err = jax.tree.map(lambda *k: h_step * sum(float(e) * k_ for e, k_ in zip(_DP5_E, k) if e != 0.0), *ks)
+        y_new = _combine(y, h_step, tab.b, ks)
+        err = jax.tree.map(lambda *k: h_step * sum(float(e) * k_ for e, k_ in zip(tab.e, k) if e != 0.0), *ks)
+        ks.append(f(t_end, y_new))
         norm = _scaled_rms(err, y, y_new, rtol, atol)
         accept = norm <= 1.0
-        factor = jnp.clip(0.9 * jnp.maximum(norm, 1e-10) ** -0.2, 0.2, 5.0)
-        # A step cut short by a jump or by t1 does not shrink the step that follows it.
+        factor = jnp.clip(0.9 * jnp.maximum(norm, 1e-10) ** -0.125, 0.2, 5.0)
+        # A step cut short by a jump, a save window or t1 does not shrink the step after it.
         h_next = jnp.where(accept, jnp.maximum(h_step * factor, jnp.where(t_end < t + h, h, 0.0)),
                            h_step * jnp.minimum(factor, 0.9))
-        saved_a, i_a = save_until(t, t_end, y, y_new, h_step, ks, saved, i)
+
+        def states(times):
+            theta = jnp.clip((times - t) / h_step, 0.0, 1.0)
+            w = jax.vmap(lambda th: jnp.polyval(weights, th) * th)(theta)  # (S, 14)
+            return jax.tree.map(lambda y_, *k: y_ + h_step * jnp.tensordot(w, jnp.stack(k), axes=1), y, *ks)
+
+        saved_a, i_a = jax.lax.cond(accept & (ts_pad[i] <= t_end), lambda: save(saved, i, t_end, states),
+                                    lambda: (saved, i))
         t_after = jnp.where(hit, jnp.nextafter(nxt, inf), t_end)
-        k_after = jax.lax.cond(hit, lambda: f(t_after, y_new), lambda: ks[6])
+        if jump_ts.shape[0]:
+            k_after = jax.lax.cond(hit, lambda: f(t_after, y_new), lambda: ks[-1])
+        else:
+            k_after = ks[-1]
 
         def pick(a, b):
             return jax.tree.map(lambda a_, b_: jnp.where(accept, a_, b_), a, b)
 
         return (jnp.where(accept, t_after, t), pick(y_new, y), pick(k_after, k1), h_next,
-                pick(saved_a, saved), jnp.where(accept, i_a, i), n + 1)
+                saved_a, i_a, n + 1)
 
     init = (t0, y0, k1, h0, saved, i0, jnp.zeros((), jnp.int32))
     t, y, _, _, saved, i, n = jax.lax.while_loop(cond, body, init)
-    saved, _ = save_until(t, inf, y, y, None, None, saved, i)
+    saved, _ = save(saved, i, inf, constant(y))
     done = t >= t1
+    saved = jax.tree.map(lambda x: x[:n_save], saved)
     return saved, jax.tree.map(lambda x: jnp.where(done, x, jnp.nan), y), n
 
 
 def _integrate(y0, t0, t1, ts, jump_ts, stepping: Stepping, args):
     """(saved observations, final state, steps) with the lean steppers when they apply, and
     through diffrax otherwise. Under differentiation the adaptive path takes its tangent
-    (custom JVP) from diffrax's Dopri5, whose reverse mode is checkpointed."""
+    (custom JVP) from diffrax's Dopri8, whose reverse mode is checkpointed."""
     n_save = ts.shape[0]
     n_jumps = jump_ts.shape[0]
     if stepping.steps is not None:
@@ -460,29 +473,37 @@ def dephasing_rates(numbers, gamma_phi):
     return jnp.einsum("abj,j->ab", diff**2, jnp.asarray(gamma_phi, dtype=float))
 
 
-def assemble(arrays, layout, atoms, time_factors, gamma=None) -> Generator:
+def assemble(arrays, layout, atoms, time_pulses, t0, gamma=None) -> Generator:
     """The generator of a lowered model (`chiraljax._lowering`) for parameter atoms a and time
     factors f: H_m = sum_{t in m} (prod_{i in t} a_i) A_t for every slot m, and the coefficient
-    of slot m at time t the product of its time factors."""
+    of slot m at time t the product of its time factors. When every jump lands in the ground
+    state, the pairs L_kw^dag L_kw' = conj(l_kw) l_kw'^T join the Hamiltonian's matrices as
+    -(i/2) Q_p (Q_p the sum of the pairs of one time monomial)."""
     atoms = jnp.asarray(atoms, dtype=complex)
     a_ext = jnp.concatenate([atoms, jnp.conj(atoms), jnp.ones((1,), atoms.dtype)])
     weight = jnp.prod(a_ext[arrays.term_atoms], axis=1)
-    n_slots = arrays.slot_time.shape[0]
-    mats = jnp.zeros((n_slots, layout.dim, layout.dim), dtype=atoms.dtype).at[
+    n_l = layout.n_channels * layout.width
+    mats = jnp.zeros((layout.n_h + n_l, layout.dim, layout.dim), dtype=atoms.dtype).at[
         arrays.entry_slot, arrays.entry_row, arrays.entry_col].add(weight[arrays.entry_term] * arrays.entry_value)
     l_mats = mats[layout.n_h:].reshape(layout.n_channels, layout.width, layout.dim, layout.dim)
+    h_mats, slot_time = mats[:layout.n_h], arrays.slot_time
     if layout.to_ground:
         l_mats = l_mats[:, :, 0, :]
-    return Generator(mats[:layout.n_h], l_mats, arrays.slot_time, tuple(time_factors), gamma, layout.to_ground)
+        q = jnp.conj(l_mats)[:, :, None, :, None] * l_mats[:, None, :, None, :]
+        pairs = jnp.zeros((layout.n_pairs, layout.dim, layout.dim), atoms.dtype).at[arrays.pair_index].add(q)
+        h_mats = jnp.concatenate([h_mats, -0.5j * pairs])
+        head, tail = layout.n_h, layout.n_h + n_l
+        slot_time = jnp.concatenate([slot_time[:head], slot_time[tail:], slot_time[head:tail]])
+    return Generator(h_mats, l_mats, slot_time, tuple(time_pulses), t0, gamma, layout.to_ground, layout.time_factors)
 
 
-def _solve_markov(arrays, atoms, time_factors, psi0, gamma_phi, t0, t1, ts, jump_ts, *, layout, stepping: Stepping):
-    gamma = dephasing_rates(arrays.numbers, gamma_phi) if layout.sector else None
-    generator = assemble(arrays, layout, atoms, time_factors, gamma)
-    psi0 = jnp.asarray(psi0, dtype=complex)
-    rho0 = jnp.outer(psi0, jnp.conj(psi0))
+def _solve_markov(arrays, atoms, time_pulses, psi0, gamma_phi, t0, t1, ts, jump_ts, *, layout, stepping: Stepping):
     ts = jnp.asarray(ts, dtype=float)
     t0, t1 = jnp.asarray(t0, dtype=ts.dtype), jnp.asarray(t1, dtype=ts.dtype)
+    gamma = dephasing_rates(arrays.numbers, gamma_phi) if layout.sector else None
+    generator = assemble(arrays, layout, atoms, time_pulses, t0, gamma)
+    psi0 = jnp.asarray(psi0, dtype=complex)
+    rho0 = jnp.outer(psi0, jnp.conj(psi0))
     # The steppers carry rho as a real (2, D, D) array: XLA runs the stage combinations much
     # faster on real arrays than on complex ones.
     y0 = (_to_real(rho0), jnp.zeros((layout.n_channels,), dtype=ts.dtype))
@@ -492,14 +513,14 @@ def _solve_markov(arrays, atoms, time_factors, psi0, gamma_phi, t0, t1, ts, jump
     initial = jnp.real(jnp.einsum("ii,ij->", rho0, arrays.numbers))
     final_pop = jnp.real(jnp.einsum("ii,ij->", rho1, arrays.numbers))
     error = jnp.abs(final_pop + jnp.sum(final[1] * arrays.carries) - initial)
-    return sol, error
+    return sol, error, jnp.zeros_like(ts)
 
 
 _solve_markov_jit = jax.jit(_solve_markov, static_argnames=("layout", "stepping"))
 
 
-def solve_markov(arrays, atoms, time_factors, psi0, gamma_phi, t0, t1, ts, jump_ts=(), *, layout,
-                 stepping: Stepping = Stepping()) -> tuple[LindbladSolution, Any]:
+def solve_markov(arrays, atoms, time_pulses, psi0, gamma_phi, t0, t1, ts, jump_ts=(), *, layout,
+                 stepping: Stepping = Stepping()) -> tuple[LindbladSolution, Any, Any]:
     """Integrate the Lindblad equation of a lowered model.
 
     d rho/dt = -i (H_eff rho - rho H_eff^dag) + sum_k L_k rho L_k^dag - Gamma o rho, with
@@ -509,16 +530,21 @@ def solve_markov(arrays, atoms, time_factors, psi0, gamma_phi, t0, t1, ts, jump_
     **Arguments:**
 
     - `arrays`, `layout`: the model's tables and sizes (`chiraljax._lowering.lower`).
-    - `atoms`: (A,) parameter atoms; `time_factors`: a tuple of callables of t.
+    - `atoms`: (A,) parameter atoms; `time_pulses`: the pulses behind the time factors
+      (`layout.time_factors` says how).
     - `psi0`: (D,) initial state; `gamma_phi`: (n_sub,) pure-dephasing rates.
     - `t0`, `t1`, `ts`: time window and save times; `jump_ts`: times where a control jumps.
     - `stepping`: adaptive or fixed stepping (see `Stepping`).
 
     The compiled program depends on the shapes of these arrays, the pytree structure of the
-    time factors (the pulse families) and `layout`, `stepping`: never on the numbers.
+    pulses (their families) and `layout`, `stepping`: never on the numbers.
 
-    **Returns:** (a `LindbladSolution`, the conservation error |final + outputs - initial|).
+    **Returns:** (a `LindbladSolution`, the conservation error |final + outputs - initial|,
+    zeros at the save times: nothing is in flight in the Markov limit).
     """
-    jump_ts = jnp.stack([jnp.asarray(j, dtype=float) for j in jump_ts]) if len(jump_ts) else jnp.zeros((0,))
-    args = (arrays, atoms, tuple(time_factors), psi0, gamma_phi, t0, t1, ts, jump_ts)
+    if any(isinstance(j, jax.core.Tracer) for j in jump_ts):
+        jump_ts = jnp.stack([jnp.asarray(j, dtype=float) for j in jump_ts])
+    else:
+        jump_ts = np.asarray([float(j) for j in jump_ts], dtype=float)
+    args = (arrays, atoms, tuple(time_pulses), psi0, gamma_phi, t0, t1, ts, jump_ts)
     return _solve_markov_jit(*args, layout=layout, stepping=stepping)
