@@ -19,10 +19,24 @@ from ._errors import require
 from .kernels._lindblad import Stepping
 
 
-def _check_stepping(name: str, rtol: float, atol: float, max_steps: int, steps: int | None) -> None:
+ADJOINTS = ("reverse", "forward")
+
+
+def _check_stepping(method) -> None:
+    name = type(method).__name__
+    rtol, atol = method.rtol, method.atol
     require(float(rtol) > 0 and float(atol) > 0, f"{name}: rtol and atol must be positive, got rtol={rtol}, atol={atol}")
-    require(int(max_steps) >= 1, f"{name}: max_steps must be a positive integer, got {max_steps}")
-    require(steps is None or int(steps) >= 1, f"{name}: steps must be a positive integer or None, got {steps}")
+    require(int(method.max_steps) >= 1, f"{name}: max_steps must be a positive integer, got {method.max_steps}")
+    require(method.steps is None or int(method.steps) >= 1,
+            f"{name}: steps must be a positive integer or None, got {method.steps}")
+    require(method.adjoint in ADJOINTS, f"{name}: adjoint must be one of {', '.join(ADJOINTS)}, got {method.adjoint!r}")
+    require(int(method.checkpoints) >= 1, f"{name}: checkpoints must be a positive integer, got {method.checkpoints}")
+
+
+def _stepping(method, aligned: bool) -> Stepping:
+    return Stepping(float(method.rtol), float(method.atol), int(method.max_steps),
+                    None if method.steps is None else int(method.steps), aligned, int(method.checkpoints),
+                    method.adjoint)
 
 
 @dataclass(frozen=True)
@@ -31,12 +45,17 @@ class Sector:
 
     **Arguments:**
 
-    - `rtol`, `atol`, `max_steps`: adaptive stepping (Tsit5 with a PID controller, a step
-      boundary on every control jump).
+    - `rtol`, `atol`, `max_steps`: adaptive stepping (8th-order Dormand-Prince with error
+      control, a step boundary on every control jump).
     - `steps`: a fixed number of 8th-order steps instead (smooth controls only): vmapped
-      batches then run in lockstep and gradients cost less; check the accuracy against an
-      adaptive solve once for a new kind of problem.
+      batches then run in lockstep; check the accuracy against an adaptive solve once for a
+      new kind of problem.
     - `max_excitations`: k of the sector (default: what the initial state and inputs need).
+    - `adjoint`: how adaptive solves are differentiated: 'reverse' (`jax.grad`; the discrete
+      adjoint of the accepted steps, about 3 forward solves per value-and-gradient) or
+      'forward' (`jax.jvp`, `jax.jacfwd`: cheaper for one or two parameters).
+    - `checkpoints`: how many accepted steps the reverse pass can record (memory: one state
+      each); a solve with more steps gets a NaN gradient.
     """
 
     rtol: float = 1e-8
@@ -44,17 +63,18 @@ class Sector:
     max_steps: int = 16_384
     steps: int | None = None
     max_excitations: int | None = None
+    adjoint: str = "reverse"
+    checkpoints: int = 1024
 
     representation = "sector"
 
     def __post_init__(self) -> None:
-        _check_stepping("Sector", self.rtol, self.atol, self.max_steps, self.steps)
+        _check_stepping(self)
         require(self.max_excitations is None or int(self.max_excitations) >= 1,
                 f"Sector: max_excitations must be >= 1, got {self.max_excitations}")
 
     def stepping(self, aligned: bool) -> Stepping:
-        return Stepping(float(self.rtol), float(self.atol), int(self.max_steps),
-                        None if self.steps is None else int(self.steps), aligned)
+        return _stepping(self, aligned)
 
 
 @dataclass(frozen=True)
@@ -66,15 +86,16 @@ class Full:
     atol: float = 1e-10
     max_steps: int = 16_384
     steps: int | None = None
+    adjoint: str = "reverse"
+    checkpoints: int = 1024
 
     representation = "full"
 
     def __post_init__(self) -> None:
-        _check_stepping("Full", self.rtol, self.atol, self.max_steps, self.steps)
+        _check_stepping(self)
 
     def stepping(self, aligned: bool) -> Stepping:
-        return Stepping(float(self.rtol), float(self.atol), int(self.max_steps),
-                        None if self.steps is None else int(self.steps), aligned)
+        return _stepping(self, aligned)
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,8 @@ def test_method_objects_match_the_keyword_shorthand():
     (lambda: cj.Sector(steps=0), "steps must be a positive integer"),
     (lambda: cj.Full(max_steps=0), "max_steps must be a positive integer"),
     (lambda: cj.Delay(dt=-1.0), "dt must be positive"),
+    (lambda: cj.Sector(adjoint="backward"), "adjoint must be one of"),
+    (lambda: cj.Full(checkpoints=0), "checkpoints must be a positive integer"),
     (lambda: cj.simulate(chiral_link(), TRANSFER_WINDOW, method=cj.Sector(), rtol=1e-6), "not both"),
     (lambda: cj.simulate(chiral_link(), TRANSFER_WINDOW, method="sector"), "method must be cj.Sector"),
     (lambda: cj.simulate(chiral_link(), TRANSFER_WINDOW, rtool=1e-6), "unknown option"),

@@ -1,0 +1,414 @@
+"""The Runge-Kutta integrators of the kernels: fixed and adaptive 8th-order Dormand-Prince.
+
+Both integrate dy/dt = f(t, y, args) (y a pytree of real arrays) and record observe(t, y, args)
+at the save times ts. They run as single XLA loops with no host callback, so the compiled
+programs can be kept in JAX's persistent cache.
+
+- `fixed_rk`: n equal steps, the save times on step ends; a scan, so reverse mode goes through.
+- `adaptive`: error-controlled steps in a `while_loop`; the save times inside a step are read
+  from the method's interpolant. Reverse mode is the discrete adjoint of the accepted steps
+  (`custom_vjp`): the forward pass records the state at the start of every accepted step, the
+  backward pass walks them in reverse and pulls the cotangent through each step with
+  `jax.vjp`, so a value-and-gradient costs about three forward solves and the gradient is the
+  exact derivative of the computed solution (step sizes held fixed). Forward mode
+  (`adjoint="forward"`) differentiates through the loop instead.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class Dopri8(NamedTuple):
+    """The 8th-order Dormand-Prince pair (Prince and Dormand 1981) with the interpolant of
+    Bogacki and Shampine (1990), as diffrax's `Dopri8` holds them: stages k_1 ... k_14 with
+    k_i = f(t + c_i h, y + h sum_{j<i} a_ij k_j), k_14 = f(t + h, y_new) (first same as last),
+
+        y_new = y + h sum_i b_i k_i,   error = h sum_i e_i k_i,
+        y(t + theta h) = y + h theta sum_i P_i(theta) k_i   (P_i polynomials of degree 5).
+    """
+
+    a: list
+    b: np.ndarray
+    e: np.ndarray
+    c: np.ndarray
+    dense: np.ndarray
+
+
+@functools.cache
+def dopri8() -> Dopri8:
+    import diffrax
+
+    tab = diffrax.Dopri8.tableau
+    return Dopri8([np.asarray(row, dtype=float) for row in tab.a_lower],
+                  np.asarray(tab.b_sol, dtype=float), np.asarray(tab.b_error, dtype=float),
+                  np.concatenate([[0.0], np.asarray(tab.c, dtype=float)]),
+                  np.asarray(diffrax.Dopri8.interpolation_cls.eval_coeffs, dtype=float))
+
+
+def combine(y, h, weights, ks):
+    """y + h sum_j w_j k_j over the nonzero weights (pytrees of arrays)."""
+    terms = [(float(w), k) for w, k in zip(weights, ks) if w != 0.0]
+    return jax.tree.map(lambda y_, *k_: y_ + h * sum(w * kk for (w, _), kk in zip(terms, k_)),
+                        y, *[k for _, k in terms])
+
+
+def scaled_rms(err, y_a, y_b, rtol: float, atol: float):
+    """sqrt(mean (e / (atol + rtol max(|y_a|, |y_b|)))^2) over every component."""
+    parts = jax.tree.leaves(jax.tree.map(
+        lambda e, a, b: (e / (atol + rtol * jnp.maximum(jnp.abs(a), jnp.abs(b)))) ** 2, err, y_a, y_b))
+    return jnp.sqrt(sum(jnp.sum(p) for p in parts) / sum(p.size for p in parts))
+
+
+# ---- fixed steps --------------------------------------------------------------------------------
+
+def _unrolled_step(f, a, b, c, args):
+    """One step with the 13 stages written out (the right-hand side traced 13 times)."""
+
+    def step(t, h, y):
+        ks = [f(t, y, args)]
+        for i, row in enumerate(a):
+            ks.append(f(t + c[i + 1] * h, combine(y, h, row, ks), args))
+        return combine(y, h, b, ks)
+
+    return step
+
+
+def _scanned_step(f, a_rows, b, c, args):
+    """One step with the stages as a scan over a buffer of the k_i (traced once)."""
+    n_stages = len(b)
+    a = np.zeros((n_stages, n_stages))
+    for i, row in enumerate(a_rows):
+        a[i + 1, : len(row)] = row
+    a, b, c = jnp.asarray(a), jnp.asarray(b), jnp.asarray(c)
+
+    def step(t, h, y):
+        y_leaves, treedef = jax.tree.flatten(y)
+
+        def combine_(weights, k_leaves):
+            return [y_ + h * jnp.tensordot(weights, k, axes=1) for y_, k in zip(y_leaves, k_leaves)]
+
+        def stage(k_leaves, i):
+            ki = jax.tree.leaves(f(t + c[i] * h, jax.tree.unflatten(treedef, combine_(a[i], k_leaves)), args))
+            return [k.at[i].set(v) for k, v in zip(k_leaves, ki)], None
+
+        k0 = [jnp.zeros((n_stages,) + y_.shape, y_.dtype) for y_ in y_leaves]
+        k_leaves, _ = jax.lax.scan(stage, k0, jnp.arange(n_stages))
+        return jax.tree.unflatten(treedef, combine_(b, k_leaves))
+
+    return step
+
+
+def _fixed_rk_loop(step, observe, y0, t0, t1, steps: int, n_save: int, args):
+    per = steps // (n_save - 1)
+    h = (t1 - t0) / steps
+
+    def interval(y, m):
+        # A static trip count keeps the loop a scan, so reverse mode goes through it.
+        y = jax.lax.fori_loop(0, per, lambda j, y_: step(t0 + (m * per + j) * h, h, y_), y)
+        return y, observe(t0 + (m + 1) * per * h, y, args)
+
+    y_end, saved = jax.lax.scan(interval, y0, jnp.arange(n_save - 1))
+    first = observe(t0, y0, args)
+    saved = jax.tree.map(lambda f_, s: jnp.concatenate([f_[None], s]), first, saved)
+    return saved, y_end
+
+
+def fixed_rk(f: Callable, observe: Callable, y0, t0, t1, steps: int, n_save: int, args):
+    """Integrate with `steps` equal 8th-order Runge-Kutta steps and observe at the n_save
+    equally spaced times (`steps` a multiple of n_save - 1): y_{n+1} = y_n + h sum_i b_i k_i,
+    k_i = f(t_n + c_i h, y_n + h sum_{j<i} a_ij k_j), with no error estimate.
+
+    A plain evaluation writes the 13 stages out, which on small states runs 2-3x faster than
+    a loop over the stages; derivatives (forward or reverse mode) go through the same scheme
+    with the stages in a scan, whose traced graph is 13x smaller and compiles 3x faster. Both
+    compute the same numbers; a custom JVP picks the second under differentiation.
+
+    **Returns:** (observations at the save times, final state)."""
+    tab = dopri8()
+    # the 13 stages the solution uses (the 14th, first same as last, has weight zero)
+    a, b, c = tab.a[:12], tab.b[:13], tab.c[:13]
+
+    def solve(unrolled, y0_, t0_, t1_, args_):
+        step = (_unrolled_step if unrolled else _scanned_step)(f, a, b, c, args_)
+        return _fixed_rk_loop(step, observe, y0_, t0_, t1_, steps, n_save, args_)
+
+    @jax.custom_jvp
+    def fast(y0_, t0_, t1_, args_):
+        return solve(True, y0_, t0_, t1_, args_)
+
+    @fast.defjvp
+    def fast_jvp(primals, tangents):
+        return jax.jvp(lambda *p: solve(False, *p), primals, tangents)
+
+    return fast(y0, t0, t1, args)
+
+
+# ---- adaptive steps -----------------------------------------------------------------------------
+
+class AdaptiveConfig(NamedTuple):
+    """Tolerances, the step budget, the number of accepted steps the reverse pass can record
+    (`checkpoints`) and the adjoint ('reverse': discrete adjoint; 'forward': through the loop)."""
+
+    rtol: float
+    atol: float
+    max_steps: int
+    checkpoints: int = 1024
+    adjoint: str = "reverse"
+
+
+_WINDOW = 8  # save times read per step at most
+
+
+class _Stepper:
+    """The pieces of one adaptive solve that the forward and the reverse pass share."""
+
+    def __init__(self, f, observe, config: AdaptiveConfig, ts):
+        self.f, self.config, self.tab = f, config, dopri8()
+        self.n_save = ts.shape[0]
+        self.window = min(_WINDOW, self.n_save)
+        self.ts_pad = jnp.concatenate([ts, jnp.full((self.window + 1,), jnp.inf, ts.dtype)])
+        self.observe = jax.vmap(observe, in_axes=(0, 0, None))
+
+    def step(self, t, t_end, y, k1, args):
+        """(y_new, the 14 stages, the error estimate) of a step from t to t_end."""
+        tab, h = self.tab, t_end - t
+        ks = [k1]
+        for row, ci in zip(tab.a[:-1], tab.c[1:-1]):
+            ks.append(self.f(t + ci * h, combine(y, h, row, ks), args))
+        y_new = combine(y, h, tab.b, ks)
+        err = jax.tree.map(lambda *k: h * sum(float(e) * k_ for e, k_ in zip(tab.e, k) if e != 0.0), *ks)
+        ks.append(self.f(t_end, y_new, args))
+        return y_new, ks, err
+
+    def scanned_step(self, t, t_end, y, args):
+        """y_new and the 14 stages (stacked) of a step from t to t_end, the stages in a scan
+        (a 14x smaller traced graph: what the reverse pass differentiates)."""
+        tab, h = self.tab, t_end - t
+        n_stages = len(tab.b)
+        a = np.zeros((n_stages, n_stages))
+        for i, row in enumerate(tab.a):
+            a[i + 1, :len(row)] = row
+        a, c = jnp.asarray(a), jnp.asarray(tab.c)
+        leaves, treedef = jax.tree.flatten(y)
+
+        def stage(k, i):
+            y_i = [y_ + h * jnp.tensordot(a[i], k_, axes=1) for y_, k_ in zip(leaves, k)]
+            k_i = jax.tree.leaves(self.f(t + c[i] * h, jax.tree.unflatten(treedef, y_i), args))
+            return [k_.at[i].set(v) for k_, v in zip(k, k_i)], None
+
+        k0 = [jnp.zeros((n_stages,) + x.shape, x.dtype) for x in leaves]
+        k, _ = jax.lax.scan(stage, k0, jnp.arange(n_stages))
+        b = jnp.asarray(tab.b)
+        y_new = jax.tree.unflatten(treedef, [y_ + h * jnp.tensordot(b, k_, axes=1) for y_, k_ in zip(leaves, k)])
+        return y_new, jax.tree.unflatten(treedef, k)
+
+    def window_of(self, i, t_to):
+        """The pending save times i .. i + S - 1 and which of them are <= t_to."""
+        times = jax.lax.dynamic_slice(self.ts_pad, (i,), (self.window,))
+        return times, (times <= t_to) & jnp.isfinite(times)
+
+    def observations(self, i, t_to, states, args):
+        """The observations at the due save times of the window at i (`states(times)` gives
+        the states there), and the due mask."""
+        times, due = self.window_of(i, t_to)
+        # The rows that are not due are thrown away; they are evaluated at a finite time so
+        # that no infinity reaches a derivative.
+        times = jnp.where(due, times, self.ts_pad[0])
+        return self.observe(times, states(times), args), due
+
+    def write(self, saved, i, obs, due):
+        def put(buffer, rows):
+            old = jax.lax.dynamic_slice_in_dim(buffer, i, self.window)
+            mask = due.reshape((self.window,) + (1,) * (rows.ndim - 1))
+            return jax.lax.dynamic_update_slice_in_dim(buffer, jnp.where(mask, rows, old), i, 0)
+
+        return jax.tree.map(put, saved, obs), i + jnp.sum(due, dtype=i.dtype)
+
+    def dense(self, t, t_end, y, ks):
+        """The interpolant of a step as a function of the times (`ks` the 14 stages, a list
+        or stacked)."""
+        weights = jnp.asarray(self.tab.dense.T)
+        h = t_end - t
+        stacked = jax.tree.map(lambda *k: jnp.stack(k), *ks) if isinstance(ks, list) else ks
+
+        def states(times):
+            theta = jnp.clip((times - t) / h, 0.0, 1.0)
+            w = jax.vmap(lambda th: jnp.polyval(weights, th) * th)(theta)  # (S, 14)
+            return jax.tree.map(lambda y_, k: y_ + h * jnp.tensordot(w, k, axes=1), y, stacked)
+
+        return states
+
+    @staticmethod
+    def constant(y):
+        return lambda times: jax.tree.map(lambda x: jnp.broadcast_to(x, times.shape + x.shape), y)
+
+
+class _Tape(NamedTuple):
+    starts: Any   # (B,) t of each accepted step
+    ends: Any     # (B,) its end
+    saves: Any    # (B,) the first pending save index at its start
+    states: Any   # (B, ...) the state at its start
+
+
+def _forward(f, observe, config: AdaptiveConfig, y0, t0, t1, ts, jump_ts, args, record: bool):
+    """The adaptive solve: ((saved, final, steps), tape or None, (final state, save index)).
+
+    A step of size h from (t, y) is accepted when the RMS of its error estimate, scaled by
+    atol + rtol max(|y|, |y_new|), is <= 1; the next h is 0.9 err^(-1/8) h (at most 5x larger,
+    at least 5x smaller). Steps end just before each control jump and restart just after it,
+    and never span more than S pending save times. A solve that exhausts `max_steps` returns
+    NaN."""
+    s = _Stepper(f, observe, config, ts)
+    rtol, atol = config.rtol, config.atol
+    inf = jnp.asarray(jnp.inf, dtype=ts.dtype)
+    obs0 = observe(t0, y0, args)
+    saved = jax.tree.map(lambda o: jnp.zeros((s.n_save + s.window,) + o.shape, o.dtype), obs0)
+    obs, due = s.observations(jnp.zeros((), jnp.int32), t0, s.constant(y0), args)
+    saved, i0 = s.write(saved, jnp.zeros((), jnp.int32), obs, due)
+    k1 = f(t0, y0, args)
+    d0, d1 = scaled_rms(y0, y0, y0, rtol, atol), scaled_rms(k1, y0, y0, rtol, atol)
+    h0 = jnp.minimum(jnp.where((d0 > 1e-5) & (d1 > 1e-5), 0.01 * d0 / jnp.where(d1 > 0, d1, 1.0), 1e-6), t1 - t0)
+    size = config.checkpoints if record else 0
+    tape = _Tape(jnp.zeros((size,), ts.dtype), jnp.zeros((size,), ts.dtype), jnp.zeros((size,), jnp.int32),
+                 jax.tree.map(lambda x: jnp.zeros((size,) + x.shape, x.dtype), y0))
+
+    def cond(c):
+        return (c[0] < t1) & (c[6] < config.max_steps)
+
+    def body(c):
+        t, y, k1, h, saved, i, n, m, tape = c
+        nxt = jnp.min(jnp.where(jump_ts > t, jump_ts, inf)) if jump_ts.shape[0] else inf
+        target = jnp.minimum(jnp.minimum(t + h, t1), s.ts_pad[i + s.window])
+        hit = nxt <= target
+        t_end = jnp.where(hit, jnp.nextafter(nxt, -inf), target)
+        y_new, ks, err = s.step(t, t_end, y, k1, args)
+        norm = scaled_rms(err, y, y_new, rtol, atol)
+        accept = norm <= 1.0
+        factor = jnp.clip(0.9 * jnp.maximum(norm, 1e-10) ** -0.125, 0.2, 5.0)
+        h_step = t_end - t
+        # A step cut short by a jump, a save window or t1 does not shrink the step after it.
+        h_next = jnp.where(accept, jnp.maximum(h_step * factor, jnp.where(t_end < t + h, h, 0.0)),
+                           h_step * jnp.minimum(factor, 0.9))
+
+        def save():
+            o, d = s.observations(i, t_end, s.dense(t, t_end, y, ks), args)
+            return s.write(saved, i, o, d)
+
+        saved_a, i_a = jax.lax.cond(accept & (s.ts_pad[i] <= t_end), save, lambda: (saved, i))
+        if record:
+            slot = jnp.minimum(m, size - 1)
+            keep = accept & (m < size)
+
+            def put(buffer, value):
+                return buffer.at[slot].set(jnp.where(keep, value, buffer[slot]))
+
+            tape = _Tape(put(tape.starts, t), put(tape.ends, t_end), put(tape.saves, i),
+                         jax.tree.map(put, tape.states, y))
+        t_after = jnp.where(hit, jnp.nextafter(nxt, inf), t_end)
+        k_after = jax.lax.cond(hit, lambda: f(t_after, y_new, args), lambda: ks[-1]) if jump_ts.shape[0] else ks[-1]
+
+        def pick(a, b):
+            return jax.tree.map(lambda a_, b_: jnp.where(accept, a_, b_), a, b)
+
+        return (jnp.where(accept, t_after, t), pick(y_new, y), pick(k_after, k1), h_next, saved_a, i_a, n + 1,
+                m + accept.astype(jnp.int32), tape)
+
+    zero = jnp.zeros((), jnp.int32)
+    t, y, _, _, saved, i, n, m, tape = jax.lax.while_loop(cond, body, (t0, y0, k1, h0, saved, i0, zero, zero, tape))
+    obs, due = s.observations(i, inf, s.constant(y), args)
+    saved, _ = s.write(saved, i, obs, due)
+    done = t >= t1
+    final = jax.tree.map(lambda x: jnp.where(done, x, jnp.nan), y)
+    saved = jax.tree.map(lambda x: x[:s.n_save], saved)
+    return (saved, final, n), (tape, m), (y, i)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _adaptive(f, observe, config, y0, t0, t1, ts, jump_ts, args):
+    return _forward(f, observe, config, y0, t0, t1, ts, jump_ts, args, record=False)[0]
+
+
+def _adaptive_fwd(f, observe, config, y0, t0, t1, ts, jump_ts, args):
+    out, (tape, m), (y_end, i_end) = _forward(f, observe, config, y0, t0, t1, ts, jump_ts, args, record=True)
+    return out, (tape, m, y_end, i_end, y0, t0, t1, ts, jump_ts, args)
+
+
+def _adaptive_bwd(f, observe, config, residuals, cotangents):
+    tape, m, y_end, i_end, y0, t0, t1, ts, jump_ts, args = residuals
+    saved_bar, final_bar, _ = cotangents
+    s = _Stepper(f, observe, config, ts)
+    inf = jnp.asarray(jnp.inf, dtype=ts.dtype)
+    saved_bar = jax.tree.map(lambda x: jnp.concatenate([x, jnp.zeros((s.window,) + x.shape[1:], x.dtype)]),
+                             saved_bar)
+    diff, static = eqx.partition(args, eqx.is_inexact_array)
+
+    def rows_bar(i, due):
+        def take(buffer):
+            rows = jax.lax.dynamic_slice_in_dim(buffer, i, s.window)
+            return jnp.where(due.reshape((s.window,) + (1,) * (rows.ndim - 1)), rows, 0.0)
+
+        return jax.tree.map(take, saved_bar)
+
+    def pull_constant(y, i, t_to, y_bar, d_bar):
+        """Cotangents through the observations of the constant state y at the due times."""
+        _, due = s.window_of(i, t_to)
+        _, vjp = jax.vjp(lambda y_, d_: s.observations(i, t_to, s.constant(y_), eqx.combine(d_, static))[0], y, diff)
+        yb, db = vjp(rows_bar(i, due))
+        return jax.tree.map(jnp.add, y_bar, yb), jax.tree.map(jnp.add, d_bar, db)
+
+    zero_diff = jax.tree.map(jnp.zeros_like, diff)
+    y_bar, d_bar = pull_constant(y_end, i_end, inf, final_bar, zero_diff)
+
+    def body(c):
+        j, y_bar, d_bar = c
+        t, t_end, i = tape.starts[j], tape.ends[j], tape.saves[j]
+        y = jax.tree.map(lambda x: x[j], tape.states)
+
+        def one_step(y_, d_):
+            a = eqx.combine(d_, static)
+            y_new, ks = s.scanned_step(t, t_end, y_, a)
+            obs, _ = s.observations(i, t_end, s.dense(t, t_end, y_, ks), a)
+            return y_new, obs
+
+        _, due = s.window_of(i, t_end)
+        _, vjp = jax.vjp(one_step, y, diff)
+        yb, db = vjp((y_bar, rows_bar(i, due)))
+        return j - 1, yb, jax.tree.map(jnp.add, d_bar, db)
+
+    _, y_bar, d_bar = jax.lax.while_loop(lambda c: c[0] >= 0, body, (m - 1, y_bar, d_bar))
+    y_bar, d_bar = pull_constant(y0, jnp.zeros((), jnp.int32), t0, y_bar, d_bar)
+    # More accepted steps than the tape holds: the gradient is unknown, and says so.
+    overflow = m > config.checkpoints
+    y_bar, d_bar = jax.tree.map(lambda x: jnp.where(overflow, jnp.nan, x), (y_bar, d_bar))
+    float0 = jax.tree.map(lambda x: np.zeros(np.shape(x), dtype=jax.dtypes.float0), static)
+    args_bar = eqx.combine(d_bar, float0)
+    return (y_bar, jnp.zeros_like(t0), jnp.zeros_like(t1), jnp.zeros_like(ts), jnp.zeros_like(jump_ts), args_bar)
+
+
+_adaptive.defvjp(_adaptive_fwd, _adaptive_bwd)
+
+
+def adaptive(f: Callable, observe: Callable, y0, t0, t1, ts, jump_ts, args, config: AdaptiveConfig):
+    """Integrate with error-controlled 8th-order Dormand-Prince steps (see the module docstring).
+
+    **Arguments:**
+
+    - `f`, `observe`: module-level functions f(t, y, args) and observe(t, y, args).
+    - `y0`, `t0`, `t1`, `ts`: initial state, window and save times (sorted, in [t0, t1]).
+    - `jump_ts`: (J,) times where f jumps (a step ends just before each, the next restarts
+      just after it).
+    - `args`: a pytree of the numbers f depends on (differentiable).
+    - `config`: tolerances, step budget, tape size and adjoint.
+
+    **Returns:** (observations at the save times, final state, number of steps tried).
+    """
+    if config.adjoint == "forward":
+        return _forward(f, observe, config, y0, t0, t1, ts, jump_ts, args, record=False)[0]
+    return _adaptive(f, observe, config, y0, t0, t1, ts, jump_ts, args)
