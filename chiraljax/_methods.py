@@ -33,10 +33,10 @@ def _check_stepping(method) -> None:
     require(int(method.checkpoints) >= 1, f"{name}: checkpoints must be a positive integer, got {method.checkpoints}")
 
 
-def _stepping(method, aligned: bool) -> Stepping:
+def _stepping(method, aligned: bool, batched: bool) -> Stepping:
     return Stepping(float(method.rtol), float(method.atol), int(method.max_steps),
                     None if method.steps is None else int(method.steps), aligned, int(method.checkpoints),
-                    method.adjoint)
+                    method.adjoint, batched)
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,9 @@ class Sector:
         require(self.max_excitations is None or int(self.max_excitations) >= 1,
                 f"Sector: max_excitations must be >= 1, got {self.max_excitations}")
 
-    def stepping(self, aligned: bool) -> Stepping:
-        return _stepping(self, aligned)
+    def stepping(self, aligned: bool, batched: bool = False) -> Stepping:
+        """The kernel's stepping: `aligned` save times (from n_save), a `batched` solve."""
+        return _stepping(self, aligned, batched)
 
 
 @dataclass(frozen=True)
@@ -94,8 +95,9 @@ class Full:
     def __post_init__(self) -> None:
         _check_stepping(self)
 
-    def stepping(self, aligned: bool) -> Stepping:
-        return _stepping(self, aligned)
+    def stepping(self, aligned: bool, batched: bool = False) -> Stepping:
+        """The kernel's stepping: `aligned` save times (from n_save), a `batched` solve."""
+        return _stepping(self, aligned, batched)
 
 
 @dataclass(frozen=True)

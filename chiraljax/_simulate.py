@@ -107,7 +107,7 @@ def _markov(network: Network, method: Sector | Full, t0, t1, ts, aligned: bool) 
         gamma_phi = np.concatenate([np.asarray(dephasing, dtype=float).reshape(-1), np.zeros(len(model.virtual_names))])
     sol, error, in_flight = solve_markov(plan.arrays, atoms, model.time_pulses(network), model.initial_state(network),
                                          gamma_phi, t0, t1, ts, model.jump_times(network), layout=plan.layout,
-                              stepping=method.stepping(aligned))
+                              stepping=method.stepping(aligned, _batched(atoms)))
     if not isinstance(error, jax.core.Tracer) and bool(np.isnan(np.asarray(error))):
         raise ValidationError(
             f"simulate: the solver did not reach t1 = {t1} within max_steps = {method.max_steps} steps; raise it "
@@ -115,6 +115,15 @@ def _markov(network: Network, method: Sector | Full, t0, t1, ts, aligned: bool) 
     return Result(method.representation, sol.ts, model.space.names, sol.populations, tuple(c.name for c in plan.channels),
                   tuple(c.kind for c in plan.channels), sol.fluxes, sol.outputs, sol.final_state,
                   in_flight, error)
+
+
+def _batched(x) -> bool:
+    """True when x is (or wraps) a value batched by vmap (a tracer with a batch dimension)."""
+    while isinstance(x, jax.core.Tracer):
+        if hasattr(x, "batch_dim"):
+            return True
+        x = getattr(x, "primal", getattr(x, "val", None))
+    return False
 
 
 def _delay_impl(network: Network, t0, t1, ts, plan, key) -> Result:

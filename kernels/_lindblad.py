@@ -87,6 +87,9 @@ class Stepping(NamedTuple):
       `aligned=True` says the save times are t0 + m (t1 - t0) / (n_save - 1); when every save
       interval then holds a whole number of steps, the states are read at step ends (no
       error estimate, no interpolation).
+
+    `unrolled` writes the Runge-Kutta stages out (the faster form for vmapped batches) instead
+    of looping over them (the faster form for one solve).
     """
 
     rtol: float = 1e-8
@@ -96,6 +99,7 @@ class Stepping(NamedTuple):
     aligned: bool = False
     checkpoints: int = 1024
     adjoint: str = "reverse"
+    unrolled: bool = False
 
 
 class LindbladSolution(NamedTuple):
@@ -222,10 +226,11 @@ def _integrate(y0, t0, t1, ts, jump_ts, stepping: Stepping, args):
                 f"fixed stepping (steps={stepping.steps}) needs smooth controls, but a control jumps "
                 f"({n_jumps} jump time(s)); use adaptive stepping (steps=None)")
         if stepping.aligned and n_save >= 2 and stepping.steps % (n_save - 1) == 0:
-            saved, final = fixed_rk(_rhs, _observe, y0, t0, t1, stepping.steps, n_save, args)
+            saved, final = fixed_rk(_rhs, _observe, y0, t0, t1, stepping.steps, n_save, args, stepping.unrolled)
             return saved, final, jnp.asarray(stepping.steps, jnp.int32)
         return _diffrax_solve(y0, t0, t1, ts, stepping, args)
-    config = AdaptiveConfig(stepping.rtol, stepping.atol, stepping.max_steps, stepping.checkpoints, stepping.adjoint)
+    config = AdaptiveConfig(stepping.rtol, stepping.atol, stepping.max_steps, stepping.checkpoints, stepping.adjoint,
+                            stepping.unrolled)
     return adaptive(_rhs, _observe, y0, t0, t1, ts, jump_ts, args, config)
 
 
