@@ -15,13 +15,13 @@ equal shapes and share one compiled kernel.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._markov import LindbladModel, TimeFactors
+from ._markov import LindbladModel, ParameterAtoms, TimeFactors
 from ._operator import Operator, Symbol, _Conj
 
 
@@ -35,6 +35,7 @@ class MarkovArrays(NamedTuple):
       Hamiltonian's slots, then the channels' (K W), then the pairs of L^dag L.
     - `pair_index`: (K, W, W) the pair slot of L_kw^dag L_kw' (its time monomial is
       f_kw^* f_kw'); used when every jump lands in the ground state.
+    - `initial_index`: basis indices of the initial state's components.
     - `numbers`: (D, n_sub) occupation of each subsystem in each basis state.
     - `carries`: (K,) 1 for channels that carry an excitation away, 0 for dephasing.
     """
@@ -47,6 +48,7 @@ class MarkovArrays(NamedTuple):
     entry_value: Any
     slot_time: Any
     pair_index: Any
+    initial_index: Any
     numbers: Any
     carries: Any
 
@@ -55,7 +57,8 @@ class MarkovLayout(NamedTuple):
     """The static sizes of the tables: state dimension, Hamiltonian slots, channels, slots per
     channel, pair slots of L^dag L, whether every jump lands in the ground state
     (L_k = |G><l_k|), and whether pure dephasing acts elementwise (sector) instead of through
-    operators (full); `time_factors` says how the time factors follow from the pulses."""
+    operators (full); `time_factors` says how the time factors follow from the pulses, `atoms`
+    how the parameter atoms follow from the network's numbers."""
 
     dim: int
     n_h: int
@@ -65,6 +68,7 @@ class MarkovLayout(NamedTuple):
     to_ground: bool
     sector: bool
     time_factors: TimeFactors
+    atoms: Callable
 
 
 def _bucket(n: int, quantum: int) -> int:
@@ -156,9 +160,10 @@ def lower(model: LindbladModel, sector: bool) -> tuple[MarkovArrays, MarkovLayou
 
     carries = np.array([c.kind != "dephasing" for c in channels], dtype=float)
     arrays = MarkovArrays(atoms_table, table[:, 0], table[:, 1], table[:, 2], table[:, 3], values, slot_time, pair_index,
+                          model.initial_index.astype(np.int32),
                           model.space.basis.astype(float), carries)
     layout = MarkovLayout(model.space.dim, n_h, len(channels), width, n_pairs, to_ground, bool(sector),
-                          model.time_roles)
+                          model.time_roles, ParameterAtoms.evaluate)
     return arrays, layout, tuple(channels)
 
 

@@ -31,6 +31,7 @@ cascade, a detector of mode v by g_v(t) = -v^*(t)/sqrt(int_0^t |v|^2) at its end
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,10 +64,6 @@ class Channel:
 _ATOM_KINDS = (("port_right", "ports"), ("port_left", "ports"), ("link_through", "links"),
                ("link_loss", "links"), ("detuning", "emitters"), ("anharmonicity", "emitters"),
                ("decay", "emitters"), ("dephasing", "emitters"), ("coupling", "couplings"))
-
-
-def _is_traced(x) -> bool:
-    return isinstance(x, jax.core.Tracer)
 
 
 @dataclass(frozen=True)
@@ -105,29 +102,32 @@ class ParameterAtoms:
         return sum(counts[sized_by] for _, sized_by in _ATOM_KINDS)
 
     @staticmethod
-    def values(network: Network):
-        """The atom vector of `network` (complex): NumPy when every number is concrete, JAX
-        (traceable: jit, vmap and grad go through) otherwise."""
-        groups = {
-            "rate": [p.rate for p in network.ports], "fraction": [p.right_fraction for p in network.ports],
-            "eta": [k.transmission for k in network.links], "phase": [k.phase for k in network.links],
-            "detuning": [e.detuning for e in network.emitters], "alpha": [e.anharmonicity for e in network.emitters],
-            "decay": [e.decay for e in network.emitters], "dephasing": [e.dephasing for e in network.emitters],
-            "coupling": [c.strength for c in network.couplings],
-        }
-        traced = any(_is_traced(x) for v in groups.values() for x in v)
-        xp = jnp if traced else np
-        g = {k: (xp.stack([xp.asarray(x) for x in v]) if v else xp.zeros((0,))) for k, v in groups.items()}
-        if traced:
-            root = safe_sqrt
-        else:
-            def root(x):
-                return np.sqrt(np.maximum(x, 0.0))
-        phase = xp.exp(1j * g["phase"])
-        parts = [root(g["fraction"] * g["rate"]), root((1.0 - g["fraction"]) * g["rate"]),
-                 root(g["eta"]) * phase, root(1.0 - g["eta"]) * phase,
-                 g["detuning"], g["alpha"], root(g["decay"]), root(2.0 * g["dephasing"]), g["coupling"]]
-        return xp.concatenate([xp.asarray(p, dtype=complex).reshape(-1) for p in parts])
+    def inputs(network: Network) -> tuple:
+        """The network's numbers the atoms are made of, as they are (no operation runs):
+        (rates, right fractions, transmissions, phases, detunings, anharmonicities, decays,
+        dephasings, coupling strengths), each a tuple over its elements."""
+        ports, links, emitters = network.ports, network.links, network.emitters
+        return (tuple(p.rate for p in ports), tuple(p.right_fraction for p in ports),
+                tuple(k.transmission for k in links), tuple(k.phase for k in links),
+                tuple(e.detuning for e in emitters), tuple(e.anharmonicity for e in emitters),
+                tuple(e.decay for e in emitters), tuple(e.dephasing for e in emitters),
+                tuple(c.strength for c in network.couplings))
+
+    @staticmethod
+    def evaluate(inputs: tuple):
+        """The atom vector (complex, JAX) from `inputs` (inside the kernel: jit, vmap and grad
+        go through)."""
+        rate, fraction, eta, phase, detuning, alpha, decay, dephasing, coupling = (
+            jnp.stack([jnp.asarray(x) for x in group]) if group else jnp.zeros((0,)) for group in inputs)
+        shift = jnp.exp(1j * phase)
+        parts = [safe_sqrt(fraction * rate), safe_sqrt((1.0 - fraction) * rate), safe_sqrt(eta) * shift,
+                 safe_sqrt(1.0 - eta) * shift, detuning, alpha, safe_sqrt(decay), safe_sqrt(2.0 * dephasing), coupling]
+        return jnp.concatenate([jnp.asarray(p, dtype=complex).reshape(-1) for p in parts])
+
+    @classmethod
+    def values(cls, network: Network):
+        """The atom vector of `network`."""
+        return cls.evaluate(cls.inputs(network))
 
 
 # ---- time factors -----------------------------------------------------------------------------
@@ -201,6 +201,14 @@ class _TimeSymbols:
         return Symbol("time", self.recipes.index(recipe))
 
 
+@functools.cache
+def _complex_scalar(value: float):
+    """A complex JAX scalar made once (the network's own amplitudes are JAX arrays too, so the
+    kernel sees one kind of argument)."""
+    with jax.ensure_compile_time_eval():
+        return jnp.asarray(value, dtype=complex)
+
+
 # ---- the model --------------------------------------------------------------------------------
 
 @dataclass(frozen=True, eq=False)
@@ -216,7 +224,7 @@ class LindbladModel:
     - `time_recipes`: (role, name) of each time factor the `Symbol`s of kind 'time' index.
     - `initial_index`: basis indices of the initial state's components, in the order of
       `network.initial` (one component of amplitude 1 when the network starts in its ground
-      state or with input photons only).
+      state or with input photons only), padded with zeros to a multiple of 4.
     - `emitter_names`, `virtual_names`: subsystem names by role.
     """
 
@@ -244,16 +252,16 @@ class LindbladModel:
         structure): a pytree whose structure depends on the pulse families only."""
         return tuple(_time_object(network, r) for r in self.time_recipes)
 
+    def initial_amplitudes(self, network: Network) -> tuple:
+        """The amplitudes of the initial state's components (at `initial_index`), as they are,
+        padded with zeros to the length of `initial_index`."""
+        amps = tuple(network.initial.values()) or (_complex_scalar(1.0),)
+        return amps + (_complex_scalar(0.0),) * (len(self.initial_index) - len(amps))
+
     def initial_state(self, network: Network):
-        """The initial state vector psi_0 on `space` (NumPy when concrete)."""
-        amps = list(network.initial.values()) or [1.0]
-        traced = any(_is_traced(a) for a in amps)
-        if traced:
-            return jnp.zeros(self.space.dim, dtype=complex).at[self.initial_index].add(
-                jnp.stack([jnp.asarray(a, dtype=complex) for a in amps]))
-        psi = np.zeros(self.space.dim, dtype=complex)
-        np.add.at(psi, self.initial_index, np.asarray([complex(np.asarray(a)) for a in amps]))
-        return psi
+        """The initial state vector psi_0 on `space`."""
+        amps = jnp.stack([jnp.asarray(a, dtype=complex) for a in self.initial_amplitudes(network)])
+        return jnp.zeros(self.space.dim, dtype=complex).at[self.initial_index].add(amps)
 
     def jump_times(self, network: Network) -> tuple:
         """Where some control of `network` jumps (a step boundary goes there)."""
@@ -415,6 +423,8 @@ def compile_markov(network: Network, t0=None, *, max_excitations: int | None = 1
     occupied = {x.name: 1 for x in network.inputs}
     components = [{**occupied, name: 1} for name in network.initial] or [occupied]
     initial_index = np.array([space.index(tuple(_occupation(space, c))) for c in components], dtype=int)
+    # padded (amplitude 0 at index 0) so that initial states of a few components share a kernel
+    initial_index = np.concatenate([initial_index, np.zeros(-len(initial_index) % 4, dtype=int)])
     return LindbladModel(space, H, tuple(channels), atoms, tuple(times.recipes), initial_index,
                          tuple(names), tuple(virtual))
 

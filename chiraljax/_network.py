@@ -401,10 +401,11 @@ class Network(eqx.Module):
         values are not checked)."""
         paths = self._parameter_paths()
         for name, value in values.items():
-            close = difflib.get_close_matches(name, list(paths), n=3)
-            require(name in paths, f"Network: no parameter {name!r}"
-                    + (f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else "")
-                    + "; list them with network.parameters()")
+            if name not in paths:  # the suggestions are computed for a wrong name only
+                close = difflib.get_close_matches(name, list(paths), n=3)
+                require(False, f"Network: no parameter {name!r}"
+                        + (f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else "")
+                        + "; list them with network.parameters()")
             _check_parameter_value(name, value)
         if not values:
             return self

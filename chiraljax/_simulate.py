@@ -99,15 +99,11 @@ def _markov(network: Network, method: Sector | Full, t0, t1, ts, aligned: bool) 
         k = None
     plan = markov_plan(network, k)
     model = plan.model
-    atoms = ParameterAtoms.values(network)
-    dephasing = [e.dephasing for e in network.emitters]
-    if any(isinstance(d, jax.core.Tracer) for d in dephasing):
-        gamma_phi = jnp.concatenate([jnp.stack(dephasing), jnp.zeros(len(model.virtual_names))])
-    else:
-        gamma_phi = np.concatenate([np.asarray(dephasing, dtype=float).reshape(-1), np.zeros(len(model.virtual_names))])
-    sol, error, in_flight = solve_markov(plan.arrays, atoms, model.time_pulses(network), model.initial_state(network),
-                                         gamma_phi, t0, t1, ts, model.jump_times(network), layout=plan.layout,
-                              stepping=method.stepping(aligned, _batched(atoms)))
+    parameters = ParameterAtoms.inputs(network)
+    sol, error, in_flight = solve_markov(
+        plan.arrays, parameters, model.time_pulses(network), model.initial_amplitudes(network),
+        tuple(e.dephasing for e in network.emitters), t0, t1, ts, model.jump_times(network), layout=plan.layout,
+        stepping=method.stepping(aligned, any(_batched(x) for x in jax.tree.leaves(parameters))))
     if not isinstance(error, jax.core.Tracer) and bool(np.isnan(np.asarray(error))):
         raise ValidationError(
             f"simulate: the solver did not reach t1 = {t1} within max_steps = {method.max_steps} steps; raise it "

@@ -265,12 +265,22 @@ def assemble(arrays, layout, atoms, time_pulses, t0, gamma=None) -> Generator:
     return Generator(h_mats, l_mats, slot_time, tuple(time_pulses), t0, gamma, layout.to_ground, layout.time_factors)
 
 
-def _solve_markov(arrays, atoms, time_pulses, psi0, gamma_phi, t0, t1, ts, jump_ts, *, layout, stepping: Stepping):
+def _stack_jumps(jump_ts):
+    return jnp.stack([jnp.asarray(j, dtype=float) for j in jump_ts]) if jump_ts else jnp.zeros((0,))
+
+
+def _solve_markov(arrays, parameters, time_pulses, amplitudes, dephasing, t0, t1, ts, jump_ts, *, layout,
+                  stepping: Stepping):
     ts = jnp.asarray(ts, dtype=float)
     t0, t1 = jnp.asarray(t0, dtype=ts.dtype), jnp.asarray(t1, dtype=ts.dtype)
+    jump_ts = _stack_jumps(jump_ts)
+    n_sub = arrays.numbers.shape[1]
+    gamma_phi = jnp.concatenate([jnp.stack([jnp.asarray(d, dtype=float) for d in dephasing]),
+                                 jnp.zeros((n_sub - len(dephasing),))])
     gamma = dephasing_rates(arrays.numbers, gamma_phi) if layout.sector else None
-    generator = assemble(arrays, layout, atoms, time_pulses, t0, gamma)
-    psi0 = jnp.asarray(psi0, dtype=complex)
+    generator = assemble(arrays, layout, layout.atoms(parameters), time_pulses, t0, gamma)
+    psi0 = jnp.zeros((layout.dim,), complex).at[arrays.initial_index].add(
+        jnp.stack([jnp.asarray(a, dtype=complex) for a in amplitudes]))
     rho0 = jnp.outer(psi0, jnp.conj(psi0))
     # The steppers carry rho as a real (2, D, D) array: XLA runs the stage combinations much
     # faster on real arrays than on complex ones.
@@ -287,7 +297,7 @@ def _solve_markov(arrays, atoms, time_pulses, psi0, gamma_phi, t0, t1, ts, jump_
 _solve_markov_jit = jax.jit(_solve_markov, static_argnames=("layout", "stepping"))
 
 
-def solve_markov(arrays, atoms, time_pulses, psi0, gamma_phi, t0, t1, ts, jump_ts=(), *, layout,
+def solve_markov(arrays, parameters, time_pulses, amplitudes, dephasing, t0, t1, ts, jump_ts=(), *, layout,
                  stepping: Stepping = Stepping()) -> tuple[LindbladSolution, Any, Any]:
     """Integrate the Lindblad equation of a lowered model.
 
@@ -298,21 +308,18 @@ def solve_markov(arrays, atoms, time_pulses, psi0, gamma_phi, t0, t1, ts, jump_t
     **Arguments:**
 
     - `arrays`, `layout`: the model's tables and sizes (`chiraljax._lowering.lower`).
-    - `atoms`: (A,) parameter atoms; `time_pulses`: the pulses behind the time factors
-      (`layout.time_factors` says how).
-    - `psi0`: (D,) initial state; `gamma_phi`: (n_sub,) pure-dephasing rates.
+    - `parameters`: the numbers the parameter atoms are made of (`layout.atoms` makes them).
+    - `time_pulses`: the pulses behind the time factors (`layout.time_factors` says how).
+    - `amplitudes`: the initial state's components (at `arrays.initial_index`).
+    - `dephasing`: the emitters' pure-dephasing rates gamma_phi,j.
     - `t0`, `t1`, `ts`: time window and save times; `jump_ts`: times where a control jumps.
     - `stepping`: adaptive or fixed stepping (see `Stepping`).
 
-    The compiled program depends on the shapes of these arrays, the pytree structure of the
-    pulses (their families) and `layout`, `stepping`: never on the numbers.
+    Every number goes in as it is (scalars in tuples): nothing is computed outside the compiled
+    program, which depends on the sizes, the pulse families and `layout`, `stepping` only.
 
     **Returns:** (a `LindbladSolution`, the conservation error |final + outputs - initial|,
     zeros at the save times: nothing is in flight in the Markov limit).
     """
-    if any(isinstance(j, jax.core.Tracer) for j in jump_ts):
-        jump_ts = jnp.stack([jnp.asarray(j, dtype=float) for j in jump_ts])
-    else:
-        jump_ts = np.asarray([float(j) for j in jump_ts], dtype=float)
-    args = (arrays, atoms, tuple(time_pulses), psi0, gamma_phi, t0, t1, ts, jump_ts)
-    return _solve_markov_jit(*args, layout=layout, stepping=stepping)
+    return _solve_markov_jit(arrays, parameters, tuple(time_pulses), amplitudes, dephasing, t0, t1, ts,
+                             tuple(jump_ts), layout=layout, stepping=stepping)
