@@ -9,6 +9,8 @@ pulse families only.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +27,8 @@ from ._methods import METHODS, Delay, Full, Method, Sector
 from ._network import Network
 from ._pulses import _concrete
 from ._result import Result
-from .kernels._lindblad import solve_markov
+from ._program_cache import call_cached
+from .kernels._lindblad import LindbladSolution, solve_markov
 
 REPRESENTATIONS = ("auto", "sector", "full", "delay")
 _LEGACY = ("representation", "rtol", "atol", "max_steps", "steps", "max_excitations", "dt", "key",
@@ -40,6 +43,11 @@ class MarkovPlan:
     arrays: MarkovArrays
     layout: MarkovLayout
     channels: tuple[Channel, ...]
+
+    @property
+    def stable_layout(self) -> tuple:
+        """The layout with its functions named (the same in every process)."""
+        return tuple(f"{x.__module__}.{x.__qualname__}" if inspect.isfunction(x) else x for x in self.layout)
 
 
 _PLANS: OrderedDict = OrderedDict()
@@ -100,10 +108,15 @@ def _markov(network: Network, method: Sector | Full, t0, t1, ts, aligned: bool) 
     plan = markov_plan(network, k)
     model = plan.model
     parameters = ParameterAtoms.inputs(network)
-    sol, error, in_flight = solve_markov(
-        plan.arrays, parameters, model.time_pulses(network), model.initial_amplitudes(network),
-        tuple(e.dephasing for e in network.emitters), t0, t1, ts, model.jump_times(network), layout=plan.layout,
-        stepping=method.stepping(aligned, any(_batched(x) for x in jax.tree.leaves(parameters))))
+    stepping = method.stepping(aligned, any(_batched(x) for x in jax.tree.leaves(parameters)))
+    args = (plan.arrays, parameters, model.time_pulses(network), model.initial_amplitudes(network),
+            tuple(e.dephasing for e in network.emitters), t0, t1, ts, model.jump_times(network))
+    out = call_cached("markov", functools.partial(solve_markov, layout=plan.layout, stepping=stepping), args,
+                      (plan.stable_layout, stepping))
+    if out is None:
+        sol, error, in_flight = solve_markov(*args, layout=plan.layout, stepping=stepping)
+    else:
+        sol, error, in_flight = LindbladSolution(*out[:7]), out[7], out[8]
     if not isinstance(error, jax.core.Tracer) and bool(np.isnan(np.asarray(error))):
         raise ValidationError(
             f"simulate: the solver did not reach t1 = {t1} within max_steps = {method.max_steps} steps; raise it "

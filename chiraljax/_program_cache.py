@@ -1,0 +1,129 @@
+"""Traced kernels kept on disk, so that a new process skips tracing as well as compiling.
+
+JAX's persistent compilation cache (`chiraljax._cache`) stores compiled XLA programs, but a new
+process still traces and lowers the Python kernel before it can look one up (0.3-0.5 s for the
+Lindblad kernel). For a call on concrete numbers (no jit, vmap or grad around it) the kernel is
+exported once with `jax.export` for its argument shapes and kept as serialized StableHLO in
+`<compilation cache>/programs/`; a later process deserializes it and calls it, and the compiled
+program then comes from the compilation cache.
+
+The key of a program is everything its code depends on: the static arguments, the argument
+tree and shapes, the JAX version and platform, and a hash of chiraljax's own source files. User
+code cannot change under a key: calls whose pulses are classes defined outside chiraljax take
+the ordinary path. Any failure (an unsupported construct, an unwritable folder, a damaged file)
+falls back to the ordinary path too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+
+from ._cache import compilation_cache_dir
+
+_PACKAGE_ROOTS = ("chiraljax",)
+_LOADED: dict[str, Any] = {}  # key -> jitted call, or None after a failure (not tried again)
+
+
+@functools.cache
+def _source_hash() -> str:
+    """A hash of every Python file of chiraljax and its kernels (a new version or a local edit
+    gives new keys)."""
+    import chiraljax
+    import chiraljax.kernels
+
+    digest = hashlib.sha256()
+    for package in (chiraljax, chiraljax.kernels):
+        for path in sorted(Path(package.__file__).parent.glob("*.py")):
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+_OWN: dict = {}
+
+
+def _own_tree(treedef, tree: Any) -> bool:
+    """`_own_classes`, once per tree structure (the classes are part of the structure)."""
+    if treedef not in _OWN:
+        _OWN[treedef] = _own_classes(tree)
+    return _OWN[treedef]
+
+
+def _own_classes(tree: Any) -> bool:
+    """True when every object in `tree` that is not an array or number is defined in chiraljax."""
+    stack = [tree]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, (tuple, list)):
+            stack.extend(x)
+        elif dataclasses.is_dataclass(x) and not isinstance(x, type):
+            if not type(x).__module__.startswith(_PACKAGE_ROOTS):
+                return False
+            stack.extend(getattr(x, f.name) for f in dataclasses.fields(x))
+    return True
+
+
+def _aval(x) -> tuple:
+    return (getattr(x, "shape", ()), getattr(x, "dtype", type(x)), getattr(x, "weak_type", False))
+
+
+@functools.lru_cache(maxsize=256)
+def _key(name: str, statics: Any, treedef, avals: tuple) -> str:
+    text = repr((name, statics, str(treedef), [(tuple(s), str(d), bool(w)) for s, d, w in avals],
+                 jax.__version__, jax.default_backend(), _source_hash()))
+    return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+def _load_or_export(key: str, folder: Path, fn: Callable, treedef, leaves: list) -> Callable:
+    """The jitted call of the exported program (deserialized from `folder`, or exported now)."""
+    if key in _LOADED:
+        return _LOADED[key]
+    path = folder / f"{key}.stablehlo"
+    if path.exists():
+        exported = jax.export.deserialize(bytearray(path.read_bytes()))
+    else:
+        def flat(*xs):
+            return jax.tree.leaves(fn(*jax.tree.unflatten(treedef, xs)))
+
+        specs = [jax.ShapeDtypeStruct(jax.numpy.shape(x), jax.numpy.result_type(x)) for x in leaves]
+        exported = jax.export.export(jax.jit(flat))(*specs)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(exported.serialize())
+        os.replace(tmp, path)
+    _LOADED[key] = jax.jit(exported.call)
+    return _LOADED[key]
+
+
+def call_cached(name: str, fn: Callable, args: tuple, statics: Any) -> list | None:
+    """The leaves of fn(*args) through a program kept on disk, or None when this call must take
+    the ordinary path (traced arguments, foreign classes, no cache folder, any failure).
+
+    **Arguments:**
+
+    - `name`: the kernel's name (part of the key).
+    - `fn`: the kernel with its static arguments bound.
+    - `args`: its array arguments (a pytree).
+    - `statics`: the static arguments (hashable, with a repr that names their values).
+    """
+    folder = compilation_cache_dir()
+    if folder is None:
+        return None
+    leaves, treedef = jax.tree.flatten(args)
+    if any(isinstance(x, jax.core.Tracer) for x in leaves) or not _own_tree(treedef, args):
+        return None
+    key = _key(name, statics, treedef, tuple(_aval(x) for x in leaves))
+    try:
+        call = _load_or_export(key, Path(folder) / "programs", fn, treedef, leaves)
+        return None if call is None else call(*leaves)
+    except Exception:  # the ordinary path computes the same thing; this key is not tried again
+        _LOADED[key] = None
+        return None
