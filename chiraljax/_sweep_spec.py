@@ -168,22 +168,25 @@ def _prefixed(where: str, action: Callable[[], Any]) -> Any:
         raise ValidationError(f"{where}: {err}") from None
 
 
-def _load_python(reference: str, arguments: Mapping[str, Any], base: Path) -> Network:
+def _load_python(reference: str, arguments: Mapping[str, Any], base: Path, allow_python: bool) -> Network:
+    """Run the builder `file.py:function` beside the spec. A spec is data: this runs only with
+    the caller's explicit consent, and only for a file in the spec's own folder (never a module
+    from anywhere, which could name any function of any installed package)."""
     target, sep, attribute = reference.rpartition(":")
-    require(bool(sep and target and attribute),
-            f"network.python = {reference!r}: expected 'file.py:function' or 'module:function'")
-    if target.endswith(".py"):
-        path = (base / target).resolve()
-        require(path.is_file(), f"network.python: file {str(path)!r} does not exist")
-        name = f"_chiraljax_spec_network_{abs(hash(str(path)))}"
-        module_spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[name] = module
-        module_spec.loader.exec_module(module)
-    else:
-        require(importlib.util.find_spec(target) is not None,
-                f"network.python: no module {target!r}; check the name or give a .py file")
-        module = importlib.import_module(target)
+    require(bool(sep and target and attribute) and target.endswith(".py"),
+            f"network.python = {reference!r}: expected 'file.py:function' with the file beside the spec")
+    require(allow_python,
+            f"network.python = {reference!r} runs Python code; a sweep spec is data, so this needs your "
+            "consent: pass --allow-python (chiraljax sweep) or allow_python=True if you trust the file")
+    folder = base.resolve()
+    path = (folder / target).resolve()
+    require(path.parent == folder, f"network.python: {target!r} is not a file beside the spec ({folder})")
+    require(path.is_file(), f"network.python: file {str(path)!r} does not exist")
+    name = f"_chiraljax_spec_network_{abs(hash(str(path)))}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    module_spec.loader.exec_module(module)
     builder = getattr(module, attribute, None)
     require(callable(builder), f"network.python: {target!r} has no function {attribute!r}")
     network = builder(**arguments)
@@ -192,7 +195,7 @@ def _load_python(reference: str, arguments: Mapping[str, Any], base: Path) -> Ne
     return network
 
 
-def _network(data: Any, base: Path) -> tuple[Network, SimulationSettings, str]:
+def _network(data: Any, base: Path, allow_python: bool) -> tuple[Network, SimulationSettings, str]:
     table = _Reader("network", data, _NETWORK_KEYS)
     given = [key for key in _SOURCES if table.has(key)]
     require(len(given) == 1,
@@ -208,7 +211,7 @@ def _network(data: Any, base: Path) -> tuple[Network, SimulationSettings, str]:
     elif key == "preset":
         network = _prefixed("network.preset", lambda: load_preset(reference))
     else:
-        network = _load_python(reference, arguments, base)
+        network = _load_python(reference, arguments, base, allow_python)
     return network, settings, f"{key}:{reference}"
 
 
@@ -247,7 +250,7 @@ def _axis(index: int, data: Any, network: Network) -> AbstractAxis:
 
 
 def parse_sweep_spec(data: Mapping[str, Any], base: str | os.PathLike[str] = ".",
-                     source: str = "<dict>") -> SweepSpec:
+                     source: str = "<dict>", *, allow_python: bool = False) -> SweepSpec:
     """Validate a spec given as a dict (the parsed TOML/JSON) and build the `SweepSpec`.
 
     **Arguments:**
@@ -255,6 +258,8 @@ def parse_sweep_spec(data: Mapping[str, Any], base: str | os.PathLike[str] = "."
     - `data`: the spec's tables.
     - `base`: folder that relative paths in the spec are taken from.
     - `source`: name of the spec in messages.
+    - `allow_python`: consent to run `network.python` (a `file.py:function` beside the spec);
+      without it such a spec is refused before any of its code runs.
 
     **Returns:**
 
@@ -265,7 +270,7 @@ def parse_sweep_spec(data: Mapping[str, Any], base: str | os.PathLike[str] = "."
     for table, needed in TABLES.items():
         require(not needed or table in data, f"{table}: missing; a spec needs the tables "
                                              f"{', '.join(t for t, n in TABLES.items() if n)}")
-    network, settings, network_source = _network(data["network"], base)
+    network, settings, network_source = _network(data["network"], base, allow_python)
 
     # The network file's [simulation] table gives defaults; the spec's own table overrides.
     simulation = _Reader("simulation", data.get("simulation", {}), _SIMULATION_KEYS)
@@ -338,12 +343,14 @@ def parse_sweep_spec(data: Mapping[str, Any], base: str | os.PathLike[str] = "."
     )
 
 
-def load_sweep_spec(path: str | os.PathLike[str]) -> SweepSpec:
+def load_sweep_spec(path: str | os.PathLike[str], *, allow_python: bool = False) -> SweepSpec:
     """Read and validate a sweep-spec file (`.toml` or `.json`).
 
     **Arguments:**
 
     - `path`: the spec file.
+    - `allow_python`: consent to run the spec's `network.python` builder (a file beside the
+      spec); a spec is data, and without consent no code named in it runs.
 
     **Returns:**
 
@@ -361,7 +368,7 @@ def load_sweep_spec(path: str | os.PathLike[str]) -> SweepSpec:
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
         raise ValidationError(f"{path}: not valid {suffix[1:].upper()}: {err}") from None
     require(isinstance(data, dict), f"{path}: the top level must be a table/object")
-    return _prefixed(str(path), lambda: parse_sweep_spec(data, path.parent, str(path)))
+    return _prefixed(str(path), lambda: parse_sweep_spec(data, path.parent, str(path), allow_python=allow_python))
 
 
 def run_sweep_spec(

@@ -1,6 +1,7 @@
 """The `chiraljax` command line: one module per sub-command, each with a `register(app)`.
 
-Exit codes: 0 success, 1 failure during a run, 2 bad input (a one-line reason on stderr).
+Exit codes: 0 success, 1 failure during a run, 2 bad input (a one-line reason on stderr),
+130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import typer
 from .._errors import ValidationError
 
 COMMANDS = ("reproduce", "simulate", "sweep", "plot", "optimize", "bench")
+INTERRUPTED = 130  # the exit status of a run stopped by Ctrl-C
 
 app = typer.Typer(
     name="chiraljax",
@@ -41,7 +43,9 @@ for _name in COMMANDS:
 def main() -> None:
     """Entry point: run the app, mapping bad input to exit code 2 with a one-line message."""
     try:
-        app(standalone_mode=False)
+        status = app(standalone_mode=False)
+    except KeyboardInterrupt:
+        status = INTERRUPTED
     except ValidationError as err:
         print(f"chiraljax: error: {err}", file=sys.stderr)
         sys.exit(2)
@@ -56,3 +60,9 @@ def main() -> None:
                 show()
             sys.exit(exit_code)
         raise
+    # typer turns an interrupt into the status 130, which it returns instead of exiting with it
+    if status == INTERRUPTED:
+        print("chiraljax: interrupted; rerun the same command to resume", file=sys.stderr)
+        sys.exit(INTERRUPTED)
+    if isinstance(status, int) and not isinstance(status, bool) and status:
+        sys.exit(status)

@@ -33,6 +33,10 @@ def sweep_command(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace an existing result or unfinished sweep of another spec."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    allow_python: bool = typer.Option(
+        False, "--allow-python",
+        help="Run the spec's network.python builder (a .py file beside the spec). A spec is data: "
+             "without this flag no code named in it runs."),
 ) -> None:
     """Run a sweep spec and write its result."""
     from rich.console import Console
@@ -41,7 +45,7 @@ def sweep_command(
     from .._sweep import sweep_cost
     from .._sweep_spec import load_sweep_spec, run_sweep_spec
 
-    spec = load_sweep_spec(spec_file)
+    spec = load_sweep_spec(spec_file, allow_python=allow_python)
     require(out is not None or spec.out is not None,
             f"{spec_file}: no output file; pass --out FILE or set [output] path in the spec")
     console = Console(stderr=True, highlight=False)

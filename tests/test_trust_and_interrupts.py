@@ -1,0 +1,108 @@
+"""Data files are data, and Ctrl-C is not success.
+
+A sweep spec that names Python code is refused before any of it runs unless the caller
+consents, and even then only a `.py` file beside the spec runs (never `module:function`). An
+interrupted command exits 130 with one line, never 0.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+import chiraljax as cj
+import chiraljax.cli
+import chiraljax._simulate
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+SPEC = """
+[network]
+python = "{reference}"
+[network.arguments]
+{arguments}
+[[axes]]
+name = "ports.p.rate"
+kind = "grid"
+values = [0.5, 1.0]
+[metrics]
+a = "population:A"
+[simulation]
+t_span = [0.0, 1.0]
+"""
+
+BUILDER = """
+import pathlib
+import chiraljax as cj
+pathlib.Path({marker!r}).write_text("ran")
+
+def network():
+    return cj.Network([cj.Emitter("A")], [cj.Port("p", "A", 0, 1.0)], initial={{"A": 1.0}})
+"""
+
+
+def write_spec(folder, reference: str, arguments: str = "") -> str:
+    path = folder / "spec.toml"
+    path.write_text(SPEC.format(reference=reference, arguments=arguments))
+    return str(path)
+
+
+def test_python_in_a_spec_is_refused_without_consent_and_nothing_runs(tmp_path):
+    marker = tmp_path / "ran.txt"
+    (tmp_path / "build.py").write_text(BUILDER.format(marker=str(marker)))
+    with pytest.raises(cj.ValidationError, match="allow-python"):
+        cj.load_sweep_spec(write_spec(tmp_path, "build.py:network"))
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("reference", ["os:system", "subprocess:run", "build:network"])
+def test_module_references_are_refused_even_with_consent(tmp_path, reference):
+    marker = tmp_path / "touched"
+    spec = write_spec(tmp_path, reference, f'command = "touch {marker}"')
+    with pytest.raises(cj.ValidationError, match="file.py:function"):
+        cj.load_sweep_spec(spec, allow_python=True)
+    assert not marker.exists()
+
+
+def test_a_file_outside_the_spec_folder_is_refused(tmp_path):
+    (tmp_path / "build.py").write_text(BUILDER.format(marker=str(tmp_path / "ran.txt")))
+    inner = tmp_path / "specs"
+    inner.mkdir()
+    with pytest.raises(cj.ValidationError, match="not a file beside the spec"):
+        cj.load_sweep_spec(write_spec(inner, "../build.py:network"), allow_python=True)
+    assert not (tmp_path / "ran.txt").exists()
+
+
+def test_a_builder_beside_the_spec_runs_with_consent(tmp_path):
+    marker = tmp_path / "ran.txt"
+    (tmp_path / "build.py").write_text(BUILDER.format(marker=str(marker)))
+    spec = cj.load_sweep_spec(write_spec(tmp_path, "build.py:network"), allow_python=True)
+    assert marker.read_text() == "ran" and spec.network.emitter_names == ("A",)
+
+
+def test_cli_sweep_refuses_python_with_exit_2(tmp_path, monkeypatch, capsys):
+    (tmp_path / "build.py").write_text(BUILDER.format(marker=str(tmp_path / "ran.txt")))
+    spec = write_spec(tmp_path, "build.py:network")
+    monkeypatch.setattr(sys, "argv", ["chiraljax", "sweep", spec, "--out", str(tmp_path / "out.nc")])
+    with pytest.raises(SystemExit) as stop:
+        chiraljax.cli.main()
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--allow-python" in err[0]
+    assert not (tmp_path / "ran.txt").exists()
+
+
+def test_an_interrupted_command_exits_130(tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(chiraljax._simulate, "simulate", interrupted)
+    monkeypatch.setattr(sys, "argv", ["chiraljax", "simulate", str(EXAMPLES / "single_emitter.toml"),
+                                      "--out", str(tmp_path / "r.json")])
+    with pytest.raises(SystemExit) as stop:
+        chiraljax.cli.main()
+    assert stop.value.code == 130
+    assert capsys.readouterr().err.strip() == "chiraljax: interrupted; rerun the same command to resume"
+    assert not (tmp_path / "r.json").exists()
