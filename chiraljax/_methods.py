@@ -22,26 +22,9 @@ from .kernels._lindblad import Stepping
 ADJOINTS = ("reverse", "forward")
 
 
-def _check_stepping(method) -> None:
-    name = type(method).__name__
-    rtol, atol = method.rtol, method.atol
-    require(float(rtol) > 0 and float(atol) > 0, f"{name}: rtol and atol must be positive, got rtol={rtol}, atol={atol}")
-    require(int(method.max_steps) >= 1, f"{name}: max_steps must be a positive integer, got {method.max_steps}")
-    require(method.steps is None or int(method.steps) >= 1,
-            f"{name}: steps must be a positive integer or None, got {method.steps}")
-    require(method.adjoint in ADJOINTS, f"{name}: adjoint must be one of {', '.join(ADJOINTS)}, got {method.adjoint!r}")
-    require(int(method.checkpoints) >= 1, f"{name}: checkpoints must be a positive integer, got {method.checkpoints}")
-
-
-def _stepping(method, aligned: bool, batched: bool) -> Stepping:
-    return Stepping(float(method.rtol), float(method.atol), int(method.max_steps),
-                    None if method.steps is None else int(method.steps), aligned, int(method.checkpoints),
-                    method.adjoint, batched)
-
-
 @dataclass(frozen=True)
-class Sector:
-    """The excitation-sector Lindblad solver.
+class AbstractLindblad:
+    """What the Lindblad solvers share: how they step and how they are differentiated.
 
     **Arguments:**
 
@@ -50,9 +33,8 @@ class Sector:
     - `steps`: a fixed number of 8th-order steps instead (smooth controls only): vmapped
       batches then run in lockstep; check the accuracy against an adaptive solve once for a
       new kind of problem.
-    - `max_excitations`: k of the sector (default: what the initial state and inputs need).
     - `adjoint`: how adaptive solves are differentiated: 'reverse' (`jax.grad`; the discrete
-      adjoint of the accepted steps, about 3 forward solves per value-and-gradient) or
+      adjoint of the accepted steps, about 4 forward solves per value-and-gradient) or
       'forward' (`jax.jvp`, `jax.jacfwd`: cheaper for one or two parameters).
     - `checkpoints`: how many accepted steps the reverse pass can record (memory: one state
       each); a solve with more steps gets a NaN gradient.
@@ -62,42 +44,49 @@ class Sector:
     atol: float = 1e-10
     max_steps: int = 16_384
     steps: int | None = None
-    max_excitations: int | None = None
     adjoint: str = "reverse"
     checkpoints: int = 1024
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        require(float(self.rtol) > 0 and float(self.atol) > 0,
+                f"{name}: rtol and atol must be positive, got rtol={self.rtol}, atol={self.atol}")
+        require(int(self.max_steps) >= 1, f"{name}: max_steps must be a positive integer, got {self.max_steps}")
+        require(self.steps is None or int(self.steps) >= 1,
+                f"{name}: steps must be a positive integer or None, got {self.steps}")
+        require(self.adjoint in ADJOINTS, f"{name}: adjoint must be one of {', '.join(ADJOINTS)}, got {self.adjoint!r}")
+        require(int(self.checkpoints) >= 1, f"{name}: checkpoints must be a positive integer, got {self.checkpoints}")
+
+    def stepping(self, aligned: bool, batched: bool = False) -> Stepping:
+        """The kernel's stepping: `aligned` save times (from n_save), a `batched` solve."""
+        return Stepping(float(self.rtol), float(self.atol), int(self.max_steps),
+                        None if self.steps is None else int(self.steps), aligned, int(self.checkpoints),
+                        self.adjoint, batched)
+
+
+@dataclass(frozen=True)
+class Sector(AbstractLindblad):
+    """The excitation-sector Lindblad solver: the options of `AbstractLindblad`, and
+
+    - `max_excitations`: k of the sector (default: what the initial state and inputs need).
+    """
+
+    max_excitations: int | None = None
 
     representation = "sector"
 
     def __post_init__(self) -> None:
-        _check_stepping(self)
+        super().__post_init__()
         require(self.max_excitations is None or int(self.max_excitations) >= 1,
                 f"Sector: max_excitations must be >= 1, got {self.max_excitations}")
 
-    def stepping(self, aligned: bool, batched: bool = False) -> Stepping:
-        """The kernel's stepping: `aligned` save times (from n_save), a `batched` solve."""
-        return _stepping(self, aligned, batched)
-
 
 @dataclass(frozen=True)
-class Full:
-    """The full-space Lindblad solver (every dissipator an operator): the reference.
-    Arguments as `Sector`, without the sector's k."""
-
-    rtol: float = 1e-8
-    atol: float = 1e-10
-    max_steps: int = 16_384
-    steps: int | None = None
-    adjoint: str = "reverse"
-    checkpoints: int = 1024
+class Full(AbstractLindblad):
+    """The full-space Lindblad solver (every dissipator an operator): the reference. Options
+    as `AbstractLindblad`."""
 
     representation = "full"
-
-    def __post_init__(self) -> None:
-        _check_stepping(self)
-
-    def stepping(self, aligned: bool, batched: bool = False) -> Stepping:
-        """The kernel's stepping: `aligned` save times (from n_save), a `batched` solve."""
-        return _stepping(self, aligned, batched)
 
 
 @dataclass(frozen=True)
