@@ -132,52 +132,62 @@ class ParameterAtoms:
 
 # ---- time factors -----------------------------------------------------------------------------
 
-_GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(64)
+def _source(mode: AbstractPulse, t, norm):
+    """g_u(t) = u^*(t) / sqrt(1 - int_{t0}^t |u|^2): the virtual source cavity's coupling, with
+    the integral `norm` carried exactly by the solver (zero once the mode is used up)."""
+    left = 1.0 - norm
+    on = left > _MODE_EPS
+    return jnp.where(on, jnp.conj(mode(t)) / jnp.sqrt(jnp.where(on, left, 1.0)), 0.0)
 
 
-def _cumulative(mode: AbstractPulse, t0, t):
-    """int_{t0}^t |u(s)|^2 ds by 64-point Gauss-Legendre quadrature (smooth modes), in 8 panels."""
-    edges = jnp.linspace(t0, t, 9)
-    a, b = edges[:-1, None], edges[1:, None]
-    s = 0.5 * (b - a) * jnp.asarray(_GL_NODES)[None, :] + 0.5 * (a + b)
-    vals = jnp.abs(jax.vmap(jax.vmap(mode))(s)) ** 2
-    return jnp.sum(0.5 * (b - a)[:, 0] * (vals @ jnp.asarray(_GL_WEIGHTS)))
-
-
-def _source(mode: AbstractPulse, t, t0):
-    """g_u(t) = u^*(t) / sqrt(1 - int_{t0}^t |u|^2): the virtual source cavity's coupling."""
-    return jnp.conj(mode(t)) / jnp.sqrt(jnp.maximum(1.0 - _cumulative(mode, t0, t), _MODE_EPS))
-
-
-def _detector(mode: AbstractPulse, t, t0):
+def _detector(mode: AbstractPulse, t, norm):
     """g_v(t) = -v^*(t) / sqrt(int_{t0}^t |v|^2), zero until the integral exceeds a small epsilon."""
-    acc = _cumulative(mode, t0, t)
-    on = acc > _MODE_EPS
-    return jnp.where(on, -jnp.conj(mode(t)) / jnp.sqrt(jnp.where(on, acc, 1.0)), 0.0)
+    on = norm > _MODE_EPS
+    return jnp.where(on, -jnp.conj(mode(t)) / jnp.sqrt(jnp.where(on, norm, 1.0)), 0.0)
 
 
 _ROLES = {
-    "root": lambda pulse, t, t0: safe_sqrt(pulse(t)),   # sqrt(u(t)): a controlled port rate's amplitude
-    "value": lambda pulse, t, t0: pulse(t),             # u(t): a frequency shift or a coupling's modulation
+    "root": lambda pulse, t, norm: safe_sqrt(pulse(t)),   # sqrt(u(t)): a controlled port rate's amplitude
+    "value": lambda pulse, t, norm: pulse(t),             # u(t): a frequency shift or a coupling's modulation
     "source": _source,
     "detector": _detector,
 }
+_INTEGRATED = ("source", "detector")
 
 
 @dataclass(frozen=True)
 class TimeFactors:
     """How the time factors f_i(t) follow from the network's pulses: `roles[i]` is 'root'
     (sqrt(u(t)) of a control), 'value' (u(t)), 'source' or 'detector' (a virtual cavity's
-    coupling, which integrates its mode from the window start t0). Hashable: it is part of
-    the compiled kernel's static layout, so the pulses themselves stay traced arguments."""
+    coupling, which needs the norm integral int_{t0}^t |u|^2 of its mode). The kernel carries
+    those integrals as part of its state, dI_m/dt = |u_m(t)|^2 (`integrands`), so they are as
+    exact as the solve and modes with jumps or compact support need no quadrature. Hashable:
+    it is part of the compiled kernel's static layout, so the pulses stay traced arguments."""
 
     roles: tuple[str, ...]
 
-    def __call__(self, pulses: tuple, t, t0, dtype=complex):
-        """(f_1(t), ..., f_F(t)), or a (1,) array of ones when there are none."""
+    @property
+    def n_integrals(self) -> int:
+        """How many norm integrals the state carries (one per virtual cavity)."""
+        return sum(r in _INTEGRATED for r in self.roles)
+
+    def integrands(self, pulses: tuple, t, dtype=float):
+        """(|u_m(t)|^2 for every virtual cavity's mode m), the derivatives of the integrals."""
+        values = [jnp.abs(p(t)) ** 2 for r, p in zip(self.roles, pulses) if r in _INTEGRATED]
+        return jnp.stack(values).astype(dtype) if values else jnp.zeros((0,), dtype)
+
+    def __call__(self, pulses: tuple, t, integrals, dtype=complex):
+        """(f_1(t), ..., f_F(t)) given the norm integrals, or a (1,) array of ones when there
+        are no time factors."""
         if not self.roles:
             return jnp.ones((1,), dtype)
-        return jnp.stack([jnp.asarray(_ROLES[r](p, t, t0), dtype=dtype) for r, p in zip(self.roles, pulses)])
+        out, m = [], 0
+        for role, pulse in zip(self.roles, pulses):
+            norm = None
+            if role in _INTEGRATED:
+                norm, m = integrals[m], m + 1
+            out.append(jnp.asarray(_ROLES[role](pulse, t, norm), dtype=dtype))
+        return jnp.stack(out)
 
 
 def _time_object(network: Network, recipe: tuple[str, str]) -> AbstractPulse:
@@ -264,17 +274,22 @@ class LindbladModel:
         return jnp.zeros(self.space.dim, dtype=complex).at[self.initial_index].add(amps)
 
     def jump_times(self, network: Network) -> tuple:
-        """Where some control of `network` jumps (a step boundary goes there)."""
+        """Where some control, input mode or output mode of `network` jumps (a step boundary
+        goes there)."""
         jumps: list = []
-        for pulse in network.controls.values():
+        pulses = list(network.controls.values()) + [x.mode for x in network.inputs + network.outputs]
+        for pulse in pulses:
             jumps.extend(type(pulse).jump_times(pulse))  # (a plain call: no bound-method wrapper)
         return tuple(jumps)
 
-    def evaluate(self, network: Network, t0, t) -> tuple[Any, dict[str, Any]]:
-        """H(t) and every channel's L_k(t) as dense matrices for `network` (a check of the
-        algebra; the kernels never build operators this way)."""
+    def evaluate(self, network: Network, t, integrals=None) -> tuple[Any, dict[str, Any]]:
+        """H(t) and every channel's L_k(t) as dense matrices for `network`, given the virtual
+        cavities' norm integrals (default 0: the state at the window start); a check of the
+        algebra, the kernels never build operators this way."""
         atoms = jnp.asarray(ParameterAtoms.values(network))
-        factors = self.time_roles(self.time_pulses(network), t, t0)
+        roles = self.time_roles
+        integrals = jnp.zeros(roles.n_integrals) if integrals is None else jnp.asarray(integrals)
+        factors = roles(self.time_pulses(network), t, integrals)
 
         def value(symbol, conj: bool):
             v = atoms[symbol.index] if symbol.kind == "param" else factors[symbol.index]

@@ -49,9 +49,10 @@ class Generator(eqx.Module):
       when `to_ground`.
     - `slot_time`: (nH + K W, wt) indices into (f, f^*, 1) of each coefficient's time factors,
       the `h_mats` ones first.
-    - `time_pulses`, `t0`: the pulses behind the time factors and the window start.
-    - `time_factors`: how the factors f(t) follow from them (a hashable callable
-      `time_factors(time_pulses, t, t0)`).
+    - `time_pulses`: the pulses behind the time factors.
+    - `time_factors`: how the factors f(t) follow from them and from the norm integrals the
+      state carries (hashable; `time_factors(time_pulses, t, integrals)`, and
+      `time_factors.integrands(time_pulses, t)` the integrals' derivatives).
     - `gamma`: (D, D) elementwise dephasing rates Gamma_ab, or None.
     - `to_ground`: every L_kw has nonzeros only in row 0 (the single-excitation sector, where a
       jump lands in the ground state): L_k = |G><l_k|, and the kernel works with the vectors l_k.
@@ -61,15 +62,15 @@ class Generator(eqx.Module):
     l_mats: Any
     slot_time: Any
     time_pulses: tuple
-    t0: Any
     gamma: Any
     to_ground: bool = eqx.field(static=True)
     time_factors: Any = eqx.field(static=True)
 
-    def coefficients(self, t):
-        """The nH + K W coefficients at time t, Hamiltonian terms first."""
+    def coefficients(self, t, integrals):
+        """The nH + K W coefficients at time t (given the norm integrals), Hamiltonian terms
+        first."""
         dtype = self.h_mats.dtype
-        f = self.time_factors(self.time_pulses, t, self.t0, dtype)
+        f = self.time_factors(self.time_pulses, t, integrals, dtype)
         f_ext = jnp.concatenate([f, jnp.conj(f), jnp.ones((1,), dtype)])
         return jnp.prod(f_ext[self.slot_time], axis=1)
 
@@ -145,11 +146,11 @@ def _contract(spec: str, *operands):
     return prod.sum(axis=summed) if summed else prod
 
 
-def _operators(gen: Generator, t):
+def _operators(gen: Generator, t, integrals):
     """H(t) and the L_k(t) (the row vectors l_k when `to_ground`)."""
     n_h = gen.h_mats.shape[0]
     n_channels, width = gen.l_mats.shape[:2]
-    c = gen.coefficients(t)
+    c = gen.coefficients(t, integrals)
     h = _contract("n,nij->ij", c[:n_h], gen.h_mats)
     c_l = c[n_h:].reshape(n_channels, width)
     ls = (_contract("kn,knj->kj", c_l, gen.l_mats) if gen.to_ground
@@ -171,9 +172,9 @@ def _dissipation(gen: Generator, ls, rho):
     return jumped, flux, _contract("kji,kjl->il", ls.conj(), ls)
 
 
-def _lindblad_rhs(t, rho, gen: Generator):
+def _lindblad_rhs(t, rho, integrals, gen: Generator):
     """(d rho/dt, the fluxes) for a complex rho."""
-    h, ls = _operators(gen, t)
+    h, ls = _operators(gen, t, integrals)
     jumped, flux, ldl = _dissipation(gen, ls, rho)
     a = _contract("ij,jl->il", h if ldl is None else h - 0.5j * ldl, rho)
     drho = -1j * (a - a.conj().T) + jumped
@@ -183,9 +184,11 @@ def _lindblad_rhs(t, rho, gen: Generator):
 
 
 def _rhs(t, y, args):
-    """d/dt of the real state (rho as (2, D, D), N) for args = (generator, numbers)."""
-    drho, flux = _lindblad_rhs(t, _to_complex(y[0]), args[0])
-    return _to_real(drho), flux
+    """d/dt of the real state (rho as (2, D, D), the outputs N, the norm integrals I) for
+    args = (generator, numbers): (d rho/dt, the fluxes, |u_m(t)|^2)."""
+    gen = args[0]
+    drho, flux = _lindblad_rhs(t, _to_complex(y[0]), y[2], gen)
+    return _to_real(drho), flux, gen.time_factors.integrands(gen.time_pulses, t, y[2].dtype)
 
 
 def _observe(t, y, args):
@@ -193,7 +196,7 @@ def _observe(t, y, args):
     gen, numbers = args
     rho = _to_complex(y[0])
     pops = jnp.real(jnp.einsum("ii,ij->j", rho, numbers))
-    _, ls = _operators(gen, t)
+    _, ls = _operators(gen, t, y[2])
     return pops, _dissipation(gen, ls, rho)[1], y[1]
 
 
@@ -241,7 +244,7 @@ def dephasing_rates(numbers, gamma_phi):
     return jnp.einsum("abj,j->ab", diff**2, jnp.asarray(gamma_phi, dtype=float))
 
 
-def assemble(arrays, layout, atoms, time_pulses, t0, gamma=None) -> Generator:
+def assemble(arrays, layout, atoms, time_pulses, gamma=None) -> Generator:
     """The generator of a lowered model (`chiraljax._lowering`) for parameter atoms a and time
     factors f: H_m = sum_{t in m} (prod_{i in t} a_i) A_t for every slot m, and the coefficient
     of slot m at time t the product of its time factors. When every jump lands in the ground
@@ -262,7 +265,7 @@ def assemble(arrays, layout, atoms, time_pulses, t0, gamma=None) -> Generator:
         h_mats = jnp.concatenate([h_mats, -0.5j * pairs])
         head, tail = layout.n_h, layout.n_h + n_l
         slot_time = jnp.concatenate([slot_time[:head], slot_time[tail:], slot_time[head:tail]])
-    return Generator(h_mats, l_mats, slot_time, tuple(time_pulses), t0, gamma, layout.to_ground, layout.time_factors)
+    return Generator(h_mats, l_mats, slot_time, tuple(time_pulses), gamma, layout.to_ground, layout.time_factors)
 
 
 def _stack_jumps(jump_ts):
@@ -278,13 +281,15 @@ def _solve_markov(arrays, parameters, time_pulses, amplitudes, dephasing, t0, t1
     gamma_phi = jnp.concatenate([jnp.stack([jnp.asarray(d, dtype=float) for d in dephasing]),
                                  jnp.zeros((n_sub - len(dephasing),))])
     gamma = dephasing_rates(arrays.numbers, gamma_phi) if layout.sector else None
-    generator = assemble(arrays, layout, layout.atoms(parameters), time_pulses, t0, gamma)
+    generator = assemble(arrays, layout, layout.atoms(parameters), time_pulses, gamma)
     psi0 = jnp.zeros((layout.dim,), complex).at[arrays.initial_index].add(
         jnp.stack([jnp.asarray(a, dtype=complex) for a in amplitudes]))
     rho0 = jnp.outer(psi0, jnp.conj(psi0))
     # The steppers carry rho as a real (2, D, D) array: XLA runs the stage combinations much
     # faster on real arrays than on complex ones.
-    y0 = (_to_real(rho0), jnp.zeros((layout.n_channels,), dtype=ts.dtype))
+    # (rho, the channels' outputs N_k, the virtual cavities' norm integrals)
+    y0 = (_to_real(rho0), jnp.zeros((layout.n_channels,), dtype=ts.dtype),
+          jnp.zeros((layout.time_factors.n_integrals,), dtype=ts.dtype))
     (pops, fluxes, outputs), final, steps = _integrate(y0, t0, t1, ts, jump_ts, stepping, (generator, arrays.numbers))
     rho1 = _to_complex(final[0])
     sol = LindbladSolution(ts, pops, fluxes, outputs, rho1, final[1], steps)

@@ -93,7 +93,7 @@ def test_module_slh_model_matches_theory():
 
     model = compile_markov(net)
     assert model.space == space
-    hamiltonian, ops = jax.tree_util.tree_map(np.asarray, model.evaluate(net, 0.0, 0.3))
+    hamiltonian, ops = jax.tree_util.tree_map(np.asarray, model.evaluate(net, 0.3))
     np.testing.assert_allclose(ops["right"], np.sqrt(gA / 2) * np.exp(1j * phi) * sA + np.sqrt(gB / 2) * sB, atol=1e-12)
     np.testing.assert_allclose(ops["left"], np.sqrt(gA / 2) * sA + np.sqrt(gB / 2) * np.exp(1j * phi) * sB, atol=1e-12)
     J = 0.5 * np.sqrt(gA * gB) * np.sin(phi)
