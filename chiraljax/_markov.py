@@ -372,14 +372,13 @@ def check_markov(network: Network, max_excitations: int | None) -> None:
             require(n <= 1, f"Markov model: at most one {kind} per end, got {n} at the {end} end")
 
 
-def compile_markov(network: Network, t0=None, *, max_excitations: int | None = 1) -> LindbladModel:
+def compile_markov(network: Network, *, max_excitations: int | None = 1) -> LindbladModel:
     """Build the symbolic Markov-limit Lindblad model of `network` on a sector
     (k = `max_excitations`) or, with `max_excitations=None`, on the full space.
 
     **Arguments:**
 
     - `network`: the device (only its structure is read: names, order, sizes, controls).
-    - `t0`: unused (kept for the signature; the window start enters with the time factors).
     - `max_excitations`: k of the excitation sector, or None for the full space.
 
     **Returns:** a `LindbladModel`.

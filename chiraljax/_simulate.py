@@ -117,10 +117,15 @@ def _markov(network: Network, method: Sector | Full, t0, t1, ts, aligned: bool) 
         sol, error, in_flight = solve_markov(*args, layout=plan.layout, stepping=stepping)
     else:
         sol, error, in_flight = LindbladSolution(*out[:7]), out[7], out[8]
-    if not isinstance(error, jax.core.Tracer) and bool(np.isnan(np.asarray(error))):
+    if not isinstance(error, jax.core.Tracer) and not np.isfinite(np.asarray(error)):
+        name = type(method).__name__
+        if method.steps is None and int(np.asarray(sol.steps)) >= method.max_steps:
+            raise ValidationError(
+                f"simulate: the solver did not reach t1 = {t1} within max_steps = {method.max_steps} steps; "
+                f"raise it (method=cj.{name}(max_steps=...)) or loosen rtol/atol")
         raise ValidationError(
-            f"simulate: the solver did not reach t1 = {t1} within max_steps = {method.max_steps} steps; raise it "
-            f"(method=cj.{type(method).__name__}(max_steps=...)) or loosen rtol/atol")
+            "simulate: the solution is not finite (NaN or infinity); check that the input and output modes are "
+            f"normalised inside the window, or use smaller steps (method=cj.{name}(...))")
     return Result(method.representation, sol.ts, model.space.names, sol.populations, tuple(c.name for c in plan.channels),
                   tuple(c.kind for c in plan.channels), sol.fluxes, sol.outputs, sol.final_state,
                   in_flight, error)
