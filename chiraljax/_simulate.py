@@ -185,6 +185,19 @@ def simulate(network: Network, t_span: tuple[float, float], *, method: Method | 
         require(bool(np.isfinite(c0)) and bool(np.isfinite(c1)) and float(c1) > float(c0),
                 f"simulate: t_span must be finite with t1 > t0, got {t_span!r}")
     aligned = ts is None
+    if ts is not None:
+        given = _concrete(ts)
+        if given is not None:
+            given = np.asarray(given, dtype=float)
+            require(given.ndim == 1 and given.size >= 1, f"simulate: ts must be a 1-D array of save times, got shape "
+                                                         f"{given.shape}")
+            require(bool(np.all(np.isfinite(given))) and bool(np.all(np.diff(given) >= 0)),
+                    "simulate: ts must be finite and in increasing order")
+            if concrete:
+                span = float(c1) - float(c0)
+                require(given[0] >= float(c0) - 1e-12 * span and given[-1] <= float(c1) + 1e-12 * span,
+                        f"simulate: the save times ts must lie in t_span = ({float(c0)}, {float(c1)}), "
+                        f"got {given[0]} .. {given[-1]}")
     if ts is None:
         require(int(n_save) >= 2, f"simulate: n_save must be >= 2, got {n_save}")
         ts = (np.linspace(float(c0), float(c1), int(n_save)) if concrete

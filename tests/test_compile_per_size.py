@@ -98,3 +98,14 @@ def test_lean_adaptive_stepper_agrees_with_the_converged_answer_at_every_save():
     np.testing.assert_allclose(np.asarray(loose.populations), np.asarray(tight.populations), atol=1e-7)
     np.testing.assert_allclose(np.asarray(loose.outputs), np.asarray(tight.outputs), atol=1e-7)
     assert float(loose.conservation_error) < 1e-8
+
+
+@pytest.mark.parametrize("ts, message", [
+    ([0.0, 2.0, 1.0], "increasing order"),
+    ([-13.0, 0.0], "must lie in t_span"),
+    ([[0.0, 1.0]], "1-D array"),
+    ([0.0, float("nan")], "finite"),
+])
+def test_bad_save_times_are_refused(ts, message):
+    with pytest.raises(cj.ValidationError, match=message):
+        cj.simulate(chiral_link(), TRANSFER_WINDOW, ts=np.asarray(ts))
