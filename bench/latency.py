@@ -87,9 +87,18 @@ warm_grad = loop(lambda: jax.block_until_ready(vg(0.6)), max(3, REPEATS // 4))
 jit_forward, jit_vg = jax.jit(transfer), jax.jit(vg)
 jit_f = loop(lambda: jax.block_until_ready(jit_forward(0.6)), REPEATS)
 jit_g = loop(lambda: jax.block_until_ready(jit_vg(0.6)), REPEATS)
+
+def transfer_forward_mode(eta):
+    res = cj.simulate(net.with_parameters({"links.1.transmission": eta}), T_SPAN, n_save=2,
+                      method=cj.Sector(adjoint="forward"))
+    return res.final_population("A1", "B1")
+
+jit_jvp = jax.jit(lambda e: jax.jvp(transfer_forward_mode, (e,), (1.0,)))
+jit_d = loop(lambda: jax.block_until_ready(jit_jvp(0.6)), REPEATS)
 print(json.dumps({"warm_simulate_s": warm, "warm_simulate_end_only_s": forward_end,
                   "warm_value_and_grad_s": warm_grad, "value_and_grad_over_forward": warm_grad / eager_forward,
                   "jit_forward_s": jit_f, "jit_value_and_grad_s": jit_g, "jit_value_and_grad_over_forward": jit_g / jit_f,
+                  "jit_forward_mode_derivative_over_forward": jit_d / jit_f,
                   "P": P, "P_error": P - REFERENCE}))
 """,
     "topology": """
@@ -203,7 +212,8 @@ def main(argv: list[str]) -> None:
                   f"first value+grad {e['first_value_and_grad_s']:.2f} s; warm simulate {1e3 * w['warm_simulate_s']:.2f} ms "
                   f"(P - ref = {w['P_error']:.1e}), end-only {1e3 * w['warm_simulate_end_only_s']:.2f} ms, "
                   f"value+grad = {w['value_and_grad_over_forward']:.1f} forward solves "
-                  f"({w['jit_value_and_grad_over_forward']:.1f} jitted); "
+                  f"({w['jit_value_and_grad_over_forward']:.1f} jitted, forward mode "
+                  f"{w['jit_forward_mode_derivative_over_forward']:.1f}); "
                   f"programs traced {row['topology']['traced_before']} -> "
                   f"{row['topology']['traced_after_other_topology']} after another topology")
             print(f"       CLI process {row['cli_empty_cache_s']:.2f} s empty cache, {row['cli_warm_cache_s']:.2f} s warm; "

@@ -94,6 +94,9 @@ def plot_sweep(dataset: xr.Dataset, *, metric: str | None = None, x: str | None 
     metric = _choose(metric, metrics, "metric", metrics[0] if metrics else None)
     require(metric is not None, "the result holds no metric to plot")
     data = dataset[metric]
+    require(not bool(data.isnull().all()),
+            f"the metric {metric!r} is NaN at every point: nothing to draw (the solver failed there; "
+            "rerun the sweep with adaptive stepping or more steps)")
     names = list(dict.fromkeys([*data.dims, *data.coords]))
     x = _choose(x, names, "x", names[0])
     wants_y = data.ndim >= 2 and len(names) > 1 and kind != "lines"

@@ -380,10 +380,14 @@ def _forward(f, observe, config: AdaptiveConfig, y0, t0, t1, ts, jump_ts, args, 
     t, y, _, _, saved, i, n, m, tape = jax.lax.while_loop(cond, body, (t0, y0, k1, h0, saved, i0, zero, zero, tape))
     obs, due = s.observations(i, inf, s.constant(y), args)
     saved, _ = s.write(saved, i, obs, due)
+    # A solve that ran out of steps has no answer from where it stopped on: NaN, never numbers
+    # that look right.
     done = t >= t1
     final = jax.tree.map(lambda x: jnp.where(done, x, jnp.nan), y)
-    saved = jax.tree.map(lambda x: x[:s.n_save], saved)
-    return (saved, final, n), (tape, m), (y, i)
+    rows = jnp.arange(s.n_save + s.window)
+    saved = jax.tree.map(lambda x: jnp.where(((rows >= i) & ~done).reshape((-1,) + (1,) * (x.ndim - 1)), jnp.nan, x)[:s.n_save],
+                         saved)
+    return (saved, final, n), (tape, m, done), (y, i)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
@@ -392,12 +396,12 @@ def _adaptive(f, observe, config, y0, t0, t1, ts, jump_ts, args):
 
 
 def _adaptive_fwd(f, observe, config, y0, t0, t1, ts, jump_ts, args):
-    out, (tape, m), (y_end, i_end) = _forward(f, observe, config, y0, t0, t1, ts, jump_ts, args, record=True)
-    return out, (tape, m, y_end, i_end, y0, t0, t1, ts, jump_ts, args)
+    out, (tape, m, done), (y_end, i_end) = _forward(f, observe, config, y0, t0, t1, ts, jump_ts, args, record=True)
+    return out, (tape, m, done, y_end, i_end, y0, t0, t1, ts, jump_ts, args)
 
 
 def _adaptive_bwd(f, observe, config, residuals, cotangents):
-    tape, m, y_end, i_end, y0, t0, t1, ts, jump_ts, args = residuals
+    tape, m, done, y_end, i_end, y0, t0, t1, ts, jump_ts, args = residuals
     saved_bar, final_bar, _ = cotangents
     s = _Stepper(f, observe, config, ts)
     inf = jnp.asarray(jnp.inf, dtype=ts.dtype)
@@ -440,8 +444,9 @@ def _adaptive_bwd(f, observe, config, residuals, cotangents):
 
     _, y_bar, d_bar = jax.lax.while_loop(lambda c: c[0] >= 0, body, (m - 1, y_bar, d_bar))
     y_bar, d_bar = pull_constant(y0, jnp.zeros((), jnp.int32), t0, y_bar, d_bar)
-    # More accepted steps than the tape holds: the gradient is unknown, and says so.
-    overflow = m > config.checkpoints
+    # More accepted steps than the tape holds, or a solve that ran out of steps: the gradient is
+    # unknown, and says so.
+    overflow = (m > config.checkpoints) | ~done
     y_bar, d_bar = jax.tree.map(lambda x: jnp.where(overflow, jnp.nan, x), (y_bar, d_bar))
     float0 = jax.tree.map(lambda x: np.zeros(np.shape(x), dtype=jax.dtypes.float0), static)
     args_bar = eqx.combine(d_bar, float0)

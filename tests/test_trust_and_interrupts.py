@@ -106,3 +106,37 @@ def test_an_interrupted_command_exits_130(tmp_path, monkeypatch, capsys):
     assert stop.value.code == 130
     assert capsys.readouterr().err.strip() == "chiraljax: interrupted; rerun the same command to resume"
     assert not (tmp_path / "r.json").exists()
+
+
+NAN_SPEC = """
+[network]
+file = "{network}"
+[simulation]
+t_span = [-12.0, 12.0]
+representation = "sector"
+n_save = 2
+max_steps = 3
+[[axes]]
+name = "links.1.transmission"
+kind = "grid"
+values = [0.5, 0.6]
+[metrics]
+transfer = "population:A1+B1"
+"""
+
+
+def test_a_sweep_whose_solves_fail_exits_1_and_its_plot_exits_2(tmp_path, monkeypatch, capsys):
+    spec = tmp_path / "nan.toml"
+    spec.write_text(NAN_SPEC.format(network=EXAMPLES / "two_module_transfer.toml"))
+    out = tmp_path / "nan.nc"
+    monkeypatch.setattr(sys, "argv", ["chiraljax", "sweep", str(spec), "--out", str(out), "--no-progress"])
+    with pytest.raises(SystemExit) as stop:
+        chiraljax.cli.main()
+    assert stop.value.code == 1
+    assert "NaN (transfer at 2 of 2 points)" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", ["chiraljax", "plot", str(out), "--out", str(tmp_path / "nan.png")])
+    with pytest.raises(SystemExit) as stop:
+        chiraljax.cli.main()
+    assert stop.value.code == 2
+    assert "nothing to draw" in capsys.readouterr().err
+    assert not (tmp_path / "nan.png").exists()

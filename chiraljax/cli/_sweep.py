@@ -18,7 +18,8 @@ _HELP = (
 
 _EPILOG = (
     "Exit codes: 0 ok, 2 bad input (spec, network, parameter name or value, metric or output "
-    "path, with a one-line reason on stderr), 1 failure during the run."
+    "path, with a one-line reason on stderr), 1 failure during the run (NaN results included: "
+    "the file is written, the exit status says it is not to be trusted), 130 interrupted."
 )
 
 
@@ -65,6 +66,21 @@ def sweep_command(
     else:
         console.print("nothing to compute: the result was already complete")
     console.print(f"result written to {target}")
+    failed = _nan_points(result)
+    if failed:
+        where = ", ".join(f"{name} at {count} of {size} points" for name, (count, size) in failed.items())
+        console.print(f"chiraljax: error: the solver gave NaN ({where}); use adaptive stepping "
+                      "(remove simulation.steps) or more steps, or narrow the axes", highlight=False)
+        raise typer.Exit(1)
+
+
+def _nan_points(result) -> dict[str, tuple[int, int]]:
+    """(NaN points, points) of each metric that has NaN (a failed solve: a step budget run out,
+    fixed steps too coarse for the rates)."""
+    import numpy as np
+
+    return {name: (int(np.isnan(var.values).sum()), int(var.size)) for name, var in result.data_vars.items()
+            if np.issubdtype(var.dtype, np.floating) and np.isnan(var.values).any()}
 
 
 def register(app: typer.Typer) -> None:
