@@ -116,7 +116,7 @@ def _markov(network: Network, method: Sector | Full, t0, t1, ts, aligned: bool) 
     if out is None:
         sol, error, in_flight = solve_markov(*args, layout=plan.layout, stepping=stepping)
     else:
-        sol, error, in_flight = LindbladSolution(*out[:7]), out[7], out[8]
+        sol, error, in_flight = LindbladSolution(*out[:8]), out[8], out[9]
     if not isinstance(error, jax.core.Tracer) and not np.isfinite(np.asarray(error)):
         name = type(method).__name__
         if method.steps is None and int(np.asarray(sol.steps)) >= method.max_steps:
@@ -126,9 +126,25 @@ def _markov(network: Network, method: Sector | Full, t0, t1, ts, aligned: bool) 
         raise ValidationError(
             "simulate: the solution is not finite (NaN or infinity); check that the input and output modes are "
             f"normalised inside the window, or use smaller steps (method=cj.{name}(...))")
+    if not isinstance(sol.mode_norms, jax.core.Tracer):
+        _check_mode_norms(model, np.asarray(sol.mode_norms), t0, t1)
     return Result(method.representation, sol.ts, model.space.names, sol.populations, tuple(c.name for c in plan.channels),
                   tuple(c.kind for c in plan.channels), sol.fluxes, sol.outputs, sol.final_state,
                   in_flight, error)
+
+
+_NORM_TOLERANCE = 1e-5
+
+
+def _check_mode_norms(model: LindbladModel, norms: np.ndarray, t0, t1) -> None:
+    """Refuse photon inputs and output modes that are not normalised inside the window: their
+    virtual cavities would model something else than one photon in that mode."""
+    names = [name for role, name in model.time_recipes if role in ("source", "detector")]
+    for name, norm in zip(names, norms):
+        require(bool(np.isfinite(norm)) and abs(float(norm) - 1.0) <= _NORM_TOLERANCE,
+                f"simulate: the mode of {name!r} has int |u|^2 dt = {float(norm):.6g} over the window "
+                f"({float(t0)}, {float(t1)}); a photon mode must be normalised to 1 and lie inside the window "
+                "(widen t_span or normalise the mode)")
 
 
 def _batched(x) -> bool:

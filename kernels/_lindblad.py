@@ -104,7 +104,8 @@ class Stepping(NamedTuple):
 
 
 class LindbladSolution(NamedTuple):
-    """Populations, fluxes and cumulative outputs at the save times, and the final state."""
+    """Populations, fluxes and cumulative outputs at the save times, the final state, the
+    number of steps and the virtual cavities' mode norms int_{t0}^{t1} |u_m|^2 dt."""
 
     ts: Any
     populations: Any
@@ -113,6 +114,7 @@ class LindbladSolution(NamedTuple):
     final_state: Any
     final_outputs: Any
     steps: Any
+    mode_norms: Any
 
 
 def _to_real(rho):
@@ -292,7 +294,7 @@ def _solve_markov(arrays, parameters, time_pulses, amplitudes, dephasing, t0, t1
           jnp.zeros((layout.time_factors.n_integrals,), dtype=ts.dtype))
     (pops, fluxes, outputs), final, steps = _integrate(y0, t0, t1, ts, jump_ts, stepping, (generator, arrays.numbers))
     rho1 = _to_complex(final[0])
-    sol = LindbladSolution(ts, pops, fluxes, outputs, rho1, final[1], steps)
+    sol = LindbladSolution(ts, pops, fluxes, outputs, rho1, final[1], steps, final[2])
     initial = jnp.real(jnp.einsum("ii,ij->", rho0, arrays.numbers))
     final_pop = jnp.real(jnp.einsum("ii,ij->", rho1, arrays.numbers))
     error = jnp.abs(final_pop + jnp.sum(final[1] * arrays.carries) - initial)

@@ -57,11 +57,14 @@ def test_decaying_exponential_is_absorbed_as_the_closed_form(r):
     peak = 2.0 if r == 1.0 else 2 * math.log(r) / (r - 1)
     ts = np.sort(np.array([-1.0, -0.5, 0.0, 0.7, peak, 3.0, 6.0, 12.0]))
     exact = exponential_population(r, ts)
-    res = cj.simulate(absorber(DecayingExponential(jnp.asarray(r))), (-1.0, 12.0), ts=ts, method=TIGHT)
+    window = (-1.0, 30.0 / r)  # the mode holds 1 - e^{-r t1} of its norm: all of it to 1e-13
+    ts = np.append(ts, window[1])
+    exact = np.append(exact, exponential_population(r, np.array([window[1]])))
+    res = cj.simulate(absorber(DecayingExponential(jnp.asarray(r))), window, ts=ts, method=TIGHT)
     p = np.asarray(res.population("q"))
     np.testing.assert_allclose(p, exact, atol=1e-7)
     # default tolerances: the save times between steps are read from the interpolant
-    default = np.asarray(cj.simulate(absorber(DecayingExponential(jnp.asarray(r))), (-1.0, 12.0), ts=ts)
+    default = np.asarray(cj.simulate(absorber(DecayingExponential(jnp.asarray(r))), window, ts=ts)
                          .population("q"))
     np.testing.assert_allclose(default, exact, atol=1e-6)
     best = 4 / math.e**2 if r == 1.0 else 4 * r ** ((1 + r) / (1 - r))
@@ -71,8 +74,8 @@ def test_decaying_exponential_is_absorbed_as_the_closed_form(r):
 
 def test_a_two_sided_qubit_absorbs_half():
     r = 2.0
-    ts = np.array([-1.0, 2 * math.log(r) / (r - 1), 10.0])
-    res = cj.simulate(absorber(DecayingExponential(jnp.asarray(r)), right_fraction=0.5), (-1.0, 10.0), ts=ts)
+    ts = np.array([-1.0, 2 * math.log(r) / (r - 1), 15.0])
+    res = cj.simulate(absorber(DecayingExponential(jnp.asarray(r)), right_fraction=0.5), (-1.0, 15.0), ts=ts)
     assert abs(float(np.asarray(res.population("q"))[1]) - 0.25) < 1e-7
 
 
@@ -83,3 +86,8 @@ def test_rectangular_photon_peak_equals_the_closed_form(start):
     res = cj.simulate(absorber(mode), (start, 8.0), ts=np.array([start, T, 8.0]))
     assert abs(float(np.asarray(res.population("q"))[1]) - 4 / T * (1 - math.exp(-T / 2)) ** 2) < 1e-8
     assert float(res.conservation_error) < 1e-8
+
+
+def test_a_window_that_cuts_the_mode_off_is_refused():
+    with pytest.raises(cj.ValidationError, match=r"int \|u\|\^2 dt = 0.9975"):
+        cj.simulate(absorber(DecayingExponential(jnp.asarray(0.5))), (-1.0, 12.0))
