@@ -140,3 +140,9 @@ def test_a_sweep_whose_solves_fail_exits_1_and_its_plot_exits_2(tmp_path, monkey
     assert stop.value.code == 2
     assert "nothing to draw" in capsys.readouterr().err
     assert not (tmp_path / "nan.png").exists()
+
+
+def test_version(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["chiraljax", "--version"])
+    chiraljax.cli.main()  # returns: exit status 0
+    assert capsys.readouterr().out.startswith(f"chiraljax {cj.__version__} (jax ")

@@ -25,8 +25,19 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        import jax
+
+        from .. import __version__
+
+        print(f"chiraljax {__version__} (jax {jax.__version__}, {jax.default_backend()})")
+        raise typer.Exit()
+
+
 @app.callback()
-def _group() -> None:
+def _group(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                        help="Show the version of chiraljax and JAX and exit.")) -> None:
     """Keep `chiraljax COMMAND` a group even while only one sub-command is installed."""
 
 
