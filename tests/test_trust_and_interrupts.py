@@ -18,20 +18,10 @@ import chiraljax._simulate
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
-SPEC = """
-[network]
-python = "{reference}"
-[network.arguments]
-{arguments}
-[[axes]]
-name = "ports.p.rate"
-kind = "grid"
-values = [0.5, 1.0]
-[metrics]
-a = "population:A"
-[simulation]
-t_span = [0.0, 1.0]
-"""
+def spec_text(network: str, simulation: str, axis: str, metric: str) -> str:
+    """A sweep spec over one grid axis of two values."""
+    return (f"[network]\n{network}\n[simulation]\n{simulation}\n"
+            f'[[axes]]\nname = "{axis}"\nkind = "grid"\nvalues = [0.5, 0.6]\n[metrics]\n{metric}\n')
 
 BUILDER = """
 import pathlib
@@ -45,7 +35,8 @@ def network():
 
 def write_spec(folder, reference: str, arguments: str = "") -> str:
     path = folder / "spec.toml"
-    path.write_text(SPEC.format(reference=reference, arguments=arguments))
+    network = f'python = "{reference}"\n[network.arguments]\n{arguments}'
+    path.write_text(spec_text(network, "t_span = [0.0, 1.0]", "ports.p.rate", 'a = "population:A"'))
     return str(path)
 
 
@@ -108,26 +99,11 @@ def test_an_interrupted_command_exits_130(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "r.json").exists()
 
 
-NAN_SPEC = """
-[network]
-file = "{network}"
-[simulation]
-t_span = [-12.0, 12.0]
-representation = "sector"
-n_save = 2
-max_steps = 3
-[[axes]]
-name = "links.1.transmission"
-kind = "grid"
-values = [0.5, 0.6]
-[metrics]
-transfer = "population:A1+B1"
-"""
-
-
 def test_a_sweep_whose_solves_fail_exits_1_and_its_plot_exits_2(tmp_path, monkeypatch, capsys):
     spec = tmp_path / "nan.toml"
-    spec.write_text(NAN_SPEC.format(network=EXAMPLES / "two_module_transfer.toml"))
+    spec.write_text(spec_text(f'file = "{EXAMPLES / "two_module_transfer.toml"}"',
+                              't_span = [-12.0, 12.0]\nn_save = 2\nmax_steps = 3',
+                              "links.1.transmission", 'transfer = "population:A1+B1"'))
     out = tmp_path / "nan.nc"
     monkeypatch.setattr(sys, "argv", ["chiraljax", "sweep", str(spec), "--out", str(out), "--no-progress"])
     with pytest.raises(SystemExit) as stop:
