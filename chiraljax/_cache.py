@@ -60,10 +60,10 @@ def enable_compilation_cache() -> None:
     """
     if _configured_by_user():
         return
-    folder = requested_cache_dir()
-    if folder is None:
-        return
     try:
+        folder = requested_cache_dir()
+        if folder is None:
+            return
         folder.mkdir(parents=True, exist_ok=True)
         if not os.access(folder, os.W_OK | os.X_OK):
             return

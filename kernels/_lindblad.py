@@ -18,7 +18,8 @@ or with fixed 8th-order steps.
 The model arrives as numeric tables (`chiraljax._lowering`): constant matrices, the parameter
 atoms that weight them and the time factors (pulses) of each slot, so that the compiled program
 depends on sizes and pulse families only; the numbers may be traced (jit, vmap and grad go
-through). Reverse-mode memory is bounded by diffrax's recursive checkpointing.
+through). Adaptive solves are differentiated by the discrete adjoint of their accepted steps
+(`kernels._runge_kutta`); fixed steps by reverse mode through a scan.
 """
 
 from __future__ import annotations
