@@ -119,27 +119,42 @@ def _unrolled_step(f, a, b, c, args):
     return step
 
 
-def _scanned_step(f, a_rows, b, c, args):
-    """One step with the stages as a scan over a buffer of the k_i (traced once)."""
-    n_stages = len(b)
+def _scan_stages(f, a_rows, c, t, h, y, args, k1=None):
+    """The stages k_i = f(t + c_i h, y + h sum_{j<i} a_ij k_j), i = 1 .. len(a_rows) + 1, in a
+    scan over a buffer of the k_i (the right-hand side traced once): a pytree with a leading
+    stage axis. `k1` = f(t, y) when it is known (first same as last)."""
+    n_stages = len(a_rows) + 1
     a = np.zeros((n_stages, n_stages))
     for i, row in enumerate(a_rows):
-        a[i + 1, : len(row)] = row
-    a, b, c = jnp.asarray(a), jnp.asarray(b), jnp.asarray(c)
+        a[i + 1, :len(row)] = row
+    a, c = jnp.asarray(a), jnp.asarray(np.asarray(c)[:n_stages])
+    leaves, treedef = jax.tree.flatten(y)
+
+    def stage(k, i):
+        y_i = [y_ + h * jnp.tensordot(a[i], k_, axes=1) for y_, k_ in zip(leaves, k)]
+        k_i = jax.tree.leaves(f(t + c[i] * h, jax.tree.unflatten(treedef, y_i), args))
+        return [k_.at[i].set(v) for k_, v in zip(k, k_i)], None
+
+    k0 = [jnp.zeros((n_stages,) + x.shape, x.dtype) for x in leaves]
+    first = 0
+    if k1 is not None:
+        k0 = [k_.at[0].set(v) for k_, v in zip(k0, jax.tree.leaves(k1))]
+        first = 1
+    k, _ = jax.lax.scan(stage, k0, jnp.arange(first, n_stages))
+    return jax.tree.unflatten(treedef, k)
+
+
+def _weighted(y, h, weights, ks):
+    """y + h sum_i w_i k_i for stacked stages."""
+    w = jnp.asarray(weights)
+    return jax.tree.map(lambda y_, k: y_ + h * jnp.tensordot(w, k, axes=1), y, ks)
+
+
+def _scanned_step(f, a_rows, b, c, args):
+    """One step with the stages in a scan (traced once)."""
 
     def step(t, h, y):
-        y_leaves, treedef = jax.tree.flatten(y)
-
-        def combine_(weights, k_leaves):
-            return [y_ + h * jnp.tensordot(weights, k, axes=1) for y_, k in zip(y_leaves, k_leaves)]
-
-        def stage(k_leaves, i):
-            ki = jax.tree.leaves(f(t + c[i] * h, jax.tree.unflatten(treedef, combine_(a[i], k_leaves)), args))
-            return [k.at[i].set(v) for k, v in zip(k_leaves, ki)], None
-
-        k0 = [jnp.zeros((n_stages,) + y_.shape, y_.dtype) for y_ in y_leaves]
-        k_leaves, _ = jax.lax.scan(stage, k0, jnp.arange(n_stages))
-        return jax.tree.unflatten(treedef, combine_(b, k_leaves))
+        return _weighted(y, h, b, _scan_stages(f, a_rows, c, t, h, y, args))
 
     return step
 
@@ -240,29 +255,8 @@ class _Stepper:
         """y_new and the 14 stages (stacked) of a step from t to t_end, the stages in a scan
         (a 14x smaller traced graph than the stages written out, and as fast on small
         states). `k1` = f(t, y) when known (first same as last)."""
-        tab, h = self.tab, t_end - t
-        n_stages = len(tab.b)
-        a = np.zeros((n_stages, n_stages))
-        for i, row in enumerate(tab.a):
-            a[i + 1, :len(row)] = row
-        a, c = jnp.asarray(a), jnp.asarray(tab.c)
-        leaves, treedef = jax.tree.flatten(y)
-
-        def stage(k, i):
-            y_i = [y_ + h * jnp.tensordot(a[i], k_, axes=1) for y_, k_ in zip(leaves, k)]
-            k_i = jax.tree.leaves(self.f(t + c[i] * h, jax.tree.unflatten(treedef, y_i), args))
-            return [k_.at[i].set(v) for k_, v in zip(k, k_i)], None
-
-        if k1 is None:
-            k0 = [jnp.zeros((n_stages,) + x.shape, x.dtype) for x in leaves]
-            first = 0
-        else:
-            k0 = [jnp.zeros((n_stages,) + x.shape, x.dtype).at[0].set(k_) for x, k_ in zip(leaves, jax.tree.leaves(k1))]
-            first = 1
-        k, _ = jax.lax.scan(stage, k0, jnp.arange(first, n_stages))
-        b = jnp.asarray(tab.b)
-        y_new = jax.tree.unflatten(treedef, [y_ + h * jnp.tensordot(b, k_, axes=1) for y_, k_ in zip(leaves, k)])
-        return y_new, jax.tree.unflatten(treedef, k)
+        ks = _scan_stages(self.f, self.tab.a, self.tab.c, t, t_end - t, y, args, k1)
+        return _weighted(y, t_end - t, self.tab.b, ks), ks
 
     def window_of(self, i, t_to):
         """The pending save times i .. i + S - 1 and which of them are <= t_to."""
