@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from ._protocols import (ERROR_SOURCES, ErrorBudget, PulsePlan, directional_emission,
                              error_budget, route, transfer, w_state)
     from ._presets import Preset, available_presets, load_preset
+    from ._mode_io import load_mode, sampled_norm
 
 __version__ = "0.1.0"
 
@@ -59,6 +60,7 @@ _LAZY_MODULES: dict[str, tuple[str, ...]] = {
     "._protocols": ("ERROR_SOURCES", "ErrorBudget", "PulsePlan", "directional_emission",
                     "error_budget", "route", "transfer", "w_state"),
     "._presets": ("Preset", "available_presets", "load_preset"),
+    "._mode_io": ("load_mode", "sampled_norm"),
 }
 _LAZY: dict[str, str] = {name: module for module, names in _LAZY_MODULES.items() for name in names}
 
