@@ -21,7 +21,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 import tomllib
 from functools import cache
 from importlib import resources
@@ -30,6 +29,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from ._files import write_text_atomic
 from ._errors import ValidationError, require
 from ._network import Coupling, Emitter, Link, Network, OutputMode, PhotonInput, Port, Scatterer
 from ._pulses import (AbstractPulse, Constant, Gaussian, GaussianMode, Halted, Sampled, Scaled,
@@ -381,24 +381,6 @@ def load_network(path: str | os.PathLike) -> tuple[Network, SimulationSettings]:
         return network_from_dict(doc)
     except ValidationError as err:
         raise ValidationError(f"{path}: {err}") from None
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write a text file so that readers see either the old or the complete new content
-    (a temporary file in the same folder, then `os.replace`)."""
-    path = Path(path)
-    require(path.parent.is_dir(), f"{path}: cannot write, the folder {path.parent} does not exist")
-    # mkstemp creates the file private (0600); give it the mode an ordinary new file would get
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_network(network: Network, path: str | os.PathLike, settings: SimulationSettings | None = None) -> None:

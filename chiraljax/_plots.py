@@ -24,6 +24,7 @@ import numpy as np
 import xarray as xr
 
 from ._errors import require
+from ._files import save_figure
 
 #: The most lines drawn for a 1-d slice family.
 MAX_LINES = 8
@@ -152,7 +153,7 @@ def save_sweep_plot(dataset: xr.Dataset, out: str | os.PathLike[str], **options:
     import matplotlib.pyplot as plt
 
     fig = plot_sweep(dataset, **options)
-    fig.savefig(out, dpi=150)
+    save_figure(fig, out, dpi=150)
     plt.close(fig)
 
 

@@ -19,14 +19,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import jax
 
 from ._cache import compilation_cache_dir
+from ._files import write_atomic
 
 _PACKAGE_ROOTS = ("chiraljax",)
 _LOADED: dict[str, Any] = {}  # key -> jitted call, or None after a failure (not tried again)
@@ -95,10 +94,8 @@ def _load_or_export(key: str, folder: Path, fn: Callable, treedef, leaves: list)
         specs = [jax.ShapeDtypeStruct(jax.numpy.shape(x), jax.numpy.result_type(x)) for x in leaves]
         exported = jax.export.export(jax.jit(flat))(*specs)
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(exported.serialize())
-        os.replace(tmp, path)
+        serialized = exported.serialize()
+        write_atomic(path, lambda handle: handle.write(serialized))
     _LOADED[key] = jax.jit(exported.call)
     return _LOADED[key]
 

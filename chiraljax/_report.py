@@ -20,6 +20,7 @@ import jax.numpy as jnp  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ._files import save_figure  # noqa: E402
 from ._pulses import AbstractPulse  # noqa: E402
 from ._result import Result  # noqa: E402
 
@@ -29,7 +30,7 @@ _MHZ = 1.0 / (2 * np.pi * 1e-3)  # rad/ns -> MHz
 
 def _save(fig, path: Path) -> str:
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    save_figure(fig, path, dpi=130)
     plt.close(fig)
     return path.name
 

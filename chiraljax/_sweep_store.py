@@ -22,14 +22,15 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
 from ._errors import ValidationError, require
+from ._files import write_atomic
 
 #: Output suffix -> (xarray engine, module that must be importable).
 FORMATS: dict[str, tuple[str, str]] = {".nc": ("h5netcdf", "h5netcdf"), ".zarr": ("zarr", "zarr")}
@@ -96,17 +97,6 @@ def check_output(out: str | os.PathLike[str]) -> Path:
     return path
 
 
-def _write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    temp = _temp_name(path)
-    try:
-        with open(temp, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,7 +127,7 @@ class ChunkStore:
 
     def save(self, index: int, arrays: Mapping[str, np.ndarray]) -> None:
         """Write chunk `index` atomically."""
-        _write_atomic(self._chunk_path(index), lambda handle: np.savez(handle, **arrays))
+        write_atomic(self._chunk_path(index), lambda handle: np.savez(handle, **arrays))
 
     def load(self, index: int) -> dict[str, np.ndarray]:
         """Read chunk `index` back."""
@@ -216,7 +206,7 @@ def open_chunk_store(
         "n_points": n_points,
         "metrics": list(metrics),
     }
-    _write_atomic(folder / _MANIFEST, lambda handle: handle.write(json.dumps(record).encode()))
+    write_atomic(folder / _MANIFEST, lambda handle: handle.write(json.dumps(record).encode()))
     return store
 
 

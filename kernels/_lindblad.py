@@ -30,7 +30,6 @@ from typing import Any, NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from chiraljax._errors import ValidationError
 

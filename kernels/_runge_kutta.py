@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import os
-import tempfile
 from typing import Any, Callable, NamedTuple
 
 import equinox as eqx
@@ -81,11 +80,10 @@ def dopri8() -> Dopri8:
         a = np.zeros((len(out.a), len(out.a)))
         for i, row in enumerate(out.a):
             a[i, :len(row)] = row
-        try:  # written atomically: a concurrent reader sees the old file or the whole new one
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npz")
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, a=a, b=out.b, e=out.e, c=out.c, dense=out.dense)
-            os.replace(tmp, path)
+        from chiraljax._files import write_atomic
+
+        try:  # a concurrent reader sees the old file or the whole new one
+            write_atomic(path, lambda handle: np.savez(handle, a=a, b=out.b, e=out.e, c=out.c, dense=out.dense))
         except OSError:
             pass
     return out

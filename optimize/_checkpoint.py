@@ -2,37 +2,29 @@
 
 The header carries `format`, `version`, the run's `identity` and the optimiser's counters and
 history; the arrays follow, serialised with `eqx.tree_serialise_leaves`. Files are written to a
-temporary file in the same folder, flushed, synced and moved into place with `os.replace`, so an
-interrupt never leaves a half-written checkpoint.
+temporary file in the same folder, flushed, synced and moved into place (`chiraljax._files`), so
+an interrupt never leaves a half-written checkpoint.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any
 
 import equinox as eqx
 
 from chiraljax._errors import ValidationError, require
+from chiraljax._files import write_atomic
 
 
-def write_checkpoint(path, header: dict[str, Any], arrays: Any, *, prefix: str) -> None:
+def write_checkpoint(path, header: dict[str, Any], arrays: Any) -> None:
     """Write `header` (JSON-ready) and the pytree `arrays` to `path` atomically."""
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(json.dumps(header).encode() + b"\n")
-            eqx.tree_serialise_leaves(f, arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    def write(handle) -> None:
+        handle.write(json.dumps(header).encode() + b"\n")
+        eqx.tree_serialise_leaves(handle, arrays)
+
+    write_atomic(path, write)
 
 
 def read_checkpoint(path, template: Any, *, format: str, version: int, kind: str,

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from chiraljax._errors import require
+from chiraljax._files import save_figure, write_text_atomic
 from chiraljax._precision import real_dtype
 
 from ._gradient import GradientConfig, gradient_optimize, measure_cost_ratio, value_and_grad
@@ -281,7 +282,7 @@ def plot_comparison(report: dict[str, Any], path: str | os.PathLike) -> None:
     axes[0].legend(loc="lower right")
     fig.suptitle(f"{report['problem']}: {report['parameters']} pulse parameters, seeds {report['seeds']}")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -361,13 +362,8 @@ def sim_to_real(
 
 
 def write_json(data: dict[str, Any], path: str | os.PathLike) -> None:
-    """Write a report as indented JSON (atomically: temporary file, then rename)."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, default=_json_default)
-        f.write("\n")
-    os.replace(tmp, path)
+    """Write a report as indented JSON (atomically, never through a symlink)."""
+    write_text_atomic(path, json.dumps(data, indent=1, default=_json_default) + "\n")
 
 
 def _json_default(value):

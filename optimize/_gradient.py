@@ -482,7 +482,7 @@ def _save(path, state: _State, identity: dict[str, Any]) -> None:
         "history": state.history.to_json(),
     }
     arrays = (state.x, state.opt_state, state.best_x, state.grad)
-    write_checkpoint(path, header, arrays, prefix=".grad-")
+    write_checkpoint(path, header, arrays)
 
 
 def _load(path, like: _State, identity: dict[str, Any]) -> _State:

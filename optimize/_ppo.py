@@ -645,7 +645,7 @@ def save_ppo_state(
         "history": state.history.to_json(),
     }
     arrays = (state.policy, state.opt_state, jax.random.key_data(state.key), state.best_x)
-    write_checkpoint(path, header, arrays, prefix=".ppo-")
+    write_checkpoint(path, header, arrays)
 
 
 def load_ppo_state(

@@ -122,3 +122,25 @@ def test_version(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["chiraljax", "--version"])
     chiraljax.cli.main()  # returns: exit status 0
     assert capsys.readouterr().out.startswith(f"chiraljax {cj.__version__} (jax ")
+
+
+def test_writers_replace_a_planted_symlink_instead_of_following_it(tmp_path):
+    """A link at the output path pointing outside the folder: the target is left untouched."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from chiraljax._files import save_figure, write_text_atomic
+
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    for name, write in (("result.json", lambda p: write_text_atomic(p, "{}")),
+                        ("figure.png", lambda p: save_figure(plt.figure(), p))):
+        link = folder / name
+        link.symlink_to(outside)
+        write(link)
+        assert not link.is_symlink() and link.stat().st_size > 0
+        assert outside.read_text() == "precious"

@@ -1,0 +1,54 @@
+"""Every file chiraljax writes goes through here: atomically and never through a symlink.
+
+A file is written under a private temporary name in its own folder, flushed, synced and moved
+into place with `os.replace`: readers see the old content or the whole new one, an interrupt
+leaves no half-written file, and a symbolic link at the target is replaced by the file instead
+of being followed (so a planted link cannot make chiraljax overwrite something outside the
+output folder). A new file gets the permissions an ordinary new file would get; a replaced
+file keeps its own.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Callable
+
+from ._errors import require
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
+    """Write the bytes `write(handle)` produces to `path` (see the module docstring)."""
+    path = Path(path)
+    require(path.parent.is_dir(), f"{path}: cannot write, the folder {path.parent} does not exist")
+    require(not path.is_dir() or path.is_symlink(), f"{path}: is a folder; give a file name")
+    try:
+        existing = os.lstat(path)
+        mode = stat.S_IMODE(existing.st_mode) if stat.S_ISREG(existing.st_mode) else 0o644
+    except FileNotFoundError:
+        mode = 0o644
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, mode)
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write a text file (UTF-8) atomically."""
+    write_atomic(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def save_figure(fig: Any, path: str | os.PathLike, **options: Any) -> None:
+    """`fig.savefig` into `path` atomically; the format follows the suffix."""
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower() or None
+    write_atomic(path, lambda handle: fig.savefig(handle, format=fmt, **options))
