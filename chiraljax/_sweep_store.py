@@ -45,8 +45,11 @@ def sidecar_path(out: Path) -> Path:
 
 
 def discard_sidecar(out: Path) -> None:
-    """Delete the chunk folder of `out` and everything in it, if there is one."""
-    shutil.rmtree(sidecar_path(out), ignore_errors=True)
+    """Delete the chunk folder of `out` and everything in it, if there is one and chiraljax
+    made it (it holds a manifest): a folder of that name made by anybody else is left alone."""
+    folder = sidecar_path(out)
+    if folder.is_dir() and not folder.is_symlink() and (folder / _MANIFEST).exists():
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _temp_name(path: Path) -> Path:
@@ -190,10 +193,11 @@ def open_chunk_store(
             "overwrite=True to start again",
         )
         return ChunkStore(folder, saved, n_points)
+    # A folder chiraljax did not make (no manifest) is never deleted, overwrite or not.
     require(
-        manifest is not None or not folder.exists() or overwrite or not any(folder.iterdir()),
-        f"out={str(out)!r}: {str(folder)!r} exists but is not a sweep chunk folder; remove it "
-        "or pass overwrite=True",
+        not folder.is_symlink() and (manifest is not None or not folder.exists() or not any(folder.iterdir())),
+        f"out={str(out)!r}: {str(folder)!r} exists but is not a sweep chunk folder of chiraljax; "
+        "move it away or choose another output path",
     )
     if folder.exists():
         shutil.rmtree(folder)

@@ -144,3 +144,17 @@ def test_writers_replace_a_planted_symlink_instead_of_following_it(tmp_path):
         write(link)
         assert not link.is_symlink() and link.stat().st_size > 0
         assert outside.read_text() == "precious"
+
+
+def test_overwrite_never_deletes_a_folder_chiraljax_did_not_make(tmp_path):
+    from chiraljax._sweep_store import sidecar_path
+
+    out = tmp_path / "result.nc"
+    foreign = sidecar_path(out)
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("years of work")
+    net = cj.Network([cj.Emitter("A")], [cj.Port("p", "A", 0, 1.0)], initial={"A": 1.0})
+    with pytest.raises(cj.ValidationError, match="not a sweep chunk folder of chiraljax"):
+        cj.sweep(net, [cj.Grid("ports.p.rate", [0.5, 1.0])], metrics={"a": "population:A"},
+                 t_span=(0.0, 1.0), out=out, overwrite=True, progress=False)
+    assert (foreign / "thesis.tex").read_text() == "years of work"
