@@ -179,12 +179,14 @@ def compare(
         x0 = _start(problem, seed)
         for method in methods:
             done_file = ckpt = None
+            identity = _run_identity(problem, method, seed, x0, scale, budget if method == "rl" else gradient_budget,
+                                     gradient_config if method == "grad" else ppo_config)
             if checkpoint_dir is not None:
                 done_file = os.path.join(checkpoint_dir, f"{method}-seed{seed}.json")
                 ckpt = os.path.join(checkpoint_dir, f"{method}-seed{seed}.ckpt")
-                if os.path.exists(done_file):
-                    with open(done_file) as f:
-                        runs[method].append(json.load(f))
+                finished = _finished_run(done_file, identity)
+                if finished is not None:
+                    runs[method].append(finished)
                     continue
             report = (lambda rec, m=method, s=seed: progress(m, s, rec)) if progress else None
             if method == "grad":
@@ -193,6 +195,7 @@ def compare(
                 run = _ppo_run(objective, x0, scale, ppo_config, seed, budget, report, ckpt)
             run["seed"] = int(seed)
             run["start_score"] = float(objective(jnp.asarray(x0)))
+            run["identity"] = identity
             if done_file is not None:
                 write_json(run, done_file)
             runs[method].append(run)
@@ -249,6 +252,26 @@ def compare(
 
 def _config_fields(config: GradientConfig) -> dict[str, Any]:
     return {f: getattr(config, f) for f in config.__dataclass_fields__}
+
+
+def _run_identity(problem: Problem, method: str, seed: int, x0, scale, budget: int, config) -> dict[str, Any]:
+    """What a finished run depends on (JSON-ready): reused only when all of it matches."""
+    settings = {f: getattr(config, f) for f in config.__dataclass_fields__}
+    return json.loads(json.dumps({"problem": problem.name, "method": method, "seed": int(seed), "budget": int(budget),
+                                  "x0": np.asarray(x0, np.float64).tolist(),
+                                  "scale": np.asarray(scale, np.float64).tolist(), "settings": settings},
+                                 default=_json_default))
+
+
+def _finished_run(path: str, identity: dict[str, Any]) -> dict[str, Any] | None:
+    """The finished run saved at `path` if it is the run `identity` describes (a file of another
+    problem, budget or setting, or a damaged one, is recomputed and replaced)."""
+    try:
+        with open(path) as f:
+            run = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return run if isinstance(run, dict) and run.get("identity") == identity else None
 
 
 def plot_comparison(report: dict[str, Any], path: str | os.PathLike) -> None:

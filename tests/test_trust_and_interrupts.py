@@ -158,3 +158,22 @@ def test_overwrite_never_deletes_a_folder_chiraljax_did_not_make(tmp_path):
         cj.sweep(net, [cj.Grid("ports.p.rate", [0.5, 1.0])], metrics={"a": "population:A"},
                  t_span=(0.0, 1.0), out=out, overwrite=True, progress=False)
     assert (foreign / "thesis.tex").read_text() == "years of work"
+
+
+def test_finished_optimisation_runs_are_reused_only_for_the_same_run(tmp_path):
+    from types import SimpleNamespace
+
+    from chiraljax.optimize import GradientConfig, write_json
+    from chiraljax.optimize._compare import _finished_run, _run_identity
+
+    def identity(problem="ideal", budget=24):
+        return _run_identity(SimpleNamespace(name=problem), "grad", 0, [0.1, 0.2], [1.0, 1.0], budget,
+                             GradientConfig(method="adam"))
+
+    path = tmp_path / "grad-seed0.json"
+    write_json({"final_best": 0.9, "identity": identity()}, path)
+    assert _finished_run(str(path), identity())["final_best"] == 0.9
+    assert _finished_run(str(path), identity(problem="distorted")) is None
+    assert _finished_run(str(path), identity(budget=48)) is None
+    path.write_text("{damaged")
+    assert _finished_run(str(path), identity()) is None
