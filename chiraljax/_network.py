@@ -24,8 +24,16 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
-from ._errors import require
+from ._errors import ValidationError, require
 from ._pulses import AbstractPulse, _concrete
+
+
+def _require_known(name: str, known, message: str) -> None:
+    """Refuse `name` when it is not in `known` (a dict or an ordered dict of names), with the
+    closest names; the suggestions are computed only for a wrong name, so validating a large
+    network stays linear in its size."""
+    if name not in known:
+        raise ValidationError(message + _suggest(name, known))
 
 
 def _suggest(name: str, known) -> str:
@@ -276,22 +284,22 @@ class Network(eqx.Module):
 
     def _validate(self) -> None:
         names = [e.name for e in self.emitters]
+        known = dict.fromkeys(names)  # ordered, with O(1) membership
         require(len(self.emitters) >= 1, "Network: give at least one emitter")
         require(len(set(names)) == len(names), f"Network: emitter names must be unique, got {names}")
         for e in self.emitters:
             require(isinstance(e, Emitter), f"Network: emitters must be Emitter objects, got {type(e).__name__}")
             if e.detuning_control is not None:
-                require(e.detuning_control in self.controls,
-                        f"Emitter {e.name!r}: unknown control {e.detuning_control!r}" + _suggest(e.detuning_control, self.controls))
+                _require_known(e.detuning_control, self.controls,
+                               f"Emitter {e.name!r}: unknown control {e.detuning_control!r}")
         element_names = [p.name for p in self.ports] + [s.name for s in self.scatterers]
         require(len(set(element_names)) == len(element_names),
                 f"Network: port and scatterer names must be unique, got {element_names}")
         for p in self.ports:
             require(isinstance(p, Port), f"Network: ports must be Port objects, got {type(p).__name__}")
-            require(p.emitter in names, f"Port {p.name!r}: unknown emitter {p.emitter!r}" + _suggest(p.emitter, names))
+            _require_known(p.emitter, known, f"Port {p.name!r}: unknown emitter {p.emitter!r}")
             if p.control is not None:
-                require(p.control in self.controls,
-                        f"Port {p.name!r}: unknown control {p.control!r}" + _suggest(p.control, self.controls))
+                _require_known(p.control, self.controls, f"Port {p.name!r}: unknown control {p.control!r}")
         positions = [el.position for el in self.elements]
         require(len(set(positions)) == len(positions),
                 f"Network: two elements share a position ({positions}); every port and scatterer needs its own")
@@ -300,17 +308,16 @@ class Network(eqx.Module):
                 f"got {len(self.links)}")
         for c in self.couplings:
             for side in (c.a, c.b):
-                require(side in names, f"Coupling {c.a!r}-{c.b!r}: unknown emitter {side!r}" + _suggest(side, names))
+                _require_known(side, known, f"Coupling {c.a!r}-{c.b!r}: unknown emitter {side!r}")
             if c.control is not None:
-                require(c.control in self.controls,
-                        f"Coupling {c.a!r}-{c.b!r}: unknown control {c.control!r}" + _suggest(c.control, self.controls))
+                _require_known(c.control, self.controls, f"Coupling {c.a!r}-{c.b!r}: unknown control {c.control!r}")
         for name, pulse in self.controls.items():
             require(isinstance(pulse, AbstractPulse), f"Network: control {name!r} must be a pulse, got {type(pulse).__name__}")
         io_names = [x.name for x in self.inputs + self.outputs]
         require(len(set(io_names)) == len(io_names), f"Network: input/output names must be unique, got {io_names}")
         require(not set(io_names) & set(names), f"Network: input/output names {set(io_names) & set(names)} clash with emitters")
         for name, amp in self.initial.items():
-            require(name in names, f"Network: initial state names unknown emitter {name!r}" + _suggest(name, names))
+            _require_known(name, known, f"Network: initial state names unknown emitter {name!r}")
             a = _concrete(amp)
             if a is not None:
                 require(bool(np.isfinite(a)), f"Network: initial amplitude of {name!r} is not finite")
