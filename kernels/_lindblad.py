@@ -126,7 +126,9 @@ def _to_complex(y):
     return y[0] + 1j * y[1]
 
 
-_SMALL = 24
+# Largest state dimension contracted by broadcasting (measured: D = 5 and 9 faster broadcast;
+# D = 13 sector batches 1.4x and the D = 16 full space 3x faster as einsum).
+_SMALL = 12
 
 
 def _contract(spec: str, *operands):
