@@ -2,9 +2,10 @@
 
 The Markov path is built for repeated calls. The symbolic model of a network structure
 (`compile_markov`, `chiraljax._lowering.lower`) is made once and cached by the network's pytree
-structure; a call then only evaluates the parameter atoms and wraps the pulses (microseconds
-when the numbers are concrete) and runs the compiled kernel, whose program depends on sizes and
-pulse families only.
+structure; a call checks what depends on the numbers (reflecting ends), hands the network's
+numbers as they are to the compiled kernel, whose program depends on sizes and pulse families
+only, and, for concrete numbers, takes that program from disk when an earlier process traced it
+(`chiraljax._program_cache`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 from ._errors import ValidationError, require
 from ._lowering import MarkovArrays, MarkovLayout, lower, to_device
-from ._markov import Channel, LindbladModel, ParameterAtoms, compile_markov, required_excitations
+from ._markov import Channel, LindbladModel, ParameterAtoms, check_markov, compile_markov, required_excitations
 from ._methods import METHODS, Delay, Full, Method, Sector
 from ._network import Network
 from ._pulses import _concrete
@@ -105,6 +106,7 @@ def _markov(network: Network, method: Sector | Full, t0, t1, ts, aligned: bool) 
                            f"{need} excitation(s) but the sector allows only {k}; raise max_excitations")
     else:
         k = None
+    check_markov(network, k)  # values may differ from those the cached plan was made with
     plan = markov_plan(network, k)
     model = plan.model
     parameters = ParameterAtoms.inputs(network)

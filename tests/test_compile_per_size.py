@@ -109,3 +109,14 @@ def test_lean_adaptive_stepper_agrees_with_the_converged_answer_at_every_save():
 def test_bad_save_times_are_refused(ts, message):
     with pytest.raises(cj.ValidationError, match=message):
         cj.simulate(chiral_link(), TRANSFER_WINDOW, ts=np.asarray(ts))
+
+
+def test_a_reflecting_end_is_refused_even_when_the_structure_is_cached():
+    """The plan is cached by structure; a value that makes the network non-Markovian is still
+    checked on every call."""
+    net = chiral_link()
+    receiver_population(net, representation="sector")
+    reflecting = cj.Network(net.emitters, net.ports, links=net.links, couplings=net.couplings,
+                            controls=net.controls, initial=net.initial, end_reflections=(0.5, 0.0))
+    with pytest.raises(cj.ValidationError, match="reflecting waveguide ends"):
+        receiver_population(reflecting, representation="sector")
