@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._markov import LindbladModel, ParameterAtoms, TimeFactors
-from ._operator import Operator, Symbol, _Conj
+from ._operator import Operator, Symbol, factor_parts
 
 
 class MarkovArrays(NamedTuple):
@@ -79,8 +79,7 @@ def _split(fns: tuple) -> tuple[list[tuple[Symbol, bool]], list[tuple[Symbol, bo
     """A term's factors as (parameter atoms, time factors), each (symbol, conjugated)."""
     params, times = [], []
     for f in fns:
-        conj = isinstance(f, _Conj)
-        s = f.fn if conj else f
+        s, conj = factor_parts(f)
         (params if s.kind == "param" else times).append((s, conj))
     return params, times
 

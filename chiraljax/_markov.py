@@ -41,7 +41,7 @@ import numpy as np
 
 from ._errors import require
 from ._network import Network, Port
-from ._operator import Operator, Symbol
+from ._operator import Operator, Symbol, factor_parts
 from ._pulses import AbstractPulse, _concrete, safe_sqrt
 from ._space import Space
 
@@ -300,8 +300,7 @@ class LindbladModel:
             for term in op.terms:
                 c = jnp.ones((), complex)
                 for f in term.fns:
-                    conj = type(f).__name__ == "_Conj"
-                    c = c * value(f.fn if conj else f, conj)
+                    c = c * value(*factor_parts(f))
                 out = out + c * jnp.asarray(term.matrix)
             return out
 

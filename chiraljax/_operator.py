@@ -51,6 +51,11 @@ def _base(f) -> Callable:
     return f.fn if isinstance(f, _Conj) else f
 
 
+def factor_parts(f) -> tuple[Any, bool]:
+    """(the factor without conjugation, whether it is conjugated) of a term's factor."""
+    return _base(f), isinstance(f, _Conj)
+
+
 def _conj_factor(f) -> Callable:
     return f.fn if isinstance(f, _Conj) else _Conj(f)
 
