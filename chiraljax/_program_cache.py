@@ -19,16 +19,19 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import math
 from pathlib import Path
 from typing import Any, Callable
 
 import jax
+import numpy as np
 
 from ._cache import compilation_cache_dir
 from ._files import write_atomic
 
 _PACKAGE_ROOTS = ("chiraljax",)
 _LOADED: dict[str, Any] = {}  # key -> jitted call, or None after a failure (not tried again)
+_PACKINGS: dict = {}  # (treedef, avals) -> how the leaves travel (`_packing`)
 
 
 @functools.cache
@@ -80,7 +83,58 @@ def _key(name: str, statics: Any, treedef, avals: tuple) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
-def _load_or_export(key: str, folder: Path, fn: Callable, treedef, leaves: list) -> Callable:
+def _packing(leaves: list) -> tuple:
+    """How the host leaves of a call travel: one flat vector per dtype (a jitted call pays a
+    host-to-device transfer per argument, about 8 us each, and a network has a hundred scalar
+    leaves), and device arrays as they are. Returns (dtypes of the vectors, per leaf either
+    ("device", index) or ("host", vector index, offset, shape))."""
+    dtypes: list[str] = []
+    sizes: list[int] = []
+    places: list[tuple] = []
+    n_device = 0
+    for x in leaves:
+        if isinstance(x, jax.Array):
+            places.append(("device", n_device))
+            n_device += 1
+            continue
+        dtype = str(jax.numpy.result_type(x))
+        if dtype not in dtypes:
+            dtypes.append(dtype)
+            sizes.append(0)
+        group = dtypes.index(dtype)
+        shape = tuple(np.shape(x))
+        places.append(("host", group, sizes[group], shape))
+        sizes[group] += math.prod(shape)
+    return tuple(dtypes), tuple(places)
+
+
+def _pack(leaves: list, dtypes: tuple, places: tuple) -> list:
+    """The call's arguments under `_packing`: the host vectors, then the device arrays."""
+    groups: list[list] = [[] for _ in dtypes]
+    device = []
+    for x, place in zip(leaves, places):
+        if place[0] == "device":
+            device.append(x)
+        else:
+            groups[place[1]].append(np.ravel(np.asarray(x, dtype=dtypes[place[1]])))
+    vectors = [np.concatenate(g) if g else np.zeros(0, d) for g, d in zip(groups, dtypes)]
+    return vectors + device
+
+
+def _unpack(arguments: tuple, dtypes: tuple, places: tuple) -> list:
+    """The leaves again, inside the traced program (static slices of the vectors)."""
+    vectors, device = arguments[:len(dtypes)], arguments[len(dtypes):]
+    leaves = []
+    for place in places:
+        if place[0] == "device":
+            leaves.append(device[place[1]])
+        else:
+            _, group, offset, shape = place
+            leaves.append(vectors[group][offset:offset + math.prod(shape)].reshape(shape))
+    return leaves
+
+
+def _load_or_export(key: str, folder: Path, fn: Callable, treedef, leaves: list, packing: tuple) -> Callable:
     """The jitted call of the exported program (deserialized from `folder`, or exported now)."""
     if key in _LOADED:
         return _LOADED[key]
@@ -88,10 +142,10 @@ def _load_or_export(key: str, folder: Path, fn: Callable, treedef, leaves: list)
     if path.exists():
         exported = jax.export.deserialize(bytearray(path.read_bytes()))
     else:
-        def flat(*xs):
-            return jax.tree.leaves(fn(*jax.tree.unflatten(treedef, xs)))
+        def flat(*arguments):
+            return jax.tree.leaves(fn(*jax.tree.unflatten(treedef, _unpack(arguments, *packing))))
 
-        specs = [jax.ShapeDtypeStruct(jax.numpy.shape(x), jax.numpy.result_type(x)) for x in leaves]
+        specs = [jax.ShapeDtypeStruct(jax.numpy.shape(x), jax.numpy.result_type(x)) for x in _pack(leaves, *packing)]
         exported = jax.export.export(jax.jit(flat))(*specs)
         folder.mkdir(parents=True, exist_ok=True)
         serialized = exported.serialize()
@@ -117,10 +171,14 @@ def call_cached(name: str, fn: Callable, args: tuple, statics: Any) -> list | No
     leaves, treedef = jax.tree.flatten(args)
     if any(isinstance(x, jax.core.Tracer) for x in leaves) or not _own_tree(treedef, args):
         return None
-    key = _key(name, statics, treedef, tuple(_aval(x) for x in leaves))
+    avals = tuple(_aval(x) for x in leaves)
+    packing = _PACKINGS.get((treedef, avals))
+    if packing is None:
+        packing = _PACKINGS[(treedef, avals)] = _packing(leaves)
+    key = _key(name, statics, treedef, avals)
     try:
-        call = _load_or_export(key, Path(folder) / "programs", fn, treedef, leaves)
-        return None if call is None else call(*leaves)
+        call = _load_or_export(key, Path(folder) / "programs", fn, treedef, leaves, packing)
+        return None if call is None else call(*_pack(leaves, *packing))
     except Exception:  # the ordinary path computes the same thing; this key is not tried again
         _LOADED[key] = None
         return None

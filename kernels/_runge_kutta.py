@@ -17,7 +17,6 @@ programs can be kept in JAX's persistent cache.
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import os
 from typing import Any, Callable, NamedTuple
 
@@ -43,50 +42,17 @@ class Dopri8(NamedTuple):
     dense: np.ndarray
 
 
-def _tableau_file() -> str | None:
-    """Where a copy of the tableau is kept: the compilation cache folder (None when it is off)."""
-    from chiraljax._cache import compilation_cache_dir
-
-    folder = compilation_cache_dir()
-    if folder is None:
-        return None
-    try:
-        version = importlib.metadata.version("diffrax")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    return os.path.join(folder, f"dopri8-tableau-diffrax-{version}.npz")
+_TABLEAU = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dopri8_tableau.npz")
 
 
 @functools.cache
 def dopri8() -> Dopri8:
-    """The tableau, read from diffrax once and then from a copy next to the compiled programs
-    (importing diffrax takes 0.2 s of a first call)."""
-    path = _tableau_file()
-    if path is not None and os.path.exists(path):
-        try:
-            with np.load(path) as data:
-                rows = [data["a"][i, :i + 1] for i in range(data["a"].shape[0])]
-                return Dopri8(rows, data["b"], data["e"], data["c"], data["dense"])
-        except (OSError, KeyError, ValueError):
-            pass  # a damaged copy is rebuilt below
-    import diffrax
-
-    tab = diffrax.Dopri8.tableau
-    out = Dopri8([np.asarray(row, dtype=float) for row in tab.a_lower],
-                 np.asarray(tab.b_sol, dtype=float), np.asarray(tab.b_error, dtype=float),
-                 np.concatenate([[0.0], np.asarray(tab.c, dtype=float)]),
-                 np.asarray(diffrax.Dopri8.interpolation_cls.eval_coeffs, dtype=float))
-    if path is not None:
-        a = np.zeros((len(out.a), len(out.a)))
-        for i, row in enumerate(out.a):
-            a[i, :len(row)] = row
-        from chiraljax._files import write_atomic
-
-        try:  # a concurrent reader sees the old file or the whole new one
-            write_atomic(path, lambda handle: np.savez(handle, a=a, b=out.b, e=out.e, c=out.c, dense=out.dense))
-        except OSError:
-            pass
-    return out
+    """The tableau, from the package's data file `dopri8_tableau.npz` (the coefficients diffrax's
+    `Dopri8` holds, stored so that a first solve need not import diffrax: 0.3 s; a test checks
+    that the two agree)."""
+    with np.load(_TABLEAU) as data:
+        rows = [data["a"][i, :i + 1] for i in range(data["a"].shape[0])]
+        return Dopri8(rows, data["b"], data["e"], data["c"], data["dense"])
 
 
 def combine(y, h, weights, ks):

@@ -67,3 +67,19 @@ def test_lean_stepper_gradient_equals_finite_difference(network):
         fd = (float(value_and_grad(x + e)[0]) - float(value_and_grad(x - e)[0])) / (2 * h)
         assert abs(fd) > 1e-3
         assert abs(float(grad[i]) - fd) <= 1e-6 * abs(fd), (i, float(grad[i]), fd)
+
+
+def test_packaged_tableau_is_diffrax_dopri8():
+    """The Dormand-Prince coefficients shipped with the kernels are diffrax's, to the last bit."""
+    import diffrax
+
+    from chiraljax.kernels._runge_kutta import dopri8
+
+    ours, theirs = dopri8(), diffrax.Dopri8.tableau
+    assert len(ours.a) == len(theirs.a_lower)
+    for row, reference in zip(ours.a, theirs.a_lower):
+        np.testing.assert_array_equal(row, np.asarray(reference, dtype=float))
+    np.testing.assert_array_equal(ours.b, np.asarray(theirs.b_sol, dtype=float))
+    np.testing.assert_array_equal(ours.e, np.asarray(theirs.b_error, dtype=float))
+    np.testing.assert_array_equal(ours.c[1:], np.asarray(theirs.c, dtype=float))
+    np.testing.assert_array_equal(ours.dense, np.asarray(diffrax.Dopri8.interpolation_cls.eval_coeffs, dtype=float))
