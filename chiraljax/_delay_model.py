@@ -26,7 +26,8 @@ scale is
 $$\Omega = \max_j\Big[\sum_{p \in j} \gamma_p \max_t u_p + \gamma'_j + |\Delta_j|
   + \max_t |u_{\Delta_j}| + \sum_{c \ni j} |g_c| \max_t |u_c|\Big]$$
 
-(and `4 max |u_in|^2` for an input photon), with the maxima sampled at 1001 points of the
+(and `4 max |u_in|^2` for an input photon; ports joined by instantaneous links count as one
+emitter with the sum of their rates, their collective decay rate), with the maxima sampled at 1001 points of the
 window (a traced control counts as 1), and `dt_max = min(0.2 / Omega, (t1 - t0) / 20)`, which
 keeps the fourth-order error near 1e-6. Then `dt = base / m` with `base` the shortest nonzero
 concrete delay (the window if there is none) and the smallest `m >= base / dt_max` that puts
@@ -124,7 +125,8 @@ def _peak(pulse, t0: float, t1: float) -> float:
 
 
 def _frequency_scale(network: Network, t0: float, t1: float) -> float:
-    """Omega of the module docstring."""
+    """Omega of the module docstring (a cluster of ports joined by instantaneous links counts
+    with the sum of its rates)."""
     peaks: dict[str, float] = {}
 
     def peak(control: str | None) -> float:
@@ -149,6 +151,17 @@ def _frequency_scale(network: Network, t0: float, t1: float) -> float:
         scale[c.a] += g
         scale[c.b] += g
     omega = max(scale.values())
+    # Ports joined by instantaneous links act collectively: their rates add up (N ports of
+    # rate gamma decay superradiantly at N gamma), so each such cluster counts as one.
+    cluster = 0.0
+    for i, el in enumerate(network.elements):
+        if i > 0:
+            delay = _float(network.links[i - 1].delay) if i - 1 < len(network.links) else None
+            if delay is None or delay > 0:
+                omega, cluster = max(omega, cluster), 0.0
+        if isinstance(el, Port):
+            cluster += value(el.rate) * peak(el.control)
+    omega = max(omega, cluster)
     for x in network.inputs:
         omega = max(omega, 4.0 * _peak(x.mode, t0, t1) ** 2)
     return omega

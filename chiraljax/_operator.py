@@ -17,6 +17,8 @@ excitation number? do the L_k lower it?) never look at traced values.
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -82,6 +84,11 @@ class Term:
     matrix: Any
     pattern: np.ndarray
 
+    @functools.cached_property
+    def key(self) -> tuple:
+        """The monomial's identity (its factors, sorted): terms with equal keys merge."""
+        return _key(self.fns)
+
 
 
 def _add_matrices(a, b):
@@ -107,12 +114,12 @@ class Operator:
 
     __slots__ = ("space", "terms")
 
-    def __init__(self, space: Space, terms=()):
-        merged: dict[tuple, Term] = {}
+    def __init__(self, space: Space, terms=(), *, _merged: tuple = ()):
+        merged: dict[tuple, Term] = {t.key: t for t in _merged}
         for t in terms:
             if not t.pattern.any():
                 continue
-            k = _key(t.fns)
+            k = t.key
             if k in merged:
                 old = merged[k]
                 merged[k] = Term(old.fns, _add_matrices(old.matrix, t.matrix), old.pattern | t.pattern)
@@ -146,7 +153,8 @@ class Operator:
         if not isinstance(other, Operator):
             return NotImplemented
         self._check(other)
-        return Operator(self.space, self.terms + other.terms)
+        # self's terms are merged and nonzero already: only other's are keyed and checked
+        return Operator(self.space, other.terms, _merged=self.terms)
 
     def __neg__(self) -> "Operator":
         return self.scale(-1.0)
