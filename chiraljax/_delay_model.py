@@ -53,6 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._errors import ValidationError, require
+from ._limits import require_count, require_memory
 from ._network import Network, Port, Scatterer
 from ._precision import complex_dtype, real_dtype
 from ._pulses import _concrete
@@ -215,6 +216,19 @@ def _check_scatterers(network: Network) -> tuple[bool, ...]:
     return tuple(lossy)
 
 
+_MAX_STEPS = 1e9  # steps of one solve (hours of compute at the kernel's speed)
+
+
+def _require_history(network: Network, longest: float, dt: float) -> None:
+    """Refuse a delay whose history buffer (longest / dt steps of every port's and end's
+    amplitudes in both directions) would not fit in memory."""
+    steps = longest / dt
+    require_memory(f"simulate: a link delay of {longest:.6g} kept as {steps:.3g} steps of history",
+                   steps * 16.0 * 2 * (2 * len(network.ports) + 4),
+                   "shorten the delay (a delay longer than the window carries nothing across it inside "
+                   "the window) or give a larger dt (method=cj.Delay(dt=...))")
+
+
 def plan_delay(network: Network, t0, t1, ts=None, *, n_save: int = 201, dt: float | None = None,
                max_delay: float | None = None, n_trajectories: int | None = None) -> DelayPlan:
     """Validate a Network for the delay kernel and fix the static parts of the solve.
@@ -261,6 +275,8 @@ def plan_delay(network: Network, t0, t1, ts=None, *, n_save: int = 201, dt: floa
     if dt is None:
         dt_max = min(_STEP_FRACTION / max(_frequency_scale(network, t0f, t1f), 1e-300), span / _MIN_STEPS)
         base = float(concrete.min()) if concrete.size else span
+        if concrete.size:  # before the step search, whose trip count grows with base / dt_max
+            _require_history(network, float(concrete.max()), dt_max)
         hard = np.array([tj - t0f for _, tj in jumps])
         chosen = _choose_step(base, dt_max, hard, concrete, save_offsets)
         if chosen is None:
@@ -287,6 +303,10 @@ def plan_delay(network: Network, t0, t1, ts=None, *, n_save: int = 201, dt: floa
                 "the delay, or set the delay to 0 for an instantaneous link")
 
     n_steps = max(1, math.ceil(span / dt * (1 - _GRID_TOL)))
+    require_count(f"simulate: the window ({t0f:.6g}, {t1f:.6g}) in steps of dt = {dt:.3g}", n_steps, _MAX_STEPS,
+                  "shorten the window or give a larger dt (method=cj.Delay(dt=...))")
+    if concrete.size:
+        _require_history(network, float(concrete.max()), dt)
     t_end = t0f + n_steps * dt
     ts_index, save_trace = None, True
     if ts_np is not None:

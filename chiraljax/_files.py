@@ -16,7 +16,36 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from ._errors import require
+from ._errors import ValidationError, require
+
+
+def require_writable(path: str | os.PathLike, what: str, suffixes: tuple[str, ...] = ()) -> Path:
+    """Refuse, before any computation, an output path chiraljax could not write: a suffix
+    not in `suffixes` (when given), a missing folder, a folder where the file should go, a
+    folder this user cannot write in (tried by creating a temporary file: `os.access` says
+    yes to root on a read-only mount).
+
+    **Arguments:**
+
+    - `path`: the file to be written.
+    - `what`: how the user gave it, for the messages ("--out fig.png").
+    - `suffixes`: the accepted suffixes (lower case, with the dot).
+
+    **Returns:** the path, absolute.
+    """
+    path = Path(path).expanduser().absolute()
+    if suffixes:
+        require(path.suffix.lower() in suffixes,
+                f"{what}: unsupported file type {path.suffix or '(none)'!r}; use one of {', '.join(suffixes)}")
+    require(path.parent.is_dir(), f"{what}: the folder {path.parent} does not exist; create it first")
+    require(not path.is_dir() or path.is_symlink(), f"{what}: is a folder; give a file name")
+    try:
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as err:
+        raise ValidationError(f"{what}: cannot write in {path.parent} ({err.strerror}); choose a writable folder") \
+            from None
+    return path
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:

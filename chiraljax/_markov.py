@@ -40,10 +40,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._errors import require
+from ._limits import require_count
 from ._network import Network, Port
 from ._operator import Operator, Symbol, factor_parts
 from ._pulses import AbstractPulse, _concrete, safe_sqrt
-from ._space import Space
+from ._space import Space, space_dimension
 
 _MODE_EPS = 1e-10
 
@@ -371,6 +372,22 @@ def check_markov(network: Network, max_excitations: int | None) -> None:
             require(n <= 1, f"Markov model: at most one {kind} per end, got {n} at the {end} end")
 
 
+# Dense operations the symbolic build may take (about a minute on one core: 100 ports on a
+# 101-state sector take 1e10 and 17 s).
+_BUILD_OPERATIONS = 5e10
+
+
+def _require_buildable(network: Network, dims: list[int], max_excitations: int | None) -> None:
+    """Refuse a model whose symbolic build would run for hours: the cascade multiplies each
+    port's dense D x D terms with every port before it, about P^2 D^3 operations."""
+    dim = space_dimension(tuple(dims), max_excitations)
+    ports = len(network.ports) + len(network.inputs) + len(network.outputs)
+    require_count(f"Markov model: {len(network.emitters)} emitters and {ports} ports on a space of {dim} states "
+                  "need dense operations to build", float(ports) ** 2 * float(dim) ** 3, _BUILD_OPERATIONS,
+                  "use representation='delay' (single excitation, any length), a smaller "
+                  + ("max_excitations" if max_excitations is not None else "network or an excitation sector"))
+
+
 def compile_markov(network: Network, *, max_excitations: int | None = 1) -> LindbladModel:
     """Build the symbolic Markov-limit Lindblad model of `network` on a sector
     (k = `max_excitations`) or, with `max_excitations=None`, on the full space.
@@ -386,6 +403,7 @@ def compile_markov(network: Network, *, max_excitations: int | None = 1) -> Lind
     names = [e.name for e in network.emitters]
     dims = [e.levels for e in network.emitters]
     virtual = [x.name for x in network.inputs] + [x.name for x in network.outputs]
+    _require_buildable(network, dims + [2] * len(virtual), max_excitations)
     space = Space(tuple(names + virtual), tuple(dims + [2] * len(virtual)), max_excitations)
     atoms = ParameterAtoms.of(network)
     times = _TimeSymbols()

@@ -21,7 +21,6 @@ import dataclasses
 import json
 import math
 import os
-import tomllib
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from . import _documents as documents
 from ._files import write_text_atomic
 from ._errors import ValidationError, require
 from ._network import Coupling, Emitter, Link, Network, OutputMode, PhotonInput, Port, Scatterer
@@ -314,14 +314,6 @@ def network_to_dict(network: Network, settings: SimulationSettings | None = None
 
 # ---- files ------------------------------------------------------------------------------------------------
 
-def _parse_toml(text: str):
-    return tomllib.loads(text)
-
-
-def _parse_json(text: str):
-    return json.loads(text)
-
-
 def _dump_json(doc) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
@@ -332,17 +324,8 @@ def _dump_toml(doc) -> str:
     return tomli_w.dumps(doc)
 
 
-# suffix -> (format name, parse, dump, the parser's error type)
-_FORMATS: dict[str, tuple[str, Callable, Callable, type[Exception]]] = {
-    ".toml": ("TOML", _parse_toml, _dump_toml, tomllib.TOMLDecodeError),
-    ".json": ("JSON", _parse_json, _dump_json, json.JSONDecodeError),
-}
-
-
-def _format(path: Path):
-    require(path.suffix.lower() in _FORMATS,
-            f"{path}: unknown file type {path.suffix!r}; name network files *.toml or *.json")
-    return _FORMATS[path.suffix.lower()]
+# suffix -> how a document is written
+_DUMPS: dict[str, Callable] = {".toml": _dump_toml, ".json": _dump_json}
 
 
 def read_document(path: str | os.PathLike) -> Any:
@@ -350,18 +333,7 @@ def read_document(path: str | os.PathLike) -> Any:
 
     **Raises:** `ValidationError` for a missing or unreadable file and for a syntax error.
     """
-    path = Path(path)
-    name, parse, _, error = _format(path)
-    require(path.is_file(), f"{path}: no such network file")
-    try:
-        return parse(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as err:
-        raise ValidationError(f"{path}: not a text file ({err.reason})") from None
-    except OSError as err:
-        raise ValidationError(f"{path}: cannot read the file ({err.strerror})") from None
-    except error as err:
-        reason = " ".join(str(err).split())
-        raise ValidationError(f"{path}: not valid {name}: {reason}") from None
+    return documents.read_document(path, "network file")
 
 
 def load_network(path: str | os.PathLike) -> tuple[Network, SimulationSettings]:
@@ -393,5 +365,6 @@ def save_network(network: Network, path: str | os.PathLike, settings: Simulation
     - `settings`: written as the `[simulation]` table when given.
     """
     path = Path(path)
-    _, _, dump, _ = _format(path)
-    write_text_atomic(path, dump(network_to_dict(network, settings)))
+    require(path.suffix.lower() in _DUMPS,
+            f"{path}: unknown file type {path.suffix!r}; name network files *.toml or *.json")
+    write_text_atomic(path, _DUMPS[path.suffix.lower()](network_to_dict(network, settings)))

@@ -26,6 +26,8 @@ import xarray as xr
 from ._errors import require
 from ._files import save_figure
 
+#: Image types a figure can be written as (matplotlib's formats, chosen by the suffix).
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".svgz", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".eps", ".ps")
 #: The most lines drawn for a 1-d slice family.
 MAX_LINES = 8
 

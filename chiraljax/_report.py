@@ -20,7 +20,7 @@ import jax.numpy as jnp  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ._files import save_figure  # noqa: E402
+from ._files import save_figure, write_text_atomic  # noqa: E402
 from ._pulses import AbstractPulse  # noqa: E402
 from ._result import Result  # noqa: E402
 
@@ -225,4 +225,4 @@ def write_markdown(path: Path, results: dict[str, Any], figures: dict[str, str])
     lines += ["", "## Figures", ""]
     for caption, name in figures.items():
         lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]
-    path.write_text("\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")

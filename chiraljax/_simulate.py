@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._errors import ValidationError, require
+from ._limits import require_memory
 from ._lowering import MarkovArrays, MarkovLayout, lower, to_device
 from ._markov import Channel, LindbladModel, ParameterAtoms, check_markov, compile_markov, required_excitations
 from ._methods import METHODS, Delay, Full, Method, Sector
@@ -30,6 +31,7 @@ from ._pulses import _concrete
 from ._result import Result
 from ._program_cache import call_cached
 from .kernels._lindblad import LindbladSolution, solve_markov
+from .kernels._runge_kutta import SAVES_PER_STEP
 
 REPRESENTATIONS = ("auto", "sector", "full", "delay")
 _LEGACY = ("representation", "rtol", "atol", "max_steps", "steps", "max_excitations", "dt", "key",
@@ -98,7 +100,21 @@ def _method_from_keywords(network: Network, options: dict[str, Any]) -> Method:
     return Sector(**options)
 
 
+def _require_save_memory(network: Network, n_save: int) -> None:
+    """Refuse save grids whose traces (populations, fluxes, outputs at every save time) would
+    not fit in memory."""
+    channels = 2 * (len(network.links) + 2) + len(network.emitters) + len(network.ports)
+    per_save = 8 * 3 * (len(network.emitters) + len(network.inputs) + len(network.outputs) + 2 * channels + 1)
+    require_memory(f"simulate: {n_save} save times", float(n_save) * per_save, "lower n_save")
+
+
 def _markov(network: Network, method: Sector | Full, t0, t1, ts, aligned: bool) -> Result:
+    n_saves = int(np.shape(ts)[0])
+    require(method.steps is not None or n_saves <= SAVES_PER_STEP * method.max_steps,
+            f"simulate: {n_saves} save times need at least {-(-n_saves // SAVES_PER_STEP)} adaptive steps "
+            f"({SAVES_PER_STEP} per step), more than max_steps = {method.max_steps}; lower n_save or raise "
+            f"max_steps (method=cj.{type(method).__name__}(max_steps=...), or max_steps in the [simulation] "
+            "table of a network file)")
     if isinstance(method, Sector):
         need = required_excitations(network)
         k = need if method.max_excitations is None else int(method.max_excitations)
@@ -124,7 +140,8 @@ def _markov(network: Network, method: Sector | Full, t0, t1, ts, aligned: bool) 
         if method.steps is None and int(np.asarray(sol.steps)) >= method.max_steps:
             raise ValidationError(
                 f"simulate: the solver did not reach t1 = {t1} within max_steps = {method.max_steps} steps; "
-                f"raise it (method=cj.{name}(max_steps=...)) or loosen rtol/atol")
+                f"raise it (method=cj.{name}(max_steps=...), or max_steps in the [simulation] table of a "
+                "network file) or loosen rtol/atol")
         raise ValidationError(
             "simulate: the solution is not finite (NaN or infinity); check that the input and output modes are "
             f"normalised inside the window, or use smaller steps (method=cj.{name}(...))")
@@ -218,6 +235,7 @@ def simulate(network: Network, t_span: tuple[float, float], *, method: Method | 
                         f"got {given[0]} .. {given[-1]}")
     if ts is None:
         require(int(n_save) >= 2, f"simulate: n_save must be >= 2, got {n_save}")
+        _require_save_memory(network, int(n_save))
         ts = (np.linspace(float(c0), float(c1), int(n_save)) if concrete
               else jnp.linspace(jnp.asarray(t_span[0], dtype=float), jnp.asarray(t_span[1], dtype=float), int(n_save)))
     if isinstance(method, Delay):

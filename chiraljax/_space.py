@@ -44,6 +44,18 @@ def _sector_basis(dims: tuple[int, ...], k: int) -> list[tuple[int, ...]]:
     return states
 
 
+def space_dimension(dims: tuple[int, ...], k: int | None) -> int:
+    """The number of basis states of the occupations with sum <= k (all of them for k = None),
+    counted without enumerating them: the coefficients of prod_j (1 + x + ... + x^{d_j - 1})
+    up to x^k."""
+    if k is None:
+        return int(np.prod([int(d) for d in dims], dtype=object)) if dims else 1
+    counts = [1] + [0] * int(k)  # counts[n]: occupations of the subsystems so far with sum n
+    for d in dims:
+        counts = [sum(counts[n - m] for m in range(min(int(d) - 1, n) + 1)) for n in range(int(k) + 1)]
+    return int(sum(counts))
+
+
 @dataclass(frozen=True)
 class Space:
     """A composite space of named subsystems, optionally truncated to <= k excitations.

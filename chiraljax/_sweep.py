@@ -73,6 +73,7 @@ import xarray as xr
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ._errors import ValidationError, require
+from ._limits import require_memory
 from ._precision import PRECISION, real_dtype
 from ._sweep_store import (
     ChunkStore,
@@ -453,6 +454,10 @@ def plan_sweep(
         dim_of = {axis.name: SAMPLE_DIM if axis.stochastic else axis.name for axis in axes}
         dims = tuple(dict.fromkeys(dim_of[axis.name] for axis in axes))
     shape = tuple(next(values[n].size for n in dim_of if dim_of[n] == d) for d in dims)
+    n_points = math.prod(shape)
+    # the index grid and one value per axis and point, then at least one result per point
+    require_memory(f"the sweep grid of {n_points:.4g} points ({' x '.join(str(n) for n in shape)})",
+                   8.0 * n_points * (2 * len(shape) + len(axes) + 1), "use fewer points per axis")
     index = np.indices(shape).reshape(len(shape), -1)
     points = {name: values[name][index[dims.index(dim_of[name])]] for name in dim_of}
     spec = {

@@ -17,11 +17,9 @@ import dataclasses
 import difflib
 import importlib
 import importlib.util
-import json
 import math
 import os
 import sys
-import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from typing import Any
 import jax
 import xarray as xr
 
+from ._documents import read_document
 from ._errors import ValidationError, require
 from ._network import Network
 from ._network_io import SimulationSettings
@@ -358,15 +357,7 @@ def load_sweep_spec(path: str | os.PathLike[str], *, allow_python: bool = False)
     field.
     """
     path = Path(path)
-    require(path.is_file(), f"spec file {str(path)!r} does not exist; check the path")
-    suffix = path.suffix.lower()
-    require(suffix in (".toml", ".json"),
-            f"spec file {str(path)!r}: unsupported suffix {suffix!r}; use .toml or .json")
-    text = path.read_text()
-    try:
-        data = tomllib.loads(text) if suffix == ".toml" else json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
-        raise ValidationError(f"{path}: not valid {suffix[1:].upper()}: {err}") from None
+    data = read_document(path, "sweep spec")
     require(isinstance(data, dict), f"{path}: the top level must be a table/object")
     return _prefixed(str(path), lambda: parse_sweep_spec(data, path.parent, str(path), allow_python=allow_python))
 

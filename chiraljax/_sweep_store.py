@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ._errors import ValidationError, require
-from ._files import write_atomic
+from ._errors import require
+from ._files import require_writable, write_atomic
 
 #: Output suffix -> (xarray engine, module that must be importable).
 FORMATS: dict[str, tuple[str, str]] = {".nc": ("h5netcdf", "h5netcdf"), ".zarr": ("zarr", "zarr")}
@@ -52,8 +52,14 @@ def discard_sidecar(out: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _temp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _temp_name(path: Path, folder: bool = False) -> Path:
+    """A new, unpredictable name beside `path`, created empty (a file, or a folder) with
+    O_EXCL by `tempfile`, so that nothing planted there can be written through."""
+    if folder:
+        return Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    return Path(name)
 
 
 def check_output(out: str | os.PathLike[str]) -> Path:
@@ -79,24 +85,9 @@ def check_output(out: str | os.PathLike[str]) -> Path:
         f"out={str(out)!r}: writing {path.suffix} needs the '{module}' package; install it or "
         "use a .nc path",
     )
-    parent = path.parent
-    require(
-        parent.is_dir(),
-        f"out={str(out)!r}: the folder {str(parent)!r} does not exist; create it first",
-    )
-    require(
-        path.suffix == ".zarr" or not path.is_dir(),
-        f"out={str(out)!r} is a folder; give a file name",
-    )
-    # os.access is not enough (it says yes to root on a read-only mount): really write a byte.
-    try:
-        with tempfile.TemporaryFile(dir=parent):
-            pass
-    except OSError as err:
-        raise ValidationError(
-            f"out={str(out)!r}: cannot write in {str(parent)!r} ({err.strerror}); choose a "
-            "writable folder"
-        ) from None
+    if path.suffix == ".zarr" and path.is_dir():
+        return path  # a Zarr store is a folder
+    require_writable(path, f"out={str(out)!r}")
     return path
 
 
@@ -230,12 +221,12 @@ def write_result(dataset: xr.Dataset, out: Path) -> None:
     A `.zarr` store is a folder, which `os.replace` cannot move onto an existing non-empty one:
     an old store is first moved aside, so a kill in between leaves it under a temporary name.
     """
-    temp = _temp_name(out)
+    temp = _temp_name(out, folder=out.suffix == ".zarr")
     if out.suffix == ".zarr":
-        shutil.rmtree(temp, ignore_errors=True)
         dataset.to_zarr(temp, mode="w")
         if out.exists():
-            old = out.with_name(f".{out.name}.{os.getpid()}.old")
+            old = _temp_name(out, folder=True)
+            old.rmdir()
             os.replace(out, old)
             os.replace(temp, out)
             shutil.rmtree(old, ignore_errors=True)

@@ -184,7 +184,7 @@ class AdaptiveConfig(NamedTuple):
     unrolled: bool = False
 
 
-_WINDOW = 8  # save times read per step at most
+SAVES_PER_STEP = 8  # save times read per step at most (the interpolant's window)
 
 
 class _Stepper:
@@ -193,7 +193,7 @@ class _Stepper:
     def __init__(self, f, observe, config: AdaptiveConfig, ts):
         self.f, self.config, self.tab = f, config, dopri8()
         self.n_save = ts.shape[0]
-        self.window = min(_WINDOW, self.n_save)
+        self.window = min(SAVES_PER_STEP, self.n_save)
         self.ts_pad = jnp.concatenate([ts, jnp.full((self.window + 1,), jnp.inf, ts.dtype)])
         self.observe = jax.vmap(observe, in_axes=(0, 0, None))
 

@@ -44,7 +44,8 @@ def plot_command(
 ) -> None:
     """Plot a sweep result as a heatmap or lines."""
     from .._errors import require
-    from .._plots import save_sweep_plot
+    from .._files import require_writable
+    from .._plots import FIGURE_SUFFIXES, save_sweep_plot
     from .._sweep_store import FORMATS, read_result
 
     path = result_file.expanduser().absolute()
@@ -52,8 +53,7 @@ def plot_command(
     require(path.exists(), f"{result_file} does not exist; check the path")
     dataset = read_result(path)
     require(dataset is not None, f"{result_file}: not a readable sweep result")
-    require(out.parent.expanduser().is_dir() if str(out.parent) else True,
-            f"--out {out}: the folder {out.parent} does not exist")
+    require_writable(out, f"--out {out}", FIGURE_SUFFIXES)
     save_sweep_plot(dataset, out, metric=metric, x=x, y=y, at=_parse_at(at), kind=kind)
     typer.echo(f"figure written to {out}")
 

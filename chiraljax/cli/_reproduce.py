@@ -25,6 +25,8 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .._errors import ValidationError, require
+
 _HELP = (
     "Reproduce the chiral-interconnect experiment on a preset: directional emission both ways, state "
     "transfer, receiver pulse shaping (gradient and reinforcement learning on one budget of simulator "
@@ -116,14 +118,20 @@ def run_reproduce(preset_name: str, out: Path, quick: bool, console: Console, bu
     from .._presets import load_preset
     from .._protocols import directional_emission, error_budget, transfer, w_state
     from .. import _report
+    from .._files import require_writable, write_text_atomic
 
+    require(not out.exists() or out.is_dir(), f"--out {out}: is a file; give a folder for the report")
     started = time.perf_counter()
     preset = load_preset(preset_name)
     has_receiver = preset.receiver is not None
     can_shape = has_receiver and preset.shaping.get("max_drive") is not None
     plan = preset.plan.replace(n_save=101 if quick else 241)
     preset = type(preset)(**{**preset.__dict__, "plan": plan})
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValidationError(f"--out {out}: cannot create the folder ({err.strerror})") from None
+    require_writable(out / "results.json", f"--out {out}")
     results: dict[str, Any] = {"preset": preset.name, "description": preset.description, "source": preset.source,
                                "tuned": list(preset.tuned), "quick": quick, "notes": [], "table": [], "timing": {}}
     measured = preset.measured
@@ -256,7 +264,7 @@ def run_reproduce(preset_name: str, out: Path, quick: bool, console: Console, bu
         results["figures"] = figures
         results["timing"]["total"] = time.perf_counter() - started
         _report.write_markdown(out / "report.md", results, figures)
-        (out / "results.json").write_text(json.dumps(_jsonable(results), indent=2))
+        write_text_atomic(out / "results.json", json.dumps(_jsonable(results), indent=2))
         done("report")
     results["timing"]["total"] = time.perf_counter() - started
     return results

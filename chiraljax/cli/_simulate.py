@@ -43,7 +43,8 @@ def simulate_command(
     """Simulate a network file, print a summary and optionally save the result as JSON."""
     from rich.console import Console
 
-    from .._network_io import load_network, write_text_atomic
+    from .._files import require_writable, write_text_atomic
+    from .._network_io import load_network
     from .._simulate import simulate
 
     network, settings = load_network(network_file)
@@ -53,7 +54,7 @@ def simulate_command(
             f"{network_file}: no time window; give t_span = [t0, t1] in the file's [simulation] table "
             "or --t-span T0 T1 on the command line")
     if out is not None:
-        require(out.parent.is_dir(), f"--out {out}: the folder {out.parent} does not exist")
+        require_writable(out, f"--out {out}", (".json",))
     start = time.perf_counter()
     result = simulate(network, settings.t_span, **settings.simulate_kwargs())
     scalars = result.scalars()
