@@ -813,7 +813,7 @@ def sweep(
     bounds = [(i * size, min((i + 1) * size, n_points)) for i in range(n_chunks)]
     done = np.zeros(n_chunks, bool)
     if store is not None:
-        done = _agree(store.done() if writer else done)
+        done = _agree(store.done(probe.metrics) if writer else done)
 
     batch = -(-size // len(devices)) * len(devices)
     runner, fixed_arrays, compile_time, temp_bytes = _compile(fn, plan, devices, batch)

@@ -115,9 +115,29 @@ class ChunkStore:
     def _chunk_path(self, index: int) -> Path:
         return self.folder / f"chunk_{index:06d}.npz"
 
-    def done(self) -> np.ndarray:
-        """A boolean mask over chunks: True where the chunk file exists."""
-        return np.array([self._chunk_path(i).is_file() for i in range(self.n_chunks)], bool)
+    def done(self, metrics: Sequence[str]) -> np.ndarray:
+        """A boolean mask over chunks: True where a whole chunk file with every metric is on
+        disk. A damaged or foreign chunk file (truncated by a crash of the disk, edited, of
+        other metrics) is removed and counts as not done, so it is computed again."""
+        mask = np.zeros(self.n_chunks, bool)
+        for i in range(self.n_chunks):
+            path = self._chunk_path(i)
+            if not path.is_file():
+                continue
+            arrays = self._read(i)
+            length = min(self.chunk_size, self.n_points - i * self.chunk_size)
+            if arrays is not None and sorted(arrays) == sorted(metrics) and all(
+                    a.shape == (length,) for a in arrays.values()):
+                mask[i] = True
+            else:
+                path.unlink(missing_ok=True)
+        return mask
+
+    def _read(self, index: int) -> dict[str, np.ndarray] | None:
+        try:
+            return self.load(index)
+        except Exception:  # noqa: BLE001 - any unreadable chunk is computed again
+            return None
 
     def save(self, index: int, arrays: Mapping[str, np.ndarray]) -> None:
         """Write chunk `index` atomically."""

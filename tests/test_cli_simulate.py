@@ -112,4 +112,4 @@ def test_output_folder_must_exist(monkeypatch, capsys, tmp_path):
     out = tmp_path / "absent" / "r.json"
     code, _, stderr = run_cli(monkeypatch, capsys, "simulate", SINGLE, "--out", out)
     assert code == 2
-    assert stderr.strip() == f"chiraljax: error: --out {out}: the folder {out.parent} does not exist"
+    assert stderr.strip() == f"chiraljax: error: --out {out}: the folder {out.parent} does not exist; create it first"

@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 failure during a run, 2 bad input (a one-line reason on
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import typer
@@ -15,6 +16,19 @@ from .._errors import ValidationError
 
 COMMANDS = ("reproduce", "simulate", "sweep", "plot", "optimize", "bench")
 INTERRUPTED = 130  # the exit status of a run stopped by Ctrl-C
+TRACEBACK_ENV = "CHIRALJAX_TRACEBACK"  # set: a failure during a run shows its traceback
+
+
+def runtime_failure(err: BaseException) -> str:
+    """One line for a failure during a run: its cause and, where one is known, what to change."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, MemoryError) or "RESOURCE_EXHAUSTED" in text or "Out of memory" in text:
+        return ("out of memory during the run; lower n_save, the number of points per chunk (--chunk-size), "
+                "max_excitations or the network's size")
+    if isinstance(err, OSError) and err.filename is not None:
+        return f"{err.filename}: {err.strerror or text}"
+    first = text if len(text) <= 300 else text[:297] + "..."
+    return f"{type(err).__name__}: {first}"
 
 app = typer.Typer(
     name="chiraljax",
@@ -70,7 +84,10 @@ def main() -> None:
             if show is not None:
                 show()
             sys.exit(exit_code)
-        raise
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        print(f"chiraljax: error: {runtime_failure(err)} (set {TRACEBACK_ENV}=1 for the traceback)", file=sys.stderr)
+        sys.exit(1)
     # typer turns an interrupt into the status 130, which it returns instead of exiting with it
     if status == INTERRUPTED:
         print("chiraljax: interrupted; rerun the same command to resume", file=sys.stderr)
