@@ -77,7 +77,16 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 
 def save_figure(fig: Any, path: str | os.PathLike, **options: Any) -> None:
-    """`fig.savefig` into `path` atomically; the format follows the suffix."""
+    """`fig.savefig` into `path` atomically; the format follows the suffix, and the file's
+    metadata names the chiraljax version that made it (PNG, PDF, SVG, EPS)."""
+    from ._provenance import software
+
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or None
+    if fmt in _FIGURE_METADATA and "metadata" not in options:  # who made the figure, in the file
+        options = {**options, "metadata": {_FIGURE_METADATA[fmt]: software()}}
     write_atomic(path, lambda handle: fig.savefig(handle, format=fmt, **options))
+
+
+# the metadata key each format takes for the writing program (matplotlib's savefig metadata)
+_FIGURE_METADATA = {"png": "Software", "pdf": "Creator", "svg": "Creator", "eps": "Creator", "ps": "Creator"}

@@ -28,6 +28,21 @@ from ._errors import ValidationError, require
 from ._pulses import AbstractPulse, _concrete
 
 
+#: Characters that parameter paths ("emitters.A.decay", "emitters.*.dephasing") and metric
+#: strings ("population:A1+B1") use as separators, so no name may hold them.
+RESERVED_IN_NAMES = "+:.*=,[]"
+
+
+def _require_addressable(kind: str, name: Any) -> None:
+    """A name must be a non-empty string without the separators of parameter paths and metric
+    strings, or the name could not be addressed in a sweep, a metric or a network file."""
+    require(isinstance(name, str) and name.strip() != "", f"Network: every {kind} name must be a non-empty string, "
+                                                          f"got {name!r}")
+    bad = sorted({c for c in name if c in RESERVED_IN_NAMES or c.isspace()})
+    require(not bad, f"Network: the {kind} name {name!r} contains {' '.join(repr(c) for c in bad)}, which parameter "
+                     "paths and metric strings use as separators; use letters, digits, '_' or '-'")
+
+
 def _require_known(name: str, known, message: str) -> None:
     """Refuse `name` when it is not in `known` (a dict or an ordered dict of names), with the
     closest names; the suggestions are computed only for a wrong name, so validating a large
@@ -284,6 +299,11 @@ class Network(eqx.Module):
 
     def _validate(self) -> None:
         names = [e.name for e in self.emitters]
+        for kind, items in (("emitter", names), ("port", [p.name for p in self.ports]),
+                            ("scatterer", [s.name for s in self.scatterers]), ("control", list(self.controls)),
+                            ("input/output", [x.name for x in self.inputs + self.outputs])):
+            for name in items:
+                _require_addressable(kind, name)
         known = dict.fromkeys(names)  # ordered, with O(1) membership
         require(len(self.emitters) >= 1, "Network: give at least one emitter")
         require(len(set(names)) == len(names), f"Network: emitter names must be unique, got {names}")
@@ -430,6 +450,18 @@ PARAMETER_BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "rate": (0.0, None),
     "delay": (0.0, None),
     "kappa": (0.0, None),
+}
+
+
+#: Units of parameters, by the last part of the dotted name (hbar = 1; times in the user's time
+#: unit, rates and frequencies in radians per time unit): the CF `units` of sweep coordinates.
+PARAMETER_UNITS: dict[str, str] = {
+    **dict.fromkeys(("transmission", "right_fraction", "reflection", "factor", "amplitude"), "1"),
+    **dict.fromkeys(("decay", "dephasing", "rate", "kappa", "detuning", "strength", "anharmonicity", "gamma",
+                     "shift"), "rad/time_unit"),
+    **dict.fromkeys(("delay", "t0", "t1", "width", "duration", "t_stop"), "time_unit"),
+    "phase": "rad",
+    "loss_db": "dB",
 }
 
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from . import _documents as documents
 from ._files import write_text_atomic
+from ._provenance import provenance
 from ._errors import ValidationError, require
 from ._network import Coupling, Emitter, Link, Network, OutputMode, PhotonInput, Port, Scatterer
 from ._pulses import (AbstractPulse, Constant, Gaussian, GaussianMode, Halted, Sampled, Scaled,
@@ -309,6 +310,7 @@ def network_to_dict(network: Network, settings: SimulationSettings | None = None
         doc["end_reflections"] = [_write_complex(x, "end_reflections") for x in r]
     if settings is not None and settings.to_dict():
         doc["simulation"] = settings.to_dict()
+    doc["written_by"] = provenance()
     return doc
 
 

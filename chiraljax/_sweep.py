@@ -74,6 +74,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ._errors import ValidationError, require
 from ._limits import require_memory
+from ._provenance import provenance
 from ._precision import PRECISION, real_dtype
 from ._sweep_store import (
     ChunkStore,
@@ -691,13 +692,19 @@ def _agree(value: np.ndarray) -> np.ndarray:
 
 
 def _to_dataset(
-    plan: SweepPlan, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any]
+    plan: SweepPlan, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any],
+    variable_attrs: Mapping[str, Mapping[str, str]],
 ) -> xr.Dataset:
-    return xr.Dataset(
+    """The result: metrics over the sweep's dimensions, with CF `long_name` (the variable's
+    name unless `variable_attrs` says better) and `units` where known."""
+    dataset = xr.Dataset(
         data_vars={name: (plan.dims, v.reshape(plan.shape)) for name, v in arrays.items()},
         coords=dict(plan.coords),
         attrs=dict(attrs),
     )
+    for name in list(dataset.data_vars) + list(dataset.coords):
+        dataset[name].attrs.update({"long_name": str(name), **dict(variable_attrs.get(str(name), {}))})
+    return dataset
 
 
 def _evaluate(
@@ -735,6 +742,7 @@ def sweep(
     key: int | jax.Array | None = None,
     callback: Callable[[ChunkDone], None] | None = None,
     attrs: Mapping[str, Any] | None = None,
+    variable_attrs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> xr.Dataset:
     r"""Evaluate `fn` at every point of a parameter sweep, in chunks, on all devices.
 
@@ -761,6 +769,8 @@ def sweep(
     - `key`: int seed or jax PRNG key for random axes without a seed of their own (default 0).
     - `callback`: called with a `ChunkDone` after each computed chunk has been stored.
     - `attrs`: extra attributes (JSON-able scalars or strings) stored with the result.
+    - `variable_attrs`: {metric or parameter name: {"long_name": ..., "units": ...}}, CF
+      attributes of the result's variables (default: the name as long_name).
 
     **Returns:**
 
@@ -861,9 +871,11 @@ def sweep(
         "bytes_per_point_estimate": probe.bytes_per_point,
         "compiled_temp_bytes": -1 if temp_bytes is None else temp_bytes,
         "precision": PRECISION,
+        "chiraljax_version": provenance()["chiraljax"],
+        "jax_version": provenance()["jax"],
         **dict(attrs or {}),
     }
-    dataset = _to_dataset(plan, results, attrs)
+    dataset = _to_dataset(plan, results, attrs, variable_attrs or {})
     if out_path is not None and writer:
         write_result(dataset, out_path)
         discard_sidecar(out_path)

@@ -60,9 +60,10 @@ import xarray as xr
 
 from . import _metrics
 from ._errors import ValidationError, require
-from ._network import PARAMETER_BOUNDS, Network
+from ._network import PARAMETER_BOUNDS, PARAMETER_UNITS, Network
 from ._network_io import SimulationSettings, load_network
 from ._result import Result
+from ._methods import Sector
 from ._simulate import REPRESENTATIONS, auto_representation, simulate
 from ._sweep import AbstractAxis, ChunkDone, Grid, Mode
 from ._sweep import sweep as sweep_function
@@ -75,7 +76,8 @@ MetricFunction = Callable[[Result, Network], Any]
 
 class _Derived(NamedTuple):
     """A convenience parameter: `name` (a template with `{key}`) sets the base parameter
-    `target` (same key) to `transform(value)`; `low`/`high` bound the value the user gives."""
+    `target` (same key) to `transform(value)`; `low`/`high` bound the value the user gives;
+    `inverse` reads it back from the base value."""
 
     name: str
     target: str
@@ -83,14 +85,47 @@ class _Derived(NamedTuple):
     low: float | None
     high: float | None
     open_low: bool
+    inverse: Callable[[Any], Any]
 
 
-#: Derived parameter names: template, the base parameter it sets, value -> base value, bounds.
+def _loss_db(transmission):
+    with np.errstate(divide="ignore"):
+        return -10.0 * np.log10(transmission)
+
+
+def _t1(decay):
+    with np.errstate(divide="ignore"):
+        return 1.0 / np.asarray(decay, dtype=float)
+
+
+#: Derived parameter names: template, the base parameter it sets, value -> base value, bounds,
+#: base value -> value.
 DERIVED: tuple[_Derived, ...] = (
     _Derived("links.{key}.loss_db", "links.{key}.transmission",
-             lambda x: 10.0 ** (-x / 10.0), 0.0, None, False),
-    _Derived("emitters.{key}.t1", "emitters.{key}.decay", lambda x: 1.0 / x, 0.0, None, True),
+             lambda x: 10.0 ** (-x / 10.0), 0.0, None, False, _loss_db),
+    _Derived("emitters.{key}.t1", "emitters.{key}.decay", lambda x: 1.0 / x, 0.0, None, True, _t1),
 )
+
+
+def parameter_table(network: Network) -> list[dict[str, Any]]:
+    """Every name a sweep of `network` accepts (base and derived), with its current value, its
+    physical range and its units: rows {name, value, low, high, units, sets} (`sets` names the
+    base parameter a derived name sets, else None)."""
+    base = network.parameters()
+    rows = []
+    for name, value in base.items():
+        low, high = PARAMETER_BOUNDS.get(name.rsplit(".", 1)[-1], (None, None))
+        rows.append({"name": name, "value": np.asarray(value).tolist(), "low": low, "high": high,
+                     "units": PARAMETER_UNITS.get(name.rsplit(".", 1)[-1]), "sets": None})
+    for derived in DERIVED:
+        for target, value in base.items():
+            match = re.fullmatch(_template_regex(derived.target), target)
+            if match:
+                name = derived.name.format(**match.groupdict())
+                rows.append({"name": name, "value": float(derived.inverse(np.asarray(value, dtype=float))) + 0.0,
+                             "low": derived.low, "high": derived.high,
+                             "units": PARAMETER_UNITS.get(name.rsplit(".", 1)[-1]), "sets": target})
+    return rows
 
 
 def _template_regex(template: str) -> str:
@@ -135,14 +170,7 @@ def _resolve_one(name: str, base: Collection[str]) -> _Setter | None:
 def parameter_names(network: Network) -> list[str]:
     """Every name a sweep of `network` accepts without wildcards: the base parameters of
     `network.parameters()` and the derived names of `DERIVED` that apply to them."""
-    base = list(network.parameters())
-    names = list(base)
-    for derived in DERIVED:
-        for target in base:
-            match = re.fullmatch(_template_regex(derived.target), target)
-            if match:
-                names.append(derived.name.format(**match.groupdict()))
-    return names
+    return [row["name"] for row in parameter_table(network)]
 
 
 def _unknown(name: str, known: Sequence[str]) -> ValidationError:
@@ -459,9 +487,10 @@ def sweep(
     table = _metric_table(metrics)
     t_span = settings.t_span if t_span is None else t_span
     representation = representation or settings.representation or "auto"
-    rtol = _first(rtol, settings.rtol, 1e-8)
-    atol = _first(atol, settings.atol, 1e-10)
-    max_steps = _first(max_steps, settings.max_steps, 100_000)
+    defaults = Sector()  # one home for the solver's defaults
+    rtol = _first(rtol, settings.rtol, defaults.rtol)
+    atol = _first(atol, settings.atol, defaults.atol)
+    max_steps = _first(max_steps, settings.max_steps, defaults.max_steps)
     require(t_span is not None and len(t_span) == 2,
             f"t_span={t_span!r}: give the simulation window (t0, t1)")
     t0, t1 = (float(x) for x in t_span)
@@ -500,7 +529,35 @@ def sweep(
                  for name, spec in _metric_specs(metrics).items()}
     extra.update(representation=chosen, t_span=[t0, t1], metrics=json.dumps(described))
     return sweep_function(fn, axes, fixed=fixed, parameters=list(setters), attrs=extra,
+                          variable_attrs=_variable_attrs(described, [axis.name for axis in axes]),
                           **engine_options)
+
+
+#: long_name of each metric kind ({} is its argument); every metric is a number of photons or a
+#: probability, units "1".
+METRIC_LONG_NAMES = {
+    "population": "excitation of {}",
+    "output": "photon number out through {}",
+    "total_output": "photon number out through every channel",
+    "conservation_error": "conservation error (emitters + outputs + in flight - initial)",
+    "in_flight": "excitation in flight in the waveguide",
+    "directionality": "directionality of the emission ({})",
+    "w_fidelity": "W-state fidelity ({})",
+}
+
+
+def _variable_attrs(metrics: Mapping[str, str], parameters: Sequence[str]) -> dict[str, dict[str, str]]:
+    """CF attributes of a Network sweep's variables: `long_name` and `units` of each metric
+    (from its kind) and each swept parameter (units by the parameter's kind, `PARAMETER_UNITS`)."""
+    out: dict[str, dict[str, str]] = {}
+    for name, spec in metrics.items():
+        kind, _, argument = spec.partition(":")
+        template = METRIC_LONG_NAMES.get(kind)
+        out[name] = {"units": "1", **({"long_name": template.format(argument or "all")} if template else {})}
+    for name in parameters:
+        unit = PARAMETER_UNITS.get(name.rsplit(".", 1)[-1])
+        out[name] = {"long_name": f"network parameter {name}", **({"units": unit} if unit else {})}
+    return out
 
 
 #: How far a fixed-step metric may lie from the adaptive one (absolute, and relative to it).

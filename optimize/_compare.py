@@ -34,6 +34,7 @@ import numpy as np
 from chiraljax._errors import require
 from chiraljax._files import save_figure, write_text_atomic
 from chiraljax._precision import real_dtype
+from chiraljax._provenance import provenance
 
 from ._gradient import GradientConfig, gradient_optimize, measure_cost_ratio, value_and_grad
 from ._objectives import Objective, sample_ensemble
@@ -386,7 +387,7 @@ def sim_to_real(
 
 def write_json(data: dict[str, Any], path: str | os.PathLike) -> None:
     """Write a report as indented JSON (atomically, never through a symlink)."""
-    write_text_atomic(path, json.dumps(data, indent=1, default=_json_default) + "\n")
+    write_text_atomic(path, json.dumps({**data, "written_by": provenance()}, indent=1, default=_json_default) + "\n")
 
 
 def _json_default(value):

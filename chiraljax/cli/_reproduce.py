@@ -119,6 +119,7 @@ def run_reproduce(preset_name: str, out: Path, quick: bool, console: Console, bu
     from .._protocols import directional_emission, error_budget, transfer, w_state
     from .. import _report
     from .._files import require_writable, write_text_atomic
+    from .._provenance import provenance
 
     require(not out.exists() or out.is_dir(), f"--out {out}: is a file; give a folder for the report")
     started = time.perf_counter()
@@ -264,7 +265,7 @@ def run_reproduce(preset_name: str, out: Path, quick: bool, console: Console, bu
         results["figures"] = figures
         results["timing"]["total"] = time.perf_counter() - started
         _report.write_markdown(out / "report.md", results, figures)
-        write_text_atomic(out / "results.json", json.dumps(_jsonable(results), indent=2))
+        write_text_atomic(out / "results.json", json.dumps(_jsonable({**results, "written_by": provenance()}), indent=2))
         done("report")
     results["timing"]["total"] = time.perf_counter() - started
     return results

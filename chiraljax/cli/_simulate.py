@@ -45,6 +45,7 @@ def simulate_command(
 
     from .._files import require_writable, write_text_atomic
     from .._network_io import load_network
+    from .._provenance import provenance
     from .._simulate import simulate
 
     network, settings = load_network(network_file)
@@ -71,6 +72,7 @@ def simulate_command(
             "channels": dict(zip(result.channel_names, result.channel_kinds)),
             "scalars": scalars,
             "traces": result.traces(),
+            "written_by": provenance(),
         }
         write_text_atomic(out, json.dumps(payload, indent=1) + "\n")
         console.print(f"result written to {out}")
