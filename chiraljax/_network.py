@@ -28,9 +28,10 @@ from ._errors import ValidationError, require
 from ._pulses import AbstractPulse, _concrete
 
 
-#: Characters that parameter paths ("emitters.A.decay", "emitters.*.dephasing") and metric
-#: strings ("population:A1+B1") use as separators, so no name may hold them.
-RESERVED_IN_NAMES = "+:.*=,[]"
+#: Characters that metric strings ("population:A1+B1"), wildcard parameter names
+#: ("emitters.*.dephasing") and --at NAME=VALUE use as separators, so no name may hold them.
+#: (A dot is allowed: parameter names are matched whole, "emitters.M0.QA.decay".)
+RESERVED_IN_NAMES = "+:*=,[]"
 
 
 def _require_addressable(kind: str, name: Any) -> None:
@@ -39,8 +40,8 @@ def _require_addressable(kind: str, name: Any) -> None:
     require(isinstance(name, str) and name.strip() != "", f"Network: every {kind} name must be a non-empty string, "
                                                           f"got {name!r}")
     bad = sorted({c for c in name if c in RESERVED_IN_NAMES or c.isspace()})
-    require(not bad, f"Network: the {kind} name {name!r} contains {' '.join(repr(c) for c in bad)}, which parameter "
-                     "paths and metric strings use as separators; use letters, digits, '_' or '-'")
+    require(not bad, f"Network: the {kind} name {name!r} contains {' '.join(repr(c) for c in bad)}, which metric "
+                     "strings and parameter names use as separators; use letters, digits, '_', '-' or '.'")
 
 
 def _require_known(name: str, known, message: str) -> None:

@@ -37,6 +37,12 @@ class Result(eqx.Module):
     - `amplitudes`: (T, n) single-excitation amplitudes when the representation has them.
     - `populations_stderr`: (T, n) standard error of `populations` when they are a mean over
       noise trajectories (the delay representation with dephasing), else None.
+    - `space`: the simulation's `Space` (Lindblad representations; None for 'delay'): its
+      basis is the basis of `final_state` and `states` (`basis_labels`, `dims`).
+    - `expect`: expectation values Tr(O rho(t)) of `simulate`'s `e_ops`, (T, E) for a list
+      or {name: (T,)} for a dict; None when none were asked for.
+    - `states`: (T, D, D) density matrices at the save times with `save_states=True`, else
+      None.
     """
 
     representation: str = eqx.field(static=True)
@@ -52,6 +58,39 @@ class Result(eqx.Module):
     conservation_error: Any
     amplitudes: Any = None
     populations_stderr: Any = None
+    space: Any = eqx.field(static=True, default=None)
+    expect: Any = None
+    states: Any = None
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        """The levels of each subsystem (`names` order): QuTiP's dims of the full space."""
+        require(self.space is not None, "Result: the delay representation has no state space")
+        return tuple(self.space.dims)
+
+    @property
+    def basis_labels(self) -> tuple[str, ...]:
+        """One label per basis state of `final_state` and `states`: the occupations in `names`
+        order, e.g. '0100'."""
+        from ._qutip import basis_labels
+
+        require(self.space is not None, "Result: the delay representation has no state space")
+        return basis_labels(self.space)
+
+    def to_qobj(self, index: int = -1, *, full: bool = True):
+        """The state at save time `ts[index]` as a `qutip.Qobj` density matrix, on the full
+        space of `names` (dims `dims`, zeros outside a sector) or, with `full=False`, on the
+        simulation's basis. The last state is `final_state`; others need `save_states=True`."""
+        from ._qutip import to_qobj
+
+        require(self.space is not None, "Result: the delay representation has no density matrix")
+        if index in (-1, len(np.asarray(self.ts)) - 1) and self.states is None:
+            matrix = np.asarray(self.final_state)
+        else:
+            require(self.states is not None,
+                    "Result: only the final state was kept; simulate with save_states=True for the others")
+            matrix = np.asarray(self.states)[index]
+        return to_qobj(matrix, self.space, full)
 
     def _sub(self, name: str) -> int:
         require(name in self.names, f"Result: no subsystem {name!r}; known: {', '.join(self.names)}")

@@ -108,7 +108,20 @@ def _require_save_memory(network: Network, n_save: int) -> None:
     require_memory(f"simulate: {n_save} save times", float(n_save) * per_save, "lower n_save")
 
 
-def _markov(network: Network, method: Sector | Full, t0, t1, ts, aligned: bool) -> Result:
+def _e_ops_matrices(e_ops: Any, space) -> np.ndarray | None:
+    """The operators of `e_ops` as an (E, D, D) array in the simulation's basis (None: none)."""
+    if e_ops is None:
+        return None
+    from ._qutip import operator_matrix
+
+    items = list(e_ops.values()) if isinstance(e_ops, dict) else list(e_ops)
+    require(len(items) >= 1, "simulate: e_ops is empty; give operators or leave it out")
+    return np.stack([operator_matrix(op, space, f"simulate: e_ops[{key!r}]") for key, op in
+                     zip(list(e_ops) if isinstance(e_ops, dict) else range(len(items)), items)])
+
+
+def _markov(network: Network, method: Sector | Full, t0, t1, ts, aligned: bool, e_ops: Any = None,
+            save_states: bool = False) -> Result:
     n_saves = int(np.shape(ts)[0])
     require(method.steps is not None or n_saves <= SAVES_PER_STEP * method.max_steps,
             f"simulate: {n_saves} save times need at least {-(-n_saves // SAVES_PER_STEP)} adaptive steps "
@@ -127,14 +140,17 @@ def _markov(network: Network, method: Sector | Full, t0, t1, ts, aligned: bool) 
     model = plan.model
     parameters = ParameterAtoms.inputs(network)
     stepping = method.stepping(aligned, any(_batched(x) for x in jax.tree.leaves(parameters)))
+    stepping = stepping._replace(save_states=bool(save_states))
+    e_mats = _e_ops_matrices(e_ops, model.space)
     args = (plan.arrays, parameters, model.time_pulses(network), model.initial_amplitudes(network),
-            tuple(e.dephasing for e in network.emitters), t0, t1, ts, model.jump_times(network))
+            tuple(e.dephasing for e in network.emitters), t0, t1, ts, model.jump_times(network),
+            np.zeros((0, model.space.dim, model.space.dim), complex) if e_mats is None else e_mats)
     out = call_cached("markov", functools.partial(solve_markov, layout=plan.layout, stepping=stepping), args,
                       (plan.stable_layout, stepping))
     if out is None:
         sol, error, in_flight = solve_markov(*args, layout=plan.layout, stepping=stepping)
     else:
-        sol, error, in_flight = LindbladSolution(*out[:8]), out[8], out[9]
+        sol, error, in_flight = LindbladSolution(*out[:-2]), out[-2], out[-1]
     if not isinstance(error, jax.core.Tracer) and not np.isfinite(np.asarray(error)):
         name = type(method).__name__
         if method.steps is None and int(np.asarray(sol.steps)) >= method.max_steps:
@@ -147,9 +163,12 @@ def _markov(network: Network, method: Sector | Full, t0, t1, ts, aligned: bool) 
             f"normalised inside the window, or use smaller steps (method=cj.{name}(...))")
     if not isinstance(sol.mode_norms, jax.core.Tracer):
         _check_mode_norms(model, np.asarray(sol.mode_norms), t0, t1)
+    expect = None
+    if e_mats is not None:
+        expect = sol.expect if not isinstance(e_ops, dict) else dict(zip(e_ops, jnp.moveaxis(sol.expect, -1, 0)))
     return Result(method.representation, sol.ts, model.space.names, sol.populations, tuple(c.name for c in plan.channels),
                   tuple(c.kind for c in plan.channels), sol.fluxes, sol.outputs, sol.final_state,
-                  in_flight, error)
+                  in_flight, error, space=model.space, expect=expect, states=sol.states)
 
 
 _NORM_TOLERANCE = 1e-5
@@ -185,7 +204,7 @@ _delay = eqx.filter_jit(_delay_impl)
 
 
 def simulate(network: Network, t_span: tuple[float, float], *, method: Method | None = None, ts: Any = None,
-             n_save: int = 201, **options: Any) -> Result:
+             n_save: int = 201, e_ops: Any = None, save_states: bool = False, **options: Any) -> Result:
     """Simulate a Network over a time window.
 
     **Arguments:**
@@ -196,6 +215,12 @@ def simulate(network: Network, t_span: tuple[float, float], *, method: Method | 
       (see `chiraljax._methods`). Default: the delay kernel when delays or reflections matter,
       otherwise the excitation-sector Lindblad solver, each with its default options.
     - `ts`: save times (default `n_save` equally spaced points spanning t_span).
+    - `e_ops`: operators whose expectation values Tr(O rho(t)) are recorded at the save times
+      (`Result.expect`): a list, or a dict {name: operator}; each a `qutip.Qobj` or array on
+      the full space of the emitters and virtual cavities (dims as `Result.dims`), or an array
+      in the simulation's basis (`Result.basis_labels`). Lindblad representations only.
+    - `save_states`: keep rho(t) at every save time (`Result.states`, `Result.to_qobj`);
+      Lindblad representations only.
     - `**options`: a shorthand for the method, instead of `method`: `representation` ('auto',
       'sector', 'full' or 'delay') with that method's options as keywords (`rtol`, `atol`,
       `max_steps`, `steps`, `max_excitations`; for 'delay' `dt`, `key`, `n_trajectories`,
@@ -241,10 +266,14 @@ def simulate(network: Network, t_span: tuple[float, float], *, method: Method | 
     if isinstance(method, Delay):
         from ._delay_model import plan_delay
 
+        require(e_ops is None and not save_states,
+                "simulate: e_ops and save_states need a density matrix, which the delay representation does not "
+                "carry (it reports amplitudes: Result.amplitudes); use method=cj.Sector() for a Markov network")
+
         plan = plan_delay(network, t_span[0], t_span[1], None if aligned else ts, n_save=n_save, dt=method.dt,
                           max_delay=method.max_delay, n_trajectories=method.trajectories)
         t0, t1 = (jnp.asarray(x, dtype=float) for x in t_span)
         return _delay(network, t0, t1, jnp.asarray(ts, dtype=float), plan, method.key)
     t0, t1 = (float(c0), float(c1)) if concrete else (jnp.asarray(t_span[0], dtype=float),
                                                       jnp.asarray(t_span[1], dtype=float))
-    return _markov(network, method, t0, t1, ts, aligned)
+    return _markov(network, method, t0, t1, ts, aligned, e_ops, save_states)

@@ -36,21 +36,36 @@ def _is_concrete(x: Any) -> bool:
         return False
 
 
+def _as_operator(op: Any, space: Space, what: str) -> Operator:
+    """An `Operator` as it is, a matrix or `qutip.Qobj` as a constant one on `space`."""
+    if isinstance(op, Operator):
+        return op
+    from ._qutip import operator_matrix
+
+    return Operator.constant(space, operator_matrix(op, space, what))
+
+
 class SLH:
     """An SLH component (S, L, H) on a `Space`.
 
     **Arguments:**
 
     - `S`: (n, n) scattering matrix of c-numbers (may hold traced values).
-    - `L`: sequence of n `Operator`s, the coupling of the system to each channel.
-    - `H`: the Hamiltonian `Operator`.
-    - `space`: the system's space (taken from `H` when omitted).
+    - `L`: sequence of n operators, the coupling of the system to each channel.
+    - `H`: the Hamiltonian.
+    - `space`: the system's space; with it, `L` and `H` may also be NumPy arrays or
+      `qutip.Qobj`s (constant operators on that space; see `chiraljax._qutip.operator_matrix`),
+      else they must be `Operator`s and the space is `H`'s.
     - `check_unitary`: refuse a non-unitary S (when its values are concrete).
     """
 
     __slots__ = ("S", "L", "H", "space")
 
-    def __init__(self, S, L: Sequence[Operator], H: Operator, *, check_unitary: bool = True):
+    def __init__(self, S, L: Sequence[Operator], H: Operator, *, space: Space | None = None,
+                 check_unitary: bool = True):
+        if space is not None:
+            H = _as_operator(H, space, "SLH: H")
+            L = [_as_operator(op, space, f"SLH: L[{k}]") for k, op in enumerate(L)]
         S = jnp.asarray(S, dtype=complex)
         if S.ndim == 0:
             S = S.reshape(1, 1)

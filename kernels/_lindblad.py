@@ -90,7 +90,8 @@ class Stepping(NamedTuple):
       error estimate, no interpolation).
 
     `unrolled` writes the Runge-Kutta stages out (the faster form for vmapped batches) instead
-    of looping over them (the faster form for one solve).
+    of looping over them (the faster form for one solve). `save_states` records rho(t) at the
+    save times as well.
     """
 
     rtol: float = 1e-8
@@ -101,11 +102,14 @@ class Stepping(NamedTuple):
     checkpoints: int = 1024
     adjoint: str = "reverse"
     unrolled: bool = False
+    save_states: bool = False
 
 
 class LindbladSolution(NamedTuple):
     """Populations, fluxes and cumulative outputs at the save times, the final state, the
-    number of steps and the virtual cavities' mode norms int_{t0}^{t1} |u_m|^2 dt."""
+    number of steps, the virtual cavities' mode norms int_{t0}^{t1} |u_m|^2 dt, the
+    expectation values Tr(E_e rho(t)) of the requested operators (T, E) and the states
+    rho(t) (T, D, D) when they were asked for (else None)."""
 
     ts: Any
     populations: Any
@@ -115,6 +119,8 @@ class LindbladSolution(NamedTuple):
     final_outputs: Any
     steps: Any
     mode_norms: Any
+    expect: Any
+    states: Any = None
 
 
 def _to_real(rho):
@@ -196,12 +202,18 @@ def _rhs(t, y, args):
 
 
 def _observe(t, y, args):
-    """(populations, fluxes, cumulative outputs) of the real state."""
-    gen, numbers = args
+    """(populations, fluxes, cumulative outputs, expectation values Tr(E_e rho)) of the real
+    state, for args = (generator, numbers, E)."""
+    gen, numbers, e_ops = args
     rho = _to_complex(y[0])
     pops = jnp.real(jnp.einsum("ii,ij->j", rho, numbers))
     _, ls = _operators(gen, t, y[2])
-    return pops, _dissipation(gen, ls, rho)[1], y[1]
+    return pops, _dissipation(gen, ls, rho)[1], y[1], jnp.einsum("eij,ji->e", e_ops, rho)
+
+
+def _observe_states(t, y, args):
+    """`_observe` and the state rho itself."""
+    return (*_observe(t, y, args), _to_complex(y[0]))
 
 
 def _diffrax_solve(y0, t0, t1, ts, stepping: Stepping, args):
@@ -209,7 +221,8 @@ def _diffrax_solve(y0, t0, t1, ts, stepping: Stepping, args):
     observations, final state, steps)."""
     import diffrax
 
-    saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=_observe), diffrax.SubSaveAt(t1=True)])
+    observe = _observe_states if stepping.save_states else _observe
+    saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=observe), diffrax.SubSaveAt(t1=True)])
     with warnings.catch_warnings():
         # The state is real; the complex matrices in `args` are only read.
         warnings.filterwarnings("ignore", message="Complex dtype support in Diffrax")
@@ -227,18 +240,19 @@ def _integrate(y0, t0, t1, ts, jump_ts, stepping: Stepping, args):
     fixed-step Dopri8 for fixed steps with arbitrary save times."""
     n_save = ts.shape[0]
     n_jumps = jump_ts.shape[0]
+    observe = _observe_states if stepping.save_states else _observe
     if stepping.steps is not None:
         if n_jumps:
             raise ValidationError(
                 f"fixed stepping (steps={stepping.steps}) needs smooth controls, but a control jumps "
                 f"({n_jumps} jump time(s)); use adaptive stepping (steps=None)")
         if stepping.aligned and n_save >= 2 and stepping.steps % (n_save - 1) == 0:
-            saved, final = fixed_rk(_rhs, _observe, y0, t0, t1, stepping.steps, n_save, args, stepping.unrolled)
+            saved, final = fixed_rk(_rhs, observe, y0, t0, t1, stepping.steps, n_save, args, stepping.unrolled)
             return saved, final, jnp.asarray(stepping.steps, jnp.int32)
         return _diffrax_solve(y0, t0, t1, ts, stepping, args)
     config = AdaptiveConfig(stepping.rtol, stepping.atol, stepping.max_steps, stepping.checkpoints, stepping.adjoint,
                             stepping.unrolled)
-    return adaptive(_rhs, _observe, y0, t0, t1, ts, jump_ts, args, config)
+    return adaptive(_rhs, observe, y0, t0, t1, ts, jump_ts, args, config)
 
 
 def dephasing_rates(numbers, gamma_phi):
@@ -276,7 +290,7 @@ def _stack_jumps(jump_ts):
     return jnp.stack([jnp.asarray(j, dtype=float) for j in jump_ts]) if jump_ts else jnp.zeros((0,))
 
 
-def _solve_markov(arrays, parameters, time_pulses, amplitudes, dephasing, t0, t1, ts, jump_ts, *, layout,
+def _solve_markov(arrays, parameters, time_pulses, amplitudes, dephasing, t0, t1, ts, jump_ts, e_ops, *, layout,
                   stepping: Stepping):
     ts = jnp.asarray(ts, dtype=float)
     t0, t1 = jnp.asarray(t0, dtype=ts.dtype), jnp.asarray(t1, dtype=ts.dtype)
@@ -294,9 +308,10 @@ def _solve_markov(arrays, parameters, time_pulses, amplitudes, dephasing, t0, t1
     # (rho, the channels' outputs N_k, the virtual cavities' norm integrals)
     y0 = (_to_real(rho0), jnp.zeros((layout.n_channels,), dtype=ts.dtype),
           jnp.zeros((layout.time_factors.n_integrals,), dtype=ts.dtype))
-    (pops, fluxes, outputs), final, steps = _integrate(y0, t0, t1, ts, jump_ts, stepping, (generator, arrays.numbers))
+    e_ops = jnp.asarray(e_ops, dtype=complex).reshape((-1, layout.dim, layout.dim))
+    saved, final, steps = _integrate(y0, t0, t1, ts, jump_ts, stepping, (generator, arrays.numbers, e_ops))
     rho1 = _to_complex(final[0])
-    sol = LindbladSolution(ts, pops, fluxes, outputs, rho1, final[1], steps, final[2])
+    sol = LindbladSolution(ts, *saved[:3], rho1, final[1], steps, final[2], *saved[3:])
     initial = jnp.real(jnp.einsum("ii,ij->", rho0, arrays.numbers))
     final_pop = jnp.real(jnp.einsum("ii,ij->", rho1, arrays.numbers))
     error = jnp.abs(final_pop + jnp.sum(final[1] * arrays.carries) - initial)
@@ -306,8 +321,8 @@ def _solve_markov(arrays, parameters, time_pulses, amplitudes, dephasing, t0, t1
 _solve_markov_jit = jax.jit(_solve_markov, static_argnames=("layout", "stepping"))
 
 
-def solve_markov(arrays, parameters, time_pulses, amplitudes, dephasing, t0, t1, ts, jump_ts=(), *, layout,
-                 stepping: Stepping = Stepping()) -> tuple[LindbladSolution, Any, Any]:
+def solve_markov(arrays, parameters, time_pulses, amplitudes, dephasing, t0, t1, ts, jump_ts=(), e_ops=None, *,
+                 layout, stepping: Stepping = Stepping()) -> tuple[LindbladSolution, Any, Any]:
     """Integrate the Lindblad equation of a lowered model.
 
     d rho/dt = -i (H_eff rho - rho H_eff^dag) + sum_k L_k rho L_k^dag - Gamma o rho, with
@@ -322,7 +337,9 @@ def solve_markov(arrays, parameters, time_pulses, amplitudes, dephasing, t0, t1,
     - `amplitudes`: the initial state's components (at `arrays.initial_index`).
     - `dephasing`: the emitters' pure-dephasing rates gamma_phi,j.
     - `t0`, `t1`, `ts`: time window and save times; `jump_ts`: times where a control jumps.
-    - `stepping`: adaptive or fixed stepping (see `Stepping`).
+    - `e_ops`: (E, D, D) operators in the model's basis whose expectation values Tr(E rho(t))
+      are recorded at the save times (None: none).
+    - `stepping`: adaptive or fixed stepping (see `Stepping`; `save_states` records rho(t)).
 
     Every number goes in as it is (scalars in tuples): nothing is computed outside the compiled
     program, which depends on the sizes, the pulse families and `layout`, `stepping` only.
@@ -330,5 +347,6 @@ def solve_markov(arrays, parameters, time_pulses, amplitudes, dephasing, t0, t1,
     **Returns:** (a `LindbladSolution`, the conservation error |final + outputs - initial|,
     zeros at the save times: nothing is in flight in the Markov limit).
     """
+    e_ops = jnp.zeros((0, layout.dim, layout.dim), complex) if e_ops is None else e_ops
     return _solve_markov_jit(arrays, parameters, tuple(time_pulses), amplitudes, dephasing, t0, t1, ts,
-                             tuple(jump_ts), layout=layout, stepping=stepping)
+                             tuple(jump_ts), e_ops, layout=layout, stepping=stepping)

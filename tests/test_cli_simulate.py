@@ -36,7 +36,8 @@ def test_simulate_writes_summary_and_json(monkeypatch, capsys, tmp_path):
     for text in ("final populations", "right", "decay:q", "conservation error", "sector", "wall time"):
         assert text in stdout
     payload = json.loads(out.read_text())
-    assert set(payload) == {"network", "representation", "t_span", "wall_time_s", "channels", "scalars", "traces"}
+    assert set(payload) == {"network", "representation", "t_span", "wall_time_s", "channels", "scalars", "traces",
+                            "written_by"}
     assert payload["representation"] == "sector" and payload["t_span"] == [0.0, 8.0]
     assert payload["channels"] == {"right": "end", "left": "end", "decay:q": "decay"}
     assert {"population:q", "output:right", "output:left", "conservation_error"} <= set(payload["scalars"])
