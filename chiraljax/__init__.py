@@ -43,6 +43,7 @@ if TYPE_CHECKING:
                              error_budget, route, transfer, w_state)
     from ._presets import Preset, available_presets, load_preset
     from ._mode_io import load_mode, sampled_norm
+    from ._plots import plot_result, plot_sweep
 
 __version__ = "0.1.0"
 
@@ -61,6 +62,7 @@ _LAZY_MODULES: dict[str, tuple[str, ...]] = {
                     "error_budget", "route", "transfer", "w_state"),
     "._presets": ("Preset", "available_presets", "load_preset"),
     "._mode_io": ("load_mode", "sampled_norm"),
+    "._plots": ("plot_result", "plot_sweep"),
 }
 _LAZY: dict[str, str] = {name: module for module, names in _LAZY_MODULES.items() for name in names}
 

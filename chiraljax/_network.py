@@ -354,6 +354,12 @@ class Network(eqx.Module):
             require(r.shape == (2,), "Network: end_reflections must be a pair (r_left, r_right)")
             require(bool(np.all(np.abs(r) <= 1 + 1e-12)), f"Network: |end_reflections| must be <= 1, got {r}")
 
+    def _repr_html_(self) -> str:
+        """The notebook display: a drawing of the line and tables (`chiraljax._display`)."""
+        from ._display import network_html
+
+        return network_html(self)
+
     @property
     def elements(self) -> tuple:
         """Ports and scatterers sorted along the line (left to right)."""

@@ -1,4 +1,6 @@
-"""Figures of sweep results: a heatmap of a metric over two parameters, or lines over one.
+"""Figures of simulation results (time traces, `plot_result`) and of sweep results: a heatmap
+of a metric over two parameters, or lines over one (`plot_sweep`, also as
+`dataset.chiraljax.plot()`).
 
 `plot_sweep(dataset)` picks what to draw from the result's shape:
 
@@ -159,4 +161,74 @@ def save_sweep_plot(dataset: xr.Dataset, out: str | os.PathLike[str], **options:
     plt.close(fig)
 
 
-__all__ = ["plot_sweep", "save_sweep_plot"]
+#: What `plot_result` can draw: the Result field and the y-axis label.
+RESULT_PLOTS = {
+    "populations": ("populations", "excitation <n>"),
+    "fluxes": ("fluxes", "photon flux out"),
+    "outputs": ("outputs", "photon number out (cumulative)"),
+}
+
+
+def plot_result(result: Any, kind: str = "populations", *, names: list[str] | None = None, ax: Any = None):
+    """Draw time traces of a simulation `Result`.
+
+    **Arguments:**
+
+    - `result`: what `cj.simulate` returned (not batched).
+    - `kind`: "populations" (excitation of each emitter and virtual cavity), "fluxes" (photon
+      flux out of each channel) or "outputs" (their time integrals).
+    - `names`: the subsystems or channels to draw (default: all, except channels that never
+      carry more than 1e-12).
+    - `ax`: a matplotlib Axes to draw into (default: a new figure).
+
+    **Returns:** the matplotlib Figure.
+    """
+    require(kind in RESULT_PLOTS, f"plot: kind = {kind!r}; choose one of {', '.join(RESULT_PLOTS)}")
+    field, label = RESULT_PLOTS[kind]
+    data = np.asarray(getattr(result, field))
+    ts = np.asarray(result.ts)
+    require(data.ndim == 2, f"plot: the result is batched (shape {data.shape}); plot one point of the batch")
+    labels = list(result.names) if kind == "populations" else list(result.channel_names)
+    if names is None:
+        chosen = [i for i, n in enumerate(labels) if kind == "populations" or np.max(np.abs(data[:, i])) > 1e-12]
+    else:
+        unknown = [n for n in names if n not in labels]
+        require(not unknown, f"plot: no {'subsystem' if kind == 'populations' else 'channel'} "
+                             f"{', '.join(map(repr, unknown))}; known: {', '.join(labels)}")
+        chosen = [labels.index(n) for n in names]
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    else:
+        fig = ax.figure
+    for i in chosen:
+        ax.plot(ts, data[:, i], label=labels[i])
+    ax.set_xlabel("t")
+    ax.set_ylabel(label)
+    ax.set_title(f"{kind} ({result.representation})")
+    if chosen:
+        ax.legend(fontsize="small", ncol=2 if len(chosen) > 6 else 1)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+@xr.register_dataset_accessor("chiraljax")
+class SweepAccessor:
+    """`dataset.chiraljax.plot(...)` and `.save_plot(path, ...)` on a sweep result (an
+    `xarray.Dataset` from `cj.sweep` or read back from its file): `plot_sweep`."""
+
+    def __init__(self, dataset: xr.Dataset):
+        self._dataset = dataset
+
+    def plot(self, **options: Any):
+        """`plot_sweep(dataset, **options)`: the matplotlib Figure."""
+        return plot_sweep(self._dataset, **options)
+
+    def save_plot(self, out: str | os.PathLike[str], **options: Any) -> None:
+        """`plot_sweep` written to an image file (atomically; format by suffix)."""
+        save_sweep_plot(self._dataset, out, **options)
+
+
+__all__ = ["RESULT_PLOTS", "SweepAccessor", "plot_result", "plot_sweep", "save_sweep_plot"]

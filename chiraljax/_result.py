@@ -92,6 +92,37 @@ class Result(eqx.Module):
             matrix = np.asarray(self.states)[index]
         return to_qobj(matrix, self.space, full)
 
+    def plot(self, kind: str = "populations", *, names: list[str] | None = None, ax: Any = None,
+             out: str | None = None):
+        """Draw time traces: kind "populations", "fluxes" or "outputs" (`chiraljax._plots.
+        plot_result`); with `out`, also write the figure there (format by suffix). Returns the
+        matplotlib Figure."""
+        from ._plots import plot_result
+
+        fig = plot_result(self, kind, names=names, ax=ax)
+        if out is not None:
+            from ._files import save_figure
+
+            save_figure(fig, out, dpi=150)
+        return fig
+
+    def _concrete(self) -> bool:
+        return not any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(self))
+
+    def __repr__(self) -> str:
+        if not self._concrete():
+            return super().__repr__()
+        from ._display import result_text
+
+        return result_text(self)
+
+    def _repr_html_(self) -> str:
+        if not self._concrete():
+            return f"<pre>{super().__repr__()}</pre>"
+        from ._display import result_html
+
+        return result_html(self)
+
     def _sub(self, name: str) -> int:
         require(name in self.names, f"Result: no subsystem {name!r}; known: {', '.join(self.names)}")
         return self.names.index(name)

@@ -63,6 +63,7 @@ from ._errors import ValidationError, require
 from ._network import PARAMETER_BOUNDS, PARAMETER_UNITS, Network
 from ._network_io import SimulationSettings, load_network
 from ._result import Result
+from . import _plots  # noqa: F401  (registers dataset.chiraljax.plot on sweep results)
 from ._methods import Sector
 from ._simulate import REPRESENTATIONS, auto_representation, simulate
 from ._sweep import AbstractAxis, ChunkDone, Grid, Mode
