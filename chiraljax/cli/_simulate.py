@@ -57,7 +57,9 @@ def simulate_command(
     if out is not None:
         require_writable(out, f"--out {out}", (".json",))
     start = time.perf_counter()
-    result = simulate(network, settings.t_span, **settings.simulate_kwargs())
+    with Console(stderr=True).status(f"simulating {network_file} over t = {settings.t_span[0]:g} .. "
+                                     f"{settings.t_span[1]:g} (compiling on a first run)"):
+        result = simulate(network, settings.t_span, **settings.simulate_kwargs())
     scalars = result.scalars()
     wall = time.perf_counter() - start
 
