@@ -149,6 +149,10 @@ class DelayProblem(eqx.Module):
     - `intrinsic_decay`: (N,) intrinsic decay rates `gamma'` (default 0).
     - `inputs`: optional function of `t` returning the (2,) single-photon envelopes entering at
       the left end (right-moving) and at the right end (left-moving).
+    - `detectors`: optional function of `t` returning the (2,) envelopes v(t) of the output
+      modes read at the left and right ends (0 where none): the solution carries the overlap
+      integrals A(t) = int_{t0}^t v^*(s) out(s) ds of each end's output field with its mode and
+      the mode norms int_{t0}^t |v|^2 ds.
     - `n_emitters`: number of emitters (default: one more than the largest port emitter).
     - `instantaneous`: (K + 1,) static flags of zero-delay links; by default the links whose
       concrete delay is exactly zero. Required when `delay` is traced.
@@ -170,6 +174,7 @@ class DelayProblem(eqx.Module):
     rates: Any
     hamiltonian: Any
     inputs: Any
+    detectors: Any
 
     def __init__(
         self,
@@ -184,6 +189,7 @@ class DelayProblem(eqx.Module):
         end_reflection: Any = (0.0, 0.0),
         intrinsic_decay: Any = None,
         inputs: TimeFunction | None = None,
+        detectors: TimeFunction | None = None,
         n_emitters: int | None = None,
         instantaneous: tuple[bool, ...] | list[bool] | None = None,
         lossy: tuple[bool, ...] | list[bool] | None = None,
@@ -224,6 +230,7 @@ class DelayProblem(eqx.Module):
             else jnp.asarray(hamiltonian, cdt)
         )
         self.inputs = inputs
+        self.detectors = detectors
 
         if instantaneous is None:
             require(
@@ -438,6 +445,12 @@ class DelaySolution(eqx.Module):
     - `injected`: (T,) integral of the input fluxes.
     - `conservation_error`: (T,) `|sum |c|^2 + emitted + lost + absorbed + intrinsic +
       in flight - |c(0)|^2 - injected|`.
+    - `detected`: (T, 2) overlaps A(t) = int v^* out dt of the left and right ends' output
+      fields with the problem's detector modes (zeros without detectors); the probability that
+      the photon left an end in its mode v is |A(t1)|^2 / `detector_norm`.
+    - `detector_norm`: (T, 2) int_{t0}^t |v|^2 dt of each detector mode.
+    - `output_field`: (T, 2) the output field amplitudes at the left and right ends (with
+      detectors; zeros without).
     """
 
     ts: Float[Array, " T"]
@@ -453,6 +466,9 @@ class DelaySolution(eqx.Module):
     in_flight: Float[Array, "T links"]
     injected: Float[Array, " T"]
     conservation_error: Float[Array, " T"]
+    detected: Complex[Array, "T 2"]
+    detector_norm: Float[Array, "T 2"]
+    output_field: Complex[Array, "T 2"]
 
 
 def _hermite(s: Array) -> tuple[Array, Array]:
@@ -525,9 +541,13 @@ def _make_kernel(problem: DelayProblem, dt: float, n_buffer: int):
     nD, nI, nS = len(st.lanes_delayed), len(st.lanes_inst), problem.n_scatterers
     cdt, rdt = complex_dtype(), real_dtype()
     has_inputs = problem.inputs is not None
-    # q: the fluxes whose time integrals are accumulated.
+    has_detectors = problem.detectors is not None
+    # q: the fluxes whose time integrals are accumulated (and, with detectors, the real and
+    # imaginary parts of v^* out and |v|^2 at each end).
     layout = _Layout(
-        out=2, inj=1, enter=nD, arrive_delayed=nD, arrive_inst=nI, absorb=nS, intr=N
+        out=2, inj=1, enter=nD, arrive_delayed=nD, arrive_inst=nI, absorb=nS, intr=N,
+        det_re=2 * has_detectors, det_im=2 * has_detectors, det_norm=2 * has_detectors,
+        out_re=2 * has_detectors, out_im=2 * has_detectors,
     )
 
     # One matrix maps x = (raw delayed fields, port sources, inputs) to every amplitude needed.
@@ -558,6 +578,7 @@ def _make_kernel(problem: DelayProblem, dt: float, n_buffer: int):
     rates_fn = _as_time_function(problem.rates, (n_ports, 2), rdt)
     ham_fn = _as_time_function(problem.hamiltonian, (N, N), cdt)
     inputs_fn = _as_time_function(problem.inputs, (2,), cdt)
+    detectors_fn = _as_time_function(problem.detectors, (2,), cdt)
     gamma_int = problem.intrinsic_decay
 
     # Delayed reads: a stage at t_n + c dt reads t_n + c dt - tau, which lies in piece n - m
@@ -609,15 +630,22 @@ def _make_kernel(problem: DelayProblem, dt: float, n_buffer: int):
             absorb = a_in.sum(1) - a_out.sum(1)
         inj = jnp.sum(jnp.abs(u) ** 2, keepdims=True) if has_inputs else jnp.zeros((1,), rdt)
         e_delayed = rows(y, "e_delayed")
+        out = rows(y, "out")
+        detected = []
+        if has_detectors:
+            v = detectors_fn(t).astype(cdt)
+            overlap = jnp.conj(v) * out
+            detected = [jnp.real(overlap), jnp.imag(overlap), jnp.abs(v) ** 2, jnp.real(out), jnp.imag(out)]
         q = jnp.concatenate(
             [
-                jnp.abs(rows(y, "out")) ** 2,
+                jnp.abs(out) ** 2,
                 inj,
                 jnp.abs(e_delayed) ** 2,
                 jnp.abs(raw) ** 2,
                 jnp.abs(rows(y, "e_inst")) ** 2,
                 absorb,
                 gamma_int * jnp.abs(c) ** 2,
+                *detected,
             ]
         )
         return e_delayed, q
@@ -748,6 +776,13 @@ def _assemble(problem, st, layout, c0, ts, cs, qs, Qs) -> DelaySolution:
         + intrinsic.sum(-1)
     )
     err = jnp.abs(total - jnp.sum(jnp.abs(c0) ** 2) - injected)
+    if problem.detectors is not None:
+        detected = layout(Qs, "det_re") + 1j * layout(Qs, "det_im")
+        detector_norm = layout(Qs, "det_norm")
+        output_field = layout(qs, "out_re") + 1j * layout(qs, "out_im")
+    else:
+        detector_norm = jnp.zeros(Qs.shape[:-1] + (2,), Qs.dtype)
+        detected = output_field = detector_norm.astype(cs.dtype)
     return DelaySolution(
         ts=ts,
         c=cs,
@@ -762,6 +797,9 @@ def _assemble(problem, st, layout, c0, ts, cs, qs, Qs) -> DelaySolution:
         in_flight=in_flight,
         injected=injected,
         conservation_error=err,
+        detected=detected,
+        detector_norm=detector_norm,
+        output_field=output_field,
     )
 
 

@@ -315,10 +315,6 @@ def test_time_grid_missing_a_control_jump():
 
 
 def test_refused_networks():
-    with pytest.raises(ValidationError, match="output modes"):
-        net = cj.Network([cj.Emitter("a")], [cj.Port("p", "a", 0.0)], initial={"a": 1.0},
-                         outputs=[cj.OutputMode("v", cj.SechMode(1.0))])
-        cj.simulate(net, (0.0, 1.0), representation="delay")
     with pytest.raises(ValidationError, match="holds one excitation"):
         net = cj.Network([cj.Emitter("a")], [cj.Port("p", "a", 0.0)], initial={"a": 1.0},
                          inputs=[cj.PhotonInput("u", cj.SechMode(1.0))])
