@@ -17,6 +17,7 @@ are written as a plain number (real), `{re, im}` or `[re, im]`.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import json
 import math
@@ -100,7 +101,17 @@ PULSE_SHAPES: dict[str, tuple[type[AbstractPulse], dict[str, str]]] = {
 _SHAPE_OF = {cls: name for name, (cls, _) in PULSE_SHAPES.items()}
 
 
+#: The folder of the network file being read: relative `measured` mode files are found there.
+_DOCUMENT_FOLDER: contextvars.ContextVar[Path] = contextvars.ContextVar("document_folder", default=Path("."))
+
+
 def _read_pulse(doc: Mapping) -> AbstractPulse:
+    if doc["shape"] == "measured":  # samples from a data file (never code)
+        from ._mode_io import load_mode
+
+        path = Path(doc["file"]).expanduser()
+        return load_mode(path if path.is_absolute() else _DOCUMENT_FOLDER.get() / path,
+                         normalise=bool(doc.get("normalise", False)))
     cls, fields = PULSE_SHAPES[doc["shape"]]
     return cls(**{f: _CODECS[fields[f]][0](v) for f, v in doc.items() if f != "shape"})
 
@@ -351,10 +362,13 @@ def load_network(path: str | os.PathLike) -> tuple[Network, SimulationSettings]:
     field, e.g. `net.toml: links[0].transmission: 1.2 is greater than the maximum of 1`.
     """
     doc = read_document(path)
+    token = _DOCUMENT_FOLDER.set(Path(path).parent)
     try:
         return network_from_dict(doc)
     except ValidationError as err:
         raise ValidationError(f"{path}: {err}") from None
+    finally:
+        _DOCUMENT_FOLDER.reset(token)
 
 
 def save_network(network: Network, path: str | os.PathLike, settings: SimulationSettings | None = None) -> None:

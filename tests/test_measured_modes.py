@@ -66,3 +66,22 @@ def test_bad_modes_are_refused_with_the_reason(tmp_path, content, message):
     path.write_text(content)
     with pytest.raises(cj.ValidationError, match=message):
         cj.load_mode(path)
+
+
+def test_a_network_file_reads_a_measured_mode_beside_it(tmp_path):
+    """`shape = "measured"` in a network file loads the samples of a data file next to it (a
+    relative path), normalised on request; the photon is absorbed as from `cj.load_mode`."""
+    folder = tmp_path / "lab"
+    folder.mkdir()
+    np.savetxt(folder / "photon.csv", np.column_stack([T_GRID, 2 * gaussian(T_GRID), 0 * T_GRID]), delimiter=",")
+    (folder / "net.toml").write_text(
+        '[[emitters]]\nname = "q"\n[[ports]]\nname = "p"\nemitter = "q"\nposition = 0\nrate = 1.0\n'
+        'right_fraction = 1.0\n[[inputs]]\nname = "u"\nend = "left"\n'
+        '[inputs.mode]\nshape = "measured"\nfile = "photon.csv"\nnormalise = true\n')
+    network, _ = cj.load_network(folder / "net.toml")
+    mode = network.inputs[0].mode
+    assert isinstance(mode, cj.Sampled)
+    assert absorbed(mode) == pytest.approx(absorbed(cj.load_mode(folder / "photon.csv", normalise=True)), abs=1e-12)
+    (folder / "bad.toml").write_text((folder / "net.toml").read_text().replace("normalise = true", "normalise = false"))
+    with pytest.raises(cj.ValidationError, match=r"bad.toml: inputs\[0\]: .*photon.csv: the mode has int \|u\|\^2 dt = 3.99"):
+        cj.load_network(folder / "bad.toml")
