@@ -135,3 +135,22 @@ def test_a_sampled_mode_equals_its_analytic_twin(representation):
     a = solve(absorber(sampled), (-8.0, 8.0), ts, representation, dt=0.01)
     b = solve(absorber(twin), (-8.0, 8.0), ts, representation, dt=0.01)
     np.testing.assert_allclose(a, b, atol=2e-6)
+
+
+@pytest.mark.parametrize("method", [cj.Sector(max_excitations=2, rtol=1e-10, atol=1e-12),
+                                    cj.Full(rtol=1e-10, atol=1e-12)], ids=["sector-k2", "full"])
+def test_two_photons_from_the_two_ends(method):
+    """A photon from each end, each met by a qubit that couples only to its direction: each
+    qubit absorbs what it would absorb alone (the quadrature), in the two-excitation sector and
+    the full space. The delay kernel holds one excitation and says so."""
+    mode = cj.SechMode(1.0, 0.0)
+    net = cj.Network([cj.Emitter("A"), cj.Emitter("B")],
+                     [cj.Port("pA", "A", 0, 1.0, right_fraction=0.0), cj.Port("pB", "B", 1, 1.0, right_fraction=1.0)],
+                     inputs=[cj.PhotonInput("uL", mode, end="left"), cj.PhotonInput("uR", mode, end="right")])
+    window = (-20.0, 20.0)
+    result = cj.simulate(net, window, ts=np.array([-20.0, 0.0, 1.0]), method=method)
+    for t, row in zip([0.0, 1.0], np.asarray(result.populations)[1:]):
+        alone = direct(mode, window, t)
+        assert abs(row[0] - alone) < TOL and abs(row[1] - alone) < TOL
+    with pytest.raises(cj.ValidationError, match="holds one excitation"):
+        cj.simulate(net, window, representation="delay")
