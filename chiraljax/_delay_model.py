@@ -220,6 +220,31 @@ def _check_scatterers(network: Network) -> tuple[bool, ...]:
 
 
 _MAX_STEPS = 1e9  # steps of one solve (hours of compute at the kernel's speed)
+_MODE_SAMPLES = 4_001  # points of Simpson's rule on each smooth piece of a mode
+_MODE_NORM_TOLERANCE = 1e-5
+
+
+def _check_modes(network: Network, t0: float, t1: float) -> None:
+    """Refuse, before the run, a photon input or output mode that is not normalised inside
+    the window (concrete modes; the norm by Simpson's rule between the mode's jumps):
+    the kernel would model something else than one photon in that mode."""
+    from scipy.integrate import simpson
+
+    for x in network.inputs + network.outputs:
+        jumps = sorted(j for j in (_float(j) for j in x.mode.jump_times()) if j is not None and t0 < j < t1)
+        edges = [t0, *jumps, t1]
+        norm = 0.0
+        try:  # Simpson's rule on each piece between jumps, its ends taken one-sidedly
+            for a, b in zip(edges[:-1], edges[1:]):
+                t = np.linspace(a, b, _MODE_SAMPLES)
+                t[0], t[-1] = a + 1e-12 * (b - a), b - 1e-12 * (b - a)  # inside the piece (no denormals)
+                values = np.asarray(jax.vmap(x.mode)(jnp.asarray(t)))
+                norm += float(simpson(np.abs(values) ** 2, x=t))
+        except jax.errors.ConcretizationTypeError:
+            continue  # a traced mode is not checked
+        require(np.isfinite(norm) and abs(norm - 1.0) <= _MODE_NORM_TOLERANCE,
+                f"simulate: the mode of {x.name!r} has int |u|^2 dt = {norm:.6g} over the window ({t0}, {t1}); a "
+                "photon mode must be normalised to 1 and lie inside the window (widen t_span or normalise the mode)")
 
 
 def _require_history(network: Network, longest: float, dt: float) -> None:
@@ -261,6 +286,7 @@ def plan_delay(network: Network, t0, t1, ts=None, *, n_save: int = 201, dt: floa
             + (" and an initial excitation" if network.initial else "")
             + "; use representation='sector' (Markov) for more")
     require(len(network.ports) >= 1, "Network: the delay representation needs at least one port")
+    _check_modes(network, t0f, t1f)
 
     link_delays = [_float(link.delay) for link in network.links]
     for i, d in enumerate(link_delays):
