@@ -101,6 +101,10 @@ PULSE_SHAPES: dict[str, tuple[type[AbstractPulse], dict[str, str]]] = {
 _SHAPE_OF = {cls: name for name, (cls, _) in PULSE_SHAPES.items()}
 
 
+#: Shapes that files may use but that are written in another form: `measured` (samples read
+#: from a data file, written back as `sampled`) and its fields.
+READ_ONLY_SHAPES: dict[str, tuple[str, ...]] = {"measured": ("file", "normalise")}
+
 #: The folder of the network file being read: relative `measured` mode files are found there.
 _DOCUMENT_FOLDER: contextvars.ContextVar[Path] = contextvars.ContextVar("document_folder", default=Path("."))
 

@@ -12,7 +12,7 @@ import pytest
 
 import chiraljax as cj
 from chiraljax._errors import ValidationError
-from chiraljax._network_io import PULSE_SHAPES, _validator, read_document
+from chiraljax._network_io import PULSE_SHAPES, READ_ONLY_SHAPES, _validator, read_document
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # examples/ also holds sweep specs; network files are the documents that list emitters
@@ -108,11 +108,12 @@ def test_dict_is_plain_json():
 
 def test_pulse_table_matches_schema():
     defs = _validator().schema["$defs"]
-    assert set(defs["pulse"]["properties"]["shape"]["enum"]) == set(PULSE_SHAPES)
+    fields = {**{name: tuple(f) for name, (_, f) in PULSE_SHAPES.items()}, **READ_ONLY_SHAPES}
+    assert set(defs["pulse"]["properties"]["shape"]["enum"]) == set(fields)
     for rule in defs["pulse"]["allOf"]:
         shape = rule["if"]["properties"]["shape"]["const"]
         target = defs[rule["then"]["$ref"].split("/")[-1]]
-        assert set(target["properties"]) == {"shape", *PULSE_SHAPES[shape][1]}, shape
+        assert set(target["properties"]) == {"shape", *fields[shape]}, shape
 
 
 # ---- alternative units and complex forms ------------------------------------------------------------
