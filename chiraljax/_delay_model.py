@@ -59,9 +59,9 @@ from ._errors import ValidationError, require
 from ._limits import require_count, require_memory
 from ._network import Network, Port, Scatterer
 from ._precision import complex_dtype, real_dtype
-from ._pulses import _concrete
+from ._checks import concrete, concrete_float
 from ._result import Result
-from .kernels._delay import DelayProblem, _buffer_steps, _run, solve_delay
+from .kernels._delay import DelayProblem, solve_delay
 
 __all__ = ["DelayPlan", "plan_delay", "simulate_delay", "DEFAULT_TRAJECTORIES"]
 
@@ -109,11 +109,6 @@ class DelayPlan:
     n_trajectories: int
 
 
-def _float(x) -> float | None:
-    arr = _concrete(x)
-    return None if arr is None else float(np.real(arr))
-
-
 def _on_grid(offsets: np.ndarray, dt: float) -> np.ndarray:
     k = offsets / dt
     return np.abs(k - np.round(k)) <= _GRID_TOL * np.maximum(1.0, np.abs(k))
@@ -141,7 +136,7 @@ def _frequency_scale(network: Network, t0: float, t1: float) -> float:
         return peaks[control]
 
     def value(x) -> float:
-        v = _concrete(x)
+        v = concrete(x)
         return 1.0 if v is None else float(np.abs(v))
 
     scale = {e.name: value(e.decay) + value(e.detuning) for e in network.emitters}
@@ -160,7 +155,7 @@ def _frequency_scale(network: Network, t0: float, t1: float) -> float:
     cluster = 0.0
     for i, el in enumerate(network.elements):
         if i > 0:
-            delay = _float(network.links[i - 1].delay) if i - 1 < len(network.links) else None
+            delay = concrete_float(network.links[i - 1].delay) if i - 1 < len(network.links) else None
             if delay is None or delay > 0:
                 omega, cluster = max(omega, cluster), 0.0
         if isinstance(el, Port):
@@ -177,7 +172,7 @@ def _jumps(network: Network, t0: float, t1: float) -> list[tuple[str, float]]:
     sources = list(network.controls.items()) + [(x.name, x.mode) for x in network.inputs]
     for name, pulse in sources:
         for j in pulse.jump_times():
-            tj = _float(j)
+            tj = concrete_float(j)
             if tj is not None and t0 < tj < t1:
                 out.append((name, tj))
     return out
@@ -206,7 +201,7 @@ def _check_scatterers(network: Network) -> tuple[bool, ...]:
         if el.lossless:
             lossy.append(False)
             continue
-        r, t = _concrete(el.reflection), _concrete(el.transmission)
+        r, t = concrete(el.reflection), concrete(el.transmission)
         if r is None or t is None:
             lossy.append(True)
             continue
@@ -231,7 +226,7 @@ def _check_modes(network: Network, t0: float, t1: float) -> None:
     from scipy.integrate import simpson
 
     for x in network.inputs + network.outputs:
-        jumps = sorted(j for j in (_float(j) for j in x.mode.jump_times()) if j is not None and t0 < j < t1)
+        jumps = sorted(j for j in (concrete_float(j) for j in x.mode.jump_times()) if j is not None and t0 < j < t1)
         edges = [t0, *jumps, t1]
         norm = 0.0
         try:  # Simpson's rule on each piece between jumps, its ends taken one-sidedly
@@ -274,7 +269,7 @@ def plan_delay(network: Network, t0, t1, ts=None, *, n_save: int = 201, dt: floa
 
     **Returns:** a `DelayPlan`.
     """
-    t0f, t1f = _float(t0), _float(t1)
+    t0f, t1f = concrete_float(t0), concrete_float(t1)
     require(t0f is not None and t1f is not None,
             "simulate: representation='delay' needs a concrete t_span (Python floats): the number of "
             "steps is fixed at compile time")
@@ -288,21 +283,21 @@ def plan_delay(network: Network, t0, t1, ts=None, *, n_save: int = 201, dt: floa
     require(len(network.ports) >= 1, "Network: the delay representation needs at least one port")
     _check_modes(network, t0f, t1f)
 
-    link_delays = [_float(link.delay) for link in network.links]
+    link_delays = [concrete_float(link.delay) for link in network.links]
     for i, d in enumerate(link_delays):
         require(d is None or d >= 0, f"Link {i}: delay must be >= 0, got {d}")
-    concrete = np.array([d for d in link_delays if d is not None and d > 0])
+    known_delays = np.array([d for d in link_delays if d is not None and d > 0])
     jumps = _jumps(network, t0f, t1f)
-    ts_np = np.linspace(t0f, t1f, int(n_save)) if ts is None else _concrete(ts)
+    ts_np = np.linspace(t0f, t1f, int(n_save)) if ts is None else concrete(ts)
     save_offsets = np.zeros(0) if ts_np is None else np.concatenate([np.asarray(ts_np, float) - t0f, [span]])
 
     if dt is None:
         dt_max = min(_STEP_FRACTION / max(_frequency_scale(network, t0f, t1f), 1e-300), span / _MIN_STEPS)
-        base = float(concrete.min()) if concrete.size else span
-        if concrete.size:  # before the step search, whose trip count grows with base / dt_max
-            _require_history(network, float(concrete.max()), dt_max)
+        base = float(known_delays.min()) if known_delays.size else span
+        if known_delays.size:  # before the step search, whose trip count grows with base / dt_max
+            _require_history(network, float(known_delays.max()), dt_max)
         hard = np.array([tj - t0f for _, tj in jumps])
-        chosen = _choose_step(base, dt_max, hard, concrete, save_offsets)
+        chosen = _choose_step(base, dt_max, hard, known_delays, save_offsets)
         if chosen is None:
             m0 = max(1, math.ceil(base / dt_max))
             name, tj = next((n, tj) for n, tj in jumps if not _on_grid(np.array([tj - t0f]), base / m0)[0])
@@ -329,8 +324,8 @@ def plan_delay(network: Network, t0, t1, ts=None, *, n_save: int = 201, dt: floa
     n_steps = max(1, math.ceil(span / dt * (1 - _GRID_TOL)))
     require_count(f"simulate: the window ({t0f:.6g}, {t1f:.6g}) in steps of dt = {dt:.3g}", n_steps, _MAX_STEPS,
                   "shorten the window or give a larger dt (method=cj.Delay(dt=...))")
-    if concrete.size:
-        _require_history(network, float(concrete.max()), dt)
+    if known_delays.size:
+        _require_history(network, float(known_delays.max()), dt)
     t_end = t0f + n_steps * dt
     ts_index, save_trace = None, True
     if ts_np is not None:
@@ -344,10 +339,10 @@ def plan_delay(network: Network, t0, t1, ts=None, *, n_save: int = 201, dt: floa
         max_delay = span if max_delay is None else float(max_delay)
         require(max_delay >= dt, f"simulate: max_delay = {max_delay} must be at least the step dt = {dt}")
     else:
-        max_delay = float(concrete.max()) if concrete.size else dt
+        max_delay = float(known_delays.max()) if known_delays.size else dt
     instantaneous = (True,) + tuple(d is not None and d == 0 for d in link_delays) + (True,)
 
-    dephasing = [_concrete(e.dephasing) for e in network.emitters]
+    dephasing = [concrete(e.dephasing) for e in network.emitters]
     stochastic = any(g is None or float(g) > 0 for g in dephasing)
     if stochastic:
         n_traj = DEFAULT_TRAJECTORIES if n_trajectories is None else int(n_trajectories)
@@ -357,7 +352,7 @@ def plan_delay(network: Network, t0, t1, ts=None, *, n_save: int = 201, dt: floa
 
     plan = DelayPlan(t0f, dt, n_steps, max_delay, instantaneous, _check_scatterers(network), ts_index,
                      save_trace, n_traj)
-    ends = _concrete(network.end_reflections)
+    ends = concrete(network.end_reflections)
     reflectors = len(network.scatterers) + (2 if ends is None else int(np.count_nonzero(ends)))
     if reflectors >= 2:  # a loop needs two reflectors joined by zero-delay links
         _check_loops(network, plan)
@@ -414,7 +409,7 @@ def _problem(network: Network, plan: DelayPlan) -> DelayProblem:
 
     n = len(network.emitters)
     has_h = bool(network.couplings) or any(
-        e.detuning_control is not None or _float(e.detuning) != 0.0 for e in network.emitters)
+        e.detuning_control is not None or concrete_float(e.detuning) != 0.0 for e in network.emitters)
 
     def hamiltonian(t):
         diag = []
@@ -558,12 +553,8 @@ def _traces(sol, decay, plan: DelayPlan, ts, outputs=()) -> dict[str, Any]:
 
 def _solve(problem: DelayProblem, c0, plan: DelayPlan, key=None, scale=None):
     """One run of the kernel on the plan's grid (with phase noise when `key` is given)."""
-    if key is None:
-        return solve_delay(problem, c0, dt=plan.dt, n_steps=plan.n_steps, t0=plan.t0, max_delay=plan.max_delay,
-                           save_trace=plan.save_trace)
-    n_buffer = _buffer_steps(problem, plan.dt, plan.max_delay)
-    return _run(problem, c0, plan.dt, plan.n_steps, plan.t0, n_buffer, min(256, plan.n_steps), plan.save_trace,
-                key, scale)
+    return solve_delay(problem, c0, dt=plan.dt, n_steps=plan.n_steps, t0=plan.t0, max_delay=plan.max_delay,
+                       save_trace=plan.save_trace, noise_key=key, noise_scale=scale)
 
 
 def simulate_delay(network: Network, t0, t1, ts, *, dt: float | None = None, key=None,

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from ._pulses import _concrete
+from ._checks import concrete
 
 
 def _number(x: Any, digits: int = 4) -> str:
-    value = _concrete(x)
+    value = concrete(x)
     if value is None:
         return "?"
     value = np.asarray(value)
@@ -58,7 +58,7 @@ def network_svg(network) -> str:
     out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='150' "
            "font-family='sans-serif' font-size='11'>",
            f"<line x1='10' y1='{line_y}' x2='{width - 10}' y2='{line_y}' stroke='#444' stroke-width='2'/>"]
-    ends = _concrete(network.end_reflections)
+    ends = concrete(network.end_reflections)
     for x, r, anchor in ((10, None if ends is None else ends[0], "start"),
                          (width - 10, None if ends is None else ends[1], "end")):
         label = "r=?" if r is None else (f"r={_number(r, 3)}" if abs(complex(r)) > 0 else "open")

@@ -43,7 +43,8 @@ from ._errors import require
 from ._limits import require_count
 from ._network import Network, Port
 from ._operator import Operator, Symbol, factor_parts
-from ._pulses import AbstractPulse, _concrete, safe_sqrt
+from ._checks import concrete, safe_sqrt
+from ._pulses import AbstractPulse
 from ._space import Space, space_dimension
 
 _MODE_EPS = 1e-10
@@ -358,7 +359,7 @@ def check_markov(network: Network, max_excitations: int | None) -> None:
     require(not network.scatterers,
             "Markov model: scatterers (joints, mirrors) make the network non-Markovian; "
             "use representation='delay'")
-    r_end = _concrete(network.end_reflections)
+    r_end = concrete(network.end_reflections)
     require(r_end is None or not np.any(np.abs(r_end) > 0),
             "Markov model: reflecting waveguide ends make the network non-Markovian; use representation='delay'")
     need = required_excitations(network)

@@ -59,7 +59,8 @@ import numpy as np
 
 from ._errors import require
 from ._network import Coupling, Emitter, Link, Network, Port, Scatterer
-from ._pulses import AbstractPulse, Constant, Scaled, _check_finite, _concrete
+from ._checks import concrete, require_finite
+from ._pulses import AbstractPulse, Constant, Scaled
 
 DIRECTIONS = ("right", "left")
 CANCELLATIONS = ("exact", "design", "none")
@@ -109,8 +110,8 @@ class DataRelease(AbstractPulse):
     sense: Any
 
     def __init__(self, kappa, gamma, t0=0.0, sense=1.0):
-        _check_finite("DataRelease", kappa=kappa, gamma=gamma, t0=t0, sense=sense)
-        k, g = _concrete(kappa), _concrete(gamma)
+        require_finite("DataRelease", kappa=kappa, gamma=gamma, t0=t0, sense=sense)
+        k, g = concrete(kappa), concrete(gamma)
         if k is not None and g is not None:
             require(0 < float(k) < float(g),
                     f"DataRelease: kappa must lie in (0, gamma) = (0, {float(g)}), got {float(k)}; "
@@ -191,15 +192,15 @@ def _module_fields(self, name, position, detuning, design_frequency, imbalance, 
             f"{owner}: name must be a non-empty string without '-'")
     require(cancellation in CANCELLATIONS,
             f"{owner}: cancellation must be one of {', '.join(CANCELLATIONS)}, got {cancellation!r}")
-    _check_finite(owner, detuning=detuning, design_frequency=design_frequency, imbalance=imbalance,
+    require_finite(owner, detuning=detuning, design_frequency=design_frequency, imbalance=imbalance,
                   shift=shift, decay=decay, dephasing=dephasing, exchange_error=exchange_error)
-    wq, eps = _concrete(design_frequency), _concrete(imbalance)
+    wq, eps = concrete(design_frequency), concrete(imbalance)
     if wq is not None:
         require(float(wq) > 0, f"{owner}: design_frequency must be positive (rad/ns), got {float(wq)}")
     if eps is not None:
         require(abs(float(eps)) < 1, f"{owner}: imbalance must lie in (-1, 1), got {float(eps)}")
     for field, value in (("decay", decay), ("dephasing", dephasing)):
-        v = _concrete(value)
+        v = concrete(value)
         if v is not None:
             require(float(v) >= 0, f"{owner}: {field} must be >= 0, got {float(v)}")
     self.name, self.position, self.cancellation = name, float(position), cancellation
@@ -269,7 +270,7 @@ class DataModule(AbstractModule):
                  shift=0.0, decay=0.0, dephasing=0.0, exchange_error=0.0, cancellation: str = "exact"):
         _module_fields(self, name, position, detuning, design_frequency, imbalance, shift, decay, dephasing,
                        cancellation, exchange_error)
-        g = _concrete(gamma)
+        g = concrete(gamma)
         if g is not None:
             require(np.isfinite(g) and float(g) > 0, f"module {name!r}: gamma must be positive, got {g}")
         self.gamma = jnp.asarray(gamma, dtype=float)
@@ -305,8 +306,8 @@ class Interconnect(eqx.Module):
     joints: Any
 
     def __init__(self, delay=0.0, transmission=1.0, phase=0.0, joints=()):
-        _check_finite("Interconnect", delay=delay, transmission=transmission, phase=phase)
-        d, eta = _concrete(delay), _concrete(transmission)
+        require_finite("Interconnect", delay=delay, transmission=transmission, phase=phase)
+        d, eta = concrete(delay), concrete(transmission)
         if d is not None:
             require(float(d) >= 0, f"Interconnect: delay must be >= 0, got {float(d)}")
         if eta is not None:
@@ -357,7 +358,7 @@ class ChiralLine(eqx.Module):
                 f"got {len(self.interconnects)}")
         require(representation in REPRESENTATIONS,
                 f"ChiralLine: representation must be 'markov' or 'delay', got {representation!r}")
-        _check_finite("ChiralLine", carrier=carrier, idle_detuning=idle_detuning)
+        require_finite("ChiralLine", carrier=carrier, idle_detuning=idle_detuning)
         self.carrier = jnp.asarray(carrier, dtype=float)
         self.idle_detuning = jnp.asarray(idle_detuning, dtype=float)
         self.representation = representation

@@ -17,15 +17,14 @@ coupling to a symmetric line).
 
 from __future__ import annotations
 
-import difflib
 from typing import Any, Mapping
 
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
-from ._errors import ValidationError, require
-from ._pulses import AbstractPulse, _concrete
+from ._checks import ValidationError, concrete, did_you_mean, require
+from ._pulses import AbstractPulse
 
 
 #: Characters that metric strings ("population:A1+B1"), wildcard parameter names
@@ -53,13 +52,12 @@ def _require_known(name: str, known, message: str) -> None:
 
 
 def _suggest(name: str, known) -> str:
-    close = difflib.get_close_matches(name, list(known), n=3)
-    hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
-    return f"{hint}; known: {', '.join(repr(k) for k in known) or 'none'}"
+    guess = did_you_mean(name, known)
+    return f"{f' ({guess.strip()})' if guess else ''}; known: {', '.join(repr(k) for k in known) or 'none'}"
 
 
 def _real(owner: str, field: str, value, *, low: float | None = None, high: float | None = None):
-    arr = _concrete(value)
+    arr = concrete(value)
     if arr is not None:
         require(np.isrealobj(arr) or not np.any(np.iscomplex(arr)),
                 f"{owner}: {field} must be real, got {arr}")
@@ -72,7 +70,7 @@ def _real(owner: str, field: str, value, *, low: float | None = None, high: floa
 
 
 def _complex(owner: str, field: str, value):
-    arr = _concrete(value)
+    arr = concrete(value)
     if arr is not None:
         require(bool(np.all(np.isfinite(arr))), f"{owner}: {field} must be finite, got {arr}")
     return jnp.asarray(value, dtype=complex)
@@ -172,7 +170,7 @@ class Scatterer(eqx.Module):
         self.name, self.position = name, float(position)
         self.reflection = _complex(owner, "reflection", reflection)
         self.transmission = None if transmission is None else _complex(owner, "transmission", transmission)
-        r, t = _concrete(self.reflection), _concrete(self.transmission_amplitude())
+        r, t = concrete(self.reflection), concrete(self.transmission_amplitude())
         if r is not None and t is not None:
             power = abs(complex(r)) ** 2 + abs(complex(t)) ** 2
             require(power <= 1.0 + 1e-9,
@@ -339,17 +337,17 @@ class Network(eqx.Module):
         require(not set(io_names) & set(names), f"Network: input/output names {set(io_names) & set(names)} clash with emitters")
         for name, amp in self.initial.items():
             _require_known(name, known, f"Network: initial state names unknown emitter {name!r}")
-            a = _concrete(amp)
+            a = concrete(amp)
             if a is not None:
                 require(bool(np.isfinite(a)), f"Network: initial amplitude of {name!r} is not finite")
-        amps = [_concrete(a) for a in self.initial.values()]
+        amps = [concrete(a) for a in self.initial.values()]
         if self.initial and all(a is not None for a in amps):
             norm = float(sum(abs(complex(a)) ** 2 for a in amps))
             # The amplitudes are stored in the working precision (float32 rounds at ~1e-7).
             tolerance = max(1e-9, 10 * float(np.finfo(amps[0].dtype).eps))
             require(abs(norm - 1.0) < tolerance,
                     f"Network: initial amplitudes have norm^2 {norm:.12g}; normalise them to 1")
-        r = _concrete(self.end_reflections)
+        r = concrete(self.end_reflections)
         if r is not None:
             require(r.shape == (2,), "Network: end_reflections must be a pair (r_left, r_right)")
             require(bool(np.all(np.abs(r) <= 1 + 1e-12)), f"Network: |end_reflections| must be <= 1, got {r}")
@@ -380,7 +378,7 @@ class Network(eqx.Module):
     def has_delays(self) -> bool:
         """True when some link has a nonzero delay (known only for concrete values)."""
         for link in self.links:
-            d = _concrete(link.delay)
+            d = concrete(link.delay)
             if d is None or float(d) > 0:
                 return True
         return False
@@ -390,7 +388,7 @@ class Network(eqx.Module):
         """True when a scatterer or an end can reflect (concrete values; traced counts as yes)."""
         if self.scatterers:
             return True
-        r = _concrete(self.end_reflections)
+        r = concrete(self.end_reflections)
         return r is None or bool(np.any(np.abs(r) > 0))
 
     # ---- named parameters --------------------------------------------------------------
@@ -436,9 +434,8 @@ class Network(eqx.Module):
         paths = self._parameter_paths()
         for name, value in values.items():
             if name not in paths:  # the suggestions are computed for a wrong name only
-                close = difflib.get_close_matches(name, list(paths), n=3)
-                require(False, f"Network: no parameter {name!r}"
-                        + (f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else "")
+                guess = did_you_mean(name, paths)
+                require(False, f"Network: no parameter {name!r}" + (f" ({guess.strip()})" if guess else "")
                         + "; list them with network.parameters()")
             _check_parameter_value(name, value)
         if not values:
@@ -474,7 +471,7 @@ PARAMETER_UNITS: dict[str, str] = {
 
 def _check_parameter_value(name: str, value: Any) -> None:
     """Refuse a concrete non-finite or out-of-range value of parameter `name`."""
-    v = _concrete(value)
+    v = concrete(value)
     if v is None or v.dtype == object:
         return
     require(bool(np.all(np.isfinite(v))), f"Network: parameter {name!r} must be finite, got {value!r}")

@@ -47,7 +47,8 @@ from ._metrics import (absorption_efficiency, directionality, emitted, optimal_f
 from ._modules import (ChiralLine, Interconnect, absorption_drive, direction_sign, directional_state,
                        emission_drive, halt_time, math_prod)
 from ._network import Network
-from ._pulses import AbstractPulse, Halted, Shifted, _concrete
+from ._checks import concrete
+from ._pulses import AbstractPulse, Halted, Shifted
 from ._result import Result
 from ._simulate import simulate
 
@@ -86,7 +87,7 @@ class PulsePlan(eqx.Module):
                  window: float = 12.0, n_save: int = 201, receiver_drive: AbstractPulse | None = None):
         rk = kappa if receiver_kappa is None else receiver_kappa
         for field_name, value in (("kappa", kappa), ("receiver_kappa", rk)):
-            v = _concrete(value)
+            v = concrete(value)
             require(v is None or (np.isfinite(v) and float(v) > 0),
                     f"PulsePlan: {field_name} must be positive (rad/ns), got {value}")
         require(lead > 0 and window > 0 and n_save >= 2, "PulsePlan: lead and window must be > 0 and n_save >= 2")

@@ -21,22 +21,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
-from ._errors import require
-
-
-def _concrete(x) -> np.ndarray | None:
-    try:
-        return np.asarray(x)
-    except Exception:
-        return None
-
-
-def _check_finite(name: str, **values) -> None:
-    for field, value in values.items():
-        arr = _concrete(value)
-        if arr is not None:
-            require(bool(np.all(np.isfinite(arr))),
-                    f"{name}: parameter {field!r} contains NaN or infinity; give finite values")
+from ._checks import concrete, require, require_finite
 
 
 class AbstractPulse(eqx.Module):
@@ -61,7 +46,7 @@ class Constant(AbstractPulse):
     value: Any
 
     def __init__(self, value):
-        _check_finite("Constant", value=value)
+        require_finite("Constant", value=value)
         self.value = jnp.asarray(value)
 
     def __call__(self, t):
@@ -77,8 +62,8 @@ class _SechRate(AbstractPulse):
 
     def __init__(self, kappa, t0=0.0):
         name = type(self).__name__
-        _check_finite(name, kappa=kappa, t0=t0)
-        k = _concrete(kappa)
+        require_finite(name, kappa=kappa, t0=t0)
+        k = concrete(kappa)
         if k is not None:
             require(float(k) > 0, f"{name}: kappa must be positive, got {float(k)}")
         self.kappa, self.t0 = jnp.asarray(kappa, dtype=float), jnp.asarray(t0, dtype=float)
@@ -108,7 +93,7 @@ class SechMode(AbstractPulse):
     t0: Any
 
     def __init__(self, kappa, t0=0.0):
-        _check_finite("SechMode", kappa=kappa, t0=t0)
+        require_finite("SechMode", kappa=kappa, t0=t0)
         self.kappa, self.t0 = jnp.asarray(kappa, dtype=float), jnp.asarray(t0, dtype=float)
 
     def __call__(self, t):
@@ -123,8 +108,8 @@ class Gaussian(AbstractPulse):
     sigma: Any
 
     def __init__(self, amplitude, t0, sigma):
-        _check_finite("Gaussian", amplitude=amplitude, t0=t0, sigma=sigma)
-        s = _concrete(sigma)
+        require_finite("Gaussian", amplitude=amplitude, t0=t0, sigma=sigma)
+        s = concrete(sigma)
         if s is not None:
             require(float(s) > 0, f"Gaussian: sigma must be positive, got {float(s)}")
         self.amplitude, self.t0, self.sigma = (jnp.asarray(amplitude), jnp.asarray(t0, dtype=float),
@@ -142,7 +127,7 @@ class GaussianMode(AbstractPulse):
     sigma: Any
 
     def __init__(self, t0, sigma):
-        _check_finite("GaussianMode", t0=t0, sigma=sigma)
+        require_finite("GaussianMode", t0=t0, sigma=sigma)
         self.t0, self.sigma = jnp.asarray(t0, dtype=float), jnp.asarray(sigma, dtype=float)
 
     def __call__(self, t):
@@ -156,7 +141,7 @@ class Scaled(AbstractPulse):
     factor: Any
 
     def __init__(self, pulse: AbstractPulse, factor):
-        _check_finite("Scaled", factor=factor)
+        require_finite("Scaled", factor=factor)
         self.pulse, self.factor = pulse, jnp.asarray(factor)
 
     def __call__(self, t):
@@ -173,7 +158,7 @@ class Shifted(AbstractPulse):
     delay: Any
 
     def __init__(self, pulse: AbstractPulse, delay):
-        _check_finite("Shifted", delay=delay)
+        require_finite("Shifted", delay=delay)
         self.pulse, self.delay = pulse, jnp.asarray(delay, dtype=float)
 
     def __call__(self, t):
@@ -191,7 +176,7 @@ class Halted(AbstractPulse):
     t_stop: Any
 
     def __init__(self, pulse: AbstractPulse, t_stop):
-        _check_finite("Halted", t_stop=t_stop)
+        require_finite("Halted", t_stop=t_stop)
         self.pulse, self.t_stop = pulse, jnp.asarray(t_stop, dtype=float)
 
     def __call__(self, t):
@@ -211,12 +196,12 @@ class Sampled(AbstractPulse):
 
     def __init__(self, times, values, kind: str = "linear"):
         require(kind in ("linear", "hold"), f"Sampled: kind must be 'linear' or 'hold', got {kind!r}")
-        _check_finite("Sampled", times=times, values=values)
-        t = _concrete(times)
+        require_finite("Sampled", times=times, values=values)
+        t = concrete(times)
         if t is not None:
             require(t.ndim == 1 and t.size >= 2, "Sampled: times must be a 1-D array of at least 2 samples")
             require(bool(np.all(np.diff(t) > 0)), "Sampled: times must be strictly increasing")
-        v = _concrete(values)
+        v = concrete(values)
         if t is not None and v is not None:
             require(v.shape[0] == t.shape[0] - (kind == "hold"),
                     f"Sampled: {t.shape[0]} times need {t.shape[0] - (kind == 'hold')} values for kind={kind!r}, "
@@ -238,8 +223,3 @@ class Sampled(AbstractPulse):
             return tuple(self.times[k] for k in range(self.times.shape[0]))
         return (self.times[0], self.times[-1])
 
-
-def safe_sqrt(x):
-    """sqrt(x) for x >= 0 with a finite derivative at x = 0 (returns 0 there and below)."""
-    positive = x > 0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)

@@ -27,7 +27,7 @@ from ._lowering import MarkovArrays, MarkovLayout, lower, to_device
 from ._markov import Channel, LindbladModel, ParameterAtoms, check_markov, compile_markov, required_excitations
 from ._methods import METHODS, Delay, Full, Method, Sector
 from ._network import Network
-from ._pulses import _concrete
+from ._checks import concrete
 from ._result import Result
 from ._program_cache import call_cached
 from .kernels._lindblad import LindbladSolution, solve_markov
@@ -239,21 +239,21 @@ def simulate(network: Network, t_span: tuple[float, float], *, method: Method | 
                 f"simulate: method must be cj.Sector, cj.Full or cj.Delay, got {type(method).__name__}")
         require(not options, f"simulate: give the solver options ({', '.join(sorted(options))}) in method=, not both")
     require(len(t_span) == 2, f"simulate: t_span must be (t0, t1), got {t_span!r}")
-    c0, c1 = _concrete(t_span[0]), _concrete(t_span[1])
-    concrete = c0 is not None and c1 is not None
-    if concrete:
+    c0, c1 = concrete(t_span[0]), concrete(t_span[1])
+    known = c0 is not None and c1 is not None
+    if known:
         require(bool(np.isfinite(c0)) and bool(np.isfinite(c1)) and float(c1) > float(c0),
                 f"simulate: t_span must be finite with t1 > t0, got {t_span!r}")
     aligned = ts is None
     if ts is not None:
-        given = _concrete(ts)
+        given = concrete(ts)
         if given is not None:
             given = np.asarray(given, dtype=float)
             require(given.ndim == 1 and given.size >= 1, f"simulate: ts must be a 1-D array of save times, got shape "
                                                          f"{given.shape}")
             require(bool(np.all(np.isfinite(given))) and bool(np.all(np.diff(given) >= 0)),
                     "simulate: ts must be finite and in increasing order")
-            if concrete:
+            if known:
                 span = float(c1) - float(c0)
                 require(given[0] >= float(c0) - 1e-12 * span and given[-1] <= float(c1) + 1e-12 * span,
                         f"simulate: the save times ts must lie in t_span = ({float(c0)}, {float(c1)}), "
@@ -261,7 +261,7 @@ def simulate(network: Network, t_span: tuple[float, float], *, method: Method | 
     if ts is None:
         require(int(n_save) >= 2, f"simulate: n_save must be >= 2, got {n_save}")
         _require_save_memory(network, int(n_save))
-        ts = (np.linspace(float(c0), float(c1), int(n_save)) if concrete
+        ts = (np.linspace(float(c0), float(c1), int(n_save)) if known
               else jnp.linspace(jnp.asarray(t_span[0], dtype=float), jnp.asarray(t_span[1], dtype=float), int(n_save)))
     if isinstance(method, Delay):
         from ._delay_model import plan_delay
@@ -274,6 +274,6 @@ def simulate(network: Network, t_span: tuple[float, float], *, method: Method | 
                           max_delay=method.max_delay, n_trajectories=method.trajectories)
         t0, t1 = (jnp.asarray(x, dtype=float) for x in t_span)
         return _delay(network, t0, t1, jnp.asarray(ts, dtype=float), plan, method.key)
-    t0, t1 = (float(c0), float(c1)) if concrete else (jnp.asarray(t_span[0], dtype=float),
+    t0, t1 = (float(c0), float(c1)) if known else (jnp.asarray(t_span[0], dtype=float),
                                                       jnp.asarray(t_span[1], dtype=float))
     return _markov(network, method, t0, t1, ts, aligned, e_ops, save_states)

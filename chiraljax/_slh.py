@@ -23,17 +23,14 @@ from typing import Any, Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from ._errors import require
+from ._checks import concrete, require
 from ._operator import Operator
 from ._space import Space
 
 
-def _is_concrete(x: Any) -> bool:
-    try:
-        np.asarray(x)
-        return True
-    except Exception:  # a tracer cannot be converted
-        return False
+def is_known(x: Any) -> bool:
+    """True when the value of x is known now (not traced)."""
+    return concrete(x) is not None
 
 
 def _as_operator(op: Any, space: Space, what: str) -> Operator:
@@ -77,7 +74,7 @@ class SLH:
         for k, op in enumerate(L):
             require(isinstance(op, Operator), f"SLH: L[{k}] must be an Operator, got {type(op).__name__}")
             H._check(op)
-        if check_unitary and _is_concrete(S):
+        if check_unitary and is_known(S):
             s = np.asarray(S)
             require(np.allclose(s.conj().T @ s, np.eye(len(s)), atol=1e-9),
                     "SLH: S is not unitary (S^dag S != 1); model loss with a beam splitter to a discarded channel")
@@ -150,7 +147,7 @@ def _combine(ops: Sequence[Operator], weights, space: Space) -> Operator:
         if op.is_zero:
             continue
         w = weights[j]
-        if _is_concrete(w) and np.asarray(w) == 0:
+        if is_known(w) and np.asarray(w) == 0:
             continue
         out = out + op.scale(w)
     return out
@@ -207,7 +204,7 @@ def feedback(g: SLH, output: int, input: int) -> SLH:
     require(0 <= k < n and 0 <= l < n, f"feedback: channels must lie in 0..{n - 1}, got output={k}, input={l}")
     require(n >= 2, "feedback: needs a component with at least two channels")
     S = g.S
-    if _is_concrete(S[k, l]):
+    if is_known(S[k, l]):
         require(abs(complex(np.asarray(S[k, l])) - 1.0) > 1e-12,
                 f"feedback: S[{k},{l}] = 1 makes the loop singular (1 - S_kl = 0)")
     inv = 1.0 / (1.0 - S[k, l])
@@ -230,7 +227,7 @@ def beam_splitter(space: Space, transmission) -> SLH:
 
     Channel 0 carries the signal; channel 1 is the discarded (loss) port."""
     eta = jnp.asarray(transmission, dtype=float)
-    if _is_concrete(eta):
+    if is_known(eta):
         require(0.0 <= float(np.asarray(eta)) <= 1.0,
                 f"beam_splitter: transmission must lie in [0, 1] (a power ratio), got {float(np.asarray(eta))}")
     a, b = jnp.sqrt(eta), jnp.sqrt(1.0 - eta)

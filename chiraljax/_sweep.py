@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import difflib
 import hashlib
 import json
 import math
@@ -72,7 +71,7 @@ import numpy as np
 import xarray as xr
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ._errors import ValidationError, require
+from ._checks import ValidationError, did_you_mean, require
 from ._limits import require_memory
 from ._provenance import provenance
 from ._precision import PRECISION, real_dtype
@@ -364,8 +363,7 @@ def _check_known(names: Sequence[str], parameters: Collection[str] | None) -> No
         return
     valid = sorted(parameters)
     for name in (name for name in names if name not in parameters):
-        close = difflib.get_close_matches(name, valid, n=5, cutoff=0.5)
-        guess = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+        guess = did_you_mean(name, valid, n=5, cutoff=0.5)
         raise ValidationError(
             f"unknown parameter {name!r}: {guess}(valid names: {', '.join(valid)})"
         )

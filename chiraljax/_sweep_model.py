@@ -42,7 +42,6 @@ A list of strings uses each string as the metric's name.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import importlib.util
 import inspect
@@ -59,7 +58,7 @@ import numpy as np
 import xarray as xr
 
 from . import _metrics
-from ._errors import ValidationError, require
+from ._checks import ValidationError, did_you_mean, require
 from ._network import PARAMETER_BOUNDS, PARAMETER_UNITS, Network
 from ._network_io import SimulationSettings, load_network
 from ._result import Result
@@ -175,8 +174,7 @@ def parameter_names(network: Network) -> list[str]:
 
 
 def _unknown(name: str, known: Sequence[str]) -> ValidationError:
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    guess = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+    guess = did_you_mean(name, known, cutoff=0.5)
     return ValidationError(
         f"unknown parameter {name!r}: {guess}list the valid names with "
         "chiraljax.sweep_parameters(network)"
@@ -220,13 +218,13 @@ def resolve_parameter(name: str, network: Network) -> _Setter:
     return _Setter(targets, first.transform, first.low, first.high, first.open_low)
 
 
-def _value_range(axis: AbstractAxis) -> tuple[float, float]:
+def value_range(axis: AbstractAxis) -> tuple[float, float]:
     if isinstance(axis, Grid):
         return float(axis.values.min()), float(axis.values.max())
     return float(axis.lo), float(axis.hi)
 
 
-def _check_range(name: str, setter: _Setter, lo: float, hi: float, where: str) -> None:
+def check_range(name: str, setter: _Setter, lo: float, hi: float, where: str) -> None:
     if setter.low is not None:
         ok = lo > setter.low if setter.open_low else lo >= setter.low
         relation = ">" if setter.open_low else ">="
@@ -332,8 +330,7 @@ def metric_function(spec: str | MetricFunction, name: str = "metric") -> MetricF
     require(isinstance(spec, str), f"metric {name!r}: give a string or a function, got {spec!r}")
     kind, _, argument = spec.partition(":")
     if kind not in METRICS:
-        close = difflib.get_close_matches(kind, list(METRICS), n=2)
-        guess = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+        guess = did_you_mean(kind, METRICS, n=2)
         raise ValidationError(
             f"metric {name!r}: unknown kind {kind!r} in {spec!r}; {guess}use one of "
             f"{', '.join(METRICS)}"
@@ -506,13 +503,13 @@ def sweep(
     setters: dict[str, _Setter] = {}
     for axis in axes:
         setter = resolve_parameter(axis.name, network)
-        _check_range(axis.name, setter, *_value_range(axis), "axis")
+        check_range(axis.name, setter, *value_range(axis), "axis")
         setters[axis.name] = setter
     for name, value in fixed.items():
         setter = resolve_parameter(name, network)
         array = np.asarray(value, dtype=float)
         require(bool(np.all(np.isfinite(array))), f"fixed[{name!r}] = {value!r}: give a finite value")
-        _check_range(name, setter, float(array.min()), float(array.max()), "fixed")
+        check_range(name, setter, float(array.min()), float(array.max()), "fixed")
         setters[name] = setter
     targets = [t for s in setters.values() for t in s.targets]
     clashes = sorted({t for t in targets if targets.count(t) > 1})
@@ -575,7 +572,7 @@ def verify_fixed_steps(fn: Callable, reference: Callable, axes: Sequence[Abstrac
     conservation error of 3e-12)."""
     for corner in (0, 1):
         point = {name: jnp.asarray(value, dtype=float) for name, value in fixed.items()}
-        point.update({axis.name: jnp.asarray(_value_range(axis)[corner]) for axis in axes})
+        point.update({axis.name: jnp.asarray(value_range(axis)[corner]) for axis in axes})
         coarse, exact = fn(point), reference(point)
         for name, value in exact.items():
             a, b = float(coarse[name]), float(value)

@@ -14,7 +14,6 @@ folder.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib
 import importlib.util
 import math
@@ -28,15 +27,15 @@ import jax
 import xarray as xr
 
 from ._documents import read_document
-from ._errors import ValidationError, require
+from ._checks import ValidationError, did_you_mean, require
 from ._network import Network
 from ._network_io import SimulationSettings
 from ._methods import Sector
 from ._simulate import REPRESENTATIONS
 from ._sweep import AbstractAxis, ChunkDone, Grid, QuasiRandom, Random
 from ._sweep_model import (
-    _check_range,
-    _value_range,
+    check_range,
+    value_range,
     load_network_file,
     load_preset,
     metric_function,
@@ -123,8 +122,7 @@ class _Reader:
         self.where, self.table = where, table
         for key in table:
             if key not in allowed:
-                close = difflib.get_close_matches(str(key), allowed, n=1)
-                guess = f"did you mean {close[0]!r}? " if close else ""
+                guess = did_you_mean(str(key), allowed, n=1)
                 raise ValidationError(
                     f"{self._field(key)}: unknown key; {guess}valid keys: {', '.join(allowed)}"
                 )
@@ -244,7 +242,7 @@ def _axis(index: int, data: Any, network: Network) -> AbstractAxis:
             method = table.get("method", str, "sobol", check=lambda v: v in ("sobol", "halton"),
                                expect="'sobol' or 'halton'")
             axis = QuasiRandom(name, lo, hi, n, method=method, seed=table.get("seed", int, None))
-    _prefixed(where, lambda: _check_range(name, setter, *_value_range(axis), "axis"))
+    _prefixed(where, lambda: check_range(name, setter, *value_range(axis), "axis"))
     return axis
 
 
@@ -306,7 +304,7 @@ def parse_sweep_spec(data: Mapping[str, Any], base: str | os.PathLike[str] = "."
         require(isinstance(value, (int, float)) and not isinstance(value, bool)
                 and math.isfinite(value), f"{where} = {value!r}: expected a finite number")
         setter = _prefixed(where, lambda: resolve_parameter(name, network))
-        _prefixed(where, lambda: _check_range(name, setter, float(value), float(value), "fixed"))
+        _prefixed(where, lambda: check_range(name, setter, float(value), float(value), "fixed"))
         fixed[name] = float(value)
 
     metrics_data = data["metrics"]

@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
-from chiraljax._errors import require
+from chiraljax._checks import is_traced, require, safe_sqrt
 from chiraljax._precision import complex_dtype, real_dtype
 
 __all__ = [
@@ -74,24 +74,6 @@ _SINGULAR_TOL = 1e-9
 TimeFunction = Callable[[Any], Array]
 
 
-def _is_concrete(*trees: Any) -> bool:
-    return not any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(trees))
-
-
-@jax.custom_jvp
-def _sqrt0(x: Array) -> Array:
-    """`sqrt(max(x, 0))` with derivative zero where the value is zero (rates switched off)."""
-    return jnp.sqrt(jnp.maximum(x, 0.0))
-
-
-@_sqrt0.defjvp
-def _sqrt0_jvp(primals, tangents):
-    (x,), (dx,) = primals, tangents
-    y = _sqrt0(x)
-    positive = y > 0
-    return y, jnp.where(positive, dx / (2.0 * jnp.where(positive, y, 1.0)), 0.0)
-
-
 def scatterer_matrix(reflection: Array, transmission: Array | None = None) -> Array:
     r"""The 2 x 2 matrix of a joint, impedance step or mirror.
 
@@ -112,7 +94,7 @@ def scatterer_matrix(reflection: Array, transmission: Array | None = None) -> Ar
     """
     r = jnp.asarray(reflection, complex_dtype())
     if transmission is None:
-        t = _sqrt0(1.0 - jnp.abs(r) ** 2).astype(complex_dtype())
+        t = safe_sqrt(1.0 - jnp.abs(r) ** 2).astype(complex_dtype())
     else:
         t = jnp.asarray(transmission, complex_dtype())
     return jnp.stack([jnp.stack([t, -jnp.conj(r)]), jnp.stack([r, t])])
@@ -234,7 +216,7 @@ class DelayProblem(eqx.Module):
 
         if instantaneous is None:
             require(
-                _is_concrete(self.delay),
+                not is_traced(self.delay),
                 "instantaneous: the delays are traced, so say which links have zero delay "
                 "(a tuple of booleans, one per link)",
             )
@@ -278,7 +260,7 @@ class DelayProblem(eqx.Module):
         return sum(j < 0 for j in self.node_emitter)
 
     def _validate_concrete(self) -> None:
-        if _is_concrete(self.delay):
+        if not is_traced(self.delay):
             d = np.asarray(self.delay)
             require(np.all(np.isfinite(d)) and np.all(d >= 0), f"delay: must be >= 0, got {d}")
             for l, inst in enumerate(self.instantaneous):
@@ -287,33 +269,33 @@ class DelayProblem(eqx.Module):
                     f"delay[{l}] = {d[l]}: link {l} is flagged instantaneous, so its delay "
                     "must be exactly 0",
                 )
-        if _is_concrete(self.transmission):
+        if not is_traced(self.transmission):
             eta = np.asarray(self.transmission)
             require(
                 np.all((eta >= 0) & (eta <= 1)),
                 f"transmission: power transmissions must lie in [0, 1], got {eta}",
             )
-        if _is_concrete(self.phase):
+        if not is_traced(self.phase):
             require(np.all(np.isfinite(np.asarray(self.phase))), "phase: must be finite")
-        if _is_concrete(self.end_reflection):
+        if not is_traced(self.end_reflection):
             r = np.abs(np.asarray(self.end_reflection))
             require(np.all(r <= 1 + _UNITARY_TOL), f"end_reflection: |r| must be <= 1, got {r}")
-        if _is_concrete(self.intrinsic_decay):
+        if not is_traced(self.intrinsic_decay):
             g = np.asarray(self.intrinsic_decay)
             require(np.all(g >= 0), f"intrinsic_decay: rates must be >= 0, got {g}")
-        if not callable(self.rates) and _is_concrete(self.rates):
+        if not callable(self.rates) and not is_traced(self.rates):
             g = np.asarray(self.rates)
             require(np.all(np.isfinite(g)) and np.all(g >= 0), "rates: must be finite and >= 0")
         if (
             self.hamiltonian is not None
             and not callable(self.hamiltonian)
-            and _is_concrete(self.hamiltonian)
+            and not is_traced(self.hamiltonian)
         ):
             h = np.asarray(self.hamiltonian)
             require(
                 np.allclose(h, h.conj().T, atol=1e-12), "hamiltonian: must be Hermitian (H = H^dag)"
             )
-        if _is_concrete(self.scattering):
+        if not is_traced(self.scattering):
             for s, (mat, lossy) in enumerate(zip(np.asarray(self.scattering), self.lossy)):
                 gram = mat.conj().T @ mat
                 if lossy:
@@ -330,7 +312,7 @@ class DelayProblem(eqx.Module):
                         f"scattering[{s}]: a lossless scatterer must be unitary "
                         f"(|S^dag S - 1| = {dev:.3g}); fix the matrix or flag it lossy",
                     )
-        if any(self.instantaneous) and _is_concrete(
+        if any(self.instantaneous) and not is_traced(
             self.scattering, self.end_reflection, self.transmission, self.phase
         ):
             smin = np.linalg.svd(np.asarray(_Structure(self).loop_matrix()), compute_uv=False).min()
@@ -377,11 +359,11 @@ class _Structure:
     def link_factor(self) -> Array:
         """`sqrt(eta) e^{i phi}` per link and direction, shape (2L,)."""
         p = self.problem
-        w = _sqrt0(p.transmission) * jnp.exp(1j * p.phase)
+        w = safe_sqrt(p.transmission) * jnp.exp(1j * p.phase)
         return jnp.concatenate([w, w]).astype(complex_dtype())
 
     def end_transmission(self) -> Array:
-        return _sqrt0(1.0 - jnp.abs(self.problem.end_reflection) ** 2).astype(complex_dtype())
+        return safe_sqrt(1.0 - jnp.abs(self.problem.end_reflection) ** 2).astype(complex_dtype())
 
     def node_matrix(self) -> tuple[Array, Array]:
         """`P` (2L, 2L) and `U` (2L, 2) of `e = P arr + src + U u`."""
@@ -486,7 +468,7 @@ def _buffer_steps(problem: DelayProblem, dt: float, max_delay: float | None) -> 
         return 1
     if max_delay is None:
         require(
-            _is_concrete(problem.delay),
+            not is_traced(problem.delay),
             "max_delay: the delays are traced, so give the largest delay the solve must hold",
         )
         max_delay = float(np.asarray(problem.delay)[delayed].max())
@@ -496,7 +478,7 @@ def _buffer_steps(problem: DelayProblem, dt: float, max_delay: float | None) -> 
 def _validate_solve(problem: DelayProblem, dt: float, n_steps: int, max_delay: float | None):
     require(isinstance(n_steps, (int, np.integer)) and n_steps >= 1, "n_steps: must be an int >= 1")
     require(float(dt) > 0, f"dt: the step must be positive, got {dt}")
-    if not _is_concrete(problem.delay):
+    if not not is_traced(problem.delay):
         return
     d = np.asarray(problem.delay)
     for l, inst in enumerate(problem.instantaneous):
@@ -601,7 +583,7 @@ def _make_kernel(problem: DelayProblem, dt: float, n_buffer: int):
 
     def controls(t, c):
         g = rates_fn(t)
-        sq = _sqrt0(g).astype(cdt)
+        sq = safe_sqrt(g).astype(cdt)
         cp = to_ports(c)
         u = inputs_fn(t).astype(cdt) if has_inputs else None
         return g, sq, cp, u
@@ -816,6 +798,8 @@ def solve_delay(
     max_delay: float | None = None,
     chunk: int = 256,
     save_trace: bool = True,
+    noise_key: PRNGKeyArray | None = None,
+    noise_scale: Float[Array, " N"] | None = None,
 ) -> DelaySolution:
     r"""Integrate the single-excitation delay equations from `t0` to `t0 + n_steps dt`.
 
@@ -841,6 +825,8 @@ def solve_delay(
     - `max_delay`: the longest delay the history must hold; required if the delays are traced.
     - `chunk`: steps per checkpointed chunk.
     - `save_trace`: save every step (True) or only the first and last time (False).
+    - `noise_key`, `noise_scale`: one phase-noise trajectory (see `dephasing_average`): white
+      frequency noise of standard deviation `noise_scale` (N,) per step, drawn from the key.
 
     **Returns:** a `DelaySolution`.
     """
@@ -853,9 +839,10 @@ def solve_delay(
         c0.shape == (problem.n_emitters,),
         f"c0: expected shape ({problem.n_emitters},), got {c0.shape}",
     )
+    require((noise_key is None) == (noise_scale is None), "noise_key and noise_scale: give both or neither")
     return _run_jit(
         problem, c0, dt, int(n_steps), float(t0), n_buffer, min(chunk, int(n_steps)),
-        bool(save_trace), None, None,
+        bool(save_trace), noise_key, noise_scale,
     )
 
 
@@ -908,7 +895,7 @@ def dephasing_average(
     dt = float(dt)
     _validate_solve(problem, dt, n_steps, max_delay)
     require(n_trajectories >= 2, "n_trajectories: need at least 2 for a standard error")
-    if _is_concrete(gamma_phi):
+    if not is_traced(gamma_phi):
         require(np.all(np.asarray(gamma_phi) >= 0), "gamma_phi: dephasing rates must be >= 0")
     n_buffer = _buffer_steps(problem, dt, max_delay)
     batch = min(int(batch), int(n_trajectories))

@@ -61,7 +61,7 @@ def batch_reward(objective: Objective) -> Callable[[Any], np.ndarray]:
     return reward
 
 
-def _start(problem: Problem, seed: int) -> np.ndarray:
+def start_point(problem: Problem, seed: int) -> np.ndarray:
     x0 = np.asarray(problem.x0, np.float64)
     xi = np.asarray(jax.random.normal(jax.random.key(seed), x0.shape, real_dtype()))
     return x0 + _JITTER * xi
@@ -177,7 +177,7 @@ def compare(
         require(os.path.isdir(checkpoint_dir), f"checkpoint_dir: folder {checkpoint_dir!r} does not exist")
     runs: dict[str, list[dict]] = {m: [] for m in methods}
     for seed in seeds:
-        x0 = _start(problem, seed)
+        x0 = start_point(problem, seed)
         for method in methods:
             done_file = ckpt = None
             identity = _run_identity(problem, method, seed, x0, scale, budget if method == "rl" else gradient_budget,

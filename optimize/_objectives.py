@@ -392,7 +392,7 @@ class Objective(AbstractObjective):
         controls.apply(network, controls.initial())
         self.network, self.controls, self.metric = network, controls, metric
         self.penalties = tuple(penalties)
-        self.ensemble = None if ensemble is None else _check_ensemble(network, ensemble)
+        self.ensemble = None if ensemble is None else check_ensemble(network, ensemble)
         self.t_span = (float(t_span[0]), float(t_span[1]))
         self.representation = representation
         self.rtol, self.atol, self.max_steps = float(rtol), float(atol), int(max_steps)
@@ -471,7 +471,7 @@ _RANGES = {
 }
 
 
-def _check_ensemble(network: Network, ensemble: Mapping[str, Any]) -> dict[str, Array]:
+def check_ensemble(network: Network, ensemble: Mapping[str, Any]) -> dict[str, Array]:
     require(
         isinstance(ensemble, Mapping) and len(ensemble) >= 1,
         "ensemble: give {parameter name: values of shape (E,)} or None",

@@ -44,7 +44,8 @@ from jaxtyping import Array, Float
 
 from chiraljax._errors import require
 from chiraljax._network import Network
-from chiraljax._pulses import AbstractPulse, SechAbsorption, SechEmission, _concrete
+from chiraljax._checks import concrete
+from chiraljax._pulses import AbstractPulse, SechAbsorption, SechEmission
 from chiraljax._precision import real_dtype
 
 __all__ = [
@@ -381,7 +382,7 @@ class BasisParameterization(AbstractParameterization):
         )
         self.baseline = baseline
         if baseline is not None and self.transform is not None:
-            samples = _concrete(jax.vmap(baseline)(self.sample_times()))
+            samples = concrete(jax.vmap(baseline)(self.sample_times()))
             if samples is not None:
                 inside = (samples > self.lower) & (samples < self.upper)
                 require(

@@ -49,7 +49,7 @@ from chiraljax._protocols import PulsePlan, receiver_drive, transfer, transfer_n
 from chiraljax._pulses import AbstractPulse, Constant
 from chiraljax._simulate import simulate
 
-from ._objectives import AbstractObjective, _check_ensemble, check_aggregate
+from ._objectives import AbstractObjective, check_ensemble, check_aggregate
 from ._parameterize import BasisParameterization, Controls
 
 __all__ = ["FrequencyCorrected", "ReceiverObjective", "receiver_controls"]
@@ -146,7 +146,7 @@ class ReceiverObjective(AbstractObjective):
         self.incident = jnp.asarray(inc, real_dtype())
         self.hardware = None if not hardware else dict(hardware)
         nominal = self.network_at(controls.initial())
-        self.ensemble = None if ensemble is None else _check_ensemble(nominal, ensemble)
+        self.ensemble = None if ensemble is None else check_ensemble(nominal, ensemble)
 
     # ---- the network --------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from chiraljax._errors import require
 
-from ._compare import _start, compare, plot_comparison, sim_to_real, write_json, batch_reward
+from ._compare import start_point, compare, plot_comparison, sim_to_real, write_json, batch_reward
 from ._gradient import GradientConfig, gradient_optimize
 from ._ppo import PPOConfig, ppo_optimize
 from ._problems import PROBLEMS, get_problem
@@ -93,7 +93,7 @@ def run_optimize(
 def _single(problem, method, budget, seeds, checkpoints, progress) -> dict[str, Any]:
     runs = []
     for seed in range(seeds):
-        x0 = _start(problem, seed)
+        x0 = start_point(problem, seed)
         report = (lambda rec, s=seed: progress(method, s, rec)) if progress else None
         ckpt = os.path.join(checkpoints, f"{method}-seed{seed}.ckpt")
         if method == "grad":

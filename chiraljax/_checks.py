@@ -1,0 +1,75 @@
+"""The checks every part of chiraljax shares, in one place.
+
+- `require(condition, message)`: raise a `ValidationError` with a message that names the field.
+- `concrete(x)`, `concrete_float(x)`, `is_traced(...)`: whether a value is known now (a number
+  or array) or traced (inside `jit`, `vmap`, `grad`), so that a check runs on what it can see
+  and leaves traced values alone.
+- `require_finite(owner, **values)`: no NaN or infinity among the concrete values.
+- `did_you_mean(name, known)`: the closest valid names, for messages about an unknown name.
+- `safe_sqrt(x)`: sqrt(max(x, 0)) with derivative 0 where the value is 0 (rates switched off).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._errors import ValidationError, require
+
+__all__ = ["ValidationError", "concrete", "concrete_float", "did_you_mean", "is_traced", "require",
+           "require_finite", "safe_sqrt"]
+
+
+def concrete(x: Any) -> np.ndarray | None:
+    """`x` as a NumPy array when its value is known now, else None (a tracer)."""
+    try:
+        return np.asarray(x)
+    except Exception:  # a tracer cannot be converted; nothing else is expected here
+        return None
+
+
+def concrete_float(x: Any) -> float | None:
+    """The real part of a concrete scalar as a float, or None when it is traced."""
+    value = concrete(x)
+    return None if value is None else float(np.real(value))
+
+
+def is_traced(*trees: Any) -> bool:
+    """True when any leaf of the pytrees is a tracer."""
+    return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(trees))
+
+
+def require_finite(owner: str, **values: Any) -> None:
+    """Refuse NaN or infinity in the concrete values (traced ones are not checked)."""
+    for field, value in values.items():
+        arr = concrete(value)
+        if arr is not None:
+            require(bool(np.all(np.isfinite(arr))),
+                    f"{owner}: parameter {field!r} contains NaN or infinity; give finite values")
+
+
+def did_you_mean(name: str, known: Iterable[str], n: int = 3, cutoff: float = 0.6) -> str:
+    """"did you mean 'a' or 'b'? " for the names of `known` closest to `name`, or "" when none
+    is close (difflib's ratio >= `cutoff`)."""
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=n, cutoff=cutoff)
+    return f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+
+
+@jax.custom_jvp
+def safe_sqrt(x: Any) -> Any:
+    """sqrt(x) for x >= 0, 0 below, with derivative 0 where the value is 0 (so that a rate
+    switched off gives finite gradients)."""
+    return jnp.sqrt(jnp.maximum(x, 0.0))
+
+
+@safe_sqrt.defjvp
+def _safe_sqrt_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    y = safe_sqrt(x)
+    positive = y > 0
+    return y, jnp.where(positive, dx / (2.0 * jnp.where(positive, y, 1.0)), 0.0)
