@@ -43,8 +43,14 @@ def anchor_network(M: int, eta: float = 0.6, t1_rate: float = 1e-3, gamma_phi: f
             links.append(cj.Link(transmission=eta))
         if control:
             couplings.append(cj.Coupling(f"A{m}", f"B{m}", -0.5, control=control))
-    return cj.Network(emitters, ports, links=links, couplings=couplings, controls=controls,
-                      initial={"A0": 1 / np.sqrt(2), "B0": 1j / np.sqrt(2)})
+    return cj.Network(
+        emitters,
+        ports,
+        links=links,
+        couplings=couplings,
+        controls=controls,
+        initial={"A0": 1 / np.sqrt(2), "B0": 1j / np.sqrt(2)},
+    )
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -62,8 +68,13 @@ def bench_chiraljax(M: int, representation: str, repeats: int, batch: int, steps
     net = anchor_network(M)
 
     def transfer(eta):
-        res = cj.simulate(net.with_parameters({"links.1.transmission": eta}), T_SPAN, n_save=2,
-                          representation=representation, steps=steps)
+        res = cj.simulate(
+            net.with_parameters({"links.1.transmission": eta}),
+            T_SPAN,
+            n_save=2,
+            representation=representation,
+            steps=steps,
+        )
         return res.final_population("A1", "B1")
 
     forward = jax.jit(transfer)
@@ -79,9 +90,15 @@ def bench_chiraljax(M: int, representation: str, repeats: int, batch: int, steps
     first_grad = time.perf_counter() - start
     t_grad = _median_time(lambda: vg(eta0), repeats)
 
-    out = {"P": value, "error": value - REFERENCE, "first_call_s": first, "median_s": t_forward,
-           "value_and_grad_first_s": first_grad, "value_and_grad_median_s": t_grad,
-           "grad_over_forward": t_grad / t_forward}
+    out = {
+        "P": value,
+        "error": value - REFERENCE,
+        "first_call_s": first,
+        "median_s": t_forward,
+        "value_and_grad_first_s": first_grad,
+        "value_and_grad_median_s": t_grad,
+        "grad_over_forward": t_grad / t_forward,
+    }
     if batch:
         batched = jax.jit(jax.vmap(transfer))
         etas = jnp.linspace(0.3, 1.0, batch)
@@ -98,8 +115,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--steps", type=int, default=48, help="fixed 8th-order steps of the fast variant")
-    parser.add_argument("--dynamiqs-max-modules", type=int, default=3,
-                        help="dynamiqs dense at M = 4 takes minutes per solve; raise to include it")
+    parser.add_argument(
+        "--dynamiqs-max-modules",
+        type=int,
+        default=3,
+        help="dynamiqs dense at M = 4 takes minutes per solve; raise to include it",
+    )
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "anchor_problem.json"))
     args = parser.parse_args(argv)
 
@@ -116,36 +137,69 @@ def main(argv: list[str] | None = None) -> dict:
             print(json.dumps(rows[-1]), flush=True)
         if "qutip" in args.peers:
             P, first, med = peers.qutip_fair(M, repeats=3)
-            rows.append({"M": M, "solver": "qutip fair (CSR, vern7, 1 thread)", "P": P, "error": P - REFERENCE,
-                         "first_call_s": first, "median_s": med})
+            rows.append(
+                {
+                    "M": M,
+                    "solver": "qutip fair (CSR, vern7, 1 thread)",
+                    "P": P,
+                    "error": P - REFERENCE,
+                    "first_call_s": first,
+                    "median_s": med,
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
         if "dynamiqs" in args.peers and M <= args.dynamiqs_max_modules:
             for layout in ("dense", "dia"):
                 P, first, med = peers.dynamiqs_solve(M, layout=layout, repeats=3)
-                rows.append({"M": M, "solver": f"dynamiqs {layout} (jit)", "P": P, "error": P - REFERENCE,
-                             "first_call_s": first, "median_s": med})
+                rows.append(
+                    {
+                        "M": M,
+                        "solver": f"dynamiqs {layout} (jit)",
+                        "P": P,
+                        "error": P - REFERENCE,
+                        "first_call_s": first,
+                        "median_s": med,
+                    }
+                )
                 print(json.dumps(rows[-1]), flush=True)
 
     by = {(r["M"], r["solver"]): r for r in rows}
     ratios = []
     for M in args.modules:
-        ours = min((r for (m, s), r in by.items() if m == M and s.startswith("chiraljax sector")),
-                   key=lambda r: r["median_s"], default=None)
+        ours = min(
+            (r for (m, s), r in by.items() if m == M and s.startswith("chiraljax sector")),
+            key=lambda r: r["median_s"],
+            default=None,
+        )
         for (m, solver), r in by.items():
             if m == M and not solver.startswith("chiraljax") and ours:
-                ratios.append({"M": M, "peer": solver, "peer_over_chiraljax": r["median_s"] / ours["median_s"],
-                               "agreement": abs(r["P"] - ours["P"])})
-    result = {"machine": platform.platform(), "cpu_count": os.cpu_count(), "jax": jax.__version__,
-              "loadavg": os.getloadavg(), "command": "python bench/anchor_problem.py " + " ".join(argv or sys.argv[1:]),
-              "rows": rows, "ratios": ratios}
+                ratios.append(
+                    {
+                        "M": M,
+                        "peer": solver,
+                        "peer_over_chiraljax": r["median_s"] / ours["median_s"],
+                        "agreement": abs(r["P"] - ours["P"]),
+                    }
+                )
+    result = {
+        "machine": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "jax": jax.__version__,
+        "loadavg": os.getloadavg(),
+        "command": "python bench/anchor_problem.py " + " ".join(argv or sys.argv[1:]),
+        "rows": rows,
+        "ratios": ratios,
+    }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     tmp = args.out + ".tmp"
     with open(tmp, "w") as fh:
         json.dump(result, fh, indent=1)
     os.replace(tmp, args.out)
     for r in ratios:
-        print(f"M={r['M']}: {r['peer']} takes {r['peer_over_chiraljax']:.1f}x chiraljax's time; "
-              f"|dP| = {r['agreement']:.1e}")
+        print(
+            f"M={r['M']}: {r['peer']} takes {r['peer_over_chiraljax']:.1f}x chiraljax's time; "
+            f"|dP| = {r['agreement']:.1e}"
+        )
     return result
 
 

@@ -92,7 +92,9 @@ def mirror_convergence():
     errors, conservation = [], []
     for dt in dts:
         sol = solve_delay(
-            mirror_problem(tau, phi, eta), jnp.array([1.0 + 0j]), dt=dt,
+            mirror_problem(tau, phi, eta),
+            jnp.array([1.0 + 0j]),
+            dt=dt,
             n_steps=int(round(t_end / dt)),
         )
         ref = series(0.5, 0.5 * eta * np.exp(2j * phi), tau, np.asarray(sol.ts))
@@ -113,8 +115,12 @@ def mirror_peer():
     @jax.jit
     def trapped(tau):
         sol = solve_delay(
-            mirror_problem(tau, 0.0, 1.0), jnp.array([1.0 + 0j]), dt=dt,
-            n_steps=int(round(t_end / dt)), max_delay=0.5, save_trace=False,
+            mirror_problem(tau, 0.0, 1.0),
+            jnp.array([1.0 + 0j]),
+            dt=dt,
+            n_steps=int(round(t_end / dt)),
+            max_delay=0.5,
+            save_trace=False,
         )
         return sol.populations[-1, 0]
 
@@ -123,9 +129,7 @@ def mirror_peer():
     compile_s = time.perf_counter() - start
     exact = (1 + tau / 2) ** -2
     # The whole trace at the same step, against the series (the transient is not exact).
-    sol = solve_delay(
-        mirror_problem(tau, 0.0, 1.0), jnp.array([1.0 + 0j]), dt=dt, n_steps=int(round(t_end / dt))
-    )
+    sol = solve_delay(mirror_problem(tau, 0.0, 1.0), jnp.array([1.0 + 0j]), dt=dt, n_steps=int(round(t_end / dt)))
     ref = series(0.5, 0.5, tau, np.asarray(sol.ts))
     trace_error = np.max(np.abs(np.asarray(sol.c[:, 0]) - ref))
     return {
@@ -184,8 +188,13 @@ def transfer_fn(dt: float):
 
     def received(reflection, phase, eta):
         sol = solve_delay(
-            module_problem(reflection, phase, eta), C_PLUS, dt=dt, n_steps=n_steps, t0=T0,
-            max_delay=DELAY, save_trace=False,
+            module_problem(reflection, phase, eta),
+            C_PLUS,
+            dt=dt,
+            n_steps=n_steps,
+            t0=T0,
+            max_delay=DELAY,
+            save_trace=False,
         )
         return sol.populations[-1, 2:].sum()
 
@@ -294,13 +303,19 @@ def main() -> None:
     (RESULTS / "delay_convergence.json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results, RESULTS / "delay_convergence.png")
     m, p, t = results["mirror_convergence"], results["mirror_peer"], results["transfer"]
-    print(f"order: mirror trace {m['order_trace']:.2f}, conservation "
-          f"{m['order_conservation']:.2f}, transfer {t['convergence']['order']:.2f}")
-    print(f"mirror tau=1: trapped error {p['error']:.2e} (trace {p['max_trace_error']:.1e}), "
-          f"{1e3 * p['seconds_per_solve']:.2f} ms/solve")
-    print(f"transfer: dt={t['dt']}, error {t['error_estimate']:.1e}, "
-          f"{1e3 * t['seconds_per_solve']:.2f} ms/solve, {t['points_per_second']:.0f} points/s "
-          f"(batch {t['batch']})")
+    print(
+        f"order: mirror trace {m['order_trace']:.2f}, conservation "
+        f"{m['order_conservation']:.2f}, transfer {t['convergence']['order']:.2f}"
+    )
+    print(
+        f"mirror tau=1: trapped error {p['error']:.2e} (trace {p['max_trace_error']:.1e}), "
+        f"{1e3 * p['seconds_per_solve']:.2f} ms/solve"
+    )
+    print(
+        f"transfer: dt={t['dt']}, error {t['error_estimate']:.1e}, "
+        f"{1e3 * t['seconds_per_solve']:.2f} ms/solve, {t['points_per_second']:.0f} points/s "
+        f"(batch {t['batch']})"
+    )
     print(f"bench took {results['bench_seconds']:.0f} s")
 
 

@@ -58,9 +58,15 @@ def network() -> cj.Network:
         cj.Link(phase=np.pi / 2),
     ]
     couplings = [cj.Coupling("A0", "B0", -0.5, control="emit"), cj.Coupling("A1", "B1", -0.5, control="absorb")]
-    return cj.Network(emitters, ports, links=links, scatterers=[cj.Scatterer("joint", 2.0, POINT[0])],
-                      couplings=couplings, controls=controls,
-                      initial={"A0": 1 / np.sqrt(2), "B0": 1j / np.sqrt(2)})
+    return cj.Network(
+        emitters,
+        ports,
+        links=links,
+        scatterers=[cj.Scatterer("joint", 2.0, POINT[0])],
+        couplings=couplings,
+        controls=controls,
+        initial={"A0": 1 / np.sqrt(2), "B0": 1j / np.sqrt(2)},
+    )
 
 
 def received_fn(dt: float | None):
@@ -69,11 +75,13 @@ def received_fn(dt: float | None):
     ts = np.array([WINDOW[0], WINDOW[0] + plan.n_steps * plan.dt])  # only the end points
 
     def received(reflection, phase, eta):
-        net = base.with_parameters({
-            "scatterers.joint.reflection": reflection,
-            "links.1.phase": phase,
-            "links.1.transmission": eta,
-        })
+        net = base.with_parameters(
+            {
+                "scatterers.joint.reflection": reflection,
+                "links.1.phase": phase,
+                "links.1.transmission": eta,
+            }
+        )
         r = cj.simulate(net, WINDOW, ts=ts, dt=dt)
         return r.final_population(*RECEIVER)
 
@@ -137,14 +145,25 @@ def main() -> None:
             "points_per_second": args.batch / batch_s,
             "batch_received_range": [float(values.min()), float(values.max())],
         }
-        print(f"dt={dt:.4g}: error {accuracy[label]['error']:.1e}, {per_solve * 1e3:.2f} ms/solve, "
-              f"{args.batch / batch_s:.0f} points/s")
+        print(
+            f"dt={dt:.4g}: error {accuracy[label]['error']:.1e}, {per_solve * 1e3:.2f} ms/solve, "
+            f"{args.batch / batch_s:.0f} points/s"
+        )
 
     out = {
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "device": str(jax.devices()[0]),
-                    "jax": jax.__version__, "load_average_1min_at_end": os.getloadavg()[0]},
-        "problem": {"kappa": KAPPA, "delay": DELAY, "window": WINDOW, "point": dict(zip(
-            ("joint_reflection", "link_phase", "link_transmission"), POINT))},
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "device": str(jax.devices()[0]),
+            "jax": jax.__version__,
+            "load_average_1min_at_end": os.getloadavg()[0],
+        },
+        "problem": {
+            "kappa": KAPPA,
+            "delay": DELAY,
+            "window": WINDOW,
+            "point": dict(zip(("joint_reflection", "link_phase", "link_transmission"), POINT)),
+        },
         "accuracy": accuracy,
         "timings": timings,
         "targets": {"seconds_per_solve": 0.02, "accuracy": 1e-6, "points_per_second": 2000},

@@ -38,9 +38,9 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from sweep_throughput import grid_axes, load_transfer, machine, single_solve_seconds
 
 import chiraljax as cj
-from sweep_throughput import grid_axes, load_transfer, machine, single_solve_seconds
 
 HERE = Path(__file__).resolve().parent
 #: Tolerances of the float32 run (float32 resolves about 1e-7 relative).
@@ -62,14 +62,23 @@ def memory_record() -> dict:
     return record
 
 
-def run_sweep(per_axis: int, chunk_size: int | None, tolerances: dict,
-              steps: int | None = None) -> tuple[np.ndarray, dict]:
+def run_sweep(
+    per_axis: int, chunk_size: int | None, tolerances: dict, steps: int | None = None
+) -> tuple[np.ndarray, dict]:
     """The grid sweep (fixed `steps` or adaptive at `tolerances`); returns the transfer values
     (flat) and the timing record."""
     network, settings = load_transfer()
-    result = cj.sweep(network, grid_axes(per_axis), metrics={"transfer": "population:A1+B1"},
-                      t_span=settings.t_span, representation="sector", chunk_size=chunk_size,
-                      progress=False, steps=steps, **tolerances)
+    result = cj.sweep(
+        network,
+        grid_axes(per_axis),
+        metrics={"transfer": "population:A1+B1"},
+        t_span=settings.t_span,
+        representation="sector",
+        chunk_size=chunk_size,
+        progress=False,
+        steps=steps,
+        **tolerances,
+    )
     attrs = result.attrs
     record = {
         "n_points": int(attrs["n_points"]),
@@ -144,8 +153,15 @@ def main() -> None:
     stage("fixed48", args.per_axis, FIXED_STEPS)
     stage("fixed48_large", args.large_per_axis, FIXED_STEPS)
     if left() > 30.0:
-        command = [sys.executable, str(Path(__file__).resolve()), "--float32-worker",
-                   "--out-dir", str(args.out_dir), "--per-axis", str(args.per_axis)]
+        command = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--float32-worker",
+            "--out-dir",
+            str(args.out_dir),
+            "--per-axis",
+            str(args.per_axis),
+        ]
         if args.chunk_size:
             command += ["--chunk-size", str(args.chunk_size)]
         env = dict(os.environ, CHIRALJAX_PRECISION="float32")
@@ -170,7 +186,8 @@ def main() -> None:
         for name in ("fixed48", "fixed16"):
             if name in values:
                 report["float64"][name]["max_abs_difference_from_adaptive"] = float(
-                    np.abs(values[name] - values["adaptive"]).max())
+                    np.abs(values[name] - values["adaptive"]).max()
+                )
     report["transfer_range_float64"] = [float(values["fixed48"].min()), float(values["fixed48"].max())]
     save()
 

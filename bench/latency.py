@@ -134,8 +134,14 @@ _PRELUDE = "import json, sys\nHERE = {here!r}\nM = {M}\nREPEATS = {repeats}\nREF
 def probe(name: str, M: int = 2, repeats: int = 20, env: dict | None = None) -> dict:
     """Run one probe in a fresh interpreter and return its JSON line."""
     code = _PRELUDE.format(here=HERE, M=M, repeats=repeats, ref=REFERENCE, heavy=HEAVY) + _PROBES[name]
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                         env={**os.environ, **(env or {})}, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"probe {name} (M={M}) failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -181,12 +187,19 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--out", default=os.path.join(HERE, "results", "latency.json"))
     args = ap.parse_args(argv)
 
-    report: dict = {"machine": platform.platform(), "python": sys.version.split()[0], "cpus": os.cpu_count(),
-                    "command": "python bench/latency.py " + " ".join(argv), "modules": {}}
+    report: dict = {
+        "machine": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+        "command": "python bench/latency.py " + " ".join(argv),
+        "modules": {},
+    }
     imports = [probe("import") for _ in range(3)]
     report["import_s"] = statistics.median(r["import_s"] for r in imports)
     report["heavy_modules_loaded_by_import"] = imports[0]["heavy_modules_loaded"]
-    print(f"import chiraljax: {report['import_s']:.2f} s; heavy modules loaded: {report['heavy_modules_loaded_by_import']}")
+    print(
+        f"import chiraljax: {report['import_s']:.2f} s; heavy modules loaded: {report['heavy_modules_loaded_by_import']}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for M in args.modules:
             row: dict = {}
@@ -203,22 +216,26 @@ def main(argv: list[str]) -> None:
                 "cli_empty_over_qutip_process": row["cli_empty_cache_s"] / row["qutip_process_s"],
                 "cli_warm_over_qutip_process": row["cli_warm_cache_s"] / row["qutip_process_s"],
                 "qutip_warm_over_chiraljax_warm": q["warm_s"] / w["warm_simulate_s"],
-                "first_value_and_grad_over_first_simulate":
-                    row["empty_cache"]["first_value_and_grad_s"] / row["empty_cache"]["first_simulate_s"],
+                "first_value_and_grad_over_first_simulate": row["empty_cache"]["first_value_and_grad_s"]
+                / row["empty_cache"]["first_simulate_s"],
             }
             report["modules"][str(M)] = row
             e, c = row["empty_cache"], row["warm_cache"]
-            print(f"M = {M}: first simulate {e['first_simulate_s']:.2f} s (warm cache {c['first_simulate_s']:.2f} s), "
-                  f"first value+grad {e['first_value_and_grad_s']:.2f} s; warm simulate {1e3 * w['warm_simulate_s']:.2f} ms "
-                  f"(P - ref = {w['P_error']:.1e}), end-only {1e3 * w['warm_simulate_end_only_s']:.2f} ms, "
-                  f"value+grad = {w['value_and_grad_over_forward']:.1f} forward solves "
-                  f"({w['jit_value_and_grad_over_forward']:.1f} jitted, forward mode "
-                  f"{w['jit_forward_mode_derivative_over_forward']:.1f}); "
-                  f"programs traced {row['topology']['traced_before']} -> "
-                  f"{row['topology']['traced_after_other_topology']} after another topology")
-            print(f"       CLI process {row['cli_empty_cache_s']:.2f} s empty cache, {row['cli_warm_cache_s']:.2f} s warm; "
-                  f"QuTiP script {row['qutip_process_s']:.2f} s; QuTiP warm solve {1e3 * q['warm_s']:.2f} ms "
-                  f"({row['ratios']['qutip_warm_over_chiraljax_warm']:.1f}x chiraljax's)")
+            print(
+                f"M = {M}: first simulate {e['first_simulate_s']:.2f} s (warm cache {c['first_simulate_s']:.2f} s), "
+                f"first value+grad {e['first_value_and_grad_s']:.2f} s; warm simulate {1e3 * w['warm_simulate_s']:.2f} ms "
+                f"(P - ref = {w['P_error']:.1e}), end-only {1e3 * w['warm_simulate_end_only_s']:.2f} ms, "
+                f"value+grad = {w['value_and_grad_over_forward']:.1f} forward solves "
+                f"({w['jit_value_and_grad_over_forward']:.1f} jitted, forward mode "
+                f"{w['jit_forward_mode_derivative_over_forward']:.1f}); "
+                f"programs traced {row['topology']['traced_before']} -> "
+                f"{row['topology']['traced_after_other_topology']} after another topology"
+            )
+            print(
+                f"       CLI process {row['cli_empty_cache_s']:.2f} s empty cache, {row['cli_warm_cache_s']:.2f} s warm; "
+                f"QuTiP script {row['qutip_process_s']:.2f} s; QuTiP warm solve {1e3 * q['warm_s']:.2f} ms "
+                f"({row['ratios']['qutip_warm_over_chiraljax_warm']:.1f}x chiraljax's)"
+            )
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     report["load_average"] = os.getloadavg()
     with open(args.out, "w") as fh:

@@ -186,7 +186,7 @@ def build_model(M: int, params: dict | None = None) -> dict:
     rho0 = np.outer(psi, psi.conj())
 
     am = p["absorber_module"]
-    n_target = (sig[2 * am].getH() @ sig[2 * am] + sig[2 * am + 1].getH() @ sig[2 * am + 1])
+    n_target = sig[2 * am].getH() @ sig[2 * am] + sig[2 * am + 1].getH() @ sig[2 * am + 1]
 
     for k in list(H):
         H[k] = sp.csr_matrix(H[k])
@@ -220,8 +220,14 @@ def _time_repeats(fn, k: int) -> float:
 # QuTiP 5, 'fair' setup
 # --------------------------------------------------------------------------------------
 
-_BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-             "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+_BLAS_ENV = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 
 
 def _qutip_liouvillian(model: dict):
@@ -237,8 +243,7 @@ def _qutip_liouvillian(model: dict):
         # X rho Y^dag + Y rho X^dag - (1/2){X^dag Y + Y^dag X, rho}: the s_m s_n (m != n)
         # part of D[s_m X + s_n Y] for real s
         XdY = X.dag() @ Y + Y.dag() @ X
-        return (qutip.sprepost(X, Y.dag()) + qutip.sprepost(Y, X.dag())
-                - 0.5 * (qutip.spre(XdY) + qutip.spost(XdY)))
+        return qutip.sprepost(X, Y.dag()) + qutip.sprepost(Y, X.dag()) - 0.5 * (qutip.spre(XdY) + qutip.spost(XdY))
 
     def dissipator(X):
         XdX = X.dag() @ X
@@ -257,7 +262,7 @@ def _qutip_liouvillian(model: dict):
         Xq = {m: q(ch[m]) for m in mods}
         for i, m in enumerate(mods):
             add((m, m), dissipator(Xq[m]))
-            for n in mods[i + 1:]:
+            for n in mods[i + 1 :]:
                 add((m, n), dissipator_cross(Xq[m], Xq[n]))
     L0 = None
     for C in model["const_jumps"]:
@@ -277,8 +282,15 @@ def _qutip_run(M: int, repeats: int) -> tuple[float, float, float]:
     import qutip
 
     p = anchor_parameters()
-    opts = {"method": "vern7", "atol": p["atol"], "rtol": p["rtol"], "nsteps": 10**6,
-            "store_states": False, "store_final_state": True, "progress_bar": False}
+    opts = {
+        "method": "vern7",
+        "atol": p["atol"],
+        "rtol": p["rtol"],
+        "nsteps": 10**6,
+        "store_states": False,
+        "store_final_state": True,
+        "progress_bar": False,
+    }
     state = {}
 
     def build():
@@ -323,7 +335,11 @@ def qutip_fair(M: int, repeats: int = 5) -> tuple[float, float, float]:
     env.update({v: "1" for v in _BLAS_ENV})
     out = subprocess.run(
         [sys.executable, os.path.abspath(__file__), "--qutip-worker", str(M), str(repeats)],
-        env=env, capture_output=True, text=True, check=False)
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"QuTiP worker failed for M={M}:\n{out.stderr}")
     r = json.loads(out.stdout.strip().splitlines()[-1])
@@ -335,8 +351,9 @@ def qutip_fair(M: int, repeats: int = 5) -> tuple[float, float, float]:
 # --------------------------------------------------------------------------------------
 
 
-def dynamiqs_solve(M: int, layout: str = "dense", repeats: int = 3,
-                   method: str = "Tsit5", jit: bool = True) -> tuple[float, float, float]:
+def dynamiqs_solve(
+    M: int, layout: str = "dense", repeats: int = 3, method: str = "Tsit5", jit: bool = True
+) -> tuple[float, float, float]:
     """dynamiqs peer: (P_transfer, compile + first call seconds, median seconds after that).
 
     Float64, layout 'dense' or 'dia' (dynamiqs sparse diagonal), adaptive `method`
@@ -394,18 +411,25 @@ def dynamiqs_solve(M: int, layout: str = "dense", repeats: int = 3,
             jumps.append(L)
         jumps += [qa(C) for C in model["const_jumps"]]
         state.update(
-            H=H, jumps=jumps,
+            H=H,
+            jumps=jumps,
             rho0=dq.asqarray(jnp.asarray(model["rho0"]), dims=dims, layout=dq.dense),
             n=dq.asqarray(jnp.asarray(model["n_target"]), dims=dims, layout=lay),
             tsave=jnp.array([p["t0"], p["t1"]]),
-            method=getattr(dq.method, method)(rtol=p["rtol"], atol=p["atol"],
-                                              max_steps=1_000_000),
+            method=getattr(dq.method, method)(rtol=p["rtol"], atol=p["atol"], max_steps=1_000_000),
         )
 
     def run(tsave):
-        res = dq.mesolve(state["H"], state["jumps"], state["rho0"], tsave,
-                         exp_ops=[state["n"]], method=state["method"], save_states=False,
-                         progress_meter=False)
+        res = dq.mesolve(
+            state["H"],
+            state["jumps"],
+            state["rho0"],
+            tsave,
+            exp_ops=[state["n"]],
+            method=state["method"],
+            save_states=False,
+            progress_meter=False,
+        )
         return res.expects
 
     def solve():
@@ -436,50 +460,73 @@ def main(argv: list[str]) -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--big", action="store_true", help="also M = 4 (dynamiqs dense ~1-2 min)")
-    ap.add_argument("--plain", action="store_true",
-                    help="also time plain dq.mesolve calls without an outer jax.jit (M <= 3)")
+    ap.add_argument(
+        "--plain", action="store_true", help="also time plain dq.mesolve calls without an outer jax.jit (M <= 3)"
+    )
     ap.add_argument("--repeats", type=int, default=5, help="timed solves after the first")
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                  "results", "peers.json"))
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "peers.json"))
     args = ap.parse_args(argv)
     Ms = [2, 3] + ([4] if args.big else [])
     load_start = os.getloadavg()
     rows = []
-    print(f"{'M':>2} {'dim':>5} {'solver':<16} {'P_transfer':>14} {'|P - ref|':>10} "
-          f"{'first [s]':>10} {'median [s]':>11}")
+    print(
+        f"{'M':>2} {'dim':>5} {'solver':<16} {'P_transfer':>14} {'|P - ref|':>10} {'first [s]':>10} {'median [s]':>11}"
+    )
     for M in Ms:
-        runs = [("qutip_fair", lambda: qutip_fair(M, args.repeats)),
-                ("dynamiqs_dense", lambda: dynamiqs_solve(M, "dense",
-                                                          max(1, min(args.repeats, 3 if M < 4 else 1)))),
-                ("dynamiqs_dia", lambda: dynamiqs_solve(M, "dia", args.repeats))]
+        runs = [
+            ("qutip_fair", lambda: qutip_fair(M, args.repeats)),
+            ("dynamiqs_dense", lambda: dynamiqs_solve(M, "dense", max(1, min(args.repeats, 3 if M < 4 else 1)))),
+            ("dynamiqs_dia", lambda: dynamiqs_solve(M, "dia", args.repeats)),
+        ]
         if args.plain and M <= 3:
-            runs += [("dynamiqs_dense_nojit",
-                      lambda: dynamiqs_solve(M, "dense", min(args.repeats, 3), jit=False)),
-                     ("dynamiqs_dia_nojit",
-                      lambda: dynamiqs_solve(M, "dia", args.repeats, jit=False))]
+            runs += [
+                ("dynamiqs_dense_nojit", lambda: dynamiqs_solve(M, "dense", min(args.repeats, 3), jit=False)),
+                ("dynamiqs_dia_nojit", lambda: dynamiqs_solve(M, "dia", args.repeats, jit=False)),
+            ]
         for name, fn in runs:
             P, first, med = fn()
             err = abs(P - P_REFERENCE)
-            rows.append({"M": M, "qubits": 2 * M, "dim": 4**M, "solver": name, "P": P,
-                         "abs_err_vs_reference": err, "first_s": first, "median_s": med})
-            print(f"{M:>2} {4**M:>5} {name:<16} {P:>14.10f} {err:>10.1e} {first:>10.3f} "
-                  f"{med:>11.4f}", flush=True)
+            rows.append(
+                {
+                    "M": M,
+                    "qubits": 2 * M,
+                    "dim": 4**M,
+                    "solver": name,
+                    "P": P,
+                    "abs_err_vs_reference": err,
+                    "first_s": first,
+                    "median_s": med,
+                }
+            )
+            print(f"{M:>2} {4**M:>5} {name:<16} {P:>14.10f} {err:>10.1e} {first:>10.3f} {med:>11.4f}", flush=True)
     import platform
 
-    meta = {"parameters": anchor_parameters(), "machine": platform.platform(),
-            "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "timing": ("first_s: build + (compile +) first solve; median_s: median of "
-                       "further solves; qutip with one BLAS thread; dynamiqs float64 CPU, "
-                       "Tsit5, outer jax.jit unless the solver name ends in _nojit, "
-                       "block_until_ready; the other cores may have been busy"),
-            "repeats": args.repeats,
-            "loadavg_1_5_15min_start": load_start, "loadavg_1_5_15min_end": os.getloadavg()}
+    meta = {
+        "parameters": anchor_parameters(),
+        "machine": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "timing": (
+            "first_s: build + (compile +) first solve; median_s: median of "
+            "further solves; qutip with one BLAS thread; dynamiqs float64 CPU, "
+            "Tsit5, outer jax.jit unless the solver name ends in _nojit, "
+            "block_until_ready; the other cores may have been busy"
+        ),
+        "repeats": args.repeats,
+        "loadavg_1_5_15min_start": load_start,
+        "loadavg_1_5_15min_end": os.getloadavg(),
+    }
     try:
         import dynamiqs
-        import qutip
         import jax
-        meta["versions"] = {"qutip": qutip.__version__, "dynamiqs": dynamiqs.__version__,
-                            "jax": jax.__version__, "numpy": np.__version__}
+        import qutip
+
+        meta["versions"] = {
+            "qutip": qutip.__version__,
+            "dynamiqs": dynamiqs.__version__,
+            "jax": jax.__version__,
+            "numpy": np.__version__,
+        }
     except Exception:  # pragma: no cover
         pass
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

@@ -21,8 +21,8 @@ import time
 import numpy as np
 
 import chiraljax as cj
-from chiraljax._simulate import markov_plan
 from chiraljax._markov import ParameterAtoms
+from chiraljax._simulate import markov_plan
 from chiraljax.kernels._lindblad import solve_markov
 
 WINDOW = (-8.0, 8.0)
@@ -31,15 +31,18 @@ WINDOW = (-8.0, 8.0)
 def networks() -> dict[str, cj.Network]:
     port = cj.Port("p", "q", 0, 1.0, right_fraction=1.0)
     return {
-        "plain emitter": cj.Network([cj.Emitter("q"), cj.Emitter("idle")],
-                                    [port, cj.Port("pi", "idle", 1, 0.0)], initial={"q": 1.0}),
-        "photon input": cj.Network([cj.Emitter("q")], [port],
-                                   inputs=[cj.PhotonInput("u", cj.GaussianMode(0.0, 1.0), end="left")]),
+        "plain emitter": cj.Network(
+            [cj.Emitter("q"), cj.Emitter("idle")], [port, cj.Port("pi", "idle", 1, 0.0)], initial={"q": 1.0}
+        ),
+        "photon input": cj.Network(
+            [cj.Emitter("q")], [port], inputs=[cj.PhotonInput("u", cj.GaussianMode(0.0, 1.0), end="left")]
+        ),
     }
 
 
 def per_step(network: cj.Network, method, repeats: int) -> dict:
     """Median wall time of a warm solve, its steps and the time per step."""
+
     def run():
         return cj.simulate(network, WINDOW, n_save=2, method=method)
 
@@ -56,13 +59,25 @@ def per_step(network: cj.Network, method, repeats: int) -> dict:
         steps = plan_delay(network, *WINDOW, n_save=2).n_steps
     else:
         plan = markov_plan(network, 1)
-        sol, _, _ = solve_markov(plan.arrays, ParameterAtoms.inputs(network), plan.model.time_pulses(network),
-                                 plan.model.initial_amplitudes(network), tuple(e.dephasing for e in network.emitters),
-                                 *WINDOW, np.array(WINDOW), plan.model.jump_times(network), layout=plan.layout,
-                                 stepping=method.stepping(True, False))
+        sol, _, _ = solve_markov(
+            plan.arrays,
+            ParameterAtoms.inputs(network),
+            plan.model.time_pulses(network),
+            plan.model.initial_amplitudes(network),
+            tuple(e.dephasing for e in network.emitters),
+            *WINDOW,
+            np.array(WINDOW),
+            plan.model.jump_times(network),
+            layout=plan.layout,
+            stepping=method.stepping(True, False),
+        )
         steps = int(sol.steps)
-    return {"wall_s": wall, "steps": steps, "per_step_us": wall / steps * 1e6,
-            "final": float(np.asarray(result.populations)[-1, 0])}
+    return {
+        "wall_s": wall,
+        "steps": steps,
+        "per_step_us": wall / steps * 1e6,
+        "final": float(np.asarray(result.populations)[-1, 0]),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -73,10 +88,17 @@ def main(argv: list[str] | None = None) -> dict:
     rows = {}
     for label, method in (("sector", cj.Sector()), ("delay", cj.Delay())):
         rows[label] = {name: per_step(net, method, args.repeats) for name, net in networks().items()}
-        rows[label]["ratio_per_step"] = rows[label]["photon input"]["per_step_us"] / rows[label]["plain emitter"]["per_step_us"]
+        rows[label]["ratio_per_step"] = (
+            rows[label]["photon input"]["per_step_us"] / rows[label]["plain emitter"]["per_step_us"]
+        )
         print(label, json.dumps(rows[label]), flush=True)
-    report = {"machine": platform.platform(), "cpus": os.cpu_count(), "command": "python bench/photon_input_cost.py",
-              "window": WINDOW, "results": rows}
+    report = {
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "command": "python bench/photon_input_cost.py",
+        "window": WINDOW,
+        "results": rows,
+    }
     with open(args.out, "w") as handle:
         json.dump(report, handle, indent=1)
     return report

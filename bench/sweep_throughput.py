@@ -87,8 +87,9 @@ def grid_axes(per_axis: int) -> list[cj.Grid]:
     return [cj.Grid.linspace(name, lo, hi, per_axis) for name, (lo, hi) in RANGES.items()]
 
 
-def single_solve_seconds(network: cj.Network, settings: cj.SimulationSettings,
-                         repeats: int = 20, steps: int | None = None) -> float:
+def single_solve_seconds(
+    network: cj.Network, settings: cj.SimulationSettings, repeats: int = 20, steps: int | None = None
+) -> float:
     """Median wall time of one warm solve (compiled beforehand), n_save=2 like the sweep."""
     options = dict(n_save=2, representation="sector", rtol=settings.rtol, atol=settings.atol, steps=steps)
 
@@ -105,9 +106,18 @@ def single_solve_seconds(network: cj.Network, settings: cj.SimulationSettings,
     return statistics.median(times)
 
 
-def timed_sweep(network: cj.Network, settings: cj.SimulationSettings, axes, *,
-                chunk_size: int | None, budget: float, out: Path | None,
-                rtol: float | None = None, atol: float | None = None, steps: int | None = None) -> dict:
+def timed_sweep(
+    network: cj.Network,
+    settings: cj.SimulationSettings,
+    axes,
+    *,
+    chunk_size: int | None,
+    budget: float,
+    out: Path | None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    steps: int | None = None,
+) -> dict:
     """Run the sweep until done or until `budget` seconds after the first chunk finished.
 
     **Returns:** points per second, compile time, points done, chunks, whether it finished,
@@ -123,15 +133,29 @@ def timed_sweep(network: cj.Network, settings: cj.SimulationSettings, axes, *,
 
     result = None
     try:
-        result = cj.sweep(network, axes, metrics=METRIC, t_span=settings.t_span,
-                          representation="sector", rtol=rtol or settings.rtol,
-                          atol=atol or settings.atol, steps=steps, chunk_size=chunk_size, out=out,
-                          progress=sys.stderr.isatty(), callback=callback)
+        result = cj.sweep(
+            network,
+            axes,
+            metrics=METRIC,
+            t_span=settings.t_span,
+            representation="sector",
+            rtol=rtol or settings.rtol,
+            atol=atol or settings.atol,
+            steps=steps,
+            chunk_size=chunk_size,
+            out=out,
+            progress=sys.stderr.isatty(),
+            callback=callback,
+        )
     except _Stop:
         pass
     n_points = int(np.prod([axis.size for axis in axes]))
-    record = {"n_points": n_points, "points_done_this_run": sum(n for _, n in marks),
-              "chunks_done_this_run": len(marks), "finished": result is not None}
+    record = {
+        "n_points": n_points,
+        "points_done_this_run": sum(n for _, n in marks),
+        "chunks_done_this_run": len(marks),
+        "finished": result is not None,
+    }
     if len(marks) >= 2 and result is None:
         # Between the first and the last completion of a stopped run exactly len(marks) - 1
         # chunks were evaluated, whether chunks run synchronously (CPU: completion k is
@@ -177,27 +201,46 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-axis", type=int, default=10)
     parser.add_argument("--chunk-size", type=int, default=500)
-    parser.add_argument("--budget", type=float, default=1800.0,
-                        help="seconds of evaluation after the first chunk before stopping")
+    parser.add_argument(
+        "--budget", type=float, default=1800.0, help="seconds of evaluation after the first chunk before stopping"
+    )
     parser.add_argument("--rtol", type=float, default=None)
     parser.add_argument("--atol", type=float, default=None)
-    parser.add_argument("--steps", type=int, default=None,
-                        help="fixed 8th-order steps per solve (lockstep batches) instead of adaptive")
-    parser.add_argument("--host-devices", type=int, default=1,
-                        help="XLA host devices to shard the batch over on a CPU (one per core)")
-    parser.add_argument("--check", type=int, default=40,
-                        help="random grid points re-solved adaptively at rtol 1e-10 to measure the error")
-    parser.add_argument("--out", type=Path,
-                        default=Path(tempfile.gettempdir()) / "chiraljax_sweep_throughput.nc",
-                        help="result file; its chunk folder lets a stopped run resume")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="fixed 8th-order steps per solve (lockstep batches) instead of adaptive"
+    )
+    parser.add_argument(
+        "--host-devices", type=int, default=1, help="XLA host devices to shard the batch over on a CPU (one per core)"
+    )
+    parser.add_argument(
+        "--check",
+        type=int,
+        default=40,
+        help="random grid points re-solved adaptively at rtol 1e-10 to measure the error",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "chiraljax_sweep_throughput.nc",
+        help="result file; its chunk folder lets a stopped run resume",
+    )
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "sweep_throughput_latest.json")
     args = parser.parse_args()
 
     network, settings = load_transfer()
     single = single_solve_seconds(network, settings, steps=args.steps)
     axes = grid_axes(args.per_axis)
-    record = timed_sweep(network, settings, axes, chunk_size=args.chunk_size, budget=args.budget,
-                         out=args.out, rtol=args.rtol, atol=args.atol, steps=args.steps)
+    record = timed_sweep(
+        network,
+        settings,
+        axes,
+        chunk_size=args.chunk_size,
+        budget=args.budget,
+        out=args.out,
+        rtol=args.rtol,
+        atol=args.atol,
+        steps=args.steps,
+    )
     result = record.pop("result")
     rate = record.get("points_per_second")
     report = {

@@ -15,51 +15,104 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._precision import PRECISION, complex_dtype, real_dtype
 from ._cache import compilation_cache_dir
 from ._errors import ChiralJaxError, ValidationError
-from ._space import Space
-from ._operator import Operator
-from ._slh import SLH, beam_splitter, concat, feedback, phase_shifter, series
-from ._pulses import (AbstractPulse, Constant, Gaussian, GaussianMode, Halted, Sampled, Scaled,
-                      SechAbsorption, SechEmission, SechMode, Shifted)
-from ._network import (Coupling, Emitter, Link, Network, OutputMode, PhotonInput, Port, Scatterer)
 from ._markov import LindbladModel, compile_markov
-from ._result import Result
 from ._methods import Delay, Full, Sector
+from ._network import Coupling, Emitter, Link, Network, OutputMode, PhotonInput, Port, Scatterer
+from ._operator import Operator
+from ._precision import PRECISION, complex_dtype, real_dtype
+from ._pulses import (
+    AbstractPulse,
+    Constant,
+    Gaussian,
+    GaussianMode,
+    Halted,
+    Sampled,
+    Scaled,
+    SechAbsorption,
+    SechEmission,
+    SechMode,
+    Shifted,
+)
+from ._result import Result
 from ._simulate import simulate
+from ._slh import SLH, beam_splitter, concat, feedback, phase_shifter, series
+from ._space import Space
 
 if TYPE_CHECKING:
-    from ._network_io import (SimulationSettings, load_network, network_from_dict, network_to_dict,
-                              save_network)
+    from ._metrics import (
+        absorption_efficiency,
+        directional_probability,
+        directionality,
+        optimal_fraction,
+        w_fidelity,
+        w_fidelity_halted,
+        w_fidelity_optimal,
+    )
+    from ._mode_io import load_mode, sampled_norm
+    from ._modules import (
+        ChiralLine,
+        DataModule,
+        DataRelease,
+        Interconnect,
+        TunableModule,
+        directional_state,
+        quarter_wave_phase,
+    )
+    from ._network_io import SimulationSettings, load_network, network_from_dict, network_to_dict, save_network
+    from ._plots import plot_result, plot_sweep
+    from ._presets import Preset, available_presets, load_preset
+    from ._protocols import (
+        ERROR_SOURCES,
+        ErrorBudget,
+        PulsePlan,
+        directional_emission,
+        error_budget,
+        route,
+        transfer,
+        w_state,
+    )
     from ._sweep import AbstractAxis, Grid, QuasiRandom, Random, sweep_cost
     from ._sweep_model import sweep, sweep_parameters
     from ._sweep_spec import load_sweep_spec, run_sweep_spec
-    from ._modules import (ChiralLine, DataModule, DataRelease, Interconnect, TunableModule,
-                           directional_state, quarter_wave_phase)
-    from ._metrics import (absorption_efficiency, directional_probability, directionality,
-                           optimal_fraction, w_fidelity, w_fidelity_halted, w_fidelity_optimal)
-    from ._protocols import (ERROR_SOURCES, ErrorBudget, PulsePlan, directional_emission,
-                             error_budget, route, transfer, w_state)
-    from ._presets import Preset, available_presets, load_preset
-    from ._mode_io import load_mode, sampled_norm
-    from ._plots import plot_result, plot_sweep
 
 __version__ = "0.1.0"
 
 #: Names imported from their submodule on first access: submodule -> names.
 _LAZY_MODULES: dict[str, tuple[str, ...]] = {
-    "._network_io": ("SimulationSettings", "load_network", "network_from_dict", "network_to_dict",
-                     "save_network"),
+    "._network_io": ("SimulationSettings", "load_network", "network_from_dict", "network_to_dict", "save_network"),
     "._sweep": ("AbstractAxis", "Grid", "QuasiRandom", "Random", "sweep_cost"),
     "._sweep_model": ("sweep", "sweep_parameters"),
     "._sweep_spec": ("load_sweep_spec", "run_sweep_spec"),
-    "._modules": ("ChiralLine", "DataModule", "DataRelease", "Interconnect", "TunableModule",
-                  "directional_state", "quarter_wave_phase"),
-    "._metrics": ("absorption_efficiency", "directional_probability", "directionality",
-                  "optimal_fraction", "w_fidelity", "w_fidelity_halted", "w_fidelity_optimal"),
-    "._protocols": ("ERROR_SOURCES", "ErrorBudget", "PulsePlan", "directional_emission",
-                    "error_budget", "route", "transfer", "w_state"),
+    "._modules": (
+        "ChiralLine",
+        "DataModule",
+        "DataRelease",
+        "Interconnect",
+        "TunableModule",
+        "directional_state",
+        "quarter_wave_phase",
+    ),
+    "._metrics": (
+        "absorption_efficiency",
+        "directional_probability",
+        "directionality",
+        "optimal_fraction",
+        "w_fidelity",
+        "w_fidelity_halted",
+        "w_fidelity_optimal",
+    ),
+    "._protocols": (
+        "ERROR_SOURCES",
+        "ErrorBudget",
+        "PulsePlan",
+        "directional_emission",
+        "error_budget",
+        "route",
+        "transfer",
+        "w_state",
+    ),
     "._presets": ("Preset", "available_presets", "load_preset"),
     "._mode_io": ("load_mode", "sampled_norm"),
     "._plots": ("plot_result", "plot_sweep"),
@@ -67,14 +120,46 @@ _LAZY_MODULES: dict[str, tuple[str, ...]] = {
 _LAZY: dict[str, str] = {name: module for module, names in _LAZY_MODULES.items() for name in names}
 
 __all__ = [
-    "PRECISION", "complex_dtype", "real_dtype", "compilation_cache_dir",
-    "ChiralJaxError", "ValidationError",
-    "Space", "Operator",
-    "SLH", "beam_splitter", "concat", "feedback", "phase_shifter", "series",
-    "AbstractPulse", "Constant", "Gaussian", "GaussianMode", "Halted", "Sampled", "Scaled",
-    "SechAbsorption", "SechEmission", "SechMode", "Shifted",
-    "Coupling", "Emitter", "Link", "Network", "OutputMode", "PhotonInput", "Port", "Scatterer",
-    "LindbladModel", "compile_markov", "Result", "simulate", "Sector", "Full", "Delay",
+    "PRECISION",
+    "complex_dtype",
+    "real_dtype",
+    "compilation_cache_dir",
+    "ChiralJaxError",
+    "ValidationError",
+    "Space",
+    "Operator",
+    "SLH",
+    "beam_splitter",
+    "concat",
+    "feedback",
+    "phase_shifter",
+    "series",
+    "AbstractPulse",
+    "Constant",
+    "Gaussian",
+    "GaussianMode",
+    "Halted",
+    "Sampled",
+    "Scaled",
+    "SechAbsorption",
+    "SechEmission",
+    "SechMode",
+    "Shifted",
+    "Coupling",
+    "Emitter",
+    "Link",
+    "Network",
+    "OutputMode",
+    "PhotonInput",
+    "Port",
+    "Scatterer",
+    "LindbladModel",
+    "compile_markov",
+    "Result",
+    "simulate",
+    "Sector",
+    "Full",
+    "Delay",
     *_LAZY,
 ]
 

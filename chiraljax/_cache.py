@@ -42,9 +42,7 @@ def requested_cache_dir() -> Path | None:
 
 
 def _configured_by_user() -> bool:
-    return bool(jax.config.values.get("jax_compilation_cache_dir")) or bool(
-        os.environ.get("JAX_COMPILATION_CACHE_DIR")
-    )
+    return bool(jax.config.values.get("jax_compilation_cache_dir")) or bool(os.environ.get("JAX_COMPILATION_CACHE_DIR"))
 
 
 def _update_if_known(name: str, value: object) -> None:

@@ -21,8 +21,16 @@ import numpy as np
 
 from ._errors import ValidationError, require
 
-__all__ = ["ValidationError", "concrete", "concrete_float", "did_you_mean", "is_traced", "require",
-           "require_finite", "safe_sqrt"]
+__all__ = [
+    "ValidationError",
+    "concrete",
+    "concrete_float",
+    "did_you_mean",
+    "is_traced",
+    "require",
+    "require_finite",
+    "safe_sqrt",
+]
 
 
 def concrete(x: Any) -> np.ndarray | None:
@@ -49,12 +57,14 @@ def require_finite(owner: str, **values: Any) -> None:
     for field, value in values.items():
         arr = concrete(value)
         if arr is not None:
-            require(bool(np.all(np.isfinite(arr))),
-                    f"{owner}: parameter {field!r} contains NaN or infinity; give finite values")
+            require(
+                bool(np.all(np.isfinite(arr))),
+                f"{owner}: parameter {field!r} contains NaN or infinity; give finite values",
+            )
 
 
 def did_you_mean(name: str, known: Iterable[str], n: int = 3, cutoff: float = 0.6) -> str:
-    """"did you mean 'a' or 'b'? " for the names of `known` closest to `name`, or "" when none
+    """ "did you mean 'a' or 'b'? " for the names of `known` closest to `name`, or "" when none
     is close (difflib's ratio >= `cutoff`)."""
     close = difflib.get_close_matches(str(name), [str(k) for k in known], n=n, cutoff=cutoff)
     return f"did you mean {' or '.join(map(repr, close))}? " if close else ""

@@ -55,11 +55,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._checks import concrete, concrete_float
 from ._errors import ValidationError, require
 from ._limits import require_count, require_memory
 from ._network import Network, Port, Scatterer
 from ._precision import complex_dtype, real_dtype
-from ._checks import concrete, concrete_float
 from ._result import Result
 from .kernels._delay import DelayProblem, solve_delay
 
@@ -178,8 +178,7 @@ def _jumps(network: Network, t0: float, t1: float) -> list[tuple[str, float]]:
     return out
 
 
-def _choose_step(base: float, dt_max: float, hard: np.ndarray, delays: np.ndarray,
-                 saves: np.ndarray) -> float | None:
+def _choose_step(base: float, dt_max: float, hard: np.ndarray, delays: np.ndarray, saves: np.ndarray) -> float | None:
     """The largest `base / m <= dt_max` putting the `hard` offsets on the grid, preferring
     steps that also divide the delays and the save offsets (see the module docstring)."""
     m0 = max(1, math.ceil(base / dt_max * (1 - _GRID_TOL)))
@@ -206,10 +205,12 @@ def _check_scatterers(network: Network) -> tuple[bool, ...]:
             lossy.append(True)
             continue
         power = abs(complex(r)) ** 2 + abs(complex(t)) ** 2
-        require(power <= 1.0 + _GRID_TOL,
-                f"Scatterer {el.name!r}: |reflection|^2 + |transmission|^2 = {power:.9g} > 1 is not "
-                "passive; make the scattering matrix unitary (= 1, e.g. transmission = "
-                "sqrt(1 - |reflection|^2)) or lossy (< 1)")
+        require(
+            power <= 1.0 + _GRID_TOL,
+            f"Scatterer {el.name!r}: |reflection|^2 + |transmission|^2 = {power:.9g} > 1 is not "
+            "passive; make the scattering matrix unitary (= 1, e.g. transmission = "
+            "sqrt(1 - |reflection|^2)) or lossy (< 1)",
+        )
         lossy.append(power < 1.0 - _GRID_TOL)
     return tuple(lossy)
 
@@ -237,23 +238,36 @@ def _check_modes(network: Network, t0: float, t1: float) -> None:
                 norm += float(simpson(np.abs(values) ** 2, x=t))
         except jax.errors.ConcretizationTypeError:
             continue  # a traced mode is not checked
-        require(np.isfinite(norm) and abs(norm - 1.0) <= _MODE_NORM_TOLERANCE,
-                f"simulate: the mode of {x.name!r} has int |u|^2 dt = {norm:.6g} over the window ({t0}, {t1}); a "
-                "photon mode must be normalised to 1 and lie inside the window (widen t_span or normalise the mode)")
+        require(
+            np.isfinite(norm) and abs(norm - 1.0) <= _MODE_NORM_TOLERANCE,
+            f"simulate: the mode of {x.name!r} has int |u|^2 dt = {norm:.6g} over the window ({t0}, {t1}); a "
+            "photon mode must be normalised to 1 and lie inside the window (widen t_span or normalise the mode)",
+        )
 
 
 def _require_history(network: Network, longest: float, dt: float) -> None:
     """Refuse a delay whose history buffer (longest / dt steps of every port's and end's
     amplitudes in both directions) would not fit in memory."""
     steps = longest / dt
-    require_memory(f"simulate: a link delay of {longest:.6g} kept as {steps:.3g} steps of history",
-                   steps * 16.0 * 2 * (2 * len(network.ports) + 4),
-                   "shorten the delay (a delay longer than the window carries nothing across it inside "
-                   "the window) or give a larger dt (method=cj.Delay(dt=...))")
+    require_memory(
+        f"simulate: a link delay of {longest:.6g} kept as {steps:.3g} steps of history",
+        steps * 16.0 * 2 * (2 * len(network.ports) + 4),
+        "shorten the delay (a delay longer than the window carries nothing across it inside "
+        "the window) or give a larger dt (method=cj.Delay(dt=...))",
+    )
 
 
-def plan_delay(network: Network, t0, t1, ts=None, *, n_save: int = 201, dt: float | None = None,
-               max_delay: float | None = None, n_trajectories: int | None = None) -> DelayPlan:
+def plan_delay(
+    network: Network,
+    t0,
+    t1,
+    ts=None,
+    *,
+    n_save: int = 201,
+    dt: float | None = None,
+    max_delay: float | None = None,
+    n_trajectories: int | None = None,
+) -> DelayPlan:
     """Validate a Network for the delay kernel and fix the static parts of the solve.
 
     Runs on concrete values (before `jit`); traced leaves are accepted and left unchecked.
@@ -270,16 +284,20 @@ def plan_delay(network: Network, t0, t1, ts=None, *, n_save: int = 201, dt: floa
     **Returns:** a `DelayPlan`.
     """
     t0f, t1f = concrete_float(t0), concrete_float(t1)
-    require(t0f is not None and t1f is not None,
-            "simulate: representation='delay' needs a concrete t_span (Python floats): the number of "
-            "steps is fixed at compile time")
+    require(
+        t0f is not None and t1f is not None,
+        "simulate: representation='delay' needs a concrete t_span (Python floats): the number of "
+        "steps is fixed at compile time",
+    )
     span = t1f - t0f
     n_inputs = len(network.inputs)
-    require(n_inputs + (1 if network.initial else 0) <= 1,
-            "Network: the delay representation holds one excitation: give either an initial "
-            f"single-excitation state or one input photon, not {n_inputs} input(s)"
-            + (" and an initial excitation" if network.initial else "")
-            + "; use representation='sector' (Markov) for more")
+    require(
+        n_inputs + (1 if network.initial else 0) <= 1,
+        "Network: the delay representation holds one excitation: give either an initial "
+        f"single-excitation state or one input photon, not {n_inputs} input(s)"
+        + (" and an initial excitation" if network.initial else "")
+        + "; use representation='sector' (Markov) for more",
+    )
     require(len(network.ports) >= 1, "Network: the delay representation needs at least one port")
     _check_modes(network, t0f, t1f)
 
@@ -304,34 +322,45 @@ def plan_delay(network: Network, t0, t1, ts=None, *, n_save: int = 201, dt: floa
             raise ValidationError(
                 f"control {name!r} jumps at t = {tj:.9g}, which no step up to {dt_max:.3g} puts on the "
                 f"time grid t0 + n dt (t0 = {t0f:.9g}) together with the delays; give dt so that "
-                f"{tj - t0f:.9g} is a multiple of it, or move the jump")
+                f"{tj - t0f:.9g} is a multiple of it, or move the jump"
+            )
         dt = chosen
     else:
         dt = float(dt)
         require(dt > 0 and math.isfinite(dt), f"simulate: dt must be positive, got {dt}")
         for name, tj in jumps:
-            require(bool(_on_grid(np.array([tj - t0f]), dt)[0]),
-                    f"control {name!r} jumps at t = {tj:.9g}, which is not on the time grid t0 + n dt "
-                    f"(t0 = {t0f:.9g}, dt = {dt:.9g}); choose dt so that {tj - t0f:.9g} is a multiple "
-                    "of it, or move the jump onto the grid")
+            require(
+                bool(_on_grid(np.array([tj - t0f]), dt)[0]),
+                f"control {name!r} jumps at t = {tj:.9g}, which is not on the time grid t0 + n dt "
+                f"(t0 = {t0f:.9g}, dt = {dt:.9g}); choose dt so that {tj - t0f:.9g} is a multiple "
+                "of it, or move the jump onto the grid",
+            )
     for i, d in enumerate(link_delays):
         if d is None or d == 0:
             continue
-        require(d >= dt * (1 - _GRID_TOL),
-                f"Link {i}: delay {d:.6g} is shorter than the step dt = {dt:.6g}; reduce dt to at most "
-                "the delay, or set the delay to 0 for an instantaneous link")
+        require(
+            d >= dt * (1 - _GRID_TOL),
+            f"Link {i}: delay {d:.6g} is shorter than the step dt = {dt:.6g}; reduce dt to at most "
+            "the delay, or set the delay to 0 for an instantaneous link",
+        )
 
     n_steps = max(1, math.ceil(span / dt * (1 - _GRID_TOL)))
-    require_count(f"simulate: the window ({t0f:.6g}, {t1f:.6g}) in steps of dt = {dt:.3g}", n_steps, _MAX_STEPS,
-                  "shorten the window or give a larger dt (method=cj.Delay(dt=...))")
+    require_count(
+        f"simulate: the window ({t0f:.6g}, {t1f:.6g}) in steps of dt = {dt:.3g}",
+        n_steps,
+        _MAX_STEPS,
+        "shorten the window or give a larger dt (method=cj.Delay(dt=...))",
+    )
     if known_delays.size:
         _require_history(network, float(known_delays.max()), dt)
     t_end = t0f + n_steps * dt
     ts_index, save_trace = None, True
     if ts_np is not None:
         ts_np = np.atleast_1d(np.asarray(ts_np, float))
-        require(bool(np.all((ts_np >= t0f - _GRID_TOL * abs(dt)) & (ts_np <= t_end + _GRID_TOL * abs(dt)))),
-                f"simulate: save times ts must lie in t_span = ({t0f}, {t1f})")
+        require(
+            bool(np.all((ts_np >= t0f - _GRID_TOL * abs(dt)) & (ts_np <= t_end + _GRID_TOL * abs(dt)))),
+            f"simulate: save times ts must lie in t_span = ({t0f}, {t1f})",
+        )
         if np.all(_on_grid(ts_np - t0f, dt)):
             ts_index = tuple(int(k) for k in np.round((ts_np - t0f) / dt))
             save_trace = ts_index != (0, n_steps)
@@ -350,8 +379,9 @@ def plan_delay(network: Network, t0, t1, ts=None, *, n_save: int = 201, dt: floa
     else:
         n_traj = 0
 
-    plan = DelayPlan(t0f, dt, n_steps, max_delay, instantaneous, _check_scatterers(network), ts_index,
-                     save_trace, n_traj)
+    plan = DelayPlan(
+        t0f, dt, n_steps, max_delay, instantaneous, _check_scatterers(network), ts_index, save_trace, n_traj
+    )
     ends = concrete(network.end_reflections)
     reflectors = len(network.scatterers) + (2 if ends is None else int(np.count_nonzero(ends)))
     if reflectors >= 2:  # a loop needs two reflectors joined by zero-delay links
@@ -370,7 +400,8 @@ def _check_loops(network: Network, plan: DelayPlan) -> None:
         raise ValidationError(
             "Network: links with zero delay close a lossless loop of reflectors (the field would "
             "return instantly forever); give one of the links in the loop a delay of at least one "
-            f"step (zero-delay links: {zero}; ends reflect {np.asarray(network.end_reflections)})") from None
+            f"step (zero-delay links: {zero}; ends reflect {np.asarray(network.end_reflections)})"
+        ) from None
 
 
 def _emitter_index(network: Network) -> dict[str, int]:
@@ -409,7 +440,8 @@ def _problem(network: Network, plan: DelayPlan) -> DelayProblem:
 
     n = len(network.emitters)
     has_h = bool(network.couplings) or any(
-        e.detuning_control is not None or concrete_float(e.detuning) != 0.0 for e in network.emitters)
+        e.detuning_control is not None or concrete_float(e.detuning) != 0.0 for e in network.emitters
+    )
 
     def hamiltonian(t):
         diag = []
@@ -443,8 +475,9 @@ def _problem(network: Network, plan: DelayPlan) -> DelayProblem:
                 v = v.at[slot].set(jnp.asarray(mode(t), cdt))
             return v
 
-    scattering = (jnp.stack([jnp.asarray(s.matrix(), cdt) for s in scatterers]) if scatterers
-                  else jnp.zeros((0, 2, 2), cdt))
+    scattering = (
+        jnp.stack([jnp.asarray(s.matrix(), cdt) for s in scatterers]) if scatterers else jnp.zeros((0, 2, 2), cdt)
+    )
     return DelayProblem(
         nodes,
         per_link("delay", zero),
@@ -473,8 +506,12 @@ def _initial(network: Network):
 
 def _channels(network: Network) -> tuple[tuple[str, ...], tuple[str, ...]]:
     scat = [el.name for el in network.elements if isinstance(el, Scatterer)]
-    names = (["right", "left"] + [f"loss:link{i}" for i in range(len(network.links))]
-             + [f"absorbed:{s}" for s in scat] + [f"decay:{e}" for e in network.emitter_names])
+    names = (
+        ["right", "left"]
+        + [f"loss:link{i}" for i in range(len(network.links))]
+        + [f"absorbed:{s}" for s in scat]
+        + [f"decay:{e}" for e in network.emitter_names]
+    )
     kinds = ["end", "end"] + ["loss"] * (len(network.links) + len(scat)) + ["decay"] * len(network.emitters)
     return tuple(names), tuple(kinds)
 
@@ -515,10 +552,10 @@ def _traces(sol, decay, plan: DelayPlan, ts, outputs=()) -> dict[str, Any]:
         populations = jnp.concatenate([populations, caught], axis=1)
     out = {
         "populations": populations,
-        "fluxes": jnp.concatenate([end_flux[:, ::-1], sol.loss_flux[:, inner], sol.absorbed_flux,
-                                   decay * sol.populations], axis=1),
-        "outputs": jnp.concatenate([end_out[:, ::-1], sol.lost[:, inner], sol.absorbed, sol.intrinsic],
-                                   axis=1),
+        "fluxes": jnp.concatenate(
+            [end_flux[:, ::-1], sol.loss_flux[:, inner], sol.absorbed_flux, decay * sol.populations], axis=1
+        ),
+        "outputs": jnp.concatenate([end_out[:, ::-1], sol.lost[:, inner], sol.absorbed, sol.intrinsic], axis=1),
         "in_flight": sol.in_flight.sum(-1),
         "c": sol.c,
     }
@@ -536,8 +573,15 @@ def _traces(sol, decay, plan: DelayPlan, ts, outputs=()) -> dict[str, Any]:
     i = jnp.clip(jnp.floor(x).astype(jnp.int32), 1, n - 3) if n >= 4 else None
     if i is not None:
         x = x - i
-        weights = jnp.stack([-x * (x - 1) * (x - 2) / 6, (x + 1) * (x - 1) * (x - 2) / 2,
-                             -(x + 1) * x * (x - 2) / 2, (x + 1) * x * (x - 1) / 6], axis=-1)  # (T, 4)
+        weights = jnp.stack(
+            [
+                -x * (x - 1) * (x - 2) / 6,
+                (x + 1) * (x - 1) * (x - 2) / 2,
+                -(x + 1) * x * (x - 2) / 2,
+                (x + 1) * x * (x - 1) / 6,
+            ],
+            axis=-1,
+        )  # (T, 4)
         rows = i[:, None] + jnp.arange(-1, 3)[None, :]
 
     def interp(v):
@@ -553,13 +597,31 @@ def _traces(sol, decay, plan: DelayPlan, ts, outputs=()) -> dict[str, Any]:
 
 def _solve(problem: DelayProblem, c0, plan: DelayPlan, key=None, scale=None):
     """One run of the kernel on the plan's grid (with phase noise when `key` is given)."""
-    return solve_delay(problem, c0, dt=plan.dt, n_steps=plan.n_steps, t0=plan.t0, max_delay=plan.max_delay,
-                       save_trace=plan.save_trace, noise_key=key, noise_scale=scale)
+    return solve_delay(
+        problem,
+        c0,
+        dt=plan.dt,
+        n_steps=plan.n_steps,
+        t0=plan.t0,
+        max_delay=plan.max_delay,
+        save_trace=plan.save_trace,
+        noise_key=key,
+        noise_scale=scale,
+    )
 
 
-def simulate_delay(network: Network, t0, t1, ts, *, dt: float | None = None, key=None,
-                   n_trajectories: int | None = None, max_delay: float | None = None,
-                   plan: DelayPlan | None = None) -> Result:
+def simulate_delay(
+    network: Network,
+    t0,
+    t1,
+    ts,
+    *,
+    dt: float | None = None,
+    key=None,
+    n_trajectories: int | None = None,
+    max_delay: float | None = None,
+    plan: DelayPlan | None = None,
+) -> Result:
     r"""Simulate `network` exactly in the single-excitation sector, delays and reflections kept.
 
     See the module docstring for the mapping, the step rule and the treatment of traced delays.
@@ -600,9 +662,20 @@ def simulate_delay(network: Network, t0, t1, ts, *, dt: float | None = None, key
     if not plan.n_trajectories:
         sol = _solve(problem, c0, plan)
         tr = _traces(sol, decay, plan, ts, network.outputs)
-        return Result("delay", ts, subsystems, tr["populations"], names, kinds, tr["fluxes"],
-                      tr["outputs"], sol.c[-1], tr["in_flight"], sol.conservation_error[-1],
-                      amplitudes=tr["c"])
+        return Result(
+            "delay",
+            ts,
+            subsystems,
+            tr["populations"],
+            names,
+            kinds,
+            tr["fluxes"],
+            tr["outputs"],
+            sol.c[-1],
+            tr["in_flight"],
+            sol.conservation_error[-1],
+            amplitudes=tr["c"],
+        )
 
     key = _default_key() if key is None else key
     gamma_phi = jnp.stack([jnp.asarray(e.dephasing, real_dtype()) for e in network.emitters])
@@ -612,15 +685,31 @@ def simulate_delay(network: Network, t0, t1, ts, *, dt: float | None = None, key
         sol = _solve(problem, c0, plan, k, scale)
         tr = _traces(sol, decay, plan, ts, network.outputs)
         c_end = sol.c[-1]
-        return {"populations": tr["populations"], "fluxes": tr["fluxes"], "outputs": tr["outputs"],
-                "in_flight": tr["in_flight"], "rho": jnp.outer(c_end, jnp.conj(c_end)),
-                "error": sol.conservation_error[-1]}
+        return {
+            "populations": tr["populations"],
+            "fluxes": tr["fluxes"],
+            "outputs": tr["outputs"],
+            "in_flight": tr["in_flight"],
+            "rho": jnp.outer(c_end, jnp.conj(c_end)),
+            "error": sol.conservation_error[-1],
+        }
 
     keys = jax.random.split(key, plan.n_trajectories)
     runs = jax.lax.map(one, keys, batch_size=min(_TRAJECTORY_BATCH, plan.n_trajectories))
     mean = {k: v.mean(0) for k, v in runs.items()}
     m = plan.n_trajectories
     stderr = jnp.std(runs["populations"], axis=0, ddof=1) / math.sqrt(m)
-    return Result("delay", ts, subsystems, mean["populations"], names, kinds, mean["fluxes"],
-                  mean["outputs"], mean["rho"], mean["in_flight"], runs["error"].max(),
-                  populations_stderr=stderr)
+    return Result(
+        "delay",
+        ts,
+        subsystems,
+        mean["populations"],
+        names,
+        kinds,
+        mean["fluxes"],
+        mean["outputs"],
+        mean["rho"],
+        mean["in_flight"],
+        runs["error"].max(),
+        populations_stderr=stderr,
+    )

@@ -48,8 +48,7 @@ def read_document(path: str | os.PathLike, what: str) -> Any:
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    require(suffix in SUFFIXES,
-            f"{path}: unknown file type {path.suffix!r}; name a {what} *.toml or *.json")
+    require(suffix in SUFFIXES, f"{path}: unknown file type {path.suffix!r}; name a {what} *.toml or *.json")
     require(path.is_file(), f"{path}: no such {what}" + (" (it is a folder)" if path.is_dir() else ""))
     try:
         text = path.read_text(encoding="utf-8")

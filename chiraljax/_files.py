@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any
 
 from ._errors import ValidationError, require
 
@@ -35,16 +36,19 @@ def require_writable(path: str | os.PathLike, what: str, suffixes: tuple[str, ..
     """
     path = Path(path).expanduser().absolute()
     if suffixes:
-        require(path.suffix.lower() in suffixes,
-                f"{what}: unsupported file type {path.suffix or '(none)'!r}; use one of {', '.join(suffixes)}")
+        require(
+            path.suffix.lower() in suffixes,
+            f"{what}: unsupported file type {path.suffix or '(none)'!r}; use one of {', '.join(suffixes)}",
+        )
     require(path.parent.is_dir(), f"{what}: the folder {path.parent} does not exist; create it first")
     require(not path.is_dir() or path.is_symlink(), f"{what}: is a folder; give a file name")
     try:
         with tempfile.TemporaryFile(dir=path.parent):
             pass
     except OSError as err:
-        raise ValidationError(f"{what}: cannot write in {path.parent} ({err.strerror}); choose a writable folder") \
-            from None
+        raise ValidationError(
+            f"{what}: cannot write in {path.parent} ({err.strerror}); choose a writable folder"
+        ) from None
     return path
 
 

@@ -67,9 +67,11 @@ def require_memory(what: str, nbytes: float, knob: str) -> None:
     if not guards_on():
         return
     limit = memory_limit()
-    require(nbytes <= limit,
-            f"{what} would need about {_size(nbytes)} of memory, above the limit of {_size(limit)}; "
-            f"{knob} (or raise {MEMORY_ENV}, or {_FORCE})")
+    require(
+        nbytes <= limit,
+        f"{what} would need about {_size(nbytes)} of memory, above the limit of {_size(limit)}; "
+        f"{knob} (or raise {MEMORY_ENV}, or {_FORCE})",
+    )
 
 
 def require_count(what: str, count: float, limit: float, knob: str) -> None:

@@ -15,7 +15,8 @@ equal shapes and share one compiled kernel.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -149,20 +150,39 @@ def lower(model: LindbladModel, sector: bool) -> tuple[MarkovArrays, MarkovLayou
     wa = _bucket(max([len(a) for a in term_atoms] + [1]), 4)
     atoms_table = np.full((n_terms, wa), 2 * n_atoms, dtype=np.int32)
     for t, idx in enumerate(term_atoms):
-        atoms_table[t, :len(idx)] = idx
+        atoms_table[t, : len(idx)] = idx
     n_entries = _bucket(len(entries), 32)
     table = np.zeros((n_entries, 4), dtype=np.int32)
     values = np.zeros(n_entries, dtype=complex)
     if entries:
-        table[:len(entries)] = np.array([e[:4] for e in entries], dtype=np.int32)
-        values[:len(entries)] = [e[4] for e in entries]
+        table[: len(entries)] = np.array([e[:4] for e in entries], dtype=np.int32)
+        values[: len(entries)] = [e[4] for e in entries]
 
     carries = np.array([c.kind != "dephasing" for c in channels], dtype=float)
-    arrays = MarkovArrays(atoms_table, table[:, 0], table[:, 1], table[:, 2], table[:, 3], values, slot_time, pair_index,
-                          model.initial_index.astype(np.int32),
-                          model.space.basis.astype(float), carries)
-    layout = MarkovLayout(model.space.dim, n_h, len(channels), width, n_pairs, to_ground, bool(sector),
-                          model.time_roles, ParameterAtoms.evaluate)
+    arrays = MarkovArrays(
+        atoms_table,
+        table[:, 0],
+        table[:, 1],
+        table[:, 2],
+        table[:, 3],
+        values,
+        slot_time,
+        pair_index,
+        model.initial_index.astype(np.int32),
+        model.space.basis.astype(float),
+        carries,
+    )
+    layout = MarkovLayout(
+        model.space.dim,
+        n_h,
+        len(channels),
+        width,
+        n_pairs,
+        to_ground,
+        bool(sector),
+        model.time_roles,
+        ParameterAtoms.evaluate,
+    )
     return arrays, layout, tuple(channels)
 
 

@@ -39,11 +39,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._checks import concrete, safe_sqrt
 from ._errors import require
 from ._limits import require_count
 from ._network import Network, Port
 from ._operator import Operator, Symbol, factor_parts
-from ._checks import concrete, safe_sqrt
 from ._pulses import AbstractPulse
 from ._space import Space, space_dimension
 
@@ -63,9 +63,17 @@ class Channel:
 # ---- parameter atoms --------------------------------------------------------------------------
 
 #: The kinds of parameter atom, in the order of the atom vector, with the count that sizes each.
-_ATOM_KINDS = (("port_right", "ports"), ("port_left", "ports"), ("link_through", "links"),
-               ("link_loss", "links"), ("detuning", "emitters"), ("anharmonicity", "emitters"),
-               ("decay", "emitters"), ("dephasing", "emitters"), ("coupling", "couplings"))
+_ATOM_KINDS = (
+    ("port_right", "ports"),
+    ("port_left", "ports"),
+    ("link_through", "links"),
+    ("link_loss", "links"),
+    ("detuning", "emitters"),
+    ("anharmonicity", "emitters"),
+    ("decay", "emitters"),
+    ("dephasing", "emitters"),
+    ("coupling", "couplings"),
+)
 
 
 @dataclass(frozen=True)
@@ -82,9 +90,15 @@ class ParameterAtoms:
     counts: tuple[tuple[str, int], ...]
 
     @classmethod
-    def of(cls, network: Network) -> "ParameterAtoms":
-        return cls((("ports", len(network.ports)), ("links", len(network.links)),
-                    ("emitters", len(network.emitters)), ("couplings", len(network.couplings))))
+    def of(cls, network: Network) -> ParameterAtoms:
+        return cls(
+            (
+                ("ports", len(network.ports)),
+                ("links", len(network.links)),
+                ("emitters", len(network.emitters)),
+                ("couplings", len(network.couplings)),
+            )
+        )
 
     def offset(self, kind: str) -> int:
         counts = dict(self.counts)
@@ -109,21 +123,37 @@ class ParameterAtoms:
         (rates, right fractions, transmissions, phases, detunings, anharmonicities, decays,
         dephasings, coupling strengths), each a tuple over its elements."""
         ports, links, emitters = network.ports, network.links, network.emitters
-        return (tuple(p.rate for p in ports), tuple(p.right_fraction for p in ports),
-                tuple(k.transmission for k in links), tuple(k.phase for k in links),
-                tuple(e.detuning for e in emitters), tuple(e.anharmonicity for e in emitters),
-                tuple(e.decay for e in emitters), tuple(e.dephasing for e in emitters),
-                tuple(c.strength for c in network.couplings))
+        return (
+            tuple(p.rate for p in ports),
+            tuple(p.right_fraction for p in ports),
+            tuple(k.transmission for k in links),
+            tuple(k.phase for k in links),
+            tuple(e.detuning for e in emitters),
+            tuple(e.anharmonicity for e in emitters),
+            tuple(e.decay for e in emitters),
+            tuple(e.dephasing for e in emitters),
+            tuple(c.strength for c in network.couplings),
+        )
 
     @staticmethod
     def evaluate(inputs: tuple):
         """The atom vector (complex, JAX) from `inputs` (inside the kernel: jit, vmap and grad
         go through)."""
         rate, fraction, eta, phase, detuning, alpha, decay, dephasing, coupling = (
-            jnp.stack([jnp.asarray(x) for x in group]) if group else jnp.zeros((0,)) for group in inputs)
+            jnp.stack([jnp.asarray(x) for x in group]) if group else jnp.zeros((0,)) for group in inputs
+        )
         shift = jnp.exp(1j * phase)
-        parts = [safe_sqrt(fraction * rate), safe_sqrt((1.0 - fraction) * rate), safe_sqrt(eta) * shift,
-                 safe_sqrt(1.0 - eta) * shift, detuning, alpha, safe_sqrt(decay), safe_sqrt(2.0 * dephasing), coupling]
+        parts = [
+            safe_sqrt(fraction * rate),
+            safe_sqrt((1.0 - fraction) * rate),
+            safe_sqrt(eta) * shift,
+            safe_sqrt(1.0 - eta) * shift,
+            detuning,
+            alpha,
+            safe_sqrt(decay),
+            safe_sqrt(2.0 * dephasing),
+            coupling,
+        ]
         return jnp.concatenate([jnp.asarray(p, dtype=complex).reshape(-1) for p in parts])
 
     @classmethod
@@ -133,6 +163,7 @@ class ParameterAtoms:
 
 
 # ---- time factors -----------------------------------------------------------------------------
+
 
 def _source(mode: AbstractPulse, t, norm):
     """g_u(t) = u^*(t) / sqrt(1 - int_{t0}^t |u|^2): the virtual source cavity's coupling, with
@@ -149,8 +180,8 @@ def _detector(mode: AbstractPulse, t, norm):
 
 
 _ROLES = {
-    "root": lambda pulse, t, norm: safe_sqrt(pulse(t)),   # sqrt(u(t)): a controlled port rate's amplitude
-    "value": lambda pulse, t, norm: pulse(t),             # u(t): a frequency shift or a coupling's modulation
+    "root": lambda pulse, t, norm: safe_sqrt(pulse(t)),  # sqrt(u(t)): a controlled port rate's amplitude
+    "value": lambda pulse, t, norm: pulse(t),  # u(t): a frequency shift or a coupling's modulation
     "source": _source,
     "detector": _detector,
 }
@@ -222,6 +253,7 @@ def _complex_scalar(value: float):
 
 
 # ---- the model --------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, eq=False)
 class LindbladModel:
@@ -315,8 +347,15 @@ def _cross(l2: Operator, l1: Operator) -> Operator:
     return (x - x.dag()).scale(-0.5j)
 
 
-def _cascade(network: Network, space: Space, atoms: ParameterAtoms, times: _TimeSymbols, direction: str,
-             start: Operator | None, end: Operator | None) -> tuple[Operator, list[Operator], list[str], Operator]:
+def _cascade(
+    network: Network,
+    space: Space,
+    atoms: ParameterAtoms,
+    times: _TimeSymbols,
+    direction: str,
+    start: Operator | None,
+    end: Operator | None,
+) -> tuple[Operator, list[Operator], list[str], Operator]:
     """One direction's cascade of series products. Returns the main output's L, the link
     losses' L with their channel names, and the cascade's Hamiltonian."""
     elements = network.elements
@@ -356,17 +395,22 @@ def required_excitations(network: Network) -> int:
 def check_markov(network: Network, max_excitations: int | None) -> None:
     """Refuse what the Markov model cannot describe (scatterers, reflecting ends, a sector too
     small for the initial state and inputs, two inputs or outputs at one end)."""
-    require(not network.scatterers,
-            "Markov model: scatterers (joints, mirrors) make the network non-Markovian; "
-            "use representation='delay'")
+    require(
+        not network.scatterers,
+        "Markov model: scatterers (joints, mirrors) make the network non-Markovian; use representation='delay'",
+    )
     r_end = concrete(network.end_reflections)
-    require(r_end is None or not np.any(np.abs(r_end) > 0),
-            "Markov model: reflecting waveguide ends make the network non-Markovian; use representation='delay'")
+    require(
+        r_end is None or not np.any(np.abs(r_end) > 0),
+        "Markov model: reflecting waveguide ends make the network non-Markovian; use representation='delay'",
+    )
     need = required_excitations(network)
     if max_excitations is not None:
-        require(max_excitations >= need,
-                f"Markov model: the initial state and {len(network.inputs)} input photon(s) need "
-                f"{need} excitation(s) but the sector allows only {max_excitations}; raise max_excitations")
+        require(
+            max_excitations >= need,
+            f"Markov model: the initial state and {len(network.inputs)} input photon(s) need "
+            f"{need} excitation(s) but the sector allows only {max_excitations}; raise max_excitations",
+        )
     for kind, items in (("photon input", network.inputs), ("output mode", network.outputs)):
         for end in ("left", "right"):
             n = sum(1 for x in items if x.end == end)
@@ -383,10 +427,14 @@ def _require_buildable(network: Network, dims: list[int], max_excitations: int |
     port's dense D x D terms with every port before it, about P^2 D^3 operations."""
     dim = space_dimension(tuple(dims), max_excitations)
     ports = len(network.ports) + len(network.inputs) + len(network.outputs)
-    require_count(f"Markov model: {len(network.emitters)} emitters and {ports} ports on a space of {dim} states "
-                  "need dense operations to build", float(ports) ** 2 * float(dim) ** 3, _BUILD_OPERATIONS,
-                  "use representation='delay' (single excitation, any length), a smaller "
-                  + ("max_excitations" if max_excitations is not None else "network or an excitation sector"))
+    require_count(
+        f"Markov model: {len(network.emitters)} emitters and {ports} ports on a space of {dim} states "
+        "need dense operations to build",
+        float(ports) ** 2 * float(dim) ** 3,
+        _BUILD_OPERATIONS,
+        "use representation='delay' (single excitation, any length), a smaller "
+        + ("max_excitations" if max_excitations is not None else "network or an excitation sector"),
+    )
 
 
 def compile_markov(network: Network, *, max_excitations: int | None = 1) -> LindbladModel:
@@ -410,11 +458,12 @@ def compile_markov(network: Network, *, max_excitations: int | None = 1) -> Lind
     times = _TimeSymbols()
     # Time factors in a canonical order (by role, then name), not in the order the cascade meets
     # them, so that the kernel's pytree of pulses does not depend on the topology.
-    for role, names_in_role in (("root", {p.control for p in network.ports}),
-                                ("value", {e.detuning_control for e in network.emitters}
-                                 | {c.control for c in network.couplings}),
-                                ("source", {x.name for x in network.inputs}),
-                                ("detector", {x.name for x in network.outputs})):
+    for role, names_in_role in (
+        ("root", {p.control for p in network.ports}),
+        ("value", {e.detuning_control for e in network.emitters} | {c.control for c in network.couplings}),
+        ("source", {x.name for x in network.inputs}),
+        ("detector", {x.name for x in network.outputs}),
+    ):
         for name in sorted(n for n in names_in_role if n is not None):
             times(role, name)
 
@@ -422,10 +471,24 @@ def compile_markov(network: Network, *, max_excitations: int | None = 1) -> Lind
         x = next((x for x in items if x.end == end), None)
         return None if x is None else Operator.constant(space, space.destroy(x.name), times(role, x.name))
 
-    right, loss_r, names_r, h_r = _cascade(network, space, atoms, times, "R", virtual_cavity(network.inputs, "left", "source"),
-                                           virtual_cavity(network.outputs, "right", "detector"))
-    left, loss_l, names_l, h_l = _cascade(network, space, atoms, times, "L", virtual_cavity(network.inputs, "right", "source"),
-                                          virtual_cavity(network.outputs, "left", "detector"))
+    right, loss_r, names_r, h_r = _cascade(
+        network,
+        space,
+        atoms,
+        times,
+        "R",
+        virtual_cavity(network.inputs, "left", "source"),
+        virtual_cavity(network.outputs, "right", "detector"),
+    )
+    left, loss_l, names_l, h_l = _cascade(
+        network,
+        space,
+        atoms,
+        times,
+        "L",
+        virtual_cavity(network.inputs, "right", "source"),
+        virtual_cavity(network.outputs, "left", "detector"),
+    )
 
     H = h_r + h_l
     for j, e in enumerate(network.emitters):
@@ -446,19 +509,28 @@ def compile_markov(network: Network, *, max_excitations: int | None = 1) -> Lind
     channels += [Channel("left", "end", left)]
     channels += [Channel(nm, "loss", op) for nm, op in zip(names_l, loss_l)]
     for j, e in enumerate(network.emitters):
-        channels.append(Channel(f"decay:{e.name}", "decay",
-                                Operator.constant(space, space.destroy(e.name), atoms.symbol("decay", j))))
+        channels.append(
+            Channel(
+                f"decay:{e.name}", "decay", Operator.constant(space, space.destroy(e.name), atoms.symbol("decay", j))
+            )
+        )
     for j, e in enumerate(network.emitters):
-        channels.append(Channel(f"dephasing:{e.name}", "dephasing",
-                                Operator.constant(space, space.number(e.name), atoms.symbol("dephasing", j))))
+        channels.append(
+            Channel(
+                f"dephasing:{e.name}",
+                "dephasing",
+                Operator.constant(space, space.number(e.name), atoms.symbol("dephasing", j)),
+            )
+        )
 
     occupied = {x.name: 1 for x in network.inputs}
     components = [{**occupied, name: 1} for name in network.initial] or [occupied]
     initial_index = np.array([space.index(tuple(_occupation(space, c))) for c in components], dtype=int)
     # padded (amplitude 0 at index 0) so that initial states of a few components share a kernel
     initial_index = np.concatenate([initial_index, np.zeros(-len(initial_index) % 4, dtype=int)])
-    return LindbladModel(space, H, tuple(channels), atoms, tuple(times.recipes), initial_index,
-                         tuple(names), tuple(virtual))
+    return LindbladModel(
+        space, H, tuple(channels), atoms, tuple(times.recipes), initial_index, tuple(names), tuple(virtual)
+    )
 
 
 def _occupation(space: Space, occupied: dict[str, int]) -> list[int]:

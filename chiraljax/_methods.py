@@ -18,7 +18,6 @@ from typing import Any
 from ._errors import require
 from .kernels._lindblad import Stepping
 
-
 ADJOINTS = ("reverse", "forward")
 
 
@@ -49,19 +48,30 @@ class AbstractLindblad:
 
     def __post_init__(self) -> None:
         name = type(self).__name__
-        require(float(self.rtol) > 0 and float(self.atol) > 0,
-                f"{name}: rtol and atol must be positive, got rtol={self.rtol}, atol={self.atol}")
+        require(
+            float(self.rtol) > 0 and float(self.atol) > 0,
+            f"{name}: rtol and atol must be positive, got rtol={self.rtol}, atol={self.atol}",
+        )
         require(int(self.max_steps) >= 1, f"{name}: max_steps must be a positive integer, got {self.max_steps}")
-        require(self.steps is None or int(self.steps) >= 1,
-                f"{name}: steps must be a positive integer or None, got {self.steps}")
+        require(
+            self.steps is None or int(self.steps) >= 1,
+            f"{name}: steps must be a positive integer or None, got {self.steps}",
+        )
         require(self.adjoint in ADJOINTS, f"{name}: adjoint must be one of {', '.join(ADJOINTS)}, got {self.adjoint!r}")
         require(int(self.checkpoints) >= 1, f"{name}: checkpoints must be a positive integer, got {self.checkpoints}")
 
     def stepping(self, aligned: bool, batched: bool = False) -> Stepping:
         """The kernel's stepping: `aligned` save times (from n_save), a `batched` solve."""
-        return Stepping(float(self.rtol), float(self.atol), int(self.max_steps),
-                        None if self.steps is None else int(self.steps), aligned, int(self.checkpoints),
-                        self.adjoint, batched)
+        return Stepping(
+            float(self.rtol),
+            float(self.atol),
+            int(self.max_steps),
+            None if self.steps is None else int(self.steps),
+            aligned,
+            int(self.checkpoints),
+            self.adjoint,
+            batched,
+        )
 
 
 @dataclass(frozen=True)
@@ -77,8 +87,10 @@ class Sector(AbstractLindblad):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(self.max_excitations is None or int(self.max_excitations) >= 1,
-                f"Sector: max_excitations must be >= 1, got {self.max_excitations}")
+        require(
+            self.max_excitations is None or int(self.max_excitations) >= 1,
+            f"Sector: max_excitations must be >= 1, got {self.max_excitations}",
+        )
 
 
 @dataclass(frozen=True)
@@ -110,10 +122,14 @@ class Delay:
 
     def __post_init__(self) -> None:
         require(self.dt is None or float(self.dt) > 0, f"Delay: dt must be positive, got {self.dt}")
-        require(self.trajectories is None or int(self.trajectories) >= 1,
-                f"Delay: trajectories must be a positive integer, got {self.trajectories}")
-        require(self.max_delay is None or float(self.max_delay) > 0,
-                f"Delay: max_delay must be positive, got {self.max_delay}")
+        require(
+            self.trajectories is None or int(self.trajectories) >= 1,
+            f"Delay: trajectories must be a positive integer, got {self.trajectories}",
+        )
+        require(
+            self.max_delay is None or float(self.max_delay) > 0,
+            f"Delay: max_delay must be positive, got {self.max_delay}",
+        )
 
 
 Method = Sector | Full | Delay

@@ -24,7 +24,7 @@ rho = |c><c| + (1 - ||c||^2)|G><G| (THEORY.md section 5), so F = |<W|c>|^2 there
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax.numpy as jnp
 
@@ -83,8 +83,10 @@ def single_excitation_block(result: Result, names: Sequence[str]):
     if result.representation == "delay":
         c = (result.amplitudes[-1] if result.amplitudes is not None else result.final_state)[..., idx]
         return c[..., :, None] * jnp.conj(c[..., None, :])
-    require(result.representation == "sector",
-            "single_excitation_block: needs a 'sector' or 'delay' result; simulate with representation='sector'")
+    require(
+        result.representation == "sector",
+        "single_excitation_block: needs a 'sector' or 'delay' result; simulate with representation='sector'",
+    )
     rho = result.final_state
     return rho[..., 1 + idx[:, None], 1 + idx[None, :]]
 

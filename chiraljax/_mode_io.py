@@ -50,8 +50,10 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
     table = np.atleast_2d(table)
     if table.shape[0] and np.isnan(table[0]).all():
         table = table[1:]  # a header line
-    require(table.ndim == 2 and table.shape[1] in (2, 3) and table.shape[0] >= 2,
-            f"{path}: expected at least two rows of columns t, Re[, Im], got shape {table.shape}")
+    require(
+        table.ndim == 2 and table.shape[1] in (2, 3) and table.shape[0] >= 2,
+        f"{path}: expected at least two rows of columns t, Re[, Im], got shape {table.shape}",
+    )
     im = table[:, 2] if table.shape[1] == 3 else 0.0
     return table[:, 0], table[:, 1] + 1j * im
 
@@ -70,15 +72,19 @@ def load_mode(path: str | os.PathLike[str], *, normalise: bool = False, toleranc
     path = Path(path)
     require(path.is_file(), f"{path}: no such file")
     times, values = _read(path)
-    require(bool(np.all(np.isfinite(times))) and bool(np.all(np.isfinite(values))),
-            f"{path}: the samples contain NaN or infinity")
+    require(
+        bool(np.all(np.isfinite(times))) and bool(np.all(np.isfinite(values))),
+        f"{path}: the samples contain NaN or infinity",
+    )
     require(bool(np.all(np.diff(times) > 0)), f"{path}: the times must be strictly increasing")
     norm = sampled_norm(times, values)
     require(norm > 0, f"{path}: the mode is zero everywhere; a photon mode needs int |u|^2 dt = 1")
     if normalise:
         values = values / np.sqrt(norm)
     else:
-        require(abs(norm - 1.0) <= tolerance,
-                f"{path}: the mode has int |u|^2 dt = {norm:.9g}, not 1; normalise it (normalise=True) "
-                "or check the units of t and u")
+        require(
+            abs(norm - 1.0) <= tolerance,
+            f"{path}: the mode has int |u|^2 dt = {norm:.9g}, not 1; normalise it (normalise=True) "
+            "or check the units of t and u",
+        )
     return Sampled(times, values if np.iscomplexobj(values) and np.any(values.imag) else values.real)

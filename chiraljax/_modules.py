@@ -50,16 +50,17 @@ frequency of the photons, and a module's `detuning` is its offset from it.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._checks import concrete, require_finite
 from ._errors import require
 from ._network import Coupling, Emitter, Link, Network, Port, Scatterer
-from ._checks import concrete, require_finite
 from ._pulses import AbstractPulse, Constant, Scaled
 
 DIRECTIONS = ("right", "left")
@@ -113,9 +114,11 @@ class DataRelease(AbstractPulse):
         require_finite("DataRelease", kappa=kappa, gamma=gamma, t0=t0, sense=sense)
         k, g = concrete(kappa), concrete(gamma)
         if k is not None and g is not None:
-            require(0 < float(k) < float(g),
-                    f"DataRelease: kappa must lie in (0, gamma) = (0, {float(g)}), got {float(k)}; "
-                    "a qubit cannot release a photon faster than its waveguide rate")
+            require(
+                0 < float(k) < float(g),
+                f"DataRelease: kappa must lie in (0, gamma) = (0, {float(g)}), got {float(k)}; "
+                "a qubit cannot release a photon faster than its waveguide rate",
+            )
         self.kappa, self.gamma = jnp.asarray(kappa, dtype=float), jnp.asarray(gamma, dtype=float)
         self.t0, self.sense = jnp.asarray(t0, dtype=float), jnp.asarray(sense, dtype=float)
 
@@ -123,8 +126,11 @@ class DataRelease(AbstractPulse):
         x = 0.5 * self.kappa * self.sense * (t - self.t0)
         s = jax.nn.sigmoid(2.0 * x)
         r = self.kappa / self.gamma
-        return (jnp.sqrt(self.kappa * s) * (self.gamma - self.kappa * jnp.tanh(x))
-                / (2.0 * jnp.sqrt(self.gamma) * jnp.sqrt(1.0 - r * s)))
+        return (
+            jnp.sqrt(self.kappa * s)
+            * (self.gamma - self.kappa * jnp.tanh(x))
+            / (2.0 * jnp.sqrt(self.gamma) * jnp.sqrt(1.0 - r * s))
+        )
 
 
 def data_halt_time(fraction, kappa, gamma, t0=0.0):
@@ -185,15 +191,28 @@ class AbstractModule(eqx.Module):
         raise NotImplementedError
 
 
-def _module_fields(self, name, position, detuning, design_frequency, imbalance, shift, decay, dephasing,
-                   cancellation, exchange_error):
+def _module_fields(
+    self, name, position, detuning, design_frequency, imbalance, shift, decay, dephasing, cancellation, exchange_error
+):
     owner = f"module {name!r}"
-    require(isinstance(name, str) and name != "" and "-" not in name,
-            f"{owner}: name must be a non-empty string without '-'")
-    require(cancellation in CANCELLATIONS,
-            f"{owner}: cancellation must be one of {', '.join(CANCELLATIONS)}, got {cancellation!r}")
-    require_finite(owner, detuning=detuning, design_frequency=design_frequency, imbalance=imbalance,
-                  shift=shift, decay=decay, dephasing=dephasing, exchange_error=exchange_error)
+    require(
+        isinstance(name, str) and name != "" and "-" not in name,
+        f"{owner}: name must be a non-empty string without '-'",
+    )
+    require(
+        cancellation in CANCELLATIONS,
+        f"{owner}: cancellation must be one of {', '.join(CANCELLATIONS)}, got {cancellation!r}",
+    )
+    require_finite(
+        owner,
+        detuning=detuning,
+        design_frequency=design_frequency,
+        imbalance=imbalance,
+        shift=shift,
+        decay=decay,
+        dephasing=dephasing,
+        exchange_error=exchange_error,
+    )
     wq, eps = concrete(design_frequency), concrete(imbalance)
     if wq is not None:
         require(float(wq) > 0, f"{owner}: design_frequency must be positive (rad/ns), got {float(wq)}")
@@ -230,11 +249,34 @@ class TunableModule(AbstractModule):
     max_rate: Any
     cancellation: str = eqx.field(static=True)
 
-    def __init__(self, name: str, position: float, *, design_frequency, detuning=0.0, imbalance=0.0,
-                 shift=0.0, decay=0.0, dephasing=0.0, exchange_error=0.0, max_rate=1.0,
-                 cancellation: str = "exact"):
-        _module_fields(self, name, position, detuning, design_frequency, imbalance, shift, decay, dephasing,
-                       cancellation, exchange_error)
+    def __init__(
+        self,
+        name: str,
+        position: float,
+        *,
+        design_frequency,
+        detuning=0.0,
+        imbalance=0.0,
+        shift=0.0,
+        decay=0.0,
+        dephasing=0.0,
+        exchange_error=0.0,
+        max_rate=1.0,
+        cancellation: str = "exact",
+    ):
+        _module_fields(
+            self,
+            name,
+            position,
+            detuning,
+            design_frequency,
+            imbalance,
+            shift,
+            decay,
+            dephasing,
+            cancellation,
+            exchange_error,
+        )
         self.max_rate = jnp.asarray(max_rate, dtype=float)
 
     @property
@@ -266,10 +308,34 @@ class DataModule(AbstractModule):
     exchange_error: Any
     cancellation: str = eqx.field(static=True)
 
-    def __init__(self, name: str, position: float, *, gamma, design_frequency, detuning=0.0, imbalance=0.0,
-                 shift=0.0, decay=0.0, dephasing=0.0, exchange_error=0.0, cancellation: str = "exact"):
-        _module_fields(self, name, position, detuning, design_frequency, imbalance, shift, decay, dephasing,
-                       cancellation, exchange_error)
+    def __init__(
+        self,
+        name: str,
+        position: float,
+        *,
+        gamma,
+        design_frequency,
+        detuning=0.0,
+        imbalance=0.0,
+        shift=0.0,
+        decay=0.0,
+        dephasing=0.0,
+        exchange_error=0.0,
+        cancellation: str = "exact",
+    ):
+        _module_fields(
+            self,
+            name,
+            position,
+            detuning,
+            design_frequency,
+            imbalance,
+            shift,
+            decay,
+            dephasing,
+            cancellation,
+            exchange_error,
+        )
         g = concrete(gamma)
         if g is not None:
             require(np.isfinite(g) and float(g) > 0, f"module {name!r}: gamma must be positive, got {g}")
@@ -348,16 +414,22 @@ class ChiralLine(eqx.Module):
         names = [m.name for m in self.modules]
         require(len(set(names)) == len(names), f"ChiralLine: module names must be unique, got {names}")
         pos = [m.position for m in self.modules]
-        require(all(b - a > 2 * _POINT_SPACING for a, b in zip(pos, pos[1:])),
-                f"ChiralLine: modules must be in increasing position, at least {2 * _POINT_SPACING} apart; got {pos}")
+        require(
+            all(b - a > 2 * _POINT_SPACING for a, b in zip(pos, pos[1:])),
+            f"ChiralLine: modules must be in increasing position, at least {2 * _POINT_SPACING} apart; got {pos}",
+        )
         if interconnects is None:
             interconnects = [Interconnect() for _ in range(len(self.modules) - 1)]
         self.interconnects = tuple(interconnects)
-        require(len(self.interconnects) == len(self.modules) - 1,
-                f"ChiralLine: {len(self.modules)} modules need {len(self.modules) - 1} interconnects, "
-                f"got {len(self.interconnects)}")
-        require(representation in REPRESENTATIONS,
-                f"ChiralLine: representation must be 'markov' or 'delay', got {representation!r}")
+        require(
+            len(self.interconnects) == len(self.modules) - 1,
+            f"ChiralLine: {len(self.modules)} modules need {len(self.modules) - 1} interconnects, "
+            f"got {len(self.interconnects)}",
+        )
+        require(
+            representation in REPRESENTATIONS,
+            f"ChiralLine: representation must be 'markov' or 'delay', got {representation!r}",
+        )
         require_finite("ChiralLine", carrier=carrier, idle_detuning=idle_detuning)
         self.carrier = jnp.asarray(carrier, dtype=float)
         self.idle_detuning = jnp.asarray(idle_detuning, dtype=float)
@@ -405,27 +477,42 @@ class ChiralLine(eqx.Module):
         """phi of a module at the carrier."""
         return quarter_wave_phase(self.carrier, self.module(name).design_frequency)
 
-    def sub(self, *names: str) -> "ChiralLine":
+    def sub(self, *names: str) -> ChiralLine:
         """The line holding only the named modules (neighbours only: their interconnects are kept)."""
         idx = sorted(self.index(n) for n in names)
         require(idx == list(range(idx[0], idx[-1] + 1)), f"ChiralLine.sub: modules {names} must be neighbours")
-        return ChiralLine([self.modules[i] for i in idx], self.interconnects[idx[0]:idx[-1]], carrier=self.carrier,
-                          idle_detuning=self.idle_detuning, representation=self.representation)
+        return ChiralLine(
+            [self.modules[i] for i in idx],
+            self.interconnects[idx[0] : idx[-1]],
+            carrier=self.carrier,
+            idle_detuning=self.idle_detuning,
+            representation=self.representation,
+        )
 
-    def replace(self, **changes) -> "ChiralLine":
+    def replace(self, **changes) -> ChiralLine:
         """A copy with `modules`, `interconnects`, `carrier`, `idle_detuning` or
         `representation` replaced."""
-        kw = dict(modules=self.modules, interconnects=self.interconnects, carrier=self.carrier,
-                  idle_detuning=self.idle_detuning, representation=self.representation)
+        kw = dict(
+            modules=self.modules,
+            interconnects=self.interconnects,
+            carrier=self.carrier,
+            idle_detuning=self.idle_detuning,
+            representation=self.representation,
+        )
         kw.update(changes)
         modules, interconnects = kw.pop("modules"), kw.pop("interconnects")
         return ChiralLine(modules, interconnects, **kw)
 
     # ---- building the Network -----------------------------------------------------------
 
-    def network(self, drives: Mapping[str, AbstractPulse] | None = None, *,
-                initial: Mapping[str, Any] | None = None, active: tuple[str, ...] | None = None,
-                dark: tuple[str, ...] = ()) -> Network:
+    def network(
+        self,
+        drives: Mapping[str, AbstractPulse] | None = None,
+        *,
+        initial: Mapping[str, Any] | None = None,
+        active: tuple[str, ...] | None = None,
+        dark: tuple[str, ...] = (),
+    ) -> Network:
         """The Network of the line.
 
         **Arguments:**
@@ -468,8 +555,9 @@ class ChiralLine(eqx.Module):
                 j_cancel = (m.exchange_error - 0.5 * jnp.sin(phi_c)) * m.gamma * jnp.sqrt(scale_a * scale_b) * on
                 couplings.append(Coupling(f"{m.name}.QA", f"{m.name}.QB", j_cancel))
                 for q in ("A", "B"):
-                    emitters.append(Emitter(f"{m.name}.D{q}", detuning, m.decay, m.dephasing,
-                                            detuning_control=f"{m.name}.shift"))
+                    emitters.append(
+                        Emitter(f"{m.name}.D{q}", detuning, m.decay, m.dephasing, detuning_control=f"{m.name}.shift")
+                    )
                     couplings.append(Coupling(f"{m.name}.D{q}", f"{m.name}.Q{q}", 1j, control=f"{m.name}.drive"))
             for q, rate, dx in (("A", rates[0], 0.0), ("B", rates[1], _POINT_SPACING)):
                 ports.append(Port(f"{m.name}.p{q}", f"{m.name}.Q{q}", m.position + dx, rate, control=control))
@@ -491,16 +579,18 @@ class ChiralLine(eqx.Module):
             for j in range(n_joints):
                 scatterers.append(Scatterer(f"joint{k}.{j}", x0 + (x1 - x0) * (j + 1) * seg, ic.joints[j]))
             for _ in range(n_joints + 1):
-                links.append(Link(ic.delay * seg, ic.transmission ** seg, total_phase * seg))
+                links.append(Link(ic.delay * seg, ic.transmission**seg, total_phase * seg))
         # Links are listed module by module; with joints the scatterers interleave in position,
         # which is the order Network sorts elements in.
         amps = {e.name: 0.0 for e in emitters}
         for name, amp in (initial or {}).items():
-            require(name in amps, f"ChiralLine.network: initial names unknown emitter {name!r}; "
-                                  f"emitters: {', '.join(amps)}")
+            require(
+                name in amps, f"ChiralLine.network: initial names unknown emitter {name!r}; emitters: {', '.join(amps)}"
+            )
             amps[name] = amp
-        return Network(emitters, ports, links=links, scatterers=scatterers, couplings=couplings,
-                       controls=controls, initial=amps)
+        return Network(
+            emitters, ports, links=links, scatterers=scatterers, couplings=couplings, controls=controls, initial=amps
+        )
 
 
 def math_prod(factors):

@@ -17,7 +17,8 @@ coupling to a symmetric line).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -25,7 +26,6 @@ import numpy as np
 
 from ._checks import ValidationError, concrete, did_you_mean, require
 from ._pulses import AbstractPulse
-
 
 #: Characters that metric strings ("population:A1+B1"), wildcard parameter names
 #: ("emitters.*.dephasing") and --at NAME=VALUE use as separators, so no name may hold them.
@@ -36,11 +36,16 @@ RESERVED_IN_NAMES = "+:*=,[]"
 def _require_addressable(kind: str, name: Any) -> None:
     """A name must be a non-empty string without the separators of parameter paths and metric
     strings, or the name could not be addressed in a sweep, a metric or a network file."""
-    require(isinstance(name, str) and name.strip() != "", f"Network: every {kind} name must be a non-empty string, "
-                                                          f"got {name!r}")
+    require(
+        isinstance(name, str) and name.strip() != "",
+        f"Network: every {kind} name must be a non-empty string, got {name!r}",
+    )
     bad = sorted({c for c in name if c in RESERVED_IN_NAMES or c.isspace()})
-    require(not bad, f"Network: the {kind} name {name!r} contains {' '.join(repr(c) for c in bad)}, which metric "
-                     "strings and parameter names use as separators; use letters, digits, '_', '-' or '.'")
+    require(
+        not bad,
+        f"Network: the {kind} name {name!r} contains {' '.join(repr(c) for c in bad)}, which metric "
+        "strings and parameter names use as separators; use letters, digits, '_', '-' or '.'",
+    )
 
 
 def _require_known(name: str, known, message: str) -> None:
@@ -59,8 +64,7 @@ def _suggest(name: str, known) -> str:
 def _real(owner: str, field: str, value, *, low: float | None = None, high: float | None = None):
     arr = concrete(value)
     if arr is not None:
-        require(np.isrealobj(arr) or not np.any(np.iscomplex(arr)),
-                f"{owner}: {field} must be real, got {arr}")
+        require(np.isrealobj(arr) or not np.any(np.iscomplex(arr)), f"{owner}: {field} must be real, got {arr}")
         require(bool(np.all(np.isfinite(arr))), f"{owner}: {field} must be finite, got {arr}")
         if low is not None:
             require(bool(np.all(arr.real >= low)), f"{owner}: {field} must be >= {low}, got {arr.real}")
@@ -99,8 +103,17 @@ class Emitter(eqx.Module):
     levels: int = eqx.field(static=True)
     detuning_control: str | None = eqx.field(static=True)
 
-    def __init__(self, name: str, detuning=0.0, decay=0.0, dephasing=0.0, *, levels: int = 2,
-                 anharmonicity=0.0, detuning_control: str | None = None):
+    def __init__(
+        self,
+        name: str,
+        detuning=0.0,
+        decay=0.0,
+        dephasing=0.0,
+        *,
+        levels: int = 2,
+        anharmonicity=0.0,
+        detuning_control: str | None = None,
+    ):
         owner = f"Emitter {name!r}"
         require(isinstance(name, str) and name != "", "Emitter: name must be a non-empty string")
         require(int(levels) >= 2, f"{owner}: levels must be >= 2, got {levels}")
@@ -134,8 +147,9 @@ class Port(eqx.Module):
     right_fraction: Any
     control: str | None = eqx.field(static=True)
 
-    def __init__(self, name: str, emitter: str, position: float, rate=1.0, *, right_fraction=0.5,
-                 control: str | None = None):
+    def __init__(
+        self, name: str, emitter: str, position: float, rate=1.0, *, right_fraction=0.5, control: str | None = None
+    ):
         owner = f"Port {name!r}"
         self.name, self.emitter, self.position = name, emitter, float(position)
         self.rate = _real(owner, "rate", rate, low=0.0)
@@ -173,9 +187,11 @@ class Scatterer(eqx.Module):
         r, t = concrete(self.reflection), concrete(self.transmission_amplitude())
         if r is not None and t is not None:
             power = abs(complex(r)) ** 2 + abs(complex(t)) ** 2
-            require(power <= 1.0 + 1e-9,
-                    f"{owner}: |reflection|^2 + |transmission|^2 = {power:.6g} > 1, not a passive element; "
-                    "the scattering matrix must be unitary (= 1) or lossy (< 1)")
+            require(
+                power <= 1.0 + 1e-9,
+                f"{owner}: |reflection|^2 + |transmission|^2 = {power:.6g} > 1, not a passive element; "
+                "the scattering matrix must be unitary (= 1) or lossy (< 1)",
+            )
             require(abs(complex(t)) > 0 or abs(complex(r)) > 0, f"{owner}: reflection and transmission are both 0")
 
     @property
@@ -281,8 +297,20 @@ class Network(eqx.Module):
     initial: dict[str, Any]
     end_reflections: Any
 
-    def __init__(self, emitters, ports, *, links=None, scatterers=(), couplings=(), controls=None,
-                 inputs=(), outputs=(), initial=None, end_reflections=(0.0, 0.0)):
+    def __init__(
+        self,
+        emitters,
+        ports,
+        *,
+        links=None,
+        scatterers=(),
+        couplings=(),
+        controls=None,
+        inputs=(),
+        outputs=(),
+        initial=None,
+        end_reflections=(0.0, 0.0),
+    ):
         self.emitters = tuple(emitters)
         self.ports = tuple(ports)
         self.scatterers = tuple(scatterers)
@@ -298,9 +326,13 @@ class Network(eqx.Module):
 
     def _validate(self) -> None:
         names = [e.name for e in self.emitters]
-        for kind, items in (("emitter", names), ("port", [p.name for p in self.ports]),
-                            ("scatterer", [s.name for s in self.scatterers]), ("control", list(self.controls)),
-                            ("input/output", [x.name for x in self.inputs + self.outputs])):
+        for kind, items in (
+            ("emitter", names),
+            ("port", [p.name for p in self.ports]),
+            ("scatterer", [s.name for s in self.scatterers]),
+            ("control", list(self.controls)),
+            ("input/output", [x.name for x in self.inputs + self.outputs]),
+        ):
             for name in items:
                 _require_addressable(kind, name)
         known = dict.fromkeys(names)  # ordered, with O(1) membership
@@ -309,32 +341,45 @@ class Network(eqx.Module):
         for e in self.emitters:
             require(isinstance(e, Emitter), f"Network: emitters must be Emitter objects, got {type(e).__name__}")
             if e.detuning_control is not None:
-                _require_known(e.detuning_control, self.controls,
-                               f"Emitter {e.name!r}: unknown control {e.detuning_control!r}")
+                _require_known(
+                    e.detuning_control, self.controls, f"Emitter {e.name!r}: unknown control {e.detuning_control!r}"
+                )
         element_names = [p.name for p in self.ports] + [s.name for s in self.scatterers]
-        require(len(set(element_names)) == len(element_names),
-                f"Network: port and scatterer names must be unique, got {element_names}")
+        require(
+            len(set(element_names)) == len(element_names),
+            f"Network: port and scatterer names must be unique, got {element_names}",
+        )
         for p in self.ports:
             require(isinstance(p, Port), f"Network: ports must be Port objects, got {type(p).__name__}")
             _require_known(p.emitter, known, f"Port {p.name!r}: unknown emitter {p.emitter!r}")
             if p.control is not None:
                 _require_known(p.control, self.controls, f"Port {p.name!r}: unknown control {p.control!r}")
         positions = [el.position for el in self.elements]
-        require(len(set(positions)) == len(positions),
-                f"Network: two elements share a position ({positions}); every port and scatterer needs its own")
-        require(len(self.links) == max(len(positions) - 1, 0),
-                f"Network: {len(positions)} elements on the line need {max(len(positions) - 1, 0)} links, "
-                f"got {len(self.links)}")
+        require(
+            len(set(positions)) == len(positions),
+            f"Network: two elements share a position ({positions}); every port and scatterer needs its own",
+        )
+        require(
+            len(self.links) == max(len(positions) - 1, 0),
+            f"Network: {len(positions)} elements on the line need {max(len(positions) - 1, 0)} links, "
+            f"got {len(self.links)}",
+        )
         for c in self.couplings:
             for side in (c.a, c.b):
                 _require_known(side, known, f"Coupling {c.a!r}-{c.b!r}: unknown emitter {side!r}")
             if c.control is not None:
                 _require_known(c.control, self.controls, f"Coupling {c.a!r}-{c.b!r}: unknown control {c.control!r}")
         for name, pulse in self.controls.items():
-            require(isinstance(pulse, AbstractPulse), f"Network: control {name!r} must be a pulse, got {type(pulse).__name__}")
+            require(
+                isinstance(pulse, AbstractPulse),
+                f"Network: control {name!r} must be a pulse, got {type(pulse).__name__}",
+            )
         io_names = [x.name for x in self.inputs + self.outputs]
         require(len(set(io_names)) == len(io_names), f"Network: input/output names must be unique, got {io_names}")
-        require(not set(io_names) & set(names), f"Network: input/output names {set(io_names) & set(names)} clash with emitters")
+        require(
+            not set(io_names) & set(names),
+            f"Network: input/output names {set(io_names) & set(names)} clash with emitters",
+        )
         for name, amp in self.initial.items():
             _require_known(name, known, f"Network: initial state names unknown emitter {name!r}")
             a = concrete(amp)
@@ -345,8 +390,9 @@ class Network(eqx.Module):
             norm = float(sum(abs(complex(a)) ** 2 for a in amps))
             # The amplitudes are stored in the working precision (float32 rounds at ~1e-7).
             tolerance = max(1e-9, 10 * float(np.finfo(amps[0].dtype).eps))
-            require(abs(norm - 1.0) < tolerance,
-                    f"Network: initial amplitudes have norm^2 {norm:.12g}; normalise them to 1")
+            require(
+                abs(norm - 1.0) < tolerance, f"Network: initial amplitudes have norm^2 {norm:.12g}; normalise them to 1"
+            )
         r = concrete(self.end_reflections)
         if r is not None:
             require(r.shape == (2,), "Network: end_reflections must be a pair (r_left, r_right)")
@@ -398,27 +444,27 @@ class Network(eqx.Module):
         paths: dict[str, Any] = {}
         for i, e in enumerate(self.emitters):
             for f in ("detuning", "decay", "dephasing", "anharmonicity"):
-                paths[f"emitters.{e.name}.{f}"] = (lambda n, i=i, f=f: getattr(n.emitters[i], f))
+                paths[f"emitters.{e.name}.{f}"] = lambda n, i=i, f=f: getattr(n.emitters[i], f)
         for i, p in enumerate(self.ports):
             for f in ("rate", "right_fraction"):
-                paths[f"ports.{p.name}.{f}"] = (lambda n, i=i, f=f: getattr(n.ports[i], f))
+                paths[f"ports.{p.name}.{f}"] = lambda n, i=i, f=f: getattr(n.ports[i], f)
         for i, s in enumerate(self.scatterers):
             for f in ("reflection",) + (() if s.lossless else ("transmission",)):
-                paths[f"scatterers.{s.name}.{f}"] = (lambda n, i=i, f=f: getattr(n.scatterers[i], f))
+                paths[f"scatterers.{s.name}.{f}"] = lambda n, i=i, f=f: getattr(n.scatterers[i], f)
         for i, _ in enumerate(self.links):
             for f in ("delay", "transmission", "phase"):
-                paths[f"links.{i}.{f}"] = (lambda n, i=i, f=f: getattr(n.links[i], f))
+                paths[f"links.{i}.{f}"] = lambda n, i=i, f=f: getattr(n.links[i], f)
         for i, c in enumerate(self.couplings):
-            paths[f"couplings.{c.a}-{c.b}.strength"] = (lambda n, i=i: n.couplings[i].strength)
+            paths[f"couplings.{c.a}-{c.b}.strength"] = lambda n, i=i: n.couplings[i].strength
         for cname, pulse in self.controls.items():
-            for f, value in _pulse_fields(pulse):
-                paths[f"controls.{cname}.{f}"] = (lambda n, c=cname, f=f: _get_path(n.controls[c], f))
+            for f, _ in _pulse_fields(pulse):
+                paths[f"controls.{cname}.{f}"] = lambda n, c=cname, f=f: _get_path(n.controls[c], f)
         for k, x in enumerate(self.inputs):
-            for f, value in _pulse_fields(x.mode):
-                paths[f"inputs.{x.name}.{f}"] = (lambda n, k=k, f=f: _get_path(n.inputs[k].mode, f))
+            for f, _ in _pulse_fields(x.mode):
+                paths[f"inputs.{x.name}.{f}"] = lambda n, k=k, f=f: _get_path(n.inputs[k].mode, f)
         for k, x in enumerate(self.outputs):
-            for f, value in _pulse_fields(x.mode):
-                paths[f"outputs.{x.name}.{f}"] = (lambda n, k=k, f=f: _get_path(n.outputs[k].mode, f))
+            for f, _ in _pulse_fields(x.mode):
+                paths[f"outputs.{x.name}.{f}"] = lambda n, k=k, f=f: _get_path(n.outputs[k].mode, f)
         return paths
 
     def parameters(self) -> dict[str, Any]:
@@ -426,7 +472,7 @@ class Network(eqx.Module):
         `ports.A1.rate`, `controls.emit.kappa`."""
         return {name: get(self) for name, get in self._parameter_paths().items()}
 
-    def with_parameters(self, values: Mapping[str, Any]) -> "Network":
+    def with_parameters(self, values: Mapping[str, Any]) -> Network:
         """A copy with the named parameters replaced (values may be traced: use inside jit,
         vmap and grad). Unknown names are refused with the closest valid names; concrete values
         must be finite and inside the physical range of their kind (`PARAMETER_BOUNDS`; traced
@@ -435,14 +481,21 @@ class Network(eqx.Module):
         for name, value in values.items():
             if name not in paths:  # the suggestions are computed for a wrong name only
                 guess = did_you_mean(name, paths)
-                require(False, f"Network: no parameter {name!r}" + (f" ({guess.strip()})" if guess else "")
-                        + "; list them with network.parameters()")
+                require(
+                    False,
+                    f"Network: no parameter {name!r}"
+                    + (f" ({guess.strip()})" if guess else "")
+                    + "; list them with network.parameters()",
+                )
             _check_parameter_value(name, value)
         if not values:
             return self
         getters = [paths[name] for name in values]
-        return eqx.tree_at(lambda n: [g(n) for g in getters], self,
-                           [jnp.asarray(v, dtype=jnp.result_type(paths[name](self))) for name, v in values.items()])
+        return eqx.tree_at(
+            lambda n: [g(n) for g in getters],
+            self,
+            [jnp.asarray(v, dtype=jnp.result_type(paths[name](self))) for name, v in values.items()],
+        )
 
 
 #: Physical range of parameters, by the last part of the dotted name: (low, high), None = open.
@@ -461,8 +514,10 @@ PARAMETER_BOUNDS: dict[str, tuple[float | None, float | None]] = {
 #: unit, rates and frequencies in radians per time unit): the CF `units` of sweep coordinates.
 PARAMETER_UNITS: dict[str, str] = {
     **dict.fromkeys(("transmission", "right_fraction", "reflection", "factor", "amplitude"), "1"),
-    **dict.fromkeys(("decay", "dephasing", "rate", "kappa", "detuning", "strength", "anharmonicity", "gamma",
-                     "shift"), "rad/time_unit"),
+    **dict.fromkeys(
+        ("decay", "dephasing", "rate", "kappa", "detuning", "strength", "anharmonicity", "gamma", "shift"),
+        "rad/time_unit",
+    ),
     **dict.fromkeys(("delay", "t0", "t1", "width", "duration", "t_stop"), "time_unit"),
     "phase": "rad",
     "loss_db": "dB",

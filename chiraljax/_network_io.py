@@ -22,28 +22,43 @@ import dataclasses
 import json
 import math
 import os
+from collections.abc import Callable, Mapping
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
 from . import _documents as documents
-from ._files import write_text_atomic
-from ._provenance import provenance
 from ._errors import ValidationError, require
+from ._files import write_text_atomic
 from ._network import Coupling, Emitter, Link, Network, OutputMode, PhotonInput, Port, Scatterer
-from ._pulses import (AbstractPulse, Constant, Gaussian, GaussianMode, Halted, Sampled, Scaled,
-                      SechAbsorption, SechEmission, SechMode, Shifted)
-
+from ._provenance import provenance
+from ._pulses import (
+    AbstractPulse,
+    Constant,
+    Gaussian,
+    GaussianMode,
+    Halted,
+    Sampled,
+    Scaled,
+    SechAbsorption,
+    SechEmission,
+    SechMode,
+    Shifted,
+)
 
 # ---- values: how one field is read from and written to a document -----------------------------
 
+
 def _scalar(value, where: str) -> np.ndarray:
     arr = np.asarray(value)
-    require(arr.size == 1, f"{where}: holds an array of shape {arr.shape}; a file stores single "
-                           "values (save one member of a batch at a time)")
+    require(
+        arr.size == 1,
+        f"{where}: holds an array of shape {arr.shape}; a file stores single "
+        "values (save one member of a batch at a time)",
+    )
     return arr.reshape(())
 
 
@@ -73,10 +88,11 @@ _CODECS: dict[str, tuple[Callable, Callable]] = {
     "plain": (lambda v: v, _write_plain),
     "real": (float, _write_real),
     "complex": (_read_complex, _write_complex),
-    "reals": (lambda v: [float(x) for x in v],
-              lambda v, where: [float(x) for x in np.real(np.asarray(v)).ravel()]),
-    "complexes": (lambda v: np.asarray([_read_complex(x) for x in v]),
-                  lambda v, where: [_write_complex(x, where) for x in np.asarray(v).ravel()]),
+    "reals": (lambda v: [float(x) for x in v], lambda v, where: [float(x) for x in np.real(np.asarray(v)).ravel()]),
+    "complexes": (
+        lambda v: np.asarray([_read_complex(x) for x in v]),
+        lambda v, where: [_write_complex(x, where) for x in np.asarray(v).ravel()],
+    ),
     "pulse": (lambda v: _read_pulse(v), lambda v, where: _write_pulse(v, where)),
 }
 
@@ -114,16 +130,18 @@ def _read_pulse(doc: Mapping) -> AbstractPulse:
         from ._mode_io import load_mode
 
         path = Path(doc["file"]).expanduser()
-        return load_mode(path if path.is_absolute() else _DOCUMENT_FOLDER.get() / path,
-                         normalise=bool(doc.get("normalise", False)))
+        return load_mode(
+            path if path.is_absolute() else _DOCUMENT_FOLDER.get() / path, normalise=bool(doc.get("normalise", False))
+        )
     cls, fields = PULSE_SHAPES[doc["shape"]]
     return cls(**{f: _CODECS[fields[f]][0](v) for f, v in doc.items() if f != "shape"})
 
 
 def _write_pulse(pulse: AbstractPulse, where: str) -> dict:
-    require(type(pulse) in _SHAPE_OF,
-            f"{where}: a {type(pulse).__name__} pulse has no file form; files know the shapes "
-            f"{', '.join(PULSE_SHAPES)}")
+    require(
+        type(pulse) in _SHAPE_OF,
+        f"{where}: a {type(pulse).__name__} pulse has no file form; files know the shapes {', '.join(PULSE_SHAPES)}",
+    )
     name = _SHAPE_OF[type(pulse)]
     doc: dict[str, Any] = {"shape": name}
     for f, kind in PULSE_SHAPES[name][1].items():
@@ -134,12 +152,33 @@ def _write_pulse(pulse: AbstractPulse, where: str) -> dict:
 # ---- sections: list name -> class and the kinds of its fields -------------------------------------
 
 _SECTIONS: dict[str, tuple[type, dict[str, str]]] = {
-    "emitters": (Emitter, {"name": "plain", "detuning": "real", "decay": "real", "dephasing": "real",
-                           "levels": "plain", "anharmonicity": "real", "detuning_control": "plain"}),
-    "ports": (Port, {"name": "plain", "emitter": "plain", "position": "plain", "rate": "real",
-                     "right_fraction": "real", "control": "plain"}),
-    "scatterers": (Scatterer, {"name": "plain", "position": "plain", "reflection": "complex",
-                               "transmission": "complex"}),
+    "emitters": (
+        Emitter,
+        {
+            "name": "plain",
+            "detuning": "real",
+            "decay": "real",
+            "dephasing": "real",
+            "levels": "plain",
+            "anharmonicity": "real",
+            "detuning_control": "plain",
+        },
+    ),
+    "ports": (
+        Port,
+        {
+            "name": "plain",
+            "emitter": "plain",
+            "position": "plain",
+            "rate": "real",
+            "right_fraction": "real",
+            "control": "plain",
+        },
+    ),
+    "scatterers": (
+        Scatterer,
+        {"name": "plain", "position": "plain", "reflection": "complex", "transmission": "complex"},
+    ),
     "links": (Link, {"delay": "real", "transmission": "real", "phase": "real"}),
     "couplings": (Coupling, {"a": "plain", "b": "plain", "strength": "complex", "control": "plain"}),
     "inputs": (PhotonInput, {"name": "plain", "end": "plain", "mode": "pulse"}),
@@ -166,6 +205,7 @@ def _canonical_link(item: Mapping, where: str) -> dict:
 
 # ---- settings ---------------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class SimulationSettings:
     """The `[simulation]` table of a network file: arguments for `cj.simulate`.
@@ -190,8 +230,11 @@ class SimulationSettings:
 
     def simulate_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `cj.simulate` other than `t_span` (the fields that are set)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.name != "t_span" and getattr(self, f.name) is not None}
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name != "t_span" and getattr(self, f.name) is not None
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """The `[simulation]` table (fields that are set)."""
@@ -202,6 +245,7 @@ class SimulationSettings:
 
 
 # ---- document checks ----------------------------------------------------------------------------------
+
 
 @cache
 def _validator():
@@ -250,6 +294,7 @@ def validate_document(doc: Any) -> None:
 
 # ---- document <-> Network ------------------------------------------------------------------------------
 
+
 def _build(where: str, make: Callable[[], Any]):
     """Build one item, prefixing a ValidationError with the document path of the item."""
     try:
@@ -279,11 +324,20 @@ def network_from_dict(doc: Mapping) -> tuple[Network, SimulationSettings]:
                 item = _canonical_link(item, where)
             items.append(_build(where, lambda: cls(**{f: _CODECS[fields[f]][0](v) for f, v in item.items()})))
         parts[section] = items
-    controls = {name: _build(f"controls.{name}", lambda p=p: _read_pulse(p)) for name, p in doc.get("controls", {}).items()}
+    controls = {
+        name: _build(f"controls.{name}", lambda p=p: _read_pulse(p)) for name, p in doc.get("controls", {}).items()
+    }
     initial = {name: _read_complex(c) for name, c in doc.get("initial", {}).items()}
     end_reflections = [_read_complex(r) for r in doc.get("end_reflections", (0.0, 0.0))]
-    network = Network(parts.pop("emitters"), parts.pop("ports"), links=parts.pop("links") or None,
-                      controls=controls, initial=initial, end_reflections=end_reflections, **parts)
+    network = Network(
+        parts.pop("emitters"),
+        parts.pop("ports"),
+        links=parts.pop("links") or None,
+        controls=controls,
+        initial=initial,
+        end_reflections=end_reflections,
+        **parts,
+    )
     simulation = dict(doc.get("simulation", {}))
     if "t_span" in simulation:
         simulation["t_span"] = tuple(float(x) for x in simulation["t_span"])
@@ -330,6 +384,7 @@ def network_to_dict(network: Network, settings: SimulationSettings | None = None
 
 
 # ---- files ------------------------------------------------------------------------------------------------
+
 
 def _dump_json(doc) -> str:
     return json.dumps(doc, indent=2) + "\n"
@@ -385,6 +440,7 @@ def save_network(network: Network, path: str | os.PathLike, settings: Simulation
     - `settings`: written as the `[simulation]` table when given.
     """
     path = Path(path)
-    require(path.suffix.lower() in _DUMPS,
-            f"{path}: unknown file type {path.suffix!r}; name network files *.toml or *.json")
+    require(
+        path.suffix.lower() in _DUMPS, f"{path}: unknown file type {path.suffix!r}; name network files *.toml or *.json"
+    )
     write_text_atomic(path, _DUMPS[path.suffix.lower()](network_to_dict(network, settings)))

@@ -18,9 +18,9 @@ excitation number? do the L_k lower it?) never look at traced values.
 from __future__ import annotations
 
 import functools
-
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -90,7 +90,6 @@ class Term:
         return _key(self.fns)
 
 
-
 def _add_matrices(a, b):
     if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
         return a + b
@@ -129,40 +128,44 @@ class Operator:
         self.terms = tuple(merged.values())
 
     @classmethod
-    def constant(cls, space: Space, matrix: np.ndarray, coefficient: Any = 1.0) -> "Operator":
+    def constant(cls, space: Space, matrix: np.ndarray, coefficient: Any = 1.0) -> Operator:
         """c A with a constant NumPy matrix A and a coefficient: a number, a traced value or a
         callable of time (a pulse)."""
         matrix = np.asarray(matrix, dtype=complex)
-        require(matrix.shape == (space.dim, space.dim),
-                f"Operator: matrix of shape {matrix.shape} does not act on a space of dimension {space.dim}")
+        require(
+            matrix.shape == (space.dim, space.dim),
+            f"Operator: matrix of shape {matrix.shape} does not act on a space of dimension {space.dim}",
+        )
         pattern = np.abs(matrix) > 0
         if callable(coefficient) or isinstance(coefficient, Symbol):
             return cls(space, (Term((coefficient,), matrix, pattern),))
         return cls(space, (Term((), matrix, pattern),)).scale(coefficient)
 
     @classmethod
-    def zero(cls, space: Space) -> "Operator":
+    def zero(cls, space: Space) -> Operator:
         return cls(space, ())
 
-    def _check(self, other: "Operator") -> None:
-        require(other.space.dim == self.space.dim and other.space.names == self.space.names,
-                f"Operator: cannot combine operators on different spaces "
-                f"({self.space.names} of dim {self.space.dim} and {other.space.names} of dim {other.space.dim})")
+    def _check(self, other: Operator) -> None:
+        require(
+            other.space.dim == self.space.dim and other.space.names == self.space.names,
+            f"Operator: cannot combine operators on different spaces "
+            f"({self.space.names} of dim {self.space.dim} and {other.space.names} of dim {other.space.dim})",
+        )
 
-    def __add__(self, other: "Operator") -> "Operator":
+    def __add__(self, other: Operator) -> Operator:
         if not isinstance(other, Operator):
             return NotImplemented
         self._check(other)
         # self's terms are merged and nonzero already: only other's are keyed and checked
         return Operator(self.space, other.terms, _merged=self.terms)
 
-    def __neg__(self) -> "Operator":
+    def __neg__(self) -> Operator:
         return self.scale(-1.0)
 
-    def __sub__(self, other: "Operator") -> "Operator":
+    def __sub__(self, other: Operator) -> Operator:
         return self + (-other)
 
-    def scale(self, factor: Any) -> "Operator":
+    def scale(self, factor: Any) -> Operator:
         """Multiply by a scalar: a number, a traced value, a callable of time or a `Symbol`."""
         if callable(factor) or isinstance(factor, Symbol):
             return Operator(self.space, tuple(Term(t.fns + (factor,), t.matrix, t.pattern) for t in self.terms))
@@ -174,12 +177,12 @@ class Operator:
             return Operator(self.space, tuple(Term(t.fns, t.matrix * factor, t.pattern) for t in self.terms))
         return Operator(self.space, tuple(Term(t.fns, jnp.asarray(t.matrix) * factor, t.pattern) for t in self.terms))
 
-    def __mul__(self, factor: Any) -> "Operator":
+    def __mul__(self, factor: Any) -> Operator:
         return self.scale(factor)
 
     __rmul__ = __mul__
 
-    def __matmul__(self, other: "Operator") -> "Operator":
+    def __matmul__(self, other: Operator) -> Operator:
         if not isinstance(other, Operator):
             return NotImplemented
         self._check(other)
@@ -191,10 +194,12 @@ class Operator:
                     terms.append(Term(a.fns + b.fns, _matmul(a.matrix, b.matrix), pattern))
         return Operator(self.space, terms)
 
-    def dag(self) -> "Operator":
+    def dag(self) -> Operator:
         """The adjoint: sum_m mu_m(t)^* A_m^dag."""
-        return Operator(self.space, tuple(
-            Term(tuple(_conj_factor(f) for f in t.fns), t.matrix.conj().T, t.pattern.T) for t in self.terms))
+        return Operator(
+            self.space,
+            tuple(Term(tuple(_conj_factor(f) for f in t.fns), t.matrix.conj().T, t.pattern.T) for t in self.terms),
+        )
 
     @property
     def is_zero(self) -> bool:
@@ -236,8 +241,9 @@ def stack_operators(operators: Sequence[Operator]) -> tuple[list[Any], Callable[
     rows: list[list[tuple[int, bool]]] = []
     stacks = []
     for op in operators:
-        terms = op.terms or (Term((), np.zeros((op.space.dim, op.space.dim), complex),
-                                  np.zeros((op.space.dim, op.space.dim), bool)),)
+        terms = op.terms or (
+            Term((), np.zeros((op.space.dim, op.space.dim), complex), np.zeros((op.space.dim, op.space.dim), bool)),
+        )
         stacks.append(jnp.stack([jnp.asarray(t.matrix, dtype=complex) for t in terms]))
         for term in terms:
             row = []

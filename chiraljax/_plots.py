@@ -37,8 +37,7 @@ MAX_LINES = 8
 def _choose(name: str | None, options: list[str], what: str, default: str | None) -> str | None:
     if name is None:
         return default
-    require(name in options, f"{what} = {name!r}: not in the result; choose one of "
-                             f"{', '.join(options) or 'none'}")
+    require(name in options, f"{what} = {name!r}: not in the result; choose one of {', '.join(options) or 'none'}")
     return name
 
 
@@ -62,9 +61,16 @@ def _edges(values: np.ndarray) -> np.ndarray:
     return np.concatenate([[2 * values[0] - middle[0]], middle, [2 * values[-1] - middle[-1]]])
 
 
-def plot_sweep(dataset: xr.Dataset, *, metric: str | None = None, x: str | None = None,
-               y: str | None = None, at: Mapping[str, float] | None = None,
-               kind: str = "auto", ax: Any = None):
+def plot_sweep(
+    dataset: xr.Dataset,
+    *,
+    metric: str | None = None,
+    x: str | None = None,
+    y: str | None = None,
+    at: Mapping[str, float] | None = None,
+    kind: str = "auto",
+    ax: Any = None,
+):
     """Draw one metric of a sweep result.
 
     **Arguments:**
@@ -87,8 +93,7 @@ def plot_sweep(dataset: xr.Dataset, *, metric: str | None = None, x: str | None 
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    require(kind in ("auto", "heatmap", "lines"),
-            f"kind = {kind!r}: use 'auto', 'heatmap' or 'lines'")
+    require(kind in ("auto", "heatmap", "lines"), f"kind = {kind!r}: use 'auto', 'heatmap' or 'lines'")
     at = dict(at or {})
     metrics = list(dataset.data_vars)
     try:  # the order the metrics were given in, recorded by `sweep`
@@ -99,20 +104,25 @@ def plot_sweep(dataset: xr.Dataset, *, metric: str | None = None, x: str | None 
     metric = _choose(metric, metrics, "metric", metrics[0] if metrics else None)
     require(metric is not None, "the result holds no metric to plot")
     data = dataset[metric]
-    require(not bool(data.isnull().all()),
-            f"the metric {metric!r} is NaN at every point: nothing to draw (the solver failed there; "
-            "rerun the sweep with adaptive stepping or more steps)")
+    require(
+        not bool(data.isnull().all()),
+        f"the metric {metric!r} is NaN at every point: nothing to draw (the solver failed there; "
+        "rerun the sweep with adaptive stepping or more steps)",
+    )
     names = list(dict.fromkeys([*data.dims, *data.coords]))
     x = _choose(x, names, "x", names[0])
     wants_y = data.ndim >= 2 and len(names) > 1 and kind != "lines"
     y = _choose(y, names, "y", names[1] if wants_y else None)
-    require(kind != "heatmap" or (y is not None and data.ndim >= 2),
-            f"kind = 'heatmap' needs two grid parameters; the metric {metric!r} has dims "
-            f"{', '.join(map(str, data.dims))}")
+    require(
+        kind != "heatmap" or (y is not None and data.ndim >= 2),
+        f"kind = 'heatmap' needs two grid parameters; the metric {metric!r} has dims {', '.join(map(str, data.dims))}",
+    )
     require(y is None or y != x, f"x and y are both {x!r}; choose two different parameters")
     for name in at:
-        require(name in data.dims, f"at: {name!r} is not a grid dimension of the result; "
-                                   f"choose from {', '.join(map(str, data.dims))}")
+        require(
+            name in data.dims,
+            f"at: {name!r} is not a grid dimension of the result; choose from {', '.join(map(str, data.dims))}",
+        )
     if ax is None:
         fig, ax = plt.subplots(figsize=(6.4, 4.8), constrained_layout=True)
     else:
@@ -128,8 +138,7 @@ def plot_sweep(dataset: xr.Dataset, *, metric: str | None = None, x: str | None 
     elif y is not None and data.ndim >= 2 and kind != "lines":
         data, held = _hold(data, {dim_x, dim_y}, at)
         grid = data.transpose(dim_y, dim_x).values
-        mesh = ax.pcolormesh(_edges(data[x].values), _edges(data[y].values), grid,
-                             cmap="viridis", shading="flat")
+        mesh = ax.pcolormesh(_edges(data[x].values), _edges(data[y].values), grid, cmap="viridis", shading="flat")
         fig.colorbar(mesh, ax=ax, label=metric)
         ax.set_ylabel(y)
     else:
@@ -141,8 +150,7 @@ def plot_sweep(dataset: xr.Dataset, *, metric: str | None = None, x: str | None 
             picks = np.unique(np.linspace(0, data.sizes[dim_y] - 1, MAX_LINES).round().astype(int))
             for index in picks:
                 line = data.isel({dim_y: int(index)})
-                ax.plot(line[x].values, line.values, marker="o", ms=3,
-                        label=f"{y} = {line[y].item():.4g}")
+                ax.plot(line[x].values, line.values, marker="o", ms=3, label=f"{y} = {line[y].item():.4g}")
             ax.legend(fontsize="small")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
@@ -193,8 +201,11 @@ def plot_result(result: Any, kind: str = "populations", *, names: list[str] | No
         chosen = [i for i, n in enumerate(labels) if kind == "populations" or np.max(np.abs(data[:, i])) > 1e-12]
     else:
         unknown = [n for n in names if n not in labels]
-        require(not unknown, f"plot: no {'subsystem' if kind == 'populations' else 'channel'} "
-                             f"{', '.join(map(repr, unknown))}; known: {', '.join(labels)}")
+        require(
+            not unknown,
+            f"plot: no {'subsystem' if kind == 'populations' else 'channel'} "
+            f"{', '.join(map(repr, unknown))}; known: {', '.join(labels)}",
+        )
         chosen = [labels.index(n) for n in names]
     if ax is None:
         import matplotlib.pyplot as plt

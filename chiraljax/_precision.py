@@ -19,9 +19,7 @@ _CHOICES = ("float64", "float32")
 def _configure() -> str:
     choice = os.environ.get("CHIRALJAX_PRECISION", "float64").strip().lower()
     if choice not in _CHOICES:
-        raise ValueError(
-            f"CHIRALJAX_PRECISION={choice!r} is not understood: use one of {', '.join(_CHOICES)}"
-        )
+        raise ValueError(f"CHIRALJAX_PRECISION={choice!r} is not understood: use one of {', '.join(_CHOICES)}")
     jax.config.update("jax_enable_x64", choice == "float64")
     return choice
 

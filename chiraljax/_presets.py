@@ -32,15 +32,24 @@ from ._modules import ChiralLine, DataModule, Interconnect, TunableModule
 from ._protocols import PulsePlan
 
 _MODULE_FIELDS = {
-    "data": ({"gamma", "design_frequency"}, {"detuning", "imbalance", "shift", "decay", "dephasing",
-                                             "exchange_error", "cancellation"}),
-    "tunable": ({"design_frequency"}, {"detuning", "imbalance", "shift", "decay", "dephasing", "exchange_error",
-                                       "max_rate", "cancellation"}),
+    "data": (
+        {"gamma", "design_frequency"},
+        {"detuning", "imbalance", "shift", "decay", "dephasing", "exchange_error", "cancellation"},
+    ),
+    "tunable": (
+        {"design_frequency"},
+        {"detuning", "imbalance", "shift", "decay", "dephasing", "exchange_error", "max_rate", "cancellation"},
+    ),
 }
 _VARIANTS = {"data": DataModule, "tunable": TunableModule}
 # The [shaping] table: field -> (default, type, lowest allowed value).
-_SHAPING = {"knots": (12, int, 2), "max_drive": (None, float, 0.0), "steps": (64, int, 1),
-            "correction_knots": (0, int, 0), "max_correction": (0.0, float, 0.0)}
+_SHAPING = {
+    "knots": (12, int, 2),
+    "max_drive": (None, float, 0.0),
+    "steps": (64, int, 1),
+    "correction_knots": (0, int, 0),
+    "max_correction": (0.0, float, 0.0),
+}
 
 
 @dataclass(frozen=True)
@@ -83,32 +92,43 @@ def _module(spec: dict, defaults: dict, k: int):
     missing = needed - set(merged)
     require(not missing, f"{where} ({name!r}): missing {', '.join(sorted(missing))}")
     unknown = set(merged) - needed - optional
-    require(not unknown, f"{where} ({name!r}): unknown field(s) {', '.join(sorted(unknown))} for variant "
-                         f"{variant!r}; allowed: {', '.join(sorted(needed | optional))}")
+    require(
+        not unknown,
+        f"{where} ({name!r}): unknown field(s) {', '.join(sorted(unknown))} for variant "
+        f"{variant!r}; allowed: {', '.join(sorted(needed | optional))}",
+    )
     return _VARIANTS[variant](name, float(position), **merged)
 
 
 def _interconnect(spec: dict, k: int) -> Interconnect:
     allowed = {"delay", "transmission", "phase", "joints"}
     unknown = set(spec) - allowed
-    require(not unknown, f"preset: interconnects[{k}]: unknown field(s) {', '.join(sorted(unknown))}; "
-                         f"allowed: {', '.join(sorted(allowed))}")
+    require(
+        not unknown,
+        f"preset: interconnects[{k}]: unknown field(s) {', '.join(sorted(unknown))}; "
+        f"allowed: {', '.join(sorted(allowed))}",
+    )
     joints = [complex(j[0], j[1]) if isinstance(j, list) else complex(j) for j in spec.get("joints", [])]
     return Interconnect(spec.get("delay", 0.0), spec.get("transmission", 1.0), spec.get("phase", 0.0), joints)
 
 
 def _shaping(spec: dict) -> dict[str, Any]:
     unknown = set(spec) - set(_SHAPING)
-    require(not unknown, f"preset: [shaping]: unknown field(s) {', '.join(sorted(unknown))}; "
-                         f"allowed: {', '.join(_SHAPING)}")
+    require(
+        not unknown, f"preset: [shaping]: unknown field(s) {', '.join(sorted(unknown))}; allowed: {', '.join(_SHAPING)}"
+    )
     out = {}
     for key, (default, kind, low) in _SHAPING.items():
         value = spec.get(key, default)
         if value is not None:
-            require(isinstance(value, (int, float)) and not isinstance(value, bool) and value >= low
-                    and (kind is float or float(value).is_integer()),
-                    f"preset: [shaping]: {key} must be {'an integer' if kind is int else 'a number'} >= {low}, "
-                    f"got {value!r}")
+            require(
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and value >= low
+                and (kind is float or float(value).is_integer()),
+                f"preset: [shaping]: {key} must be {'an integer' if kind is int else 'a number'} >= {low}, "
+                f"got {value!r}",
+            )
             value = kind(value)
         out[key] = value
     return out
@@ -123,24 +143,38 @@ def preset_from_dict(data: dict, source: str = "") -> Preset:
     modules = [_module(m, defaults, k) for k, m in enumerate(data["modules"])]
     ics = [_interconnect(ic, k) for k, ic in enumerate(data.get("interconnects", []))]
     require("carrier" in line_spec, "preset: [line] needs 'carrier' (rad/ns)")
-    line = ChiralLine(modules, ics or None, carrier=line_spec["carrier"],
-                      idle_detuning=line_spec.get("idle_detuning", 0.0),
-                      representation=line_spec.get("representation", "markov"))
+    line = ChiralLine(
+        modules,
+        ics or None,
+        carrier=line_spec["carrier"],
+        idle_detuning=line_spec.get("idle_detuning", 0.0),
+        representation=line_spec.get("representation", "markov"),
+    )
     pulses = dict(data["pulses"])
     require("kappa" in pulses, "preset: [pulses] needs 'kappa' (rad/ns)")
     try:
         plan = PulsePlan(**pulses)
     except TypeError as err:
-        raise ValidationError(f"preset: [pulses]: {err}; allowed: kappa, t0, receiver_kappa, receiver_timing, "
-                              "lead, window, n_save") from None
+        raise ValidationError(
+            f"preset: [pulses]: {err}; allowed: kappa, t0, receiver_kappa, receiver_timing, lead, window, n_save"
+        ) from None
     sender = meta.get("sender", line.names[0])
     receiver = meta.get("receiver")
     line.index(sender)
     if receiver is not None:
         line.index(receiver)
-    return Preset(meta.get("name", source), meta.get("description", ""), line, plan, sender, receiver,
-                  dict(data.get("measured", {})), tuple(meta.get("tuned", ())), source,
-                  _shaping(dict(data.get("shaping", {}))))
+    return Preset(
+        meta.get("name", source),
+        meta.get("description", ""),
+        line,
+        plan,
+        sender,
+        receiver,
+        dict(data.get("measured", {})),
+        tuple(meta.get("tuned", ())),
+        source,
+        _shaping(dict(data.get("shaping", {}))),
+    )
 
 
 def load_preset(name_or_path: str | Path) -> Preset:
@@ -153,9 +187,11 @@ def load_preset(name_or_path: str | Path) -> Preset:
         text, source = path.read_text(), str(path)
     else:
         names = available_presets()
-        require(str(name_or_path) in names,
-                f"preset {str(name_or_path)!r} not found; embedded presets: {', '.join(names)} "
-                "(or give the path of a .toml file)")
+        require(
+            str(name_or_path) in names,
+            f"preset {str(name_or_path)!r} not found; embedded presets: {', '.join(names)} "
+            "(or give the path of a .toml file)",
+        )
         text = resources.files("chiraljax.presets").joinpath(f"{name_or_path}.toml").read_text()
         source = f"chiraljax/presets/{name_or_path}.toml"
     try:

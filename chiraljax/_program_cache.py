@@ -20,8 +20,9 @@ import dataclasses
 import functools
 import hashlib
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -78,8 +79,17 @@ def _aval(x) -> tuple:
 
 @functools.lru_cache(maxsize=256)
 def _key(name: str, statics: Any, treedef, avals: tuple) -> str:
-    text = repr((name, statics, str(treedef), [(tuple(s), str(d), bool(w)) for s, d, w in avals],
-                 jax.__version__, jax.default_backend(), _source_hash()))
+    text = repr(
+        (
+            name,
+            statics,
+            str(treedef),
+            [(tuple(s), str(d), bool(w)) for s, d, w in avals],
+            jax.__version__,
+            jax.default_backend(),
+            _source_hash(),
+        )
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
@@ -123,14 +133,14 @@ def _pack(leaves: list, dtypes: tuple, places: tuple) -> list:
 
 def _unpack(arguments: tuple, dtypes: tuple, places: tuple) -> list:
     """The leaves again, inside the traced program (static slices of the vectors)."""
-    vectors, device = arguments[:len(dtypes)], arguments[len(dtypes):]
+    vectors, device = arguments[: len(dtypes)], arguments[len(dtypes) :]
     leaves = []
     for place in places:
         if place[0] == "device":
             leaves.append(device[place[1]])
         else:
             _, group, offset, shape = place
-            leaves.append(vectors[group][offset:offset + math.prod(shape)].reshape(shape))
+            leaves.append(vectors[group][offset : offset + math.prod(shape)].reshape(shape))
     return leaves
 
 
@@ -142,6 +152,7 @@ def _load_or_export(key: str, folder: Path, fn: Callable, treedef, leaves: list,
     if path.exists():
         exported = jax.export.deserialize(bytearray(path.read_bytes()))
     else:
+
         def flat(*arguments):
             return jax.tree.leaves(fn(*jax.tree.unflatten(treedef, _unpack(arguments, *packing))))
 

@@ -34,20 +34,37 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
-from ._errors import require
-from ._metrics import (absorption_efficiency, directionality, emitted, optimal_fraction, stored_population,
-                       w_fidelity, single_excitation_block, w_phase)
-from ._modules import (ChiralLine, Interconnect, absorption_drive, direction_sign, directional_state,
-                       emission_drive, halt_time, math_prod)
-from ._network import Network
 from ._checks import concrete
+from ._errors import require
+from ._metrics import (
+    absorption_efficiency,
+    directionality,
+    emitted,
+    optimal_fraction,
+    single_excitation_block,
+    stored_population,
+    w_fidelity,
+    w_phase,
+)
+from ._modules import (
+    ChiralLine,
+    Interconnect,
+    absorption_drive,
+    direction_sign,
+    directional_state,
+    emission_drive,
+    halt_time,
+    math_prod,
+)
+from ._network import Network
 from ._pulses import AbstractPulse, Halted, Shifted
 from ._result import Result
 from ._simulate import simulate
@@ -83,16 +100,29 @@ class PulsePlan(eqx.Module):
     window: float = eqx.field(static=True)
     n_save: int = eqx.field(static=True)
 
-    def __init__(self, kappa, t0=0.0, receiver_kappa=None, receiver_timing=0.0, lead: float = 6.0,
-                 window: float = 12.0, n_save: int = 201, receiver_drive: AbstractPulse | None = None):
+    def __init__(
+        self,
+        kappa,
+        t0=0.0,
+        receiver_kappa=None,
+        receiver_timing=0.0,
+        lead: float = 6.0,
+        window: float = 12.0,
+        n_save: int = 201,
+        receiver_drive: AbstractPulse | None = None,
+    ):
         rk = kappa if receiver_kappa is None else receiver_kappa
         for field_name, value in (("kappa", kappa), ("receiver_kappa", rk)):
             v = concrete(value)
-            require(v is None or (np.isfinite(v) and float(v) > 0),
-                    f"PulsePlan: {field_name} must be positive (rad/ns), got {value}")
+            require(
+                v is None or (np.isfinite(v) and float(v) > 0),
+                f"PulsePlan: {field_name} must be positive (rad/ns), got {value}",
+            )
         require(lead > 0 and window > 0 and n_save >= 2, "PulsePlan: lead and window must be > 0 and n_save >= 2")
-        require(receiver_drive is None or isinstance(receiver_drive, AbstractPulse),
-                f"PulsePlan: receiver_drive must be a pulse or None, got {type(receiver_drive).__name__}")
+        require(
+            receiver_drive is None or isinstance(receiver_drive, AbstractPulse),
+            f"PulsePlan: receiver_drive must be a pulse or None, got {type(receiver_drive).__name__}",
+        )
         self.receiver_drive = receiver_drive
         self.kappa, self.t0 = jnp.asarray(kappa, dtype=float), jnp.asarray(t0, dtype=float)
         self.receiver_kappa = jnp.asarray(rk, dtype=float)
@@ -103,13 +133,22 @@ class PulsePlan(eqx.Module):
         """(t0 - lead/kappa, t0 + window/kappa_min + extra) as floats."""
         k = min(float(self.kappa), float(self.receiver_kappa))
         t0 = float(self.t0)
-        return (t0 - self.lead / float(self.kappa),
-                t0 + self.window / k + float(extra) + abs(float(self.receiver_timing)))
+        return (
+            t0 - self.lead / float(self.kappa),
+            t0 + self.window / k + float(extra) + abs(float(self.receiver_timing)),
+        )
 
-    def replace(self, **changes) -> "PulsePlan":
-        kw = dict(kappa=self.kappa, t0=self.t0, receiver_kappa=self.receiver_kappa,
-                  receiver_timing=self.receiver_timing, lead=self.lead, window=self.window, n_save=self.n_save,
-                  receiver_drive=self.receiver_drive)
+    def replace(self, **changes) -> PulsePlan:
+        kw = dict(
+            kappa=self.kappa,
+            t0=self.t0,
+            receiver_kappa=self.receiver_kappa,
+            receiver_timing=self.receiver_timing,
+            lead=self.lead,
+            window=self.window,
+            n_save=self.n_save,
+            receiver_drive=self.receiver_drive,
+        )
         kw.update(changes)
         return PulsePlan(**kw)
 
@@ -192,15 +231,17 @@ def directional_emission(line: ChiralLine, sender: str, direction: str, plan: Pu
     direction_sign(direction)
     solo = line.sub(sender)
     module = solo.module(sender)
-    net = solo.network({sender: emission_drive(module, plan.kappa, plan.t0)},
-                       initial=directional_state(module, direction))
+    net = solo.network(
+        {sender: emission_drive(module, plan.kappa, plan.t0)}, initial=directional_state(module, direction)
+    )
     res = _run(net, plan, 0.0)
     p_r, p_l = float(emitted(res, "right")), float(emitted(res, "left"))
     return EmissionOutcome(direction, p_r, p_l, float(directionality(res, direction)), net, res)
 
 
-def transfer_network(line: ChiralLine, sender: str, receiver: str, plan: PulsePlan, *,
-                     dark: tuple[str, ...] = ()) -> Network:
+def transfer_network(
+    line: ChiralLine, sender: str, receiver: str, plan: PulsePlan, *, dark: tuple[str, ...] = ()
+) -> Network:
     """The network of a transfer: `sender` emits toward `receiver`, which absorbs; the rest idle."""
     direction = line.direction(sender, receiver)
     tx = line.module(sender)
@@ -214,8 +255,10 @@ def receiver_drive(line: ChiralLine, sender: str, receiver: str, plan: PulsePlan
     `plan.receiver_timing`."""
     if plan.receiver_drive is not None:
         return plan.receiver_drive
-    return Shifted(absorption_drive(line.module(receiver), plan.receiver_kappa, plan.t0),
-                   _clock(line, sender, receiver, plan, receiver))
+    return Shifted(
+        absorption_drive(line.module(receiver), plan.receiver_kappa, plan.t0),
+        _clock(line, sender, receiver, plan, receiver),
+    )
 
 
 def _beyond(line: ChiralLine, receiver: str, direction: str) -> tuple[str, ...]:
@@ -223,8 +266,9 @@ def _beyond(line: ChiralLine, receiver: str, direction: str) -> tuple[str, ...]:
     return line.names[i:] if direction == "right" else line.names[: i + 1]
 
 
-def transfer(line: ChiralLine, sender: str, receiver: str, plan: PulsePlan, *,
-             measure_incident: bool = True) -> TransferOutcome:
+def transfer(
+    line: ChiralLine, sender: str, receiver: str, plan: PulsePlan, *, measure_incident: bool = True
+) -> TransferOutcome:
     """Send the state of `sender` to `receiver` by time-symmetric emission and time-reversed
     absorption, past any idle modules between them (module docstring).
 
@@ -248,8 +292,18 @@ def transfer(line: ChiralLine, sender: str, receiver: str, plan: PulsePlan, *,
         inc_res = _run(transfer_network(line, sender, receiver, plan, dark=beyond), plan, extra)
         after = float(line.link_transmission(beyond[0], beyond[-1]))
         incident = float(emitted(inc_res, direction)) / after
-    return TransferOutcome(sender, receiver, direction, moved, incident,
-                           float(absorption_efficiency(moved, incident)), eta, net, res, inc_res)
+    return TransferOutcome(
+        sender,
+        receiver,
+        direction,
+        moved,
+        incident,
+        float(absorption_efficiency(moved, incident)),
+        eta,
+        net,
+        res,
+        inc_res,
+    )
 
 
 def _without(line: ChiralLine, keep: tuple[str, ...]) -> ChiralLine:
@@ -259,10 +313,14 @@ def _without(line: ChiralLine, keep: tuple[str, ...]) -> ChiralLine:
     merged = []
     for a, b in zip(idx, idx[1:]):
         parts = line.interconnects[a:b]
-        merged.append(Interconnect(sum(float(p.delay) for p in parts),
-                                   float(math_prod(p.transmission for p in parts)),
-                                   sum(float(p.phase) for p in parts),
-                                   np.concatenate([np.asarray(p.joints) for p in parts])))
+        merged.append(
+            Interconnect(
+                sum(float(p.delay) for p in parts),
+                float(math_prod(p.transmission for p in parts)),
+                sum(float(p.phase) for p in parts),
+                np.concatenate([np.asarray(p.joints) for p in parts]),
+            )
+        )
     return line.replace(modules=[line.modules[i] for i in idx], interconnects=merged)
 
 
@@ -282,14 +340,24 @@ def w_state_network(line: ChiralLine, sender: str, receiver: str, plan: PulsePla
     direction = line.direction(sender, receiver)
     tx = line.module(sender)
     t_stop = halt_time(tx, fraction, plan.kappa, plan.t0)
-    drives = {sender: Halted(emission_drive(tx, plan.kappa, plan.t0), t_stop),
-              receiver: Halted(receiver_drive(line, sender, receiver, plan),
-                               t_stop + _clock(line, sender, receiver, plan, receiver))}
+    drives = {
+        sender: Halted(emission_drive(tx, plan.kappa, plan.t0), t_stop),
+        receiver: Halted(
+            receiver_drive(line, sender, receiver, plan), t_stop + _clock(line, sender, receiver, plan, receiver)
+        ),
+    }
     return line.network(drives, initial=directional_state(tx, direction))
 
 
-def w_state(line: ChiralLine, sender: str, receiver: str, plan: PulsePlan, fraction: float | str = 0.5,
-            *, eta_eps: float | None = None) -> WStateOutcome:
+def w_state(
+    line: ChiralLine,
+    sender: str,
+    receiver: str,
+    plan: PulsePlan,
+    fraction: float | str = 0.5,
+    *,
+    eta_eps: float | None = None,
+) -> WStateOutcome:
     """Entangle `sender` and `receiver` in a W state by halted emission.
 
     **Arguments:**
@@ -301,20 +369,33 @@ def w_state(line: ChiralLine, sender: str, receiver: str, plan: PulsePlan, fract
     **Returns:** a `WStateOutcome`.
     """
     if fraction == "optimal":
-        require(eta_eps is not None and 0 < eta_eps <= 1,
-                "w_state: fraction='optimal' needs eta_eps in (0, 1] (the transfer efficiency)")
+        require(
+            eta_eps is not None and 0 < eta_eps <= 1,
+            "w_state: fraction='optimal' needs eta_eps in (0, 1] (the transfer efficiency)",
+        )
         fraction = float(optimal_fraction(eta_eps))
-    require(isinstance(fraction, (int, float)) and 0 < float(fraction) < 1,
-            f"w_state: fraction must lie in (0, 1) or be 'optimal', got {fraction!r}")
+    require(
+        isinstance(fraction, (int, float)) and 0 < float(fraction) < 1,
+        f"w_state: fraction must lie in (0, 1) or be 'optimal', got {fraction!r}",
+    )
     direction = line.direction(sender, receiver)
     net = w_state_network(line, sender, receiver, plan, fraction)
     res = _run(net, plan, line.arrival(sender, receiver))
     first, second = line.module(sender).storage, line.module(receiver).storage
     theta = 0.5 * math.pi * direction_sign(direction)
     block = single_excitation_block(res, first + second)
-    return WStateOutcome(sender, receiver, direction, float(w_fidelity(res, first, second, direction)),
-                         float(w_phase(block, theta, theta)), float(fraction),
-                         float(stored_population(res, first)), float(stored_population(res, second)), net, res)
+    return WStateOutcome(
+        sender,
+        receiver,
+        direction,
+        float(w_fidelity(res, first, second, direction)),
+        float(w_phase(block, theta, theta)),
+        float(fraction),
+        float(stored_population(res, first)),
+        float(stored_population(res, second)),
+        net,
+        res,
+    )
 
 
 # ---- error budget -------------------------------------------------------------------------
@@ -336,9 +417,14 @@ def _no_decoherence(line: ChiralLine, plan: PulsePlan):
 
 
 def _no_frequency_mismatch(line: ChiralLine, plan: PulsePlan):
-    mods = [eqx.tree_at(lambda m: (m.detuning, m.shift, m.design_frequency), m,
-                        (jnp.zeros(()), jnp.zeros(()), jnp.asarray(line.carrier, dtype=float)))
-            for m in line.modules]
+    mods = [
+        eqx.tree_at(
+            lambda m: (m.detuning, m.shift, m.design_frequency),
+            m,
+            (jnp.zeros(()), jnp.zeros(()), jnp.asarray(line.carrier, dtype=float)),
+        )
+        for m in line.modules
+    ]
     return line.replace(modules=mods), plan
 
 
@@ -389,8 +475,14 @@ def _metric(metric: str, line, sender, receiver, plan) -> float:
     return transfer(line, sender, receiver, plan, measure_incident=False).transfer_efficiency
 
 
-def error_budget(line: ChiralLine, sender: str, receiver: str, plan: PulsePlan, metric: str = "w_state",
-                 sources: dict[str, Callable] | None = None) -> ErrorBudget:
+def error_budget(
+    line: ChiralLine,
+    sender: str,
+    receiver: str,
+    plan: PulsePlan,
+    metric: str = "w_state",
+    sources: dict[str, Callable] | None = None,
+) -> ErrorBudget:
     """Split the infidelity of the W state (`metric='w_state'`) or the inefficiency of the
     transfer (`metric='transfer'`) over error sources by switching them off (2^n runs of one
     compiled model).

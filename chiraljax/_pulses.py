@@ -34,7 +34,7 @@ class AbstractPulse(eqx.Module):
         """Times at which u(t) jumps (empty for a smooth pulse)."""
         return ()
 
-    def __mul__(self, factor) -> "Scaled":
+    def __mul__(self, factor) -> Scaled:
         return Scaled(self, factor)
 
     __rmul__ = __mul__
@@ -112,8 +112,11 @@ class Gaussian(AbstractPulse):
         s = concrete(sigma)
         if s is not None:
             require(float(s) > 0, f"Gaussian: sigma must be positive, got {float(s)}")
-        self.amplitude, self.t0, self.sigma = (jnp.asarray(amplitude), jnp.asarray(t0, dtype=float),
-                                               jnp.asarray(sigma, dtype=float))
+        self.amplitude, self.t0, self.sigma = (
+            jnp.asarray(amplitude),
+            jnp.asarray(t0, dtype=float),
+            jnp.asarray(sigma, dtype=float),
+        )
 
     def __call__(self, t):
         return self.amplitude * jnp.exp(-0.5 * ((t - self.t0) / self.sigma) ** 2)
@@ -203,16 +206,19 @@ class Sampled(AbstractPulse):
             require(bool(np.all(np.diff(t) > 0)), "Sampled: times must be strictly increasing")
         v = concrete(values)
         if t is not None and v is not None:
-            require(v.shape[0] == t.shape[0] - (kind == "hold"),
-                    f"Sampled: {t.shape[0]} times need {t.shape[0] - (kind == 'hold')} values for kind={kind!r}, "
-                    f"got {v.shape[0]}")
+            require(
+                v.shape[0] == t.shape[0] - (kind == "hold"),
+                f"Sampled: {t.shape[0]} times need {t.shape[0] - (kind == 'hold')} values for kind={kind!r}, "
+                f"got {v.shape[0]}",
+            )
         self.times, self.values, self.kind = jnp.asarray(times, dtype=float), jnp.asarray(values), kind
 
     def __call__(self, t):
         inside = (t >= self.times[0]) & (t <= self.times[-1])
         if self.kind == "linear":
             value = jnp.interp(t, self.times, self.values.real) + (
-                1j * jnp.interp(t, self.times, self.values.imag) if jnp.iscomplexobj(self.values) else 0.0)
+                1j * jnp.interp(t, self.times, self.values.imag) if jnp.iscomplexobj(self.values) else 0.0
+            )
         else:
             k = jnp.clip(jnp.searchsorted(self.times, t, side="right") - 1, 0, self.values.shape[0] - 1)
             value = self.values[k]
@@ -222,4 +228,3 @@ class Sampled(AbstractPulse):
         if self.kind == "hold":
             return tuple(self.times[k] for k in range(self.times.shape[0]))
         return (self.times[0], self.times[-1])
-

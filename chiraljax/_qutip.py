@@ -52,23 +52,29 @@ def operator_matrix(op: Any, space: Space, what: str = "operator") -> np.ndarray
     full_dim = math.prod(space.dims)
     if _is_qobj(op):
         dims = [list(map(int, d)) for d in op.dims]
-        require(dims == [list(space.dims), list(space.dims)],
-                f"{what}: a Qobj with dims {dims} does not act on the subsystems {list(space.names)} "
-                f"(dims {[list(space.dims), list(space.dims)]})")
+        require(
+            dims == [list(space.dims), list(space.dims)],
+            f"{what}: a Qobj with dims {dims} does not act on the subsystems {list(space.names)} "
+            f"(dims {[list(space.dims), list(space.dims)]})",
+        )
         matrix = np.asarray(op.full(), dtype=complex)
     else:
         try:
             matrix = np.asarray(op, dtype=complex)
         except (TypeError, ValueError):
             raise ValidationError(f"{what}: expected a matrix or a qutip.Qobj, got {type(op).__name__}") from None
-    require(matrix.ndim == 2 and matrix.shape[0] == matrix.shape[1],
-            f"{what}: expected a square matrix, got shape {matrix.shape}")
+    require(
+        matrix.ndim == 2 and matrix.shape[0] == matrix.shape[1],
+        f"{what}: expected a square matrix, got shape {matrix.shape}",
+    )
     require(bool(np.all(np.isfinite(matrix))), f"{what}: the matrix holds NaN or infinity")
     if matrix.shape[0] == space.dim:
         return matrix
-    require(matrix.shape[0] == full_dim,
-            f"{what}: a {matrix.shape[0]} x {matrix.shape[0]} matrix fits neither the simulation's basis "
-            f"({space.dim} states) nor the full space of {list(space.names)} ({full_dim} states)")
+    require(
+        matrix.shape[0] == full_dim,
+        f"{what}: a {matrix.shape[0]} x {matrix.shape[0]} matrix fits neither the simulation's basis "
+        f"({space.dim} states) nor the full space of {list(space.names)} ({full_dim} states)",
+    )
     index = full_indices(space)
     return matrix[np.ix_(index, index)]
 
@@ -80,9 +86,11 @@ def embed(matrices: Any, space: Space) -> np.ndarray:
     full_dim = math.prod(space.dims)
     if not space.is_sector:
         return matrices
-    require(full_dim <= MAX_FULL_DIM,
-            f"the full space of {len(space.dims)} subsystems has {full_dim} states, too many to embed a state "
-            f"in; keep the sector basis (full=False)")
+    require(
+        full_dim <= MAX_FULL_DIM,
+        f"the full space of {len(space.dims)} subsystems has {full_dim} states, too many to embed a state "
+        f"in; keep the sector basis (full=False)",
+    )
     out = np.zeros(matrices.shape[:-2] + (full_dim, full_dim), dtype=matrices.dtype)
     index = full_indices(space)
     out[..., index[:, None], index[None, :]] = matrices

@@ -87,8 +87,7 @@ def plot_flux(results: dict[str, Result], path: Path) -> str:
     return _save(fig, path)
 
 
-def plot_w_bars(modelled: dict[str, dict[str, float]], measured: dict[str, tuple[float, float]],
-                path: Path) -> str:
+def plot_w_bars(modelled: dict[str, dict[str, float]], measured: dict[str, tuple[float, float]], path: Path) -> str:
     """Bars of the modelled W fidelities ({series: {direction: F}}) beside the measured ones
     (with their errors), per direction of the photon."""
     labels = ["left", "right"]
@@ -104,8 +103,7 @@ def plot_w_bars(modelled: dict[str, dict[str, float]], measured: dict[str, tuple
         else:
             meas = [measured.get(d, (np.nan, 0.0)) for d in labels]
             values = [m[0] for m in meas]
-            bars = ax.bar(x + offset, values, width, yerr=[m[1] for m in meas], capsize=4, label=name,
-                          color="0.35")
+            bars = ax.bar(x + offset, values, width, yerr=[m[1] for m in meas], capsize=4, label=name, color="0.35")
         ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=2)
     ax.axhspan(0.55, 0.70, color="grey", alpha=0.12, label="target band 0.55-0.70")
     ax.set_xticks(x, [f"photon travelling {d}" for d in labels])
@@ -178,20 +176,35 @@ def _fmt(v) -> str:
 
 def write_markdown(path: Path, results: dict[str, Any], figures: dict[str, str]) -> None:
     """The markdown report: comparison table, error budget, optimisation, notes, figures."""
-    lines = [f"# chiraljax reproduce: preset `{results['preset']}`", "",
-             results.get("description", ""), "",
-             f"Preset file: `{results.get('source', '')}` (its comments say which numbers come from the "
-             "paper, which are assumptions and which were tuned; tuned: "
-             f"{', '.join(results.get('tuned', [])) or 'none'}).", "",
-             "## Modelled beside measured", "", "| quantity | model | paper |", "|---|---|---|"]
+    lines = [
+        f"# chiraljax reproduce: preset `{results['preset']}`",
+        "",
+        results.get("description", ""),
+        "",
+        f"Preset file: `{results.get('source', '')}` (its comments say which numbers come from the "
+        "paper, which are assumptions and which were tuned; tuned: "
+        f"{', '.join(results.get('tuned', [])) or 'none'}).",
+        "",
+        "## Modelled beside measured",
+        "",
+        "| quantity | model | paper |",
+        "|---|---|---|",
+    ]
     for row in results["table"]:
         lines.append(f"| {row['quantity']} | {_fmt(row['model'])} | {row['paper']} |")
     budget = results.get("error_budget")
     if budget:
-        lines += ["", f"## Error budget of the W state (photon travelling right, {budget.get('receiver_drive', '')})", "",
-                  "Each source is switched off in all combinations (2^5 runs); its share is the mean gain "
-                  "from switching it off over all orders (Shapley), so the shares and the residual add up to "
-                  "the infidelity exactly.", "", "| source | share of 1 - F | gain if fixed alone |", "|---|---|---|"]
+        lines += [
+            "",
+            f"## Error budget of the W state (photon travelling right, {budget.get('receiver_drive', '')})",
+            "",
+            "Each source is switched off in all combinations (2^5 runs); its share is the mean gain "
+            "from switching it off over all orders (Shapley), so the shares and the residual add up to "
+            "the infidelity exactly.",
+            "",
+            "| source | share of 1 - F | gain if fixed alone |",
+            "|---|---|---|",
+        ]
         for k, v in budget["shares"].items():
             lines.append(f"| {k} | {v:.4f} | {budget['alone'][k]:.4f} |")
         lines.append(f"| residual (no listed source) | {budget['residual']:.4f} | |")
@@ -202,22 +215,31 @@ def write_markdown(path: Path, results: dict[str, Any], figures: dict[str, str])
         if opt.get("note"):
             lines.append(opt["note"])
         if opt.get("methods"):
-            lines += ["", f"Start (scripted drive): absorption efficiency {opt['start']:.3f}.", "",
-                      "| method | photon travelling | simulator evaluations | best absorption efficiency | seconds |",
-                      "|---|---|---|---|---|"]
+            lines += [
+                "",
+                f"Start (scripted drive): absorption efficiency {opt['start']:.3f}.",
+                "",
+                "| method | photon travelling | simulator evaluations | best absorption efficiency | seconds |",
+                "|---|---|---|---|---|",
+            ]
             for m in opt["methods"]:
-                lines.append(f"| {m['method']} | {m['direction']} | {m['evaluations']} | {m['value']:.3f} | "
-                             f"{m['seconds']:.1f} |")
+                lines.append(
+                    f"| {m['method']} | {m['direction']} | {m['evaluations']} | {m['value']:.3f} | {m['seconds']:.1f} |"
+                )
     sweep = results.get("sweep")
     if sweep:
         fid = np.asarray(sweep["w_fidelity"])
-        lines += ["", "## Hardware sweep", "",
-                  f"W fidelity (photon travelling right, the best receiver drive held fixed) on a "
-                  f"{fid.shape[0]} x {fid.shape[1]} grid of `{sweep['parameters'][0]}` (link power transmission, "
-                  f"{min(sweep['values'][0]):.2f} to {max(sweep['values'][0]):.2f}) and `{sweep['parameters'][1]}` "
-                  f"(receiver detuning, {min(sweep['values'][1]) * _MHZ:+.2f} to {max(sweep['values'][1]) * _MHZ:+.2f} "
-                  f"MHz x 2pi): from {fid.min():.3f} to {fid.max():.3f}; inside the 0.55-0.70 band at "
-                  f"{int(((fid >= 0.55) & (fid <= 0.70)).sum())} of {fid.size} points."]
+        lines += [
+            "",
+            "## Hardware sweep",
+            "",
+            f"W fidelity (photon travelling right, the best receiver drive held fixed) on a "
+            f"{fid.shape[0]} x {fid.shape[1]} grid of `{sweep['parameters'][0]}` (link power transmission, "
+            f"{min(sweep['values'][0]):.2f} to {max(sweep['values'][0]):.2f}) and `{sweep['parameters'][1]}` "
+            f"(receiver detuning, {min(sweep['values'][1]) * _MHZ:+.2f} to {max(sweep['values'][1]) * _MHZ:+.2f} "
+            f"MHz x 2pi): from {fid.min():.3f} to {fid.max():.3f}; inside the 0.55-0.70 band at "
+            f"{int(((fid >= 0.55) & (fid <= 0.70)).sum())} of {fid.size} points.",
+        ]
     timing = results.get("timing")
     if timing:
         lines += ["", "## Run time", "", ", ".join(f"{k} {v:.0f} s" for k, v in timing.items()) + "."]

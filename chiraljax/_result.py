@@ -87,13 +87,16 @@ class Result(eqx.Module):
         if index in (-1, len(np.asarray(self.ts)) - 1) and self.states is None:
             matrix = np.asarray(self.final_state)
         else:
-            require(self.states is not None,
-                    "Result: only the final state was kept; simulate with save_states=True for the others")
+            require(
+                self.states is not None,
+                "Result: only the final state was kept; simulate with save_states=True for the others",
+            )
             matrix = np.asarray(self.states)[index]
         return to_qobj(matrix, self.space, full)
 
-    def plot(self, kind: str = "populations", *, names: list[str] | None = None, ax: Any = None,
-             out: str | None = None):
+    def plot(
+        self, kind: str = "populations", *, names: list[str] | None = None, ax: Any = None, out: str | None = None
+    ):
         """Draw time traces: kind "populations", "fluxes" or "outputs" (`chiraljax._plots.
         plot_result`); with `out`, also write the figure there (format by suffix). Returns the
         matplotlib Figure."""
@@ -128,8 +131,7 @@ class Result(eqx.Module):
         return self.names.index(name)
 
     def _chan(self, name: str) -> int:
-        require(name in self.channel_names,
-                f"Result: no channel {name!r}; known: {', '.join(self.channel_names)}")
+        require(name in self.channel_names, f"Result: no channel {name!r}; known: {', '.join(self.channel_names)}")
         return self.channel_names.index(name)
 
     def population(self, name: str):

@@ -21,21 +21,31 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._checks import concrete
 from ._errors import ValidationError, require
 from ._limits import require_memory
 from ._lowering import MarkovArrays, MarkovLayout, lower, to_device
 from ._markov import Channel, LindbladModel, ParameterAtoms, check_markov, compile_markov, required_excitations
 from ._methods import METHODS, Delay, Full, Method, Sector
 from ._network import Network
-from ._checks import concrete
-from ._result import Result
 from ._program_cache import call_cached
+from ._result import Result
 from .kernels._lindblad import LindbladSolution, solve_markov
 from .kernels._runge_kutta import SAVES_PER_STEP
 
 REPRESENTATIONS = ("auto", "sector", "full", "delay")
-_LEGACY = ("representation", "rtol", "atol", "max_steps", "steps", "max_excitations", "dt", "key",
-           "n_trajectories", "max_delay")
+_LEGACY = (
+    "representation",
+    "rtol",
+    "atol",
+    "max_steps",
+    "steps",
+    "max_excitations",
+    "dt",
+    "key",
+    "n_trajectories",
+    "max_delay",
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,8 +94,10 @@ def auto_representation(network: Network) -> str:
 def _method_from_keywords(network: Network, options: dict[str, Any]) -> Method:
     """The method the shorthand keywords of `simulate` describe."""
     representation = options.pop("representation", None) or "auto"
-    require(representation in REPRESENTATIONS,
-            f"simulate: representation must be one of {', '.join(REPRESENTATIONS)}, got {representation!r}")
+    require(
+        representation in REPRESENTATIONS,
+        f"simulate: representation must be one of {', '.join(REPRESENTATIONS)}, got {representation!r}",
+    )
     if representation == "auto":
         representation = auto_representation(network)
     if representation == "delay":
@@ -116,23 +128,33 @@ def _e_ops_matrices(e_ops: Any, space) -> np.ndarray | None:
 
     items = list(e_ops.values()) if isinstance(e_ops, dict) else list(e_ops)
     require(len(items) >= 1, "simulate: e_ops is empty; give operators or leave it out")
-    return np.stack([operator_matrix(op, space, f"simulate: e_ops[{key!r}]") for key, op in
-                     zip(list(e_ops) if isinstance(e_ops, dict) else range(len(items)), items)])
+    return np.stack(
+        [
+            operator_matrix(op, space, f"simulate: e_ops[{key!r}]")
+            for key, op in zip(list(e_ops) if isinstance(e_ops, dict) else range(len(items)), items)
+        ]
+    )
 
 
-def _markov(network: Network, method: Sector | Full, t0, t1, ts, aligned: bool, e_ops: Any = None,
-            save_states: bool = False) -> Result:
+def _markov(
+    network: Network, method: Sector | Full, t0, t1, ts, aligned: bool, e_ops: Any = None, save_states: bool = False
+) -> Result:
     n_saves = int(np.shape(ts)[0])
-    require(method.steps is not None or n_saves <= SAVES_PER_STEP * method.max_steps,
-            f"simulate: {n_saves} save times need at least {-(-n_saves // SAVES_PER_STEP)} adaptive steps "
-            f"({SAVES_PER_STEP} per step), more than max_steps = {method.max_steps}; lower n_save or raise "
-            f"max_steps (method=cj.{type(method).__name__}(max_steps=...), or max_steps in the [simulation] "
-            "table of a network file)")
+    require(
+        method.steps is not None or n_saves <= SAVES_PER_STEP * method.max_steps,
+        f"simulate: {n_saves} save times need at least {-(-n_saves // SAVES_PER_STEP)} adaptive steps "
+        f"({SAVES_PER_STEP} per step), more than max_steps = {method.max_steps}; lower n_save or raise "
+        f"max_steps (method=cj.{type(method).__name__}(max_steps=...), or max_steps in the [simulation] "
+        "table of a network file)",
+    )
     if isinstance(method, Sector):
         need = required_excitations(network)
         k = need if method.max_excitations is None else int(method.max_excitations)
-        require(k >= need, f"Markov model: the initial state and {len(network.inputs)} input photon(s) need "
-                           f"{need} excitation(s) but the sector allows only {k}; raise max_excitations")
+        require(
+            k >= need,
+            f"Markov model: the initial state and {len(network.inputs)} input photon(s) need "
+            f"{need} excitation(s) but the sector allows only {k}; raise max_excitations",
+        )
     else:
         k = None
     check_markov(network, k)  # values may differ from those the cached plan was made with
@@ -142,11 +164,24 @@ def _markov(network: Network, method: Sector | Full, t0, t1, ts, aligned: bool, 
     stepping = method.stepping(aligned, any(_batched(x) for x in jax.tree.leaves(parameters)))
     stepping = stepping._replace(save_states=bool(save_states))
     e_mats = _e_ops_matrices(e_ops, model.space)
-    args = (plan.arrays, parameters, model.time_pulses(network), model.initial_amplitudes(network),
-            tuple(e.dephasing for e in network.emitters), t0, t1, ts, model.jump_times(network),
-            np.zeros((0, model.space.dim, model.space.dim), complex) if e_mats is None else e_mats)
-    out = call_cached("markov", functools.partial(solve_markov, layout=plan.layout, stepping=stepping), args,
-                      (plan.stable_layout, stepping))
+    args = (
+        plan.arrays,
+        parameters,
+        model.time_pulses(network),
+        model.initial_amplitudes(network),
+        tuple(e.dephasing for e in network.emitters),
+        t0,
+        t1,
+        ts,
+        model.jump_times(network),
+        np.zeros((0, model.space.dim, model.space.dim), complex) if e_mats is None else e_mats,
+    )
+    out = call_cached(
+        "markov",
+        functools.partial(solve_markov, layout=plan.layout, stepping=stepping),
+        args,
+        (plan.stable_layout, stepping),
+    )
     if out is None:
         sol, error, in_flight = solve_markov(*args, layout=plan.layout, stepping=stepping)
     else:
@@ -157,18 +192,33 @@ def _markov(network: Network, method: Sector | Full, t0, t1, ts, aligned: bool, 
             raise ValidationError(
                 f"simulate: the solver did not reach t1 = {t1} within max_steps = {method.max_steps} steps; "
                 f"raise it (method=cj.{name}(max_steps=...), or max_steps in the [simulation] table of a "
-                "network file) or loosen rtol/atol")
+                "network file) or loosen rtol/atol"
+            )
         raise ValidationError(
             "simulate: the solution is not finite (NaN or infinity); check that the input and output modes are "
-            f"normalised inside the window, or use smaller steps (method=cj.{name}(...))")
+            f"normalised inside the window, or use smaller steps (method=cj.{name}(...))"
+        )
     if not isinstance(sol.mode_norms, jax.core.Tracer):
         _check_mode_norms(model, np.asarray(sol.mode_norms), t0, t1)
     expect = None
     if e_mats is not None:
         expect = sol.expect if not isinstance(e_ops, dict) else dict(zip(e_ops, jnp.moveaxis(sol.expect, -1, 0)))
-    return Result(method.representation, sol.ts, model.space.names, sol.populations, tuple(c.name for c in plan.channels),
-                  tuple(c.kind for c in plan.channels), sol.fluxes, sol.outputs, sol.final_state,
-                  in_flight, error, space=model.space, expect=expect, states=sol.states)
+    return Result(
+        method.representation,
+        sol.ts,
+        model.space.names,
+        sol.populations,
+        tuple(c.name for c in plan.channels),
+        tuple(c.kind for c in plan.channels),
+        sol.fluxes,
+        sol.outputs,
+        sol.final_state,
+        in_flight,
+        error,
+        space=model.space,
+        expect=expect,
+        states=sol.states,
+    )
 
 
 _NORM_TOLERANCE = 1e-5
@@ -179,10 +229,12 @@ def _check_mode_norms(model: LindbladModel, norms: np.ndarray, t0, t1) -> None:
     virtual cavities would model something else than one photon in that mode."""
     names = [name for role, name in model.time_recipes if role in ("source", "detector")]
     for name, norm in zip(names, norms):
-        require(bool(np.isfinite(norm)) and abs(float(norm) - 1.0) <= _NORM_TOLERANCE,
-                f"simulate: the mode of {name!r} has int |u|^2 dt = {float(norm):.6g} over the window "
-                f"({float(t0)}, {float(t1)}); a photon mode must be normalised to 1 and lie inside the window "
-                "(widen t_span or normalise the mode)")
+        require(
+            bool(np.isfinite(norm)) and abs(float(norm) - 1.0) <= _NORM_TOLERANCE,
+            f"simulate: the mode of {name!r} has int |u|^2 dt = {float(norm):.6g} over the window "
+            f"({float(t0)}, {float(t1)}); a photon mode must be normalised to 1 and lie inside the window "
+            "(widen t_span or normalise the mode)",
+        )
 
 
 def _batched(x) -> bool:
@@ -203,8 +255,17 @@ def _delay_impl(network: Network, t0, t1, ts, plan, key) -> Result:
 _delay = eqx.filter_jit(_delay_impl)
 
 
-def simulate(network: Network, t_span: tuple[float, float], *, method: Method | None = None, ts: Any = None,
-             n_save: int = 201, e_ops: Any = None, save_states: bool = False, **options: Any) -> Result:
+def simulate(
+    network: Network,
+    t_span: tuple[float, float],
+    *,
+    method: Method | None = None,
+    ts: Any = None,
+    n_save: int = 201,
+    e_ops: Any = None,
+    save_states: bool = False,
+    **options: Any,
+) -> Result:
     """Simulate a Network over a time window.
 
     **Arguments:**
@@ -235,45 +296,69 @@ def simulate(network: Network, t_span: tuple[float, float], *, method: Method | 
     if method is None:
         method = _method_from_keywords(network, options)
     else:
-        require(isinstance(method, METHODS),
-                f"simulate: method must be cj.Sector, cj.Full or cj.Delay, got {type(method).__name__}")
+        require(
+            isinstance(method, METHODS),
+            f"simulate: method must be cj.Sector, cj.Full or cj.Delay, got {type(method).__name__}",
+        )
         require(not options, f"simulate: give the solver options ({', '.join(sorted(options))}) in method=, not both")
     require(len(t_span) == 2, f"simulate: t_span must be (t0, t1), got {t_span!r}")
     c0, c1 = concrete(t_span[0]), concrete(t_span[1])
     known = c0 is not None and c1 is not None
     if known:
-        require(bool(np.isfinite(c0)) and bool(np.isfinite(c1)) and float(c1) > float(c0),
-                f"simulate: t_span must be finite with t1 > t0, got {t_span!r}")
+        require(
+            bool(np.isfinite(c0)) and bool(np.isfinite(c1)) and float(c1) > float(c0),
+            f"simulate: t_span must be finite with t1 > t0, got {t_span!r}",
+        )
     aligned = ts is None
     if ts is not None:
         given = concrete(ts)
         if given is not None:
             given = np.asarray(given, dtype=float)
-            require(given.ndim == 1 and given.size >= 1, f"simulate: ts must be a 1-D array of save times, got shape "
-                                                         f"{given.shape}")
-            require(bool(np.all(np.isfinite(given))) and bool(np.all(np.diff(given) >= 0)),
-                    "simulate: ts must be finite and in increasing order")
+            require(
+                given.ndim == 1 and given.size >= 1,
+                f"simulate: ts must be a 1-D array of save times, got shape {given.shape}",
+            )
+            require(
+                bool(np.all(np.isfinite(given))) and bool(np.all(np.diff(given) >= 0)),
+                "simulate: ts must be finite and in increasing order",
+            )
             if known:
                 span = float(c1) - float(c0)
-                require(given[0] >= float(c0) - 1e-12 * span and given[-1] <= float(c1) + 1e-12 * span,
-                        f"simulate: the save times ts must lie in t_span = ({float(c0)}, {float(c1)}), "
-                        f"got {given[0]} .. {given[-1]}")
+                require(
+                    given[0] >= float(c0) - 1e-12 * span and given[-1] <= float(c1) + 1e-12 * span,
+                    f"simulate: the save times ts must lie in t_span = ({float(c0)}, {float(c1)}), "
+                    f"got {given[0]} .. {given[-1]}",
+                )
     if ts is None:
         require(int(n_save) >= 2, f"simulate: n_save must be >= 2, got {n_save}")
         _require_save_memory(network, int(n_save))
-        ts = (np.linspace(float(c0), float(c1), int(n_save)) if known
-              else jnp.linspace(jnp.asarray(t_span[0], dtype=float), jnp.asarray(t_span[1], dtype=float), int(n_save)))
+        ts = (
+            np.linspace(float(c0), float(c1), int(n_save))
+            if known
+            else jnp.linspace(jnp.asarray(t_span[0], dtype=float), jnp.asarray(t_span[1], dtype=float), int(n_save))
+        )
     if isinstance(method, Delay):
         from ._delay_model import plan_delay
 
-        require(e_ops is None and not save_states,
-                "simulate: e_ops and save_states need a density matrix, which the delay representation does not "
-                "carry (it reports amplitudes: Result.amplitudes); use method=cj.Sector() for a Markov network")
+        require(
+            e_ops is None and not save_states,
+            "simulate: e_ops and save_states need a density matrix, which the delay representation does not "
+            "carry (it reports amplitudes: Result.amplitudes); use method=cj.Sector() for a Markov network",
+        )
 
-        plan = plan_delay(network, t_span[0], t_span[1], None if aligned else ts, n_save=n_save, dt=method.dt,
-                          max_delay=method.max_delay, n_trajectories=method.trajectories)
+        plan = plan_delay(
+            network,
+            t_span[0],
+            t_span[1],
+            None if aligned else ts,
+            n_save=n_save,
+            dt=method.dt,
+            max_delay=method.max_delay,
+            n_trajectories=method.trajectories,
+        )
         t0, t1 = (jnp.asarray(x, dtype=float) for x in t_span)
         return _delay(network, t0, t1, jnp.asarray(ts, dtype=float), plan, method.key)
-    t0, t1 = (float(c0), float(c1)) if known else (jnp.asarray(t_span[0], dtype=float),
-                                                      jnp.asarray(t_span[1], dtype=float))
+    t0, t1 = (
+        (float(c0), float(c1)) if known else (jnp.asarray(t_span[0], dtype=float), jnp.asarray(t_span[1], dtype=float))
+    )
     return _markov(network, method, t0, t1, ts, aligned, e_ops, save_states)

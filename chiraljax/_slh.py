@@ -18,7 +18,8 @@ The operators may depend on time (tunable couplers); every rule holds pointwise 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -58,8 +59,9 @@ class SLH:
 
     __slots__ = ("S", "L", "H", "space")
 
-    def __init__(self, S, L: Sequence[Operator], H: Operator, *, space: Space | None = None,
-                 check_unitary: bool = True):
+    def __init__(
+        self, S, L: Sequence[Operator], H: Operator, *, space: Space | None = None, check_unitary: bool = True
+    ):
         if space is not None:
             H = _as_operator(H, space, "SLH: H")
             L = [_as_operator(op, space, f"SLH: L[{k}]") for k, op in enumerate(L)]
@@ -67,17 +69,19 @@ class SLH:
         if S.ndim == 0:
             S = S.reshape(1, 1)
         L = tuple(L)
-        require(S.ndim == 2 and S.shape[0] == S.shape[1],
-                f"SLH: S must be a square matrix, got shape {S.shape}")
-        require(S.shape[0] == len(L),
-                f"SLH: S is {S.shape[0]} x {S.shape[0]} but L has {len(L)} entries; they must match")
+        require(S.ndim == 2 and S.shape[0] == S.shape[1], f"SLH: S must be a square matrix, got shape {S.shape}")
+        require(
+            S.shape[0] == len(L), f"SLH: S is {S.shape[0]} x {S.shape[0]} but L has {len(L)} entries; they must match"
+        )
         for k, op in enumerate(L):
             require(isinstance(op, Operator), f"SLH: L[{k}] must be an Operator, got {type(op).__name__}")
             H._check(op)
         if check_unitary and is_known(S):
             s = np.asarray(S)
-            require(np.allclose(s.conj().T @ s, np.eye(len(s)), atol=1e-9),
-                    "SLH: S is not unitary (S^dag S != 1); model loss with a beam splitter to a discarded channel")
+            require(
+                np.allclose(s.conj().T @ s, np.eye(len(s)), atol=1e-9),
+                "SLH: S is not unitary (S^dag S != 1); model loss with a beam splitter to a discarded channel",
+            )
         self.S, self.L, self.H, self.space = S, L, H, H.space
 
     @property
@@ -86,13 +90,13 @@ class SLH:
         return len(self.L)
 
     @classmethod
-    def trivial(cls, space: Space, channels: int = 1) -> "SLH":
+    def trivial(cls, space: Space, channels: int = 1) -> SLH:
         """n channels passing through untouched: (1, 0, 0)."""
         zero = Operator.zero(space)
         return cls(jnp.eye(channels, dtype=complex), (zero,) * channels, zero)
 
     @classmethod
-    def scatterer(cls, space: Space, S) -> "SLH":
+    def scatterer(cls, space: Space, S) -> SLH:
         """A static c-number component (S, 0, 0): beam splitters, phase shifters, circulators."""
         S = jnp.asarray(S, dtype=complex)
         S = S.reshape(1, 1) if S.ndim == 0 else S
@@ -100,15 +104,15 @@ class SLH:
         return cls(S, (zero,) * S.shape[0], zero)
 
     @classmethod
-    def emitter(cls, space: Space, operator: Operator, hamiltonian: Operator | None = None) -> "SLH":
+    def emitter(cls, space: Space, operator: Operator, hamiltonian: Operator | None = None) -> SLH:
         """A one-channel component (1, L, H)."""
         return cls(jnp.eye(1, dtype=complex), (operator,), hamiltonian or Operator.zero(space))
 
-    def __lshift__(self, other: "SLH") -> "SLH":
+    def __lshift__(self, other: SLH) -> SLH:
         """`G2 << G1` is the series product G2 <| G1 (G1's outputs feed G2)."""
         return series(self, other)
 
-    def __add__(self, other: "SLH") -> "SLH":
+    def __add__(self, other: SLH) -> SLH:
         """`G1 + G2` is the concatenation G1 [+] G2."""
         return concat(self, other)
 
@@ -157,8 +161,10 @@ def series(g2: SLH, g1: SLH) -> SLH:
     """The series product G2 <| G1: the outputs of G1 feed the inputs of G2.
 
     (S2 S1, L2 + S2 L1, H1 + H2 + (1/2i)(L2^dag S2 L1 - L1^dag S2^dag L2))."""
-    require(g1.channels == g2.channels,
-            f"series: G1 has {g1.channels} channels and G2 has {g2.channels}; pad with SLH.trivial or concat")
+    require(
+        g1.channels == g2.channels,
+        f"series: G1 has {g1.channels} channels and G2 has {g2.channels}; pad with SLH.trivial or concat",
+    )
     g1.H._check(g2.H)
     space = g1.space
     n = g1.channels
@@ -185,7 +191,7 @@ def concat(*components: SLH) -> SLH:
     S = jnp.zeros((sum(sizes), sum(sizes)), dtype=complex)
     offset = 0
     for g, m in zip(components, sizes):
-        S = S.at[offset:offset + m, offset:offset + m].set(g.S)
+        S = S.at[offset : offset + m, offset : offset + m].set(g.S)
         offset += m
     return SLH(S, L, H, check_unitary=False)
 
@@ -205,8 +211,10 @@ def feedback(g: SLH, output: int, input: int) -> SLH:
     require(n >= 2, "feedback: needs a component with at least two channels")
     S = g.S
     if is_known(S[k, l]):
-        require(abs(complex(np.asarray(S[k, l])) - 1.0) > 1e-12,
-                f"feedback: S[{k},{l}] = 1 makes the loop singular (1 - S_kl = 0)")
+        require(
+            abs(complex(np.asarray(S[k, l])) - 1.0) > 1e-12,
+            f"feedback: S[{k},{l}] = 1 makes the loop singular (1 - S_kl = 0)",
+        )
     inv = 1.0 / (1.0 - S[k, l])
     rows = [i for i in range(n) if i != k]
     cols = [j for j in range(n) if j != l]
@@ -228,8 +236,10 @@ def beam_splitter(space: Space, transmission) -> SLH:
     Channel 0 carries the signal; channel 1 is the discarded (loss) port."""
     eta = jnp.asarray(transmission, dtype=float)
     if is_known(eta):
-        require(0.0 <= float(np.asarray(eta)) <= 1.0,
-                f"beam_splitter: transmission must lie in [0, 1] (a power ratio), got {float(np.asarray(eta))}")
+        require(
+            0.0 <= float(np.asarray(eta)) <= 1.0,
+            f"beam_splitter: transmission must lie in [0, 1] (a power ratio), got {float(np.asarray(eta))}",
+        )
     a, b = jnp.sqrt(eta), jnp.sqrt(1.0 - eta)
     return SLH.scatterer(space, jnp.array([[a, -b], [b, a]], dtype=complex))
 

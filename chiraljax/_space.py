@@ -74,25 +74,28 @@ class Space:
     _index: dict = field(default=None, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        require(len(self.names) == len(self.dims),
-                f"Space: {len(self.names)} names but {len(self.dims)} dims; give one of each per subsystem")
-        require(len(set(self.names)) == len(self.names),
-                f"Space: subsystem names must be unique, got {self.names}")
-        require(all(int(d) >= 2 for d in self.dims),
-                f"Space: every subsystem needs at least 2 levels, got dims {self.dims}")
+        require(
+            len(self.names) == len(self.dims),
+            f"Space: {len(self.names)} names but {len(self.dims)} dims; give one of each per subsystem",
+        )
+        require(len(set(self.names)) == len(self.names), f"Space: subsystem names must be unique, got {self.names}")
+        require(
+            all(int(d) >= 2 for d in self.dims), f"Space: every subsystem needs at least 2 levels, got dims {self.dims}"
+        )
         if self.max_excitations is None:
             size = int(np.prod(self.dims)) if self.dims else 1
-            require(size <= _FULL_SPACE_LIMIT,
-                    f"Space: the full space of {len(self.dims)} subsystems has {size} states, above "
-                    f"{_FULL_SPACE_LIMIT}; use max_excitations=k (an excitation sector) instead")
+            require(
+                size <= _FULL_SPACE_LIMIT,
+                f"Space: the full space of {len(self.dims)} subsystems has {size} states, above "
+                f"{_FULL_SPACE_LIMIT}; use max_excitations=k (an excitation sector) instead",
+            )
         else:
-            require(int(self.max_excitations) >= 0,
-                    f"Space: max_excitations must be >= 0, got {self.max_excitations}")
+            require(int(self.max_excitations) >= 0, f"Space: max_excitations must be >= 0, got {self.max_excitations}")
         basis = self._enumerate()
         object.__setattr__(self, "_index", {s: i for i, s in enumerate(basis)})
 
     @classmethod
-    def qubits(cls, names: tuple[str, ...] | list[str], max_excitations: int | None = None) -> "Space":
+    def qubits(cls, names: tuple[str, ...] | list[str], max_excitations: int | None = None) -> Space:
         """A space of two-level systems."""
         names = tuple(names)
         return cls(names, (2,) * len(names), max_excitations)

@@ -73,8 +73,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ._checks import ValidationError, did_you_mean, require
 from ._limits import require_memory
-from ._provenance import provenance
 from ._precision import PRECISION, real_dtype
+from ._provenance import provenance
 from ._sweep_store import (
     ChunkStore,
     check_output,
@@ -162,9 +162,7 @@ class Grid(AbstractAxis):
         try:
             array = np.asarray(values, dtype=np.float64)
         except (TypeError, ValueError):
-            raise ValidationError(
-                f"axis {name!r}: values must be real numbers, got {values!r}"
-            ) from None
+            raise ValidationError(f"axis {name!r}: values must be real numbers, got {values!r}") from None
         require(array.ndim == 1, f"axis {name!r}: values must be 1-d, got shape {array.shape}")
         require(array.size > 0, f"axis {name!r} is empty; give at least one value")
         bad = np.flatnonzero(~np.isfinite(array))
@@ -289,9 +287,7 @@ def _entropy(seed: int | None, key_entropy: list[int]) -> list[int]:
     return key_entropy if seed is None else [int(seed)]
 
 
-def _sample_stochastic(
-    axes: Sequence[AbstractAxis], key_entropy: list[int]
-) -> dict[str, np.ndarray]:
+def _sample_stochastic(axes: Sequence[AbstractAxis], key_entropy: list[int]) -> dict[str, np.ndarray]:
     """Draw the values of the random and quasi-random axes."""
     values: dict[str, np.ndarray] = {}
     for axis in axes:
@@ -364,9 +360,7 @@ def _check_known(names: Sequence[str], parameters: Collection[str] | None) -> No
     valid = sorted(parameters)
     for name in (name for name in names if name not in parameters):
         guess = did_you_mean(name, valid, n=5, cutoff=0.5)
-        raise ValidationError(
-            f"unknown parameter {name!r}: {guess}(valid names: {', '.join(valid)})"
-        )
+        raise ValidationError(f"unknown parameter {name!r}: {guess}(valid names: {', '.join(valid)})")
 
 
 def _check_fixed(fixed: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -432,8 +426,7 @@ def plan_sweep(
         sizes = {axis.name: axis.size for axis in axes}
         require(
             len(set(sizes.values())) == 1,
-            f"mode='zip' needs axes of equal length, got {sizes}; make them equal or use "
-            "mode='cartesian'",
+            f"mode='zip' needs axes of equal length, got {sizes}; make them equal or use mode='cartesian'",
         )
     else:
         sizes = {axis.name: axis.size for axis in axes if axis.stochastic}
@@ -455,8 +448,11 @@ def plan_sweep(
     shape = tuple(next(values[n].size for n in dim_of if dim_of[n] == d) for d in dims)
     n_points = math.prod(shape)
     # the index grid and one value per axis and point, then at least one result per point
-    require_memory(f"the sweep grid of {n_points:.4g} points ({' x '.join(str(n) for n in shape)})",
-                   8.0 * n_points * (2 * len(shape) + len(axes) + 1), "use fewer points per axis")
+    require_memory(
+        f"the sweep grid of {n_points:.4g} points ({' x '.join(str(n) for n in shape)})",
+        8.0 * n_points * (2 * len(shape) + len(axes) + 1),
+        "use fewer points per axis",
+    )
     index = np.indices(shape).reshape(len(shape), -1)
     points = {name: values[name][index[dims.index(dim_of[name])]] for name in dim_of}
     spec = {
@@ -502,9 +498,7 @@ def _jaxpr_bytes(jaxpr: Any) -> int:
     total = sum(math.prod(v.aval.shape) * v.aval.dtype.itemsize for v in inner.invars)
     for equation in inner.eqns:
         total += sum(
-            math.prod(v.aval.shape) * v.aval.dtype.itemsize
-            for v in equation.outvars
-            if hasattr(v.aval, "shape")
+            math.prod(v.aval.shape) * v.aval.dtype.itemsize for v in equation.outvars if hasattr(v.aval, "shape")
         )
         for param in equation.params.values():
             for sub in param if isinstance(param, (tuple, list)) else (param,):
@@ -543,8 +537,7 @@ def _probe(fn: Callable[..., Any], plan: SweepPlan) -> _Probe:
         )
         require(
             np.dtype(leaf.dtype).kind in "biuf",
-            f"metric {name!r} has dtype {leaf.dtype}; return real numbers (e.g. abs or real "
-            "of a complex amplitude)",
+            f"metric {name!r} has dtype {leaf.dtype}; return real numbers (e.g. abs or real of a complex amplitude)",
         )
     require(len(set(metrics)) == len(metrics), f"metric names {metrics} are not unique")
     digest = hashlib.sha256(_ADDRESS.sub("0x", str(jaxpr)).encode())
@@ -663,13 +656,8 @@ def _compile(
     def batched(points: dict[str, jax.Array], fixed: dict[str, jax.Array]) -> Any:
         return jax.vmap(lambda p: fn({**fixed, **p}))(points)
 
-    runner_jit = jax.jit(
-        batched, in_shardings=(points_sharding, replicated), out_shardings=replicated
-    )
-    point_types = {
-        name: jax.ShapeDtypeStruct((batch,), real_dtype(), sharding=points_sharding)
-        for name in plan.points
-    }
+    runner_jit = jax.jit(batched, in_shardings=(points_sharding, replicated), out_shardings=replicated)
+    point_types = {name: jax.ShapeDtypeStruct((batch,), real_dtype(), sharding=points_sharding) for name in plan.points}
     start = time.perf_counter()
     compiled = runner_jit.lower(point_types, plan.fixed).compile()
     compile_time = time.perf_counter() - start
@@ -690,7 +678,9 @@ def _agree(value: np.ndarray) -> np.ndarray:
 
 
 def _to_dataset(
-    plan: SweepPlan, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any],
+    plan: SweepPlan,
+    arrays: Mapping[str, np.ndarray],
+    attrs: Mapping[str, Any],
     variable_attrs: Mapping[str, Mapping[str, str]],
 ) -> xr.Dataset:
     """The result: metrics over the sweep's dimensions, with CF `long_name` (the variable's
@@ -802,8 +792,7 @@ def sweep(
             return previous
         require(
             not out_path.exists() or overwrite,
-            f"out={str(out)!r} already holds a different result; choose another path or pass "
-            "overwrite=True",
+            f"out={str(out)!r} already holds a different result; choose another path or pass overwrite=True",
         )
         if writer:
             store = open_chunk_store(

@@ -57,13 +57,15 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from . import _metrics
+from . import (
+    _metrics,
+    _plots,  # noqa: F401  (registers dataset.chiraljax.plot on sweep results)
+)
 from ._checks import ValidationError, did_you_mean, require
+from ._methods import Sector
 from ._network import PARAMETER_BOUNDS, PARAMETER_UNITS, Network
 from ._network_io import SimulationSettings, load_network
 from ._result import Result
-from . import _plots  # noqa: F401  (registers dataset.chiraljax.plot on sweep results)
-from ._methods import Sector
 from ._simulate import REPRESENTATIONS, auto_representation, simulate
 from ._sweep import AbstractAxis, ChunkDone, Grid, Mode
 from ._sweep import sweep as sweep_function
@@ -101,8 +103,9 @@ def _t1(decay):
 #: Derived parameter names: template, the base parameter it sets, value -> base value, bounds,
 #: base value -> value.
 DERIVED: tuple[_Derived, ...] = (
-    _Derived("links.{key}.loss_db", "links.{key}.transmission",
-             lambda x: 10.0 ** (-x / 10.0), 0.0, None, False, _loss_db),
+    _Derived(
+        "links.{key}.loss_db", "links.{key}.transmission", lambda x: 10.0 ** (-x / 10.0), 0.0, None, False, _loss_db
+    ),
     _Derived("emitters.{key}.t1", "emitters.{key}.decay", lambda x: 1.0 / x, 0.0, None, True, _t1),
 )
 
@@ -115,23 +118,36 @@ def parameter_table(network: Network) -> list[dict[str, Any]]:
     rows = []
     for name, value in base.items():
         low, high = PARAMETER_BOUNDS.get(name.rsplit(".", 1)[-1], (None, None))
-        rows.append({"name": name, "value": np.asarray(value).tolist(), "low": low, "high": high,
-                     "units": PARAMETER_UNITS.get(name.rsplit(".", 1)[-1]), "sets": None})
+        rows.append(
+            {
+                "name": name,
+                "value": np.asarray(value).tolist(),
+                "low": low,
+                "high": high,
+                "units": PARAMETER_UNITS.get(name.rsplit(".", 1)[-1]),
+                "sets": None,
+            }
+        )
     for derived in DERIVED:
         for target, value in base.items():
             match = re.fullmatch(_template_regex(derived.target), target)
             if match:
                 name = derived.name.format(**match.groupdict())
-                rows.append({"name": name, "value": float(derived.inverse(np.asarray(value, dtype=float))) + 0.0,
-                             "low": derived.low, "high": derived.high,
-                             "units": PARAMETER_UNITS.get(name.rsplit(".", 1)[-1]), "sets": target})
+                rows.append(
+                    {
+                        "name": name,
+                        "value": float(derived.inverse(np.asarray(value, dtype=float))) + 0.0,
+                        "low": derived.low,
+                        "high": derived.high,
+                        "units": PARAMETER_UNITS.get(name.rsplit(".", 1)[-1]),
+                        "sets": target,
+                    }
+                )
     return rows
 
 
 def _template_regex(template: str) -> str:
     return re.escape(template).replace(r"\{key\}", r"(?P<key>.+)")
-
-
 
 
 class _Setter(NamedTuple):
@@ -162,8 +178,7 @@ def _resolve_one(name: str, base: Collection[str]) -> _Setter | None:
         if match:
             target = derived.target.format(**match.groupdict())
             if target in base:
-                return _Setter((target,), derived.transform, derived.low, derived.high,
-                               derived.open_low)
+                return _Setter((target,), derived.transform, derived.low, derived.high, derived.open_low)
     return None
 
 
@@ -176,8 +191,7 @@ def parameter_names(network: Network) -> list[str]:
 def _unknown(name: str, known: Sequence[str]) -> ValidationError:
     guess = did_you_mean(name, known, cutoff=0.5)
     return ValidationError(
-        f"unknown parameter {name!r}: {guess}list the valid names with "
-        "chiraljax.sweep_parameters(network)"
+        f"unknown parameter {name!r}: {guess}list the valid names with chiraljax.sweep_parameters(network)"
     )
 
 
@@ -228,11 +242,9 @@ def check_range(name: str, setter: _Setter, lo: float, hi: float, where: str) ->
     if setter.low is not None:
         ok = lo > setter.low if setter.open_low else lo >= setter.low
         relation = ">" if setter.open_low else ">="
-        require(ok, f"{where} {name!r}: values must be {relation} {setter.low}, got {lo:g}; "
-                    "change the range")
+        require(ok, f"{where} {name!r}: values must be {relation} {setter.low}, got {lo:g}; change the range")
     if setter.high is not None:
-        require(hi <= setter.high, f"{where} {name!r}: values must be <= {setter.high}, got "
-                                   f"{hi:g}; change the range")
+        require(hi <= setter.high, f"{where} {name!r}: values must be <= {setter.high}, got {hi:g}; change the range")
 
 
 def _updates(setters: Mapping[str, _Setter], values: Mapping[str, Any]) -> dict[str, Any]:
@@ -251,8 +263,7 @@ def _updates(setters: Mapping[str, _Setter], values: Mapping[str, Any]) -> dict[
 
 def _names(argument: str, field: str) -> tuple[str, ...]:
     parts = tuple(p.strip() for p in argument.split("+"))
-    require(argument != "" and all(parts),
-            f"metric {field!r}: give names joined by '+', e.g. 'population:A1+B1'")
+    require(argument != "" and all(parts), f"metric {field!r}: give names joined by '+', e.g. 'population:A1+B1'")
     return parts
 
 
@@ -283,8 +294,7 @@ def _in_flight(argument: str, field: str) -> MetricFunction:
 
 def _direction(argument: str, field: str) -> str:
     direction = argument.strip()
-    require(direction in ("right", "left"),
-            f"metric {field!r}: direction {direction!r}; use 'right' or 'left'")
+    require(direction in ("right", "left"), f"metric {field!r}: direction {direction!r}; use 'right' or 'left'")
     return direction
 
 
@@ -295,8 +305,10 @@ def _directionality(argument: str, field: str) -> MetricFunction:
 
 def _w_fidelity(argument: str, field: str) -> MetricFunction:
     parts = argument.split(",")
-    require(len(parts) == 3, f"metric {field!r}: expected 'w_fidelity:A0+B0,A1+B1,right' "
-                             "(sender qubits, receiver qubits, photon direction)")
+    require(
+        len(parts) == 3,
+        f"metric {field!r}: expected 'w_fidelity:A0+B0,A1+B1,right' (sender qubits, receiver qubits, photon direction)",
+    )
     first, second = _names(parts[0], field), _names(parts[1], field)
     direction = _direction(parts[2], field)
     return lambda result, network: _metrics.w_fidelity(result, first, second, direction)
@@ -332,8 +344,7 @@ def metric_function(spec: str | MetricFunction, name: str = "metric") -> MetricF
     if kind not in METRICS:
         guess = did_you_mean(kind, METRICS, n=2)
         raise ValidationError(
-            f"metric {name!r}: unknown kind {kind!r} in {spec!r}; {guess}use one of "
-            f"{', '.join(METRICS)}"
+            f"metric {name!r}: unknown kind {kind!r} in {spec!r}; {guess}use one of {', '.join(METRICS)}"
         )
     return METRICS[kind](argument, name)
 
@@ -341,18 +352,20 @@ def metric_function(spec: str | MetricFunction, name: str = "metric") -> MetricF
 def _metric_specs(
     metrics: str | Sequence[str] | Mapping[str, str | MetricFunction] | None,
 ) -> dict[str, str | MetricFunction]:
-    require(metrics is not None and len(metrics) > 0,
-            "metrics: give at least one metric, e.g. metrics=['population:A1+B1']")
+    require(
+        metrics is not None and len(metrics) > 0, "metrics: give at least one metric, e.g. metrics=['population:A1+B1']"
+    )
     if isinstance(metrics, str):
         metrics = [metrics]
     if not isinstance(metrics, Mapping):
         for spec in metrics:
-            require(isinstance(spec, str),
-                    f"metrics: {spec!r} needs a name; pass a dict {{name: function}}")
+            require(isinstance(spec, str), f"metrics: {spec!r} needs a name; pass a dict {{name: function}}")
         metrics = {spec: spec for spec in metrics}
     for name in metrics:
-        require(isinstance(name, str) and name != "" and "/" not in name,
-                f"metric name {name!r}: give a non-empty name without '/'")
+        require(
+            isinstance(name, str) and name != "" and "/" not in name,
+            f"metric name {name!r}: give a non-empty name without '/'",
+        )
     return dict(metrics)
 
 
@@ -366,12 +379,12 @@ def _metric_table(
 
 
 def _representation(network: Network, swept: Collection[str], representation: str) -> str:
-    require(representation in REPRESENTATIONS,
-            f"representation={representation!r}; use one of {', '.join(REPRESENTATIONS)}")
+    require(
+        representation in REPRESENTATIONS, f"representation={representation!r}; use one of {', '.join(REPRESENTATIONS)}"
+    )
     if representation == "auto":
         # A swept delay or reflection is traced, so only the delay kernel can honour it.
-        swept_delay = any(name.endswith(".delay") or name.startswith("scatterers.")
-                          for name in swept)
+        swept_delay = any(name.endswith(".delay") or name.startswith("scatterers.") for name in swept)
         representation = "delay" if swept_delay else auto_representation(network)
     if representation == "delay":
         require(
@@ -399,8 +412,16 @@ def model_metrics(
 
     def evaluate(point: dict[str, jax.Array]) -> dict[str, jax.Array]:
         model = network.with_parameters(_updates(setters, point))
-        result = simulate(model, t_span, n_save=n_save, representation=representation,
-                          rtol=rtol, atol=atol, max_steps=max_steps, steps=steps)
+        result = simulate(
+            model,
+            t_span,
+            n_save=n_save,
+            representation=representation,
+            rtol=rtol,
+            atol=atol,
+            max_steps=max_steps,
+            steps=steps,
+        )
         values = {}
         for name, metric in metrics.items():
             try:
@@ -471,15 +492,23 @@ def sweep(
     parameters (by the names given) as coordinates, and attributes with the spec, timings and,
     for a Network, `representation`, `t_span` and `metrics` (JSON).
     """
-    engine_options = dict(mode=mode, chunk_size=chunk_size, out=out, overwrite=overwrite,
-                          devices=devices, progress=progress, key=key, callback=callback)
+    engine_options = dict(
+        mode=mode,
+        chunk_size=chunk_size,
+        out=out,
+        overwrite=overwrite,
+        devices=devices,
+        progress=progress,
+        key=key,
+        callback=callback,
+    )
     extra = dict(attrs or {})
     if callable(target) and not isinstance(target, Network):
-        require(metrics is None and t_span is None and representation is None,
-                "sweep: metrics, t_span and representation apply to a Network; a function "
-                "returns its own metrics")
-        return sweep_function(target, axes, fixed=fixed, parameters=parameters, attrs=extra,
-                              **engine_options)
+        require(
+            metrics is None and t_span is None and representation is None,
+            "sweep: metrics, t_span and representation apply to a Network; a function returns its own metrics",
+        )
+        return sweep_function(target, axes, fixed=fixed, parameters=parameters, attrs=extra, **engine_options)
     require(parameters is None, "sweep: parameters applies to a function; a Network lists its own")
     network, settings = load_target(target)
     table = _metric_table(metrics)
@@ -489,16 +518,13 @@ def sweep(
     rtol = _first(rtol, settings.rtol, defaults.rtol)
     atol = _first(atol, settings.atol, defaults.atol)
     max_steps = _first(max_steps, settings.max_steps, defaults.max_steps)
-    require(t_span is not None and len(t_span) == 2,
-            f"t_span={t_span!r}: give the simulation window (t0, t1)")
+    require(t_span is not None and len(t_span) == 2, f"t_span={t_span!r}: give the simulation window (t0, t1)")
     t0, t1 = (float(x) for x in t_span)
-    require(np.isfinite(t0) and np.isfinite(t1) and t1 > t0,
-            f"t_span={t_span!r}: give finite times with t1 > t0")
+    require(np.isfinite(t0) and np.isfinite(t1) and t1 > t0, f"t_span={t_span!r}: give finite times with t1 > t0")
     require(isinstance(n_save, int) and n_save >= 2, f"n_save={n_save!r}: give an integer >= 2")
     axes = list(axes)
     for axis in axes:
-        require(isinstance(axis, AbstractAxis),
-                f"axes: {axis!r} is not an axis; use Grid, Random or QuasiRandom")
+        require(isinstance(axis, AbstractAxis), f"axes: {axis!r} is not an axis; use Grid, Random or QuasiRandom")
     fixed = dict(fixed or {})
     setters: dict[str, _Setter] = {}
     for axis in axes:
@@ -513,22 +539,48 @@ def sweep(
         setters[name] = setter
     targets = [t for s in setters.values() for t in s.targets]
     clashes = sorted({t for t in targets if targets.count(t) > 1})
-    require(not clashes, f"parameter {', '.join(map(repr, clashes))} is set by more than one axis or "
-                         "fixed value; set each parameter once")
+    require(
+        not clashes,
+        f"parameter {', '.join(map(repr, clashes))} is set by more than one axis or "
+        "fixed value; set each parameter once",
+    )
     chosen = _representation(network, targets, representation)
-    fn = model_metrics(network, table, setters, t_span=(t0, t1), representation=chosen,
-                       n_save=n_save, rtol=float(rtol), atol=float(atol), max_steps=int(max_steps),
-                       steps=None if steps is None else int(steps))
+    fn = model_metrics(
+        network,
+        table,
+        setters,
+        t_span=(t0, t1),
+        representation=chosen,
+        n_save=n_save,
+        rtol=float(rtol),
+        atol=float(atol),
+        max_steps=int(max_steps),
+        steps=None if steps is None else int(steps),
+    )
     if steps is not None:
-        reference = model_metrics(network, table, setters, t_span=(t0, t1), representation=chosen,
-                                  n_save=n_save, rtol=1e-10, atol=1e-12, max_steps=int(max_steps))
+        reference = model_metrics(
+            network,
+            table,
+            setters,
+            t_span=(t0, t1),
+            representation=chosen,
+            n_save=n_save,
+            rtol=1e-10,
+            atol=1e-12,
+            max_steps=int(max_steps),
+        )
         verify_fixed_steps(fn, reference, axes, fixed, int(steps))
-    described = {name: spec if isinstance(spec, str) else "function"
-                 for name, spec in _metric_specs(metrics).items()}
+    described = {name: spec if isinstance(spec, str) else "function" for name, spec in _metric_specs(metrics).items()}
     extra.update(representation=chosen, t_span=[t0, t1], metrics=json.dumps(described))
-    return sweep_function(fn, axes, fixed=fixed, parameters=list(setters), attrs=extra,
-                          variable_attrs=_variable_attrs(described, [axis.name for axis in axes]),
-                          **engine_options)
+    return sweep_function(
+        fn,
+        axes,
+        fixed=fixed,
+        parameters=list(setters),
+        attrs=extra,
+        variable_attrs=_variable_attrs(described, [axis.name for axis in axes]),
+        **engine_options,
+    )
 
 
 #: long_name of each metric kind ({} is its argument); every metric is a number of photons or a
@@ -562,8 +614,9 @@ def _variable_attrs(metrics: Mapping[str, str], parameters: Sequence[str]) -> di
 FIXED_STEP_TOLERANCE = 1e-5
 
 
-def verify_fixed_steps(fn: Callable, reference: Callable, axes: Sequence[AbstractAxis],
-                       fixed: Mapping[str, Any], steps: int) -> None:
+def verify_fixed_steps(
+    fn: Callable, reference: Callable, axes: Sequence[AbstractAxis], fixed: Mapping[str, Any], steps: int
+) -> None:
     """Check fixed stepping before a sweep reports: at the two corners of the axes (every
     axis at its lowest value, then at its highest) each metric from `steps` fixed steps must
     agree with an adaptive solve at rtol 1e-10 within `FIXED_STEP_TOLERANCE` (absolute plus
@@ -578,11 +631,13 @@ def verify_fixed_steps(fn: Callable, reference: Callable, axes: Sequence[Abstrac
             a, b = float(coarse[name]), float(value)
             if not np.isfinite(b):
                 continue
-            require(np.isfinite(a) and abs(a - b) <= FIXED_STEP_TOLERANCE * (1 + abs(b)),
-                    f"steps = {steps}: fixed steps are too coarse for this network; at the "
-                    f"{'lowest' if corner == 0 else 'highest'} values of the axes the metric {name!r} is "
-                    f"{a:.9g} with {steps} fixed steps but {b:.9g} adaptively; raise steps or leave it "
-                    "out for adaptive stepping")
+            require(
+                np.isfinite(a) and abs(a - b) <= FIXED_STEP_TOLERANCE * (1 + abs(b)),
+                f"steps = {steps}: fixed steps are too coarse for this network; at the "
+                f"{'lowest' if corner == 0 else 'highest'} values of the axes the metric {name!r} is "
+                f"{a:.9g} with {steps} fixed steps but {b:.9g} adaptively; raise steps or leave it "
+                "out for adaptive stepping",
+            )
 
 
 def _first(*values: Any) -> Any:
@@ -605,9 +660,10 @@ def load_target(
     """
     if isinstance(target, Network):
         return target, SimulationSettings()
-    require(isinstance(target, (str, os.PathLike)),
-            f"sweep: target must be a Network, a network file or a preset name, got "
-            f"{type(target).__name__}")
+    require(
+        isinstance(target, (str, os.PathLike)),
+        f"sweep: target must be a Network, a network file or a preset name, got {type(target).__name__}",
+    )
     if Path(target).suffix.lower() in (".toml", ".json"):
         return load_network_file(target)
     return load_preset(str(target)), SimulationSettings()
@@ -627,9 +683,11 @@ def load_preset(name: str) -> Network:
     from ._protocols import transfer_network
 
     preset = load(name)
-    require(preset.receiver is not None,
-            f"preset {name!r} has no receiver (an emission-only preset); sweep a network file or "
-            "a Network built from it instead")
+    require(
+        preset.receiver is not None,
+        f"preset {name!r} has no receiver (an emission-only preset); sweep a network file or "
+        "a Network built from it instead",
+    )
     return transfer_network(preset.line, preset.sender, preset.receiver, preset.plan)
 
 
@@ -638,5 +696,4 @@ def sweep_parameters(network: Network) -> list[str]:
     return parameter_names(load_target(network)[0])
 
 
-__all__ = ["DERIVED", "METRICS", "load_target", "metric_function", "resolve_parameter",
-           "sweep", "sweep_parameters"]
+__all__ = ["DERIVED", "METRICS", "load_target", "metric_function", "resolve_parameter", "sweep", "sweep_parameters"]

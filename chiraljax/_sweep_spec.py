@@ -26,21 +26,21 @@ from typing import Any
 import jax
 import xarray as xr
 
-from ._documents import read_document
 from ._checks import ValidationError, did_you_mean, require
+from ._documents import read_document
+from ._methods import Sector
 from ._network import Network
 from ._network_io import SimulationSettings
-from ._methods import Sector
 from ._simulate import REPRESENTATIONS
 from ._sweep import AbstractAxis, ChunkDone, Grid, QuasiRandom, Random
 from ._sweep_model import (
     check_range,
-    value_range,
     load_network_file,
     load_preset,
     metric_function,
     resolve_parameter,
     sweep,
+    value_range,
 )
 from ._sweep_store import check_output
 
@@ -123,9 +123,7 @@ class _Reader:
         for key in table:
             if key not in allowed:
                 guess = did_you_mean(str(key), allowed, n=1)
-                raise ValidationError(
-                    f"{self._field(key)}: unknown key; {guess}valid keys: {', '.join(allowed)}"
-                )
+                raise ValidationError(f"{self._field(key)}: unknown key; {guess}valid keys: {', '.join(allowed)}")
 
     def _field(self, key: str) -> str:
         return f"{self.where}.{key}" if self.where else str(key)
@@ -133,8 +131,15 @@ class _Reader:
     def has(self, key: str) -> bool:
         return key in self.table
 
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., *,
-            check: Callable[[Any], bool] | None = None, expect: str = "") -> Any:
+    def get(
+        self,
+        key: str,
+        kind: type | tuple[type, ...],
+        default: Any = ...,
+        *,
+        check: Callable[[Any], bool] | None = None,
+        expect: str = "",
+    ) -> Any:
         if key not in self.table:
             require(default is not ..., f"{self._field(key)}: missing; {expect or 'add it'}")
             return default
@@ -149,8 +154,14 @@ class _Reader:
 
 
 def _type_names(kinds: tuple[type, ...]) -> str:
-    names = {str: "a string", int: "an integer", float: "a number", list: "a list",
-             dict: "a table", bool: "true or false"}
+    names = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        list: "a list",
+        dict: "a table",
+        bool: "true or false",
+    }
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
@@ -170,11 +181,15 @@ def _load_python(reference: str, arguments: Mapping[str, Any], base: Path, allow
     the caller's explicit consent, and only for a file in the spec's own folder (never a module
     from anywhere, which could name any function of any installed package)."""
     target, sep, attribute = reference.rpartition(":")
-    require(bool(sep and target and attribute) and target.endswith(".py"),
-            f"network.python = {reference!r}: expected 'file.py:function' with the file beside the spec")
-    require(allow_python,
-            f"network.python = {reference!r} runs Python code; a sweep spec is data, so this needs your "
-            "consent: pass --allow-python (chiraljax sweep) or allow_python=True if you trust the file")
+    require(
+        bool(sep and target and attribute) and target.endswith(".py"),
+        f"network.python = {reference!r}: expected 'file.py:function' with the file beside the spec",
+    )
+    require(
+        allow_python,
+        f"network.python = {reference!r} runs Python code; a sweep spec is data, so this needs your "
+        "consent: pass --allow-python (chiraljax sweep) or allow_python=True if you trust the file",
+    )
     folder = base.resolve()
     path = (folder / target).resolve()
     require(path.parent == folder, f"network.python: {target!r} is not a file beside the spec ({folder})")
@@ -187,21 +202,22 @@ def _load_python(reference: str, arguments: Mapping[str, Any], base: Path, allow
     builder = getattr(module, attribute, None)
     require(callable(builder), f"network.python: {target!r} has no function {attribute!r}")
     network = builder(**arguments)
-    require(isinstance(network, Network),
-            f"network.python: {reference!r} returned {type(network).__name__}, not a Network")
+    require(
+        isinstance(network, Network), f"network.python: {reference!r} returned {type(network).__name__}, not a Network"
+    )
     return network
 
 
 def _network(data: Any, base: Path, allow_python: bool) -> tuple[Network, SimulationSettings, str]:
     table = _Reader("network", data, _NETWORK_KEYS)
     given = [key for key in _SOURCES if table.has(key)]
-    require(len(given) == 1,
-            f"network: give exactly one of {', '.join(_SOURCES)} (got {', '.join(given) or 'none'})")
+    require(len(given) == 1, f"network: give exactly one of {', '.join(_SOURCES)} (got {', '.join(given) or 'none'})")
     key = given[0]
     reference = table.get(key, str, check=bool, expect="a non-empty string")
     arguments = table.get("arguments", dict, {})
-    require(key == "python" or not arguments,
-            "network.arguments: only a python builder takes arguments; remove the table")
+    require(
+        key == "python" or not arguments, "network.arguments: only a python builder takes arguments; remove the table"
+    )
     settings = SimulationSettings()
     if key == "file":
         network, settings = _prefixed("network.file", lambda: load_network_file(base / reference))
@@ -224,30 +240,32 @@ def _axis(index: int, data: Any, network: Network) -> AbstractAxis:
     if kind == "grid":
         values = table.get("values", list, check=bool, expect="a non-empty list of numbers")
         for k, value in enumerate(values):
-            require(isinstance(value, (int, float)) and not isinstance(value, bool)
-                    and math.isfinite(value),
-                    f"{where}.values[{k}] = {value!r}: expected a finite number")
+            require(
+                isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+                f"{where}.values[{k}] = {value!r}: expected a finite number",
+            )
         axis: AbstractAxis = Grid(name, values)
     else:
         lo = table.get("lo", float, check=_finite, expect="a finite number")
         hi = table.get("hi", float, check=_finite, expect="a finite number")
         n = table.get("n", int, check=lambda v: v >= 1, expect="a positive integer")
-        require(lo < hi if kind != "linspace" else lo <= hi,
-                f"{where}: lo = {lo} must be smaller than hi = {hi}")
+        require(lo < hi if kind != "linspace" else lo <= hi, f"{where}: lo = {lo} must be smaller than hi = {hi}")
         if kind == "linspace":
             axis = Grid.linspace(name, lo, hi, n)
         elif kind == "random":
             axis = Random(name, lo, hi, n, seed=table.get("seed", int, None))
         else:
-            method = table.get("method", str, "sobol", check=lambda v: v in ("sobol", "halton"),
-                               expect="'sobol' or 'halton'")
+            method = table.get(
+                "method", str, "sobol", check=lambda v: v in ("sobol", "halton"), expect="'sobol' or 'halton'"
+            )
             axis = QuasiRandom(name, lo, hi, n, method=method, seed=table.get("seed", int, None))
     _prefixed(where, lambda: check_range(name, setter, *value_range(axis), "axis"))
     return axis
 
 
-def parse_sweep_spec(data: Mapping[str, Any], base: str | os.PathLike[str] = ".",
-                     source: str = "<dict>", *, allow_python: bool = False) -> SweepSpec:
+def parse_sweep_spec(
+    data: Mapping[str, Any], base: str | os.PathLike[str] = ".", source: str = "<dict>", *, allow_python: bool = False
+) -> SweepSpec:
     """Validate a spec given as a dict (the parsed TOML/JSON) and build the `SweepSpec`.
 
     **Arguments:**
@@ -265,35 +283,42 @@ def parse_sweep_spec(data: Mapping[str, Any], base: str | os.PathLike[str] = "."
     base = Path(base)
     _Reader("", data, tuple(TABLES))
     for table, needed in TABLES.items():
-        require(not needed or table in data, f"{table}: missing; a spec needs the tables "
-                                             f"{', '.join(t for t, n in TABLES.items() if n)}")
+        require(
+            not needed or table in data,
+            f"{table}: missing; a spec needs the tables {', '.join(t for t, n in TABLES.items() if n)}",
+        )
     network, settings, network_source = _network(data["network"], base, allow_python)
 
     # The network file's [simulation] table gives defaults; the spec's own table overrides.
     simulation = _Reader("simulation", data.get("simulation", {}), _SIMULATION_KEYS)
     file_span = None if settings.t_span is None else list(settings.t_span)
     t_span = simulation.get(
-        "t_span", list, file_span,
-        check=lambda v: len(v) == 2 and all(isinstance(x, (int, float)) and math.isfinite(x)
-                                            for x in v) and v[1] > v[0],
-        expect="[t0, t1], finite numbers with t1 > t0")
-    require(t_span is not None,
-            "simulation.t_span: missing; give [t0, t1] (the network has no [simulation] t_span)")
-    representation = simulation.get("representation", str, settings.representation or "auto",
-                                    check=lambda v: v in REPRESENTATIONS,
-                                    expect=f"one of {', '.join(REPRESENTATIONS)}")
+        "t_span",
+        list,
+        file_span,
+        check=lambda v: (
+            len(v) == 2 and all(isinstance(x, (int, float)) and math.isfinite(x) for x in v) and v[1] > v[0]
+        ),
+        expect="[t0, t1], finite numbers with t1 > t0",
+    )
+    require(t_span is not None, "simulation.t_span: missing; give [t0, t1] (the network has no [simulation] t_span)")
+    representation = simulation.get(
+        "representation",
+        str,
+        settings.representation or "auto",
+        check=lambda v: v in REPRESENTATIONS,
+        expect=f"one of {', '.join(REPRESENTATIONS)}",
+    )
     n_save = simulation.get("n_save", int, 2, check=lambda v: v >= 2, expect="an integer >= 2")
-    rtol = simulation.get("rtol", float, settings.rtol or 1e-8, check=lambda v: 0 < v < 1,
-                          expect="a number in (0, 1)")
-    atol = simulation.get("atol", float, settings.atol or 1e-10, check=lambda v: 0 < v < 1,
-                          expect="a number in (0, 1)")
-    max_steps = simulation.get("max_steps", int, settings.max_steps or Sector.max_steps,
-                               check=lambda v: v >= 1, expect="a positive integer")
+    rtol = simulation.get("rtol", float, settings.rtol or 1e-8, check=lambda v: 0 < v < 1, expect="a number in (0, 1)")
+    atol = simulation.get("atol", float, settings.atol or 1e-10, check=lambda v: 0 < v < 1, expect="a number in (0, 1)")
+    max_steps = simulation.get(
+        "max_steps", int, settings.max_steps or Sector.max_steps, check=lambda v: v >= 1, expect="a positive integer"
+    )
     steps = simulation.get("steps", int, None, check=lambda v: v >= 1, expect="a positive integer")
 
     axes_data = data["axes"]
-    require(isinstance(axes_data, list) and len(axes_data) > 0,
-            "axes: give at least one [[axes]] table")
+    require(isinstance(axes_data, list) and len(axes_data) > 0, "axes: give at least one [[axes]] table")
     axes = tuple(_axis(k, axis, network) for k, axis in enumerate(axes_data))
 
     fixed_data = data.get("fixed", {})
@@ -301,30 +326,33 @@ def parse_sweep_spec(data: Mapping[str, Any], base: str | os.PathLike[str] = "."
     fixed: dict[str, float] = {}
     for name, value in fixed_data.items():
         where = f"fixed.{name}"
-        require(isinstance(value, (int, float)) and not isinstance(value, bool)
-                and math.isfinite(value), f"{where} = {value!r}: expected a finite number")
+        require(
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+            f"{where} = {value!r}: expected a finite number",
+        )
         setter = _prefixed(where, lambda: resolve_parameter(name, network))
         _prefixed(where, lambda: check_range(name, setter, float(value), float(value), "fixed"))
         fixed[name] = float(value)
 
     metrics_data = data["metrics"]
-    require(isinstance(metrics_data, Mapping) and len(metrics_data) > 0,
-            "metrics: give a table of name = \"metric\", e.g. transfer = \"population:A1+B1\"")
+    require(
+        isinstance(metrics_data, Mapping) and len(metrics_data) > 0,
+        'metrics: give a table of name = "metric", e.g. transfer = "population:A1+B1"',
+    )
     for name, spec in metrics_data.items():
         require(isinstance(spec, str), f"metrics.{name} = {spec!r}: expected a metric string")
         require("/" not in name, f"metrics.{name}: a metric name cannot contain '/'")
         _prefixed(f"metrics.{name}", lambda: metric_function(spec, name))
 
     settings = _Reader("sweep", data.get("sweep", {}), _SWEEP_KEYS)
-    mode = settings.get("mode", str, "cartesian", check=lambda v: v in ("cartesian", "zip"),
-                        expect="'cartesian' or 'zip'")
-    chunk_size = settings.get("chunk_size", int, None, check=lambda v: v >= 1,
-                              expect="a positive integer")
+    mode = settings.get(
+        "mode", str, "cartesian", check=lambda v: v in ("cartesian", "zip"), expect="'cartesian' or 'zip'"
+    )
+    chunk_size = settings.get("chunk_size", int, None, check=lambda v: v >= 1, expect="a positive integer")
     seed = settings.get("seed", int, 0, check=lambda v: v >= 0, expect="a non-negative integer")
     if mode == "zip":
         sizes = {axis.name: axis.size for axis in axes}
-        require(len(set(sizes.values())) == 1,
-                f"sweep.mode = 'zip' needs axes of equal length, got {sizes}")
+        require(len(set(sizes.values())) == 1, f"sweep.mode = 'zip' needs axes of equal length, got {sizes}")
 
     output = _Reader("output", data.get("output", {}), _OUTPUT_KEYS)
     path = output.get("path", str, None, check=bool, expect="a file name ending in .nc or .zarr")
@@ -333,10 +361,23 @@ def parse_sweep_spec(data: Mapping[str, Any], base: str | os.PathLike[str] = "."
         out = _prefixed("output.path", lambda: check_output(base / path))
 
     return SweepSpec(
-        source=source, network=network, network_source=network_source, axes=axes, fixed=fixed,
-        metrics=dict(metrics_data), t_span=(float(t_span[0]), float(t_span[1])),
-        representation=representation, n_save=n_save, rtol=rtol, atol=atol,
-        max_steps=max_steps, steps=steps, mode=mode, chunk_size=chunk_size, seed=seed, out=out,
+        source=source,
+        network=network,
+        network_source=network_source,
+        axes=axes,
+        fixed=fixed,
+        metrics=dict(metrics_data),
+        t_span=(float(t_span[0]), float(t_span[1])),
+        representation=representation,
+        n_save=n_save,
+        rtol=rtol,
+        atol=atol,
+        max_steps=max_steps,
+        steps=steps,
+        mode=mode,
+        chunk_size=chunk_size,
+        seed=seed,
+        out=out,
     )
 
 
@@ -385,12 +426,26 @@ def run_sweep_spec(
     record the spec file and network source.
     """
     return sweep(
-        spec.network, spec.axes, metrics=spec.metrics, t_span=spec.t_span,
-        representation=spec.representation, mode=spec.mode, fixed=spec.fixed,
-        n_save=spec.n_save, rtol=spec.rtol, atol=spec.atol, max_steps=spec.max_steps, steps=spec.steps,
-        chunk_size=chunk_size or spec.chunk_size, out=out if out is not None else spec.out,
-        overwrite=overwrite, devices=devices, progress=progress, key=spec.seed,
-        callback=callback, attrs={"spec_file": spec.source, "network": spec.network_source},
+        spec.network,
+        spec.axes,
+        metrics=spec.metrics,
+        t_span=spec.t_span,
+        representation=spec.representation,
+        mode=spec.mode,
+        fixed=spec.fixed,
+        n_save=spec.n_save,
+        rtol=spec.rtol,
+        atol=spec.atol,
+        max_steps=spec.max_steps,
+        steps=spec.steps,
+        chunk_size=chunk_size or spec.chunk_size,
+        out=out if out is not None else spec.out,
+        overwrite=overwrite,
+        devices=devices,
+        progress=progress,
+        key=spec.seed,
+        callback=callback,
+        attrs={"spec_file": spec.source, "network": spec.network_source},
     )
 
 

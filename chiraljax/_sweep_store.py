@@ -82,15 +82,12 @@ def check_output(out: str | os.PathLike[str]) -> Path:
     engine, module = FORMATS[path.suffix]
     require(
         importlib.util.find_spec(module) is not None,
-        f"out={str(out)!r}: writing {path.suffix} needs the '{module}' package; install it or "
-        "use a .nc path",
+        f"out={str(out)!r}: writing {path.suffix} needs the '{module}' package; install it or use a .nc path",
     )
     if path.suffix == ".zarr" and path.is_dir():
         return path  # a Zarr store is a folder
     require_writable(path, f"out={str(out)!r}")
     return path
-
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,8 +123,11 @@ class ChunkStore:
                 continue
             arrays = self._read(i)
             length = min(self.chunk_size, self.n_points - i * self.chunk_size)
-            if arrays is not None and sorted(arrays) == sorted(metrics) and all(
-                    a.shape == (length,) for a in arrays.values()):
+            if (
+                arrays is not None
+                and sorted(arrays) == sorted(metrics)
+                and all(a.shape == (length,) for a in arrays.values())
+            ):
                 mask[i] = True
             else:
                 path.unlink(missing_ok=True)

@@ -42,11 +42,17 @@ class PackageDirs(griffe.Extension):
 
     @staticmethod
     def _visit(parent: griffe.Module, name: str, path: Path, loader: griffe.GriffeLoader) -> griffe.Module:
-        module = griffe.visit(name, path, path.read_text(encoding="utf-8"), extensions=loader.extensions,
-                              parent=parent, docstring_parser=loader.docstring_parser,
-                              docstring_options=loader.docstring_options,
-                              lines_collection=loader.lines_collection,
-                              modules_collection=loader.modules_collection)
+        module = griffe.visit(
+            name,
+            path,
+            path.read_text(encoding="utf-8"),
+            extensions=loader.extensions,
+            parent=parent,
+            docstring_parser=loader.docstring_parser,
+            docstring_options=loader.docstring_options,
+            lines_collection=loader.lines_collection,
+            modules_collection=loader.modules_collection,
+        )
         parent.set_member(name, module)
         return module
 
@@ -59,7 +65,7 @@ _TAG_START = re.compile(r"<(?=[A-Za-z/!?|])")
 def _escape(text: str) -> str:
     out, last = [], 0
     for match in _PROTECTED.finditer(text):
-        out.append(_TAG_START.sub("&lt;", text[last:match.start()]))
+        out.append(_TAG_START.sub("&lt;", text[last : match.start()]))
         out.append(match.group(0))
         last = match.end()
     out.append(_TAG_START.sub("&lt;", text[last:]))

@@ -151,7 +151,7 @@ class DelayProblem(eqx.Module):
     transmission: Float[Array, " links"]
     phase: Float[Array, " links"]
     scattering: Complex[Array, "scatterers 2 2"]
-    end_reflection: Complex[Array, "2"]
+    end_reflection: Complex[Array, 2]
     intrinsic_decay: Float[Array, " emitters"]
     rates: Any
     hamiltonian: Any
@@ -181,8 +181,7 @@ class DelayProblem(eqx.Module):
         for k, node in enumerate(nodes):
             require(
                 node is None or (isinstance(node, (int, np.integer)) and node >= 0),
-                f"nodes[{k}] = {node!r}: use a non-negative emitter index for a port or None "
-                "for a scatterer",
+                f"nodes[{k}] = {node!r}: use a non-negative emitter index for a port or None for a scatterer",
             )
         self.node_emitter = tuple(-1 if node is None else int(node) for node in nodes)
         ports = [j for j in self.node_emitter if j >= 0]
@@ -207,9 +206,7 @@ class DelayProblem(eqx.Module):
         )
         self.rates = rates if callable(rates) else jnp.asarray(rates, rdt)
         self.hamiltonian = (
-            hamiltonian
-            if callable(hamiltonian) or hamiltonian is None
-            else jnp.asarray(hamiltonian, cdt)
+            hamiltonian if callable(hamiltonian) or hamiltonian is None else jnp.asarray(hamiltonian, cdt)
         )
         self.inputs = inputs
         self.detectors = detectors
@@ -230,15 +227,13 @@ class DelayProblem(eqx.Module):
         )
         require(
             self.scattering.shape[0] == n_scat,
-            f"scattering: give one 2 x 2 matrix per scatterer node ({n_scat}), "
-            f"got {self.scattering.shape[0]}",
+            f"scattering: give one 2 x 2 matrix per scatterer node ({n_scat}), got {self.scattering.shape[0]}",
         )
         require(len(self.lossy) == n_scat, f"lossy: give one flag per scatterer ({n_scat})")
         if not callable(self.rates):
             require(
                 self.rates.shape == (len(ports), 2),
-                f"rates: expected shape ({len(ports)}, 2) (gR, gL per port), got "
-                f"{self.rates.shape}",
+                f"rates: expected shape ({len(ports)}, 2) (gR, gL per port), got {self.rates.shape}",
             )
         if self.hamiltonian is not None and not callable(self.hamiltonian):
             require(
@@ -266,8 +261,7 @@ class DelayProblem(eqx.Module):
             for l, inst in enumerate(self.instantaneous):
                 require(
                     not inst or d[l] == 0.0,
-                    f"delay[{l}] = {d[l]}: link {l} is flagged instantaneous, so its delay "
-                    "must be exactly 0",
+                    f"delay[{l}] = {d[l]}: link {l} is flagged instantaneous, so its delay must be exactly 0",
                 )
         if not is_traced(self.transmission):
             eta = np.asarray(self.transmission)
@@ -286,15 +280,9 @@ class DelayProblem(eqx.Module):
         if not callable(self.rates) and not is_traced(self.rates):
             g = np.asarray(self.rates)
             require(np.all(np.isfinite(g)) and np.all(g >= 0), "rates: must be finite and >= 0")
-        if (
-            self.hamiltonian is not None
-            and not callable(self.hamiltonian)
-            and not is_traced(self.hamiltonian)
-        ):
+        if self.hamiltonian is not None and not callable(self.hamiltonian) and not is_traced(self.hamiltonian):
             h = np.asarray(self.hamiltonian)
-            require(
-                np.allclose(h, h.conj().T, atol=1e-12), "hamiltonian: must be Hermitian (H = H^dag)"
-            )
+            require(np.allclose(h, h.conj().T, atol=1e-12), "hamiltonian: must be Hermitian (H = H^dag)")
         if not is_traced(self.scattering):
             for s, (mat, lossy) in enumerate(zip(np.asarray(self.scattering), self.lossy)):
                 gram = mat.conj().T @ mat
@@ -527,9 +515,18 @@ def _make_kernel(problem: DelayProblem, dt: float, n_buffer: int):
     # q: the fluxes whose time integrals are accumulated (and, with detectors, the real and
     # imaginary parts of v^* out and |v|^2 at each end).
     layout = _Layout(
-        out=2, inj=1, enter=nD, arrive_delayed=nD, arrive_inst=nI, absorb=nS, intr=N,
-        det_re=2 * has_detectors, det_im=2 * has_detectors, det_norm=2 * has_detectors,
-        out_re=2 * has_detectors, out_im=2 * has_detectors,
+        out=2,
+        inj=1,
+        enter=nD,
+        arrive_delayed=nD,
+        arrive_inst=nI,
+        absorb=nS,
+        intr=N,
+        det_re=2 * has_detectors,
+        det_im=2 * has_detectors,
+        det_norm=2 * has_detectors,
+        out_re=2 * has_detectors,
+        out_im=2 * has_detectors,
     )
 
     # One matrix maps x = (raw delayed fields, port sources, inputs) to every amplitude needed.
@@ -540,9 +537,7 @@ def _make_kernel(problem: DelayProblem, dt: float, n_buffer: int):
     out_rows = jnp.stack([t_end[0] * A[st.Lf(0)], t_end[1] * A[st.R(st.L - 1)]])
     if has_inputs:
         out_rows = out_rows.at[:, -2:].add(-jnp.diag(jnp.conj(problem.end_reflection)))
-    rows = _Layout(
-        fin=2 * n_ports, e_delayed=nD, e_inst=nI, out=2, scat_in=2 * nS, scat_out=2 * nS
-    )
+    rows = _Layout(fin=2 * n_ports, e_delayed=nD, e_inst=nI, out=2, scat_in=2 * nS, scat_out=2 * nS)
     M_full = jnp.concatenate(
         [
             A[st.port_in_R],
@@ -749,14 +744,7 @@ def _assemble(problem, st, layout, c0, ts, cs, qs, Qs) -> DelaySolution:
     absorbed = layout(Qs, "absorb")
     intrinsic = layout(Qs, "intr")
     injected = layout(Qs, "inj")[..., 0]
-    total = (
-        pops.sum(-1)
-        + emitted.sum(-1)
-        + lost.sum(-1)
-        + in_flight.sum(-1)
-        + absorbed.sum(-1)
-        + intrinsic.sum(-1)
-    )
+    total = pops.sum(-1) + emitted.sum(-1) + lost.sum(-1) + in_flight.sum(-1) + absorbed.sum(-1) + intrinsic.sum(-1)
     err = jnp.abs(total - jnp.sum(jnp.abs(c0) ** 2) - injected)
     if problem.detectors is not None:
         detected = layout(Qs, "det_re") + 1j * layout(Qs, "det_im")
@@ -841,8 +829,16 @@ def solve_delay(
     )
     require((noise_key is None) == (noise_scale is None), "noise_key and noise_scale: give both or neither")
     return _run_jit(
-        problem, c0, dt, int(n_steps), float(t0), n_buffer, min(chunk, int(n_steps)),
-        bool(save_trace), noise_key, noise_scale,
+        problem,
+        c0,
+        dt,
+        int(n_steps),
+        float(t0),
+        n_buffer,
+        min(chunk, int(n_steps)),
+        bool(save_trace),
+        noise_key,
+        noise_scale,
     )
 
 
@@ -901,8 +897,17 @@ def dephasing_average(
     batch = min(int(batch), int(n_trajectories))
     c0 = jnp.asarray(c0, complex_dtype())
     return _dephasing_jit(
-        problem, c0, jnp.asarray(gamma_phi, real_dtype()), key, int(n_trajectories), dt,
-        int(n_steps), float(t0), n_buffer, batch, min(int(chunk), int(n_steps)),
+        problem,
+        c0,
+        jnp.asarray(gamma_phi, real_dtype()),
+        key,
+        int(n_trajectories),
+        dt,
+        int(n_steps),
+        float(t0),
+        n_buffer,
+        batch,
+        min(int(chunk), int(n_steps)),
     )
 
 

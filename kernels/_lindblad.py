@@ -163,8 +163,7 @@ def _operators(gen: Generator, t, integrals):
     c = gen.coefficients(t, integrals)
     h = _contract("n,nij->ij", c[:n_h], gen.h_mats)
     c_l = c[n_h:].reshape(n_channels, width)
-    ls = (_contract("kn,knj->kj", c_l, gen.l_mats) if gen.to_ground
-          else _contract("kn,knij->kij", c_l, gen.l_mats))
+    ls = _contract("kn,knj->kj", c_l, gen.l_mats) if gen.to_ground else _contract("kn,knij->kij", c_l, gen.l_mats)
     return h, ls
 
 
@@ -227,9 +226,19 @@ def _diffrax_solve(y0, t0, t1, ts, stepping: Stepping, args):
         # The state is real; the complex matrices in `args` are only read.
         warnings.filterwarnings("ignore", message="Complex dtype support in Diffrax")
         sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(_rhs), diffrax.Dopri8(), t0=t0, t1=t1, dt0=(t1 - t0) / stepping.steps, y0=y0,
-            args=args, saveat=saveat, stepsize_controller=diffrax.ConstantStepSize(), max_steps=stepping.steps,
-            adjoint=diffrax.RecursiveCheckpointAdjoint(), throw=False)
+            diffrax.ODETerm(_rhs),
+            diffrax.Dopri8(),
+            t0=t0,
+            t1=t1,
+            dt0=(t1 - t0) / stepping.steps,
+            y0=y0,
+            args=args,
+            saveat=saveat,
+            stepsize_controller=diffrax.ConstantStepSize(),
+            max_steps=stepping.steps,
+            adjoint=diffrax.RecursiveCheckpointAdjoint(),
+            throw=False,
+        )
     saved, final = sol.ys
     return saved, jax.tree.map(lambda x: x[0], final), jnp.asarray(sol.stats["num_steps"], jnp.int32)
 
@@ -245,13 +254,15 @@ def _integrate(y0, t0, t1, ts, jump_ts, stepping: Stepping, args):
         if n_jumps:
             raise ValidationError(
                 f"fixed stepping (steps={stepping.steps}) needs smooth controls, but a control jumps "
-                f"({n_jumps} jump time(s)); use adaptive stepping (steps=None)")
+                f"({n_jumps} jump time(s)); use adaptive stepping (steps=None)"
+            )
         if stepping.aligned and n_save >= 2 and stepping.steps % (n_save - 1) == 0:
             saved, final = fixed_rk(_rhs, observe, y0, t0, t1, stepping.steps, n_save, args, stepping.unrolled)
             return saved, final, jnp.asarray(stepping.steps, jnp.int32)
         return _diffrax_solve(y0, t0, t1, ts, stepping, args)
-    config = AdaptiveConfig(stepping.rtol, stepping.atol, stepping.max_steps, stepping.checkpoints, stepping.adjoint,
-                            stepping.unrolled)
+    config = AdaptiveConfig(
+        stepping.rtol, stepping.atol, stepping.max_steps, stepping.checkpoints, stepping.adjoint, stepping.unrolled
+    )
     return adaptive(_rhs, observe, y0, t0, t1, ts, jump_ts, args, config)
 
 
@@ -272,10 +283,13 @@ def assemble(arrays, layout, atoms, time_pulses, gamma=None) -> Generator:
     a_ext = jnp.concatenate([atoms, jnp.conj(atoms), jnp.ones((1,), atoms.dtype)])
     weight = jnp.prod(a_ext[arrays.term_atoms], axis=1)
     n_l = layout.n_channels * layout.width
-    mats = jnp.zeros((layout.n_h + n_l, layout.dim, layout.dim), dtype=atoms.dtype).at[
-        arrays.entry_slot, arrays.entry_row, arrays.entry_col].add(weight[arrays.entry_term] * arrays.entry_value)
-    l_mats = mats[layout.n_h:].reshape(layout.n_channels, layout.width, layout.dim, layout.dim)
-    h_mats, slot_time = mats[:layout.n_h], arrays.slot_time
+    mats = (
+        jnp.zeros((layout.n_h + n_l, layout.dim, layout.dim), dtype=atoms.dtype)
+        .at[arrays.entry_slot, arrays.entry_row, arrays.entry_col]
+        .add(weight[arrays.entry_term] * arrays.entry_value)
+    )
+    l_mats = mats[layout.n_h :].reshape(layout.n_channels, layout.width, layout.dim, layout.dim)
+    h_mats, slot_time = mats[: layout.n_h], arrays.slot_time
     if layout.to_ground:
         l_mats = l_mats[:, :, 0, :]
         q = jnp.conj(l_mats)[:, :, None, :, None] * l_mats[:, None, :, None, :]
@@ -290,24 +304,32 @@ def _stack_jumps(jump_ts):
     return jnp.stack([jnp.asarray(j, dtype=float) for j in jump_ts]) if jump_ts else jnp.zeros((0,))
 
 
-def _solve_markov(arrays, parameters, time_pulses, amplitudes, dephasing, t0, t1, ts, jump_ts, e_ops, *, layout,
-                  stepping: Stepping):
+def _solve_markov(
+    arrays, parameters, time_pulses, amplitudes, dephasing, t0, t1, ts, jump_ts, e_ops, *, layout, stepping: Stepping
+):
     ts = jnp.asarray(ts, dtype=float)
     t0, t1 = jnp.asarray(t0, dtype=ts.dtype), jnp.asarray(t1, dtype=ts.dtype)
     jump_ts = _stack_jumps(jump_ts)
     n_sub = arrays.numbers.shape[1]
-    gamma_phi = jnp.concatenate([jnp.stack([jnp.asarray(d, dtype=float) for d in dephasing]),
-                                 jnp.zeros((n_sub - len(dephasing),))])
+    gamma_phi = jnp.concatenate(
+        [jnp.stack([jnp.asarray(d, dtype=float) for d in dephasing]), jnp.zeros((n_sub - len(dephasing),))]
+    )
     gamma = dephasing_rates(arrays.numbers, gamma_phi) if layout.sector else None
     generator = assemble(arrays, layout, layout.atoms(parameters), time_pulses, gamma)
-    psi0 = jnp.zeros((layout.dim,), complex).at[arrays.initial_index].add(
-        jnp.stack([jnp.asarray(a, dtype=complex) for a in amplitudes]))
+    psi0 = (
+        jnp.zeros((layout.dim,), complex)
+        .at[arrays.initial_index]
+        .add(jnp.stack([jnp.asarray(a, dtype=complex) for a in amplitudes]))
+    )
     rho0 = jnp.outer(psi0, jnp.conj(psi0))
     # The steppers carry rho as a real (2, D, D) array: XLA runs the stage combinations much
     # faster on real arrays than on complex ones.
     # (rho, the channels' outputs N_k, the virtual cavities' norm integrals)
-    y0 = (_to_real(rho0), jnp.zeros((layout.n_channels,), dtype=ts.dtype),
-          jnp.zeros((layout.time_factors.n_integrals,), dtype=ts.dtype))
+    y0 = (
+        _to_real(rho0),
+        jnp.zeros((layout.n_channels,), dtype=ts.dtype),
+        jnp.zeros((layout.time_factors.n_integrals,), dtype=ts.dtype),
+    )
     e_ops = jnp.asarray(e_ops, dtype=complex).reshape((-1, layout.dim, layout.dim))
     saved, final, steps = _integrate(y0, t0, t1, ts, jump_ts, stepping, (generator, arrays.numbers, e_ops))
     rho1 = _to_complex(final[0])
@@ -321,8 +343,21 @@ def _solve_markov(arrays, parameters, time_pulses, amplitudes, dephasing, t0, t1
 _solve_markov_jit = jax.jit(_solve_markov, static_argnames=("layout", "stepping"))
 
 
-def solve_markov(arrays, parameters, time_pulses, amplitudes, dephasing, t0, t1, ts, jump_ts=(), e_ops=None, *,
-                 layout, stepping: Stepping = Stepping()) -> tuple[LindbladSolution, Any, Any]:
+def solve_markov(
+    arrays,
+    parameters,
+    time_pulses,
+    amplitudes,
+    dephasing,
+    t0,
+    t1,
+    ts,
+    jump_ts=(),
+    e_ops=None,
+    *,
+    layout,
+    stepping: Stepping = Stepping(),
+) -> tuple[LindbladSolution, Any, Any]:
     """Integrate the Lindblad equation of a lowered model.
 
     d rho/dt = -i (H_eff rho - rho H_eff^dag) + sum_k L_k rho L_k^dag - Gamma o rho, with
@@ -348,5 +383,17 @@ def solve_markov(arrays, parameters, time_pulses, amplitudes, dephasing, t0, t1,
     zeros at the save times: nothing is in flight in the Markov limit).
     """
     e_ops = jnp.zeros((0, layout.dim, layout.dim), complex) if e_ops is None else e_ops
-    return _solve_markov_jit(arrays, parameters, tuple(time_pulses), amplitudes, dephasing, t0, t1, ts,
-                             tuple(jump_ts), e_ops, layout=layout, stepping=stepping)
+    return _solve_markov_jit(
+        arrays,
+        parameters,
+        tuple(time_pulses),
+        amplitudes,
+        dephasing,
+        t0,
+        t1,
+        ts,
+        tuple(jump_ts),
+        e_ops,
+        layout=layout,
+        stepping=stepping,
+    )

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -51,25 +52,28 @@ def dopri8() -> Dopri8:
     `Dopri8` holds, stored so that a first solve need not import diffrax: 0.3 s; a test checks
     that the two agree)."""
     with np.load(_TABLEAU) as data:
-        rows = [data["a"][i, :i + 1] for i in range(data["a"].shape[0])]
+        rows = [data["a"][i, : i + 1] for i in range(data["a"].shape[0])]
         return Dopri8(rows, data["b"], data["e"], data["c"], data["dense"])
 
 
 def combine(y, h, weights, ks):
     """y + h sum_j w_j k_j over the nonzero weights (pytrees of arrays)."""
     terms = [(float(w), k) for w, k in zip(weights, ks) if w != 0.0]
-    return jax.tree.map(lambda y_, *k_: y_ + h * sum(w * kk for (w, _), kk in zip(terms, k_)),
-                        y, *[k for _, k in terms])
+    return jax.tree.map(
+        lambda y_, *k_: y_ + h * sum(w * kk for (w, _), kk in zip(terms, k_)), y, *[k for _, k in terms]
+    )
 
 
 def scaled_rms(err, y_a, y_b, rtol: float, atol: float):
     """sqrt(mean (e / (atol + rtol max(|y_a|, |y_b|)))^2) over every component."""
-    parts = jax.tree.leaves(jax.tree.map(
-        lambda e, a, b: (e / (atol + rtol * jnp.maximum(jnp.abs(a), jnp.abs(b)))) ** 2, err, y_a, y_b))
+    parts = jax.tree.leaves(
+        jax.tree.map(lambda e, a, b: (e / (atol + rtol * jnp.maximum(jnp.abs(a), jnp.abs(b)))) ** 2, err, y_a, y_b)
+    )
     return jnp.sqrt(sum(jnp.sum(p) for p in parts) / sum(p.size for p in parts))
 
 
 # ---- fixed steps --------------------------------------------------------------------------------
+
 
 def _unrolled_step(f, a, b, c, args):
     """One step with the 13 stages written out (the right-hand side traced 13 times)."""
@@ -90,7 +94,7 @@ def _scan_stages(f, a_rows, c, t, h, y, args, k1=None):
     n_stages = len(a_rows) + 1
     a = np.zeros((n_stages, n_stages))
     for i, row in enumerate(a_rows):
-        a[i + 1, :len(row)] = row
+        a[i + 1, : len(row)] = row
     a, c = jnp.asarray(a), jnp.asarray(np.asarray(c)[:n_stages])
     leaves, treedef = jax.tree.flatten(y)
 
@@ -170,6 +174,7 @@ def fixed_rk(f: Callable, observe: Callable, y0, t0, t1, steps: int, n_save: int
 
 
 # ---- adaptive steps -----------------------------------------------------------------------------
+
 
 class AdaptiveConfig(NamedTuple):
     """Tolerances, the step budget, the number of accepted steps the reverse pass can record
@@ -264,10 +269,10 @@ class _Stepper:
 
 
 class _Tape(NamedTuple):
-    starts: Any   # (B,) t of each accepted step
-    ends: Any     # (B,) its end
-    saves: Any    # (B,) the first pending save index at its start
-    states: Any   # (B, ...) the state at its start
+    starts: Any  # (B,) t of each accepted step
+    ends: Any  # (B,) its end
+    saves: Any  # (B,) the first pending save index at its start
+    states: Any  # (B, ...) the state at its start
 
 
 def _forward(f, observe, config: AdaptiveConfig, y0, t0, t1, ts, jump_ts, args, record: bool):
@@ -289,8 +294,12 @@ def _forward(f, observe, config: AdaptiveConfig, y0, t0, t1, ts, jump_ts, args, 
     d0, d1 = scaled_rms(y0, y0, y0, rtol, atol), scaled_rms(k1, y0, y0, rtol, atol)
     h0 = jnp.minimum(jnp.where((d0 > 1e-5) & (d1 > 1e-5), 0.01 * d0 / jnp.where(d1 > 0, d1, 1.0), 1e-6), t1 - t0)
     size = config.checkpoints if record else 0
-    tape = _Tape(jnp.zeros((size,), ts.dtype), jnp.zeros((size,), ts.dtype), jnp.zeros((size,), jnp.int32),
-                 jax.tree.map(lambda x: jnp.zeros((size,) + x.shape, x.dtype), y0))
+    tape = _Tape(
+        jnp.zeros((size,), ts.dtype),
+        jnp.zeros((size,), ts.dtype),
+        jnp.zeros((size,), jnp.int32),
+        jax.tree.map(lambda x: jnp.zeros((size,) + x.shape, x.dtype), y0),
+    )
 
     def cond(c):
         return (c[0] < t1) & (c[6] < config.max_steps)
@@ -307,8 +316,9 @@ def _forward(f, observe, config: AdaptiveConfig, y0, t0, t1, ts, jump_ts, args, 
         factor = jnp.clip(0.9 * jnp.maximum(norm, 1e-10) ** -0.125, 0.2, 5.0)
         h_step = t_end - t
         # A step cut short by a jump, a save window or t1 does not shrink the step after it.
-        h_next = jnp.where(accept, jnp.maximum(h_step * factor, jnp.where(t_end < t + h, h, 0.0)),
-                           h_step * jnp.minimum(factor, 0.9))
+        h_next = jnp.where(
+            accept, jnp.maximum(h_step * factor, jnp.where(t_end < t + h, h, 0.0)), h_step * jnp.minimum(factor, 0.9)
+        )
 
         def save():
             o, d = s.observations(i, t_end, s.dense(t, t_end, y, ks), args)
@@ -322,8 +332,9 @@ def _forward(f, observe, config: AdaptiveConfig, y0, t0, t1, ts, jump_ts, args, 
             def put(buffer, value):
                 return buffer.at[slot].set(jnp.where(keep, value, buffer[slot]))
 
-            tape = _Tape(put(tape.starts, t), put(tape.ends, t_end), put(tape.saves, i),
-                         jax.tree.map(put, tape.states, y))
+            tape = _Tape(
+                put(tape.starts, t), put(tape.ends, t_end), put(tape.saves, i), jax.tree.map(put, tape.states, y)
+            )
         t_after = jnp.where(hit, jnp.nextafter(nxt, inf), t_end)
         last = jax.tree.map(lambda k: k[-1], ks)
         k_after = jax.lax.cond(hit, lambda: f(t_after, y_new, args), lambda: last) if jump_ts.shape[0] else last
@@ -331,8 +342,17 @@ def _forward(f, observe, config: AdaptiveConfig, y0, t0, t1, ts, jump_ts, args, 
         def pick(a, b):
             return jax.tree.map(lambda a_, b_: jnp.where(accept, a_, b_), a, b)
 
-        return (jnp.where(accept, t_after, t), pick(y_new, y), pick(k_after, k1), h_next, saved_a, i_a, n + 1,
-                m + accept.astype(jnp.int32), tape)
+        return (
+            jnp.where(accept, t_after, t),
+            pick(y_new, y),
+            pick(k_after, k1),
+            h_next,
+            saved_a,
+            i_a,
+            n + 1,
+            m + accept.astype(jnp.int32),
+            tape,
+        )
 
     zero = jnp.zeros((), jnp.int32)
     t, y, _, _, saved, i, n, m, tape = jax.lax.while_loop(cond, body, (t0, y0, k1, h0, saved, i0, zero, zero, tape))
@@ -343,8 +363,9 @@ def _forward(f, observe, config: AdaptiveConfig, y0, t0, t1, ts, jump_ts, args, 
     done = t >= t1
     final = jax.tree.map(lambda x: jnp.where(done, x, jnp.nan), y)
     rows = jnp.arange(s.n_save + s.window)
-    saved = jax.tree.map(lambda x: jnp.where(((rows >= i) & ~done).reshape((-1,) + (1,) * (x.ndim - 1)), jnp.nan, x)[:s.n_save],
-                         saved)
+    saved = jax.tree.map(
+        lambda x: jnp.where(((rows >= i) & ~done).reshape((-1,) + (1,) * (x.ndim - 1)), jnp.nan, x)[: s.n_save], saved
+    )
     return (saved, final, n), (tape, m, done), (y, i)
 
 
@@ -363,8 +384,7 @@ def _adaptive_bwd(f, observe, config, residuals, cotangents):
     saved_bar, final_bar, _ = cotangents
     s = _Stepper(f, observe, config, ts)
     inf = jnp.asarray(jnp.inf, dtype=ts.dtype)
-    saved_bar = jax.tree.map(lambda x: jnp.concatenate([x, jnp.zeros((s.window,) + x.shape[1:], x.dtype)]),
-                             saved_bar)
+    saved_bar = jax.tree.map(lambda x: jnp.concatenate([x, jnp.zeros((s.window,) + x.shape[1:], x.dtype)]), saved_bar)
     diff, static = eqx.partition(args, eqx.is_inexact_array)
 
     def rows_bar(i, due):

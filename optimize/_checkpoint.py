@@ -20,6 +20,7 @@ from chiraljax._files import write_atomic
 
 def write_checkpoint(path, header: dict[str, Any], arrays: Any) -> None:
     """Write `header` (JSON-ready) and the pytree `arrays` to `path` atomically."""
+
     def write(handle) -> None:
         handle.write(json.dumps(header).encode() + b"\n")
         eqx.tree_serialise_leaves(handle, arrays)
@@ -27,8 +28,9 @@ def write_checkpoint(path, header: dict[str, Any], arrays: Any) -> None:
     write_atomic(path, write)
 
 
-def read_checkpoint(path, template: Any, *, format: str, version: int, kind: str,
-                    check_header=None) -> tuple[dict[str, Any], Any]:
+def read_checkpoint(
+    path, template: Any, *, format: str, version: int, kind: str, check_header=None
+) -> tuple[dict[str, Any], Any]:
     """Read a checkpoint written by `write_checkpoint`.
 
     **Arguments:**
@@ -46,10 +48,14 @@ def read_checkpoint(path, template: Any, *, format: str, version: int, kind: str
             header = json.loads(f.readline())
         except (UnicodeDecodeError, json.JSONDecodeError):
             header = None
-        require(isinstance(header, dict) and header.get("format") == format,
-                f"checkpoint: {path!r} is not a chiraljax {kind} checkpoint; delete it or pass another path")
-        require(header.get("version") == version,
-                f"checkpoint: {path!r} has version {header.get('version')}, this code reads version {version}")
+        require(
+            isinstance(header, dict) and header.get("format") == format,
+            f"checkpoint: {path!r} is not a chiraljax {kind} checkpoint; delete it or pass another path",
+        )
+        require(
+            header.get("version") == version,
+            f"checkpoint: {path!r} has version {header.get('version')}, this code reads version {version}",
+        )
         if check_header is not None:
             check_header(header)
         try:

@@ -97,7 +97,13 @@ def _ppo_run(objective, x0, scale, config, seed, budget, progress, checkpoint):
             progress(epoch)
 
     result = ppo_optimize(
-        batch_reward(objective), x0, scale, config, jax.random.key(seed), budget=budget, callback=callback,
+        batch_reward(objective),
+        x0,
+        scale,
+        config,
+        jax.random.key(seed),
+        budget=budget,
+        callback=callback,
         checkpoint=checkpoint,
     )
     h = result.history
@@ -180,8 +186,15 @@ def compare(
         x0 = start_point(problem, seed)
         for method in methods:
             done_file = ckpt = None
-            identity = _run_identity(problem, method, seed, x0, scale, budget if method == "rl" else gradient_budget,
-                                     gradient_config if method == "grad" else ppo_config)
+            identity = _run_identity(
+                problem,
+                method,
+                seed,
+                x0,
+                scale,
+                budget if method == "rl" else gradient_budget,
+                gradient_config if method == "grad" else ppo_config,
+            )
             if checkpoint_dir is not None:
                 done_file = os.path.join(checkpoint_dir, f"{method}-seed{seed}.json")
                 ckpt = os.path.join(checkpoint_dir, f"{method}-seed{seed}.ckpt")
@@ -239,8 +252,7 @@ def compare(
         "gradient_budget": gradient_budget,
         "seeds": [int(s) for s in seeds],
         "cost_convention": (
-            "one simulator evaluation = one forward solve (RL) or one value_and_grad (gradient), "
-            "per ensemble member"
+            "one simulator evaluation = one forward solve (RL) or one value_and_grad (gradient), per ensemble member"
         ),
         "cost": cost,
         "gradient_config": _config_fields(gradient_config),
@@ -258,10 +270,20 @@ def _config_fields(config: GradientConfig) -> dict[str, Any]:
 def _run_identity(problem: Problem, method: str, seed: int, x0, scale, budget: int, config) -> dict[str, Any]:
     """What a finished run depends on (JSON-ready): reused only when all of it matches."""
     settings = {f: getattr(config, f) for f in config.__dataclass_fields__}
-    return json.loads(json.dumps({"problem": problem.name, "method": method, "seed": int(seed), "budget": int(budget),
-                                  "x0": np.asarray(x0, np.float64).tolist(),
-                                  "scale": np.asarray(scale, np.float64).tolist(), "settings": settings},
-                                 default=_json_default))
+    return json.loads(
+        json.dumps(
+            {
+                "problem": problem.name,
+                "method": method,
+                "seed": int(seed),
+                "budget": int(budget),
+                "x0": np.asarray(x0, np.float64).tolist(),
+                "scale": np.asarray(scale, np.float64).tolist(),
+                "settings": settings,
+            },
+            default=_json_default,
+        )
+    )
 
 
 def _finished_run(path: str, identity: dict[str, Any]) -> dict[str, Any] | None:
@@ -365,21 +387,32 @@ def sim_to_real(
         }
 
     x0 = np.asarray(problem.x0, np.float64)
-    out: dict[str, Any] = {"problem": problem.name, "true_parameters": problem.true_parameters,
-                           "ensemble_spreads": problem.ensemble_spreads, "ensemble_size": ensemble_size}
+    out: dict[str, Any] = {
+        "problem": problem.name,
+        "true_parameters": problem.true_parameters,
+        "ensemble_spreads": problem.ensemble_spreads,
+        "ensemble_size": ensemble_size,
+    }
     out["unoptimised"] = score(x0)
     nominal = gradient_optimize(objective, x0, gradient_config)
     out["grad_nominal"] = {**score(nominal.best_x), "evaluations": nominal.evaluations}
     rob = gradient_optimize(robust, x0, gradient_config)
     out["grad_robust"] = {**score(rob.best_x), "evaluations": rob.evaluations, "aggregate": "mean"}
     soft = gradient_optimize(robust.with_aggregate("softmin", temperature), x0, gradient_config)
-    out["grad_robust_softmin"] = {**score(soft.best_x), "evaluations": soft.evaluations,
-                                  "aggregate": f"softmin, temperature {temperature}"}
+    out["grad_robust_softmin"] = {
+        **score(soft.best_x),
+        "evaluations": soft.evaluations,
+        "aggregate": f"softmin, temperature {temperature}",
+    }
     if rl_budget:
-        fine = ppo_optimize(batch_reward(true), np.asarray(nominal.best_x), scale, ppo_config,
-                            jax.random.key(seed), budget=rl_budget)
-        out["rl_finetune_on_true"] = {**score(fine.best_x), "evaluations": int(fine.evaluations),
-                                      "start": "grad_nominal"}
+        fine = ppo_optimize(
+            batch_reward(true), np.asarray(nominal.best_x), scale, ppo_config, jax.random.key(seed), budget=rl_budget
+        )
+        out["rl_finetune_on_true"] = {
+            **score(fine.best_x),
+            "evaluations": int(fine.evaluations),
+            "start": "grad_nominal",
+        }
     ideal = gradient_optimize(true, x0, gradient_config)
     out["grad_on_true_reference"] = {**score(ideal.best_x), "evaluations": ideal.evaluations}
     return out

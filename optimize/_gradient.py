@@ -115,8 +115,7 @@ class GradientConfig(eqx.Module):
 
     def _settings(self) -> _Settings:
         """The fields the compiled update depends on (so stopping rules never recompile)."""
-        return _Settings(self.method, float(self.learning_rate), int(self.memory_size),
-                         int(self.max_linesearch_steps))
+        return _Settings(self.method, float(self.learning_rate), int(self.memory_size), int(self.max_linesearch_steps))
 
     def fingerprint(self) -> dict[str, Any]:
         """The fields that define the trajectory (a resumed run may change the stopping rules)."""
@@ -387,7 +386,10 @@ def gradient_optimize(
             if checkpoint is not None:
                 _save(checkpoint, state, identity)
             record = GradientStep(
-                state.step, state.evaluations, float(state.history.score[-1]), state.best_score,
+                state.step,
+                state.evaluations,
+                float(state.history.score[-1]),
+                state.best_score,
                 float(state.history.grad_norm[-1]),
             )
             if callback is not None and callback(record):
@@ -438,9 +440,7 @@ def _step(objective, state: _State, config: GradientConfig, per_call: int, clock
 
     improved = score > state.best_score + config.tolerance
     best_x, best_score = (state.x, score) if score > state.best_score else (state.best_x, state.best_score)
-    history = state.history.append(
-        evaluations, score, best_score, float(jnp.linalg.norm(grad)), clock()
-    )
+    history = state.history.append(evaluations, score, best_score, float(jnp.linalg.norm(grad)), clock())
     if config.method == "adam":
         new_x, opt_state = _adam_update(config._settings(), grad, state.opt_state, x)
         next_loss, next_grad = math.nan, np.full_like(state.x, np.nan)
@@ -497,7 +497,8 @@ def _load(path, like: _State, identity: dict[str, Any]) -> _State:
 
     template = (like.x, like.opt_state, like.best_x, like.grad)
     header, (x, opt_state, best_x, grad) = read_checkpoint(
-        path, template, format=_CHECKPOINT_FORMAT, version=_CHECKPOINT_VERSION, kind="gradient", check_header=check)
+        path, template, format=_CHECKPOINT_FORMAT, version=_CHECKPOINT_VERSION, kind="gradient", check_header=check
+    )
     return _State(
         x=np.asarray(x),
         opt_state=opt_state,

@@ -442,16 +442,13 @@ class Objective(AbstractObjective):
         x = jnp.asarray(x, real_dtype())
         if self.ensemble is None:
             return self._metric(x, self.network)[None]
-        return jax.vmap(lambda values: self._metric(x, self.network.with_parameters(values)))(
-            self.ensemble
-        )
+        return jax.vmap(lambda values: self._metric(x, self.network.with_parameters(values)))(self.ensemble)
 
     def penalty(self, x: Float[Array, " P"]) -> Float[Array, ""]:
         """The summed penalties at `x`."""
         x = jnp.asarray(x, real_dtype())
         pulses = self.controls.pulses(x)
         return sum((p(x, pulses) for p in self.penalties), jnp.zeros((), real_dtype()))
-
 
 
 @eqx.filter_jit

@@ -42,11 +42,11 @@ import numpy as np
 from jax.scipy.special import log_ndtr
 from jaxtyping import Array, Float
 
+from chiraljax._checks import concrete
 from chiraljax._errors import require
 from chiraljax._network import Network
-from chiraljax._checks import concrete
-from chiraljax._pulses import AbstractPulse, SechAbsorption, SechEmission
 from chiraljax._precision import real_dtype
+from chiraljax._pulses import AbstractPulse, SechAbsorption, SechEmission
 
 __all__ = [
     "PiecewiseConstant",
@@ -350,9 +350,7 @@ class BasisParameterization(AbstractParameterization):
             math.isfinite(t_start) and math.isfinite(t_end) and t_end > t_start,
             f"window ({t_start}, {t_end}): need finite t_start < t_end",
         )
-        require(
-            math.isfinite(float(step)) and float(step) > 0, f"step={step!r}: must be a finite number > 0"
-        )
+        require(math.isfinite(float(step)) and float(step) > 0, f"step={step!r}: must be a finite number > 0")
         self.basis, self.n, self.t_start, self.t_end = basis, int(n), t_start, t_end
         self.step = float(step)
         self.transform, self.lower, self.upper = _check_bounds(bounds)
@@ -372,8 +370,7 @@ class BasisParameterization(AbstractParameterization):
         pins = (start is not None) + (end is not None)
         require(
             math.isfinite(ramp) and ramp > 0 and pins * ramp <= width,
-            f"ramp={ramp}: must be > 0 and the {max(pins, 1)} ramp(s) must fit in the window of "
-            f"length {width}",
+            f"ramp={ramp}: must be > 0 and the {max(pins, 1)} ramp(s) must fit in the window of length {width}",
         )
         self.ramp = ramp
         require(
@@ -510,9 +507,7 @@ class AnalyticParameterization(AbstractParameterization):
     ):
         require(family in _FAMILIES, f"family={family!r}: choose one of {', '.join(_FAMILIES)}")
         require(role in _ROLES, f"role={role!r}: choose one of {', '.join(_ROLES)}")
-        require(
-            math.isfinite(float(width)) and float(width) > 0, f"width={width!r}: must be > 0"
-        )
+        require(math.isfinite(float(width)) and float(width) > 0, f"width={width!r}: must be > 0")
         require(math.isfinite(float(t0)), f"t0={t0!r}: must be finite")
         if max_amplitude is not None:
             require(
@@ -554,8 +549,7 @@ class AnalyticParameterization(AbstractParameterization):
         return _ScaledPulse(cls(width, t0), amplitude)
 
     def scale(self) -> Float[Array, " P"]:
-        steps = {"t0": 1.0 / self.width if self.family == "sech" else self.width,
-                 "width": 0.2, "amplitude": 0.2}
+        steps = {"t0": 1.0 / self.width if self.family == "sech" else self.width, "width": 0.2, "amplitude": 0.2}
         return jnp.asarray([steps[f] for f in self.free], real_dtype())
 
 
@@ -593,8 +587,7 @@ class Controls(eqx.Module):
         for name, p in parameterizations.items():
             require(
                 isinstance(p, AbstractParameterization),
-                f"parameterizations[{name!r}]: expected a parameterisation, got "
-                f"{type(p).__name__}",
+                f"parameterizations[{name!r}]: expected a parameterisation, got {type(p).__name__}",
             )
         self.parameterizations = dict(parameterizations)
 
@@ -610,8 +603,7 @@ class Controls(eqx.Module):
         """The flat vector cut into one piece per control."""
         require(
             x.shape == (self.size,),
-            f"x: expected {self.size} parameters for controls {list(self.names)}, got shape "
-            f"{x.shape}",
+            f"x: expected {self.size} parameters for controls {list(self.names)}, got shape {x.shape}",
         )
         out, start = {}, 0
         for name, p in self.parameterizations.items():

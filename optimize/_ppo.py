@@ -36,9 +36,9 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from chiraljax._errors import ChiralJaxError, ValidationError, require
+from chiraljax._precision import real_dtype
 
 from ._checkpoint import read_checkpoint, write_checkpoint
-from chiraljax._precision import real_dtype
 
 _CHECKPOINT_FORMAT = "chiraljax-ppo-checkpoint"
 _CHECKPOINT_VERSION = 1
@@ -92,17 +92,13 @@ class PPOConfig(eqx.Module):
     def __check_init__(self) -> None:
         def positive_int(name: str, value: Any, minimum: int = 1) -> None:
             require(
-                isinstance(value, (int, np.integer))
-                and not isinstance(value, bool)
-                and value >= minimum,
+                isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum,
                 f"PPOConfig.{name}={value!r}: must be an integer >= {minimum}",
             )
 
         def positive_float(name: str, value: Any) -> None:
             require(
-                isinstance(value, (int, float, np.floating))
-                and math.isfinite(value)
-                and value > 0,
+                isinstance(value, (int, float, np.floating)) and math.isfinite(value) and value > 0,
                 f"PPOConfig.{name}={value!r}: must be a finite number > 0",
             )
 
@@ -117,8 +113,7 @@ class PPOConfig(eqx.Module):
             positive_int("minibatch_size", self.minibatch_size, 2)
             require(
                 self.minibatch_size <= self.batch_size,
-                f"PPOConfig.minibatch_size={self.minibatch_size}: must not exceed "
-                f"batch_size={self.batch_size}",
+                f"PPOConfig.minibatch_size={self.minibatch_size}: must not exceed batch_size={self.batch_size}",
             )
         if self.n_shots is not None:
             positive_int("n_shots", self.n_shots)
@@ -127,8 +122,7 @@ class PPOConfig(eqx.Module):
         for name in ("actor_layers", "critic_layers"):
             layers = getattr(self, name)
             require(
-                isinstance(layers, tuple)
-                and all(isinstance(w, (int, np.integer)) and w >= 1 for w in layers),
+                isinstance(layers, tuple) and all(isinstance(w, (int, np.integer)) and w >= 1 for w in layers),
                 f"PPOConfig.{name}={layers!r}: must be a tuple of positive integer widths",
             )
 
@@ -185,9 +179,7 @@ class _MLP(eqx.Module):
     weights: tuple[Float[Array, "out in"], ...]
     biases: tuple[Float[Array, " out"], ...]
 
-    def __init__(
-        self, in_size: int, hidden: tuple[int, ...], out_size: int, *, key: PRNGKeyArray
-    ):
+    def __init__(self, in_size: int, hidden: tuple[int, ...], out_size: int, *, key: PRNGKeyArray):
         sizes = (in_size, *hidden, out_size)
         shapes = list(zip(sizes[1:], sizes[:-1]))
         total = sum(n_out * (n_in + 1) for n_out, n_in in shapes)
@@ -267,9 +259,7 @@ def _log_prob(
     actions: Float[Array, "B P"], mean: Float[Array, " P"], log_std: Float[Array, " P"]
 ) -> Float[Array, " B"]:
     z = (actions - mean) * jnp.exp(-log_std)
-    return -0.5 * jnp.sum(z**2, axis=-1) - jnp.sum(log_std) - 0.5 * mean.size * math.log(
-        2 * math.pi
-    )
+    return -0.5 * jnp.sum(z**2, axis=-1) - jnp.sum(log_std) - 0.5 * mean.size * math.log(2 * math.pi)
 
 
 def _optimiser(config: PPOConfig | _UpdateSettings) -> optax.GradientTransformation:
@@ -304,8 +294,15 @@ def _propose(
     scale: Float[Array, " P"],
     batch_size: int,
     evaluate_mean: bool,
-) -> tuple[PRNGKeyArray, PRNGKeyArray, PRNGKeyArray, Float[Array, "B P"], Float[Array, " B"],
-           Float[Array, "M P"], Float[Array, " P"]]:
+) -> tuple[
+    PRNGKeyArray,
+    PRNGKeyArray,
+    PRNGKeyArray,
+    Float[Array, "B P"],
+    Float[Array, " B"],
+    Float[Array, "M P"],
+    Float[Array, " P"],
+]:
     """Draw a batch; the parameters to evaluate have the policy mean first if requested."""
     key, k_sample, k_shots, k_update = jax.random.split(key, 4)
     mean, std = policy.mean(), policy.std()
@@ -330,9 +327,7 @@ def _ppo_loss(
     clip: float,
 ) -> Float[Array, ""]:
     ratio = jnp.exp(_log_prob(actions, policy.mean(), policy.log_std) - logp_old)
-    surrogate = jnp.minimum(
-        ratio * advantages, jnp.clip(ratio, 1 - clip, 1 + clip) * advantages
-    )
+    surrogate = jnp.minimum(ratio * advantages, jnp.clip(ratio, 1 - clip, 1 + clip) * advantages)
     norm = jnp.maximum(jnp.sum(weights), 1.0)
     actor_loss = -jnp.sum(weights * surrogate) / norm
     # Actor and critic share no weights and Adam is invariant to a loss's scale per weight,
@@ -393,11 +388,7 @@ def _update(
         return (new_flat, new_opt_state, active), None
 
     # Keys only for minibatches: every random draw adds to the compile time.
-    keys = (
-        None
-        if settings.minibatch_size is None
-        else jax.random.split(key, settings.updates_per_epoch)
-    )
+    keys = None if settings.minibatch_size is None else jax.random.split(key, settings.updates_per_epoch)
     (flat, opt_state, _), _ = jax.lax.scan(
         step, (flat, opt_state, jnp.array(True)), keys, length=settings.updates_per_epoch
     )
@@ -405,9 +396,7 @@ def _update(
 
 
 @eqx.filter_jit
-def _measure(
-    key: PRNGKeyArray, probabilities: Float[Array, " B"], n_shots: int
-) -> Float[Array, " B"]:
+def _measure(key: PRNGKeyArray, probabilities: Float[Array, " B"], n_shots: int) -> Float[Array, " B"]:
     """Shot-noise estimate `Binomial(n_shots, p) / n_shots` of each probability `p`."""
     hits = jax.random.binomial(key, n_shots, probabilities)
     return hits.astype(probabilities.dtype) / n_shots
@@ -448,10 +437,7 @@ class PPOHistory(eqx.Module):
     def append(self, **row: Any) -> PPOHistory:
         """Return a new history with one more epoch given as keyword arguments per field."""
         return PPOHistory(
-            **{
-                name: np.concatenate([getattr(self, name), np.asarray(row[name])[None]])
-                for name in _HISTORY_FIELDS
-            }
+            **{name: np.concatenate([getattr(self, name), np.asarray(row[name])[None]]) for name in _HISTORY_FIELDS}
         )
 
     def to_json(self) -> dict[str, list]:
@@ -573,9 +559,7 @@ def _as_vector(name: str, value: Any, size: int | None) -> np.ndarray:
     return array.astype(real_dtype())
 
 
-def ppo_init(
-    num_params: int, config: PPOConfig, key: PRNGKeyArray
-) -> PPOState:
+def ppo_init(num_params: int, config: PPOConfig, key: PRNGKeyArray) -> PPOState:
     """The state of a PPO run before its first epoch.
 
     **Arguments:**
@@ -619,9 +603,7 @@ def _run_identity(
     }
 
 
-def save_ppo_state(
-    path: str | os.PathLike, state: PPOState, identity: dict[str, Any] | None = None
-) -> None:
+def save_ppo_state(path: str | os.PathLike, state: PPOState, identity: dict[str, Any] | None = None) -> None:
     """Write a PPO state to `path` atomically (temporary file, then `os.replace`).
 
     The file is one line of JSON (format, counters, history, `identity`) followed by the arrays
@@ -648,9 +630,7 @@ def save_ppo_state(
     write_checkpoint(path, header, arrays)
 
 
-def load_ppo_state(
-    path: str | os.PathLike, like: PPOState, identity: dict[str, Any] | None = None
-) -> PPOState:
+def load_ppo_state(path: str | os.PathLike, like: PPOState, identity: dict[str, Any] | None = None) -> PPOState:
     """Read a PPO state written by `save_ppo_state`.
 
     **Arguments:**
@@ -665,15 +645,14 @@ def load_ppo_state(
     The saved `PPOState`. Raises `ValidationError` if the file is not a PPO checkpoint or
     belongs to a different run (other config, x0, scale or key).
     """
+
     def check(header: dict[str, Any]) -> None:
         saved = header.get("identity") or {}
         changed = sorted(k for k in (identity or {}) if saved.get(k) != identity[k])
         if "config" in changed:
             changed.remove("config")
             changed += [
-                f"config.{k}"
-                for k in identity["config"]
-                if (saved.get("config") or {}).get(k) != identity["config"][k]
+                f"config.{k}" for k in identity["config"] if (saved.get("config") or {}).get(k) != identity["config"][k]
             ]
         require(
             not changed,
@@ -683,7 +662,8 @@ def load_ppo_state(
 
     template = (like.policy, like.opt_state, jax.random.key_data(like.key), like.best_x)
     header, (policy, opt_state, key_data, best_x) = read_checkpoint(
-        path, template, format=_CHECKPOINT_FORMAT, version=_CHECKPOINT_VERSION, kind="PPO", check_header=check)
+        path, template, format=_CHECKPOINT_FORMAT, version=_CHECKPOINT_VERSION, kind="PPO", check_header=check
+    )
     return PPOState(
         policy=policy,
         opt_state=opt_state,
@@ -769,9 +749,7 @@ def ppo_optimize(
     A `PPOResult`. Raises `ValidationError` for bad arguments and `RewardError` if `reward_fn`
     returns a NaN, infinite, misshaped or (with shots) out-of-range reward, naming the epoch.
     """
-    require(
-        isinstance(config, PPOConfig), f"config: expected a PPOConfig, got {type(config).__name__}"
-    )
+    require(isinstance(config, PPOConfig), f"config: expected a PPOConfig, got {type(config).__name__}")
     require(key is not None, "key: a JAX random key is required, e.g. jax.random.key(0)")
     require(callable(reward_fn), "reward_fn: must be callable, mapping (B, P) to (B,)")
     x0 = _as_vector("x0", x0, None)

@@ -146,11 +146,20 @@ def ideal(parameterization: str = "spline", n: int = 12, rtol: float = 1e-8) -> 
         p = BasisParameterization(parameterization, n, *T_SPAN, bounds=(0.0, 2.0))
         x0 = p.fit(cj.Constant(0.3))
     objective = Objective(
-        network, Controls({"absorb": p}), TransferEfficiency(*RECEIVERS), T_SPAN, representation="sector",
-        rtol=rtol, atol=rtol * 1e-2,
+        network,
+        Controls({"absorb": p}),
+        TransferEfficiency(*RECEIVERS),
+        T_SPAN,
+        representation="sector",
+        rtol=rtol,
+        atol=rtol * 1e-2,
     )
     return Problem(
-        "ideal", objective, x0, eta, {"emitters.A1.detuning": 0.1, "emitters.B1.detuning": 0.1},
+        "ideal",
+        objective,
+        x0,
+        eta,
+        {"emitters.A1.detuning": 0.1, "emitters.B1.detuning": 0.1},
         {"emitters.A1.detuning": 0.15, "emitters.B1.detuning": 0.15},
         "ideal transfer through a link of eta = 0.8 from a constant receiver coupling",
     )
@@ -175,8 +184,13 @@ def distorted(n_absorb: int = 10, n_tune: int = 6, rtol: float = 1e-7) -> Proble
         }
     )
     objective = Objective(
-        network, controls, AbsorptionEfficiency(RECEIVERS, "links.1.transmission"), T_SPAN,
-        representation="sector", rtol=rtol, atol=rtol * 1e-2,
+        network,
+        controls,
+        AbsorptionEfficiency(RECEIVERS, "links.1.transmission"),
+        T_SPAN,
+        representation="sector",
+        rtol=rtol,
+        atol=rtol * 1e-2,
     )
     spreads = {
         "emitters.A1.detuning": 0.08,
@@ -191,7 +205,12 @@ def distorted(n_absorb: int = 10, n_tune: int = 6, rtol: float = 1e-7) -> Proble
         "controls.emit.t0": 0.35,
     }
     return Problem(
-        "distorted", objective, controls.initial(), float("nan"), spreads, shift,
+        "distorted",
+        objective,
+        controls.initial(),
+        float("nan"),
+        spreads,
+        shift,
         "mismatched, detuned, lossy transfer (eta = 0.6, T1 and dephasing) from the calibrated sech absorber",
     )
 
@@ -232,28 +251,40 @@ def paper(
     rx_name = p.receiver if receiver is None else receiver
     require(rx_name is not None, f"problem 'paper': preset {p.name!r} has no receiver; choose a transfer preset")
     shaping = p.shaping
-    require(shaping.get("max_drive") is not None,
-            f"problem 'paper': preset {p.name!r} has no [shaping] max_drive (the coupler's largest exchange, rad/ns)")
+    require(
+        shaping.get("max_drive") is not None,
+        f"problem 'paper': preset {p.name!r} has no [shaping] max_drive (the coupler's largest exchange, rad/ns)",
+    )
     controls = receiver_controls(
-        p.line, tx, rx_name, p.plan,
+        p.line,
+        tx,
+        rx_name,
+        p.plan,
         knots=shaping["knots"] if knots is None else int(knots),
         max_drive=shaping["max_drive"],
         correction_knots=shaping["correction_knots"] if correction_knots is None else int(correction_knots),
         max_correction=shaping["max_correction"] if max_correction is None else float(max_correction),
     )
-    objective = ReceiverObjective(p.line, p.plan, tx, rx_name, controls,
-                                  steps=shaping["steps"] if steps == "preset" else steps, incident=incident)
+    objective = ReceiverObjective(
+        p.line, p.plan, tx, rx_name, controls, steps=shaping["steps"] if steps == "preset" else steps, incident=incident
+    )
     data = list(p.line.module(rx_name).storage)
     nominal = objective.network.parameters()
     shift_name = f"controls.{rx_name}.shift.factor"
     spreads = {f"emitters.{q}.detuning": 2 * np.pi * 150e-6 for q in data}
-    true = {f"emitters.{q}.detuning": float(np.real(nominal[f"emitters.{q}.detuning"])) + 2 * np.pi * 200e-6
-            for q in data}
+    true = {
+        f"emitters.{q}.detuning": float(np.real(nominal[f"emitters.{q}.detuning"])) + 2 * np.pi * 200e-6 for q in data
+    }
     if shift_name in nominal:  # absent when a frequency correction wraps the shift control
         spreads[shift_name] = 0.1
         true[shift_name] = 1.1 * float(np.real(nominal[shift_name]))
     return Problem(
-        "paper", objective, controls.initial(), float("nan"), spreads, true,
+        "paper",
+        objective,
+        controls.initial(),
+        float("nan"),
+        spreads,
+        true,
         f"preset {p.name!r}, {tx} -> {rx_name}: receiver drive shaped ({controls.size} parameters) around "
         "the scripted time-reversed drive; absorption efficiency",
         rl_scale=3.0,

@@ -49,7 +49,7 @@ from chiraljax._protocols import PulsePlan, receiver_drive, transfer, transfer_n
 from chiraljax._pulses import AbstractPulse, Constant
 from chiraljax._simulate import simulate
 
-from ._objectives import AbstractObjective, check_ensemble, check_aggregate
+from ._objectives import AbstractObjective, check_aggregate, check_ensemble
 from ._parameterize import BasisParameterization, Controls
 
 __all__ = ["FrequencyCorrected", "ReceiverObjective", "receiver_controls"]
@@ -68,8 +68,17 @@ class FrequencyCorrected(AbstractPulse):
         return self.shift.jump_times() + self.correction.jump_times()
 
 
-def receiver_controls(line: ChiralLine, sender: str, receiver: str, plan: PulsePlan, *, knots: int = 12,
-                      max_drive: float, correction_knots: int = 0, max_correction: float = 0.0) -> Controls:
+def receiver_controls(
+    line: ChiralLine,
+    sender: str,
+    receiver: str,
+    plan: PulsePlan,
+    *,
+    knots: int = 12,
+    max_drive: float,
+    correction_knots: int = 0,
+    max_correction: float = 0.0,
+) -> Controls:
     """The parameterisation of the receiver's pulses (module docstring).
 
     **Arguments:**
@@ -83,17 +92,23 @@ def receiver_controls(line: ChiralLine, sender: str, receiver: str, plan: PulseP
 
     **Returns:** a `Controls` with `"drive"` (and `"correction"`).
     """
-    require(plan.receiver_drive is None,
-            "receiver_controls: plan.receiver_drive is already set; shape around the scripted drive "
-            "(plan.replace(receiver_drive=None))")
+    require(
+        plan.receiver_drive is None,
+        "receiver_controls: plan.receiver_drive is already set; shape around the scripted drive "
+        "(plan.replace(receiver_drive=None))",
+    )
     window = plan.span(line.arrival(sender, receiver))
     base = receiver_drive(line, sender, receiver, plan)
     parts = {"drive": BasisParameterization("spline", knots, *window, bounds=(0.0, float(max_drive)), baseline=base)}
     if correction_knots:
         require(max_correction > 0, f"max_correction={max_correction}: a frequency correction needs a bound > 0")
-        parts["correction"] = BasisParameterization("spline", correction_knots, *window,
-                                                    bounds=(-float(max_correction), float(max_correction)),
-                                                    baseline=Constant(0.0))
+        parts["correction"] = BasisParameterization(
+            "spline",
+            correction_knots,
+            *window,
+            bounds=(-float(max_correction), float(max_correction)),
+            baseline=Constant(0.0),
+        )
     return Controls(parts)
 
 
@@ -125,13 +140,30 @@ class ReceiverObjective(AbstractObjective):
     aggregate: str = eqx.field(static=True)
     temperature: float = eqx.field(static=True)
 
-    def __init__(self, line: ChiralLine, plan: PulsePlan, sender: str, receiver: str, controls: Controls, *,
-                 steps: int | None = 64, incident=None, ensemble: Mapping[str, Any] | None = None,
-                 aggregate: str = "mean", temperature: float = 0.01, hardware: Mapping[str, Any] | None = None,
-                 rtol: float = 1e-8, atol: float = 1e-10):
-        require(isinstance(controls, Controls) and "drive" in controls.names,
-                "controls: build them with receiver_controls (a 'drive' entry is needed)")
-        require(steps is None or (isinstance(steps, int) and steps >= 1), f"steps={steps!r}: a positive integer or None")
+    def __init__(
+        self,
+        line: ChiralLine,
+        plan: PulsePlan,
+        sender: str,
+        receiver: str,
+        controls: Controls,
+        *,
+        steps: int | None = 64,
+        incident=None,
+        ensemble: Mapping[str, Any] | None = None,
+        aggregate: str = "mean",
+        temperature: float = 0.01,
+        hardware: Mapping[str, Any] | None = None,
+        rtol: float = 1e-8,
+        atol: float = 1e-10,
+    ):
+        require(
+            isinstance(controls, Controls) and "drive" in controls.names,
+            "controls: build them with receiver_controls (a 'drive' entry is needed)",
+        )
+        require(
+            steps is None or (isinstance(steps, int) and steps >= 1), f"steps={steps!r}: a positive integer or None"
+        )
         check_aggregate(aggregate, temperature)
         self.line, self.plan, self.controls = line, plan.replace(receiver_drive=None), controls
         self.sender, self.receiver = sender, receiver
@@ -166,8 +198,9 @@ class ReceiverObjective(AbstractObjective):
         net = transfer_network(self.line, self.sender, self.receiver, self.plan.replace(receiver_drive=pulses["drive"]))
         if "correction" in pulses:
             name = f"{self.receiver}.shift"
-            net = eqx.tree_at(lambda n: n.controls[name], net, FrequencyCorrected(net.controls[name],
-                                                                                 pulses["correction"]))
+            net = eqx.tree_at(
+                lambda n: n.controls[name], net, FrequencyCorrected(net.controls[name], pulses["correction"])
+            )
         values = {**(self.hardware or {}), **(member or {})}
         return net.with_parameters(values) if values else net
 
@@ -203,8 +236,16 @@ class ReceiverObjective(AbstractObjective):
     # ---- variants -----------------------------------------------------------------------
 
     def _replace(self, **changes) -> ReceiverObjective:
-        kw = dict(steps=self.steps, incident=self.incident, ensemble=self.ensemble, aggregate=self.aggregate,
-                  temperature=self.temperature, hardware=self.hardware, rtol=self.rtol, atol=self.atol)
+        kw = dict(
+            steps=self.steps,
+            incident=self.incident,
+            ensemble=self.ensemble,
+            aggregate=self.aggregate,
+            temperature=self.temperature,
+            hardware=self.hardware,
+            rtol=self.rtol,
+            atol=self.atol,
+        )
         kw.update(changes)
         return ReceiverObjective(self.line, self.plan, self.sender, self.receiver, self.controls, **kw)
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from chiraljax._errors import require
 
-from ._compare import start_point, compare, plot_comparison, sim_to_real, write_json, batch_reward
+from ._compare import batch_reward, compare, plot_comparison, sim_to_real, start_point, write_json
 from ._gradient import GradientConfig, gradient_optimize
 from ._ppo import PPOConfig, ppo_optimize
 from ._problems import PROBLEMS, get_problem
@@ -83,8 +83,7 @@ def run_optimize(
     else:
         report = _single(problem, method, budget, seeds, checkpoints, progress)
     report["command"] = (
-        f"chiraljax optimize --preset {preset} --method {method} --budget {budget} --seeds {seeds} "
-        f"--out {out}"
+        f"chiraljax optimize --preset {preset} --method {method} --budget {budget} --seeds {seeds} --out {out}"
     )
     write_json(report, report_path)
     return report
@@ -98,20 +97,36 @@ def _single(problem, method, budget, seeds, checkpoints, progress) -> dict[str, 
         ckpt = os.path.join(checkpoints, f"{method}-seed{seed}.ckpt")
         if method == "grad":
             config = GradientConfig(method="lbfgs", max_steps=10_000, patience=40)
-            result = gradient_optimize(problem.objective, x0, config, budget=budget, checkpoint=ckpt,
-                                       callback=report)
+            result = gradient_optimize(problem.objective, x0, config, budget=budget, checkpoint=ckpt, callback=report)
             best_x, best, evaluations = result.best_x, result.best_score, result.evaluations
-            curve = {"evaluations": result.history.evaluations.tolist(),
-                     "best": result.history.best_score.tolist()}
+            curve = {"evaluations": result.history.evaluations.tolist(), "best": result.history.best_score.tolist()}
         else:
-            result = ppo_optimize(batch_reward(problem.objective), x0, problem.rl_scale,
-                                  PPOConfig(), jax.random.key(seed), budget=budget, checkpoint=ckpt,
-                                  callback=report)
+            result = ppo_optimize(
+                batch_reward(problem.objective),
+                x0,
+                problem.rl_scale,
+                PPOConfig(),
+                jax.random.key(seed),
+                budget=budget,
+                checkpoint=ckpt,
+                callback=report,
+            )
             best_x, best, evaluations = result.best_x, result.best_reward, result.evaluations
-            curve = {"evaluations": result.history.evaluations.tolist(),
-                     "best": result.history.best_reward.tolist()}
-        runs.append({"seed": seed, "final_best": float(best), "evaluations": int(evaluations),
-                     "best_x": np.asarray(best_x).tolist(), **curve,
-                     "start_score": float(problem.objective(x0))})
-    return {"problem": problem.name, "method": method, "budget": budget, "runs": runs,
-            "final_best_mean": float(np.mean([r["final_best"] for r in runs]))}
+            curve = {"evaluations": result.history.evaluations.tolist(), "best": result.history.best_reward.tolist()}
+        runs.append(
+            {
+                "seed": seed,
+                "final_best": float(best),
+                "evaluations": int(evaluations),
+                "best_x": np.asarray(best_x).tolist(),
+                **curve,
+                "start_score": float(problem.objective(x0)),
+            }
+        )
+    return {
+        "problem": problem.name,
+        "method": method,
+        "budget": budget,
+        "runs": runs,
+        "final_best_mean": float(np.mean([r["final_best"] for r in runs])),
+    }

@@ -13,17 +13,24 @@ import pytest
 
 import chiraljax as cj
 
-def emitter_pair(*, rate_a=1.0, rate_b=1.0, right_fraction=(0.5, 0.5), phase=0.0, coupling=0.0,
-                 initial=(1.0, 0.0)) -> cj.Network:
+
+def emitter_pair(
+    *, rate_a=1.0, rate_b=1.0, right_fraction=(0.5, 0.5), phase=0.0, coupling=0.0, initial=(1.0, 0.0)
+) -> cj.Network:
     """Qubits A (port at x = 0) and B (port at x = d) on one waveguide: link phase phi = w d/v,
     direct coupling g, initial amplitudes (c_A, c_B). With right_fraction (1, 1) it is the
     one-way cascade A -> B; with (1/2, 1/2) the bidirectional chiral module of THEORY.md
     section 2. One structure for all, so one compiled solver serves them."""
-    return cj.Network([cj.Emitter("A"), cj.Emitter("B")],
-                      [cj.Port("pA", "A", 0, rate_a, right_fraction=right_fraction[0]),
-                       cj.Port("pB", "B", 1, rate_b, right_fraction=right_fraction[1])],
-                      links=[cj.Link(phase=phase)], couplings=[cj.Coupling("A", "B", coupling)],
-                      initial={"A": initial[0], "B": initial[1]})
+    return cj.Network(
+        [cj.Emitter("A"), cj.Emitter("B")],
+        [
+            cj.Port("pA", "A", 0, rate_a, right_fraction=right_fraction[0]),
+            cj.Port("pB", "B", 1, rate_b, right_fraction=right_fraction[1]),
+        ],
+        links=[cj.Link(phase=phase)],
+        couplings=[cj.Coupling("A", "B", coupling)],
+        initial={"A": initial[0], "B": initial[1]},
+    )
 
 
 PAIR_SAVES = 33  # save points of every emitter_pair simulation (the shape is part of the compile)
@@ -53,17 +60,32 @@ def chiral_link(eta: float = 0.6, t1_rate: float = 1e-3, dephasing: float = 1e-3
         if m == 0:
             links.append(cj.Link(transmission=eta))
         couplings.append(cj.Coupling(f"A{m}", f"B{m}", -0.5, control=control))
-    return cj.Network(emitters, ports, links=links, couplings=couplings, controls=controls,
-                      initial={"A0": 1 / np.sqrt(2), "B0": 1j / np.sqrt(2)})
+    return cj.Network(
+        emitters,
+        ports,
+        links=links,
+        couplings=couplings,
+        controls=controls,
+        initial={"A0": 1 / np.sqrt(2), "B0": 1j / np.sqrt(2)},
+    )
 
 
 # The parameters the transfer tests vary: one fixed key set, so one compiled function serves
 # the closed forms, the gradients and the recompilation check.
 TRANSFER_KEYS = (
-    "links.1.transmission", "links.0.phase", "ports.pA0.rate", "controls.emit.kappa",
-    "emitters.A1.detuning", "emitters.B1.dephasing",
-    "emitters.A0.decay", "emitters.B0.decay", "emitters.A1.decay", "emitters.B1.decay",
-    "emitters.A0.dephasing", "emitters.B0.dephasing", "emitters.A1.dephasing",
+    "links.1.transmission",
+    "links.0.phase",
+    "ports.pA0.rate",
+    "controls.emit.kappa",
+    "emitters.A1.detuning",
+    "emitters.B1.dephasing",
+    "emitters.A0.decay",
+    "emitters.B0.decay",
+    "emitters.A1.decay",
+    "emitters.B1.decay",
+    "emitters.A0.dephasing",
+    "emitters.B0.dephasing",
+    "emitters.A1.dephasing",
 )
 
 
@@ -85,8 +107,14 @@ class TransferModel:
 
         def population(params):
             self.traces += 1
-            result = cj.simulate(self.base.with_parameters(params), TRANSFER_WINDOW, n_save=2,
-                                 representation="sector", rtol=TRANSFER_RTOL, atol=TRANSFER_ATOL)
+            result = cj.simulate(
+                self.base.with_parameters(params),
+                TRANSFER_WINDOW,
+                n_save=2,
+                representation="sector",
+                rtol=TRANSFER_RTOL,
+                atol=TRANSFER_ATOL,
+            )
             return result.final_population(*RECEIVER)
 
         self.population = population

@@ -14,7 +14,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 import chiraljax as cj
 
@@ -26,10 +25,16 @@ ADAPTIVE = cj.Sector(rtol=1e-10, atol=1e-12)
 
 def cascade(gate: cj.AbstractPulse) -> cj.Network:
     """A feeds B one way through a link of phase 0.4; A's coupling follows `gate`."""
-    return cj.Network([cj.Emitter("A", detuning=0.3), cj.Emitter("B")],
-                      [cj.Port("pA", "A", 0, 1.0, right_fraction=1.0, control="gate"),
-                       cj.Port("pB", "B", 1, 0.7, right_fraction=1.0)],
-                      links=[cj.Link(phase=0.4)], controls={"gate": gate}, initial={"A": 1.0})
+    return cj.Network(
+        [cj.Emitter("A", detuning=0.3), cj.Emitter("B")],
+        [
+            cj.Port("pA", "A", 0, 1.0, right_fraction=1.0, control="gate"),
+            cj.Port("pB", "B", 1, 0.7, right_fraction=1.0),
+        ],
+        links=[cj.Link(phase=0.4)],
+        controls={"gate": gate},
+        initial={"A": 1.0},
+    )
 
 
 def trace_loss(x, method, gate=cj.Constant(1.0), n_save=9):

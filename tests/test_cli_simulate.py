@@ -36,8 +36,16 @@ def test_simulate_writes_summary_and_json(monkeypatch, capsys, tmp_path):
     for text in ("final populations", "right", "decay:q", "conservation error", "sector", "wall time"):
         assert text in stdout
     payload = json.loads(out.read_text())
-    assert set(payload) == {"network", "representation", "t_span", "wall_time_s", "channels", "scalars", "traces",
-                            "written_by"}
+    assert set(payload) == {
+        "network",
+        "representation",
+        "t_span",
+        "wall_time_s",
+        "channels",
+        "scalars",
+        "traces",
+        "written_by",
+    }
     assert payload["representation"] == "sector" and payload["t_span"] == [0.0, 8.0]
     assert payload["channels"] == {"right": "end", "left": "end", "decay:q": "decay"}
     assert {"population:q", "output:right", "output:left", "conservation_error"} <= set(payload["scalars"])
@@ -48,8 +56,21 @@ def test_simulate_writes_summary_and_json(monkeypatch, capsys, tmp_path):
 
 def test_command_line_overrides_the_file(monkeypatch, capsys, tmp_path):
     out = tmp_path / "r.json"
-    code, _, stderr = run_cli(monkeypatch, capsys, "simulate", SINGLE, "-o", out, "--n-save", N_SAVE,
-                              "--t-span", "0", "4", "--representation", "sector")
+    code, _, stderr = run_cli(
+        monkeypatch,
+        capsys,
+        "simulate",
+        SINGLE,
+        "-o",
+        out,
+        "--n-save",
+        N_SAVE,
+        "--t-span",
+        "0",
+        "4",
+        "--representation",
+        "sector",
+    )
     assert code == 0, stderr
     payload = json.loads(out.read_text())
     assert payload["t_span"] == [0.0, 4.0]
@@ -65,7 +86,7 @@ def test_help(monkeypatch, capsys):
 
 BAD_INPUTS = {
     "missing file": (None, "no such network file"),
-    "bad toml": ("[[emitters]]\nname = \"q\"\ndecay = = 1\n", "not valid TOML"),
+    "bad toml": ('[[emitters]]\nname = "q"\ndecay = = 1\n', "not valid TOML"),
     "unknown emitter": (('emitter = "q"', 'emitter = "qq"'), "Port 'p': unknown emitter 'qq'"),
     "negative rate": (("rate = 1.0", "rate = -1.0"), "ports[0].rate: -1.0 is less than the minimum of 0"),
     "NaN": (("decay = 0.01", "decay = nan"), "emitters[0].decay: nan is not a finite number"),
@@ -103,8 +124,12 @@ def test_transmission_above_one_in_json(monkeypatch, capsys, tmp_path):
 
 def test_installed_entry_point_exit_code(tmp_path):
     script = "import sys; from chiraljax.cli import main; sys.argv[0] = 'chiraljax'; main()"
-    proc = subprocess.run([sys.executable, "-c", script, "simulate", str(tmp_path / "absent.json")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, "simulate", str(tmp_path / "absent.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"chiraljax: error: {tmp_path / 'absent.json'}: no such network file"]
 

@@ -10,15 +10,15 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
+from conftest import RECEIVER, TRANSFER_WINDOW, chiral_link
 
 import chiraljax as cj
-
-from conftest import RECEIVER, TRANSFER_WINDOW, chiral_link
 
 SAVES = 17
 _TRACES: list[str] = []
 jax.monitoring.register_event_duration_secs_listener(
-    lambda event, duration, **kw: _TRACES.append(event) if event == "/jax/core/compile/jaxpr_trace_duration" else None)
+    lambda event, duration, **kw: _TRACES.append(event) if event == "/jax/core/compile/jaxpr_trace_duration" else None
+)
 
 
 def compiled() -> int:
@@ -41,13 +41,11 @@ def rewired(net: cj.Network) -> cj.Network:
     couplings = [cj.Coupling(c.a, c.b, c.strength, control=swap[c.control]) for c in net.couplings[::-1]]
     controls = {"emit": cj.SechEmission(1.2, -0.3), "absorb": cj.SechAbsorption(0.8, 0.4)}
     links = [cj.Link(phase=0.3), cj.Link(transmission=0.9, phase=1.0), cj.Link(phase=-0.4)]
-    return cj.Network(net.emitters, ports, links=links, couplings=couplings, controls=controls,
-                      initial={"B1": 1.0})
+    return cj.Network(net.emitters, ports, links=links, couplings=couplings, controls=controls, initial={"B1": 1.0})
 
 
 def test_other_topology_and_pulses_of_the_same_sizes_do_not_compile_again():
     net = chiral_link()
-    before = compiled()
     p0 = receiver_population(net)
     receiver_population(net)
     after_first = compiled()
@@ -68,17 +66,20 @@ def test_method_objects_match_the_keyword_shorthand():
     assert abs(fixed - by_method) < 1e-6
 
 
-@pytest.mark.parametrize("bad, message", [
-    (lambda: cj.Sector(rtol=0.0), "rtol and atol must be positive"),
-    (lambda: cj.Sector(steps=0), "steps must be a positive integer"),
-    (lambda: cj.Full(max_steps=0), "max_steps must be a positive integer"),
-    (lambda: cj.Delay(dt=-1.0), "dt must be positive"),
-    (lambda: cj.Sector(adjoint="backward"), "adjoint must be one of"),
-    (lambda: cj.Full(checkpoints=0), "checkpoints must be a positive integer"),
-    (lambda: cj.simulate(chiral_link(), TRANSFER_WINDOW, method=cj.Sector(), rtol=1e-6), "not both"),
-    (lambda: cj.simulate(chiral_link(), TRANSFER_WINDOW, method="sector"), "method must be cj.Sector"),
-    (lambda: cj.simulate(chiral_link(), TRANSFER_WINDOW, rtool=1e-6), "unknown option"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (lambda: cj.Sector(rtol=0.0), "rtol and atol must be positive"),
+        (lambda: cj.Sector(steps=0), "steps must be a positive integer"),
+        (lambda: cj.Full(max_steps=0), "max_steps must be a positive integer"),
+        (lambda: cj.Delay(dt=-1.0), "dt must be positive"),
+        (lambda: cj.Sector(adjoint="backward"), "adjoint must be one of"),
+        (lambda: cj.Full(checkpoints=0), "checkpoints must be a positive integer"),
+        (lambda: cj.simulate(chiral_link(), TRANSFER_WINDOW, method=cj.Sector(), rtol=1e-6), "not both"),
+        (lambda: cj.simulate(chiral_link(), TRANSFER_WINDOW, method="sector"), "method must be cj.Sector"),
+        (lambda: cj.simulate(chiral_link(), TRANSFER_WINDOW, rtool=1e-6), "unknown option"),
+    ],
+)
 def test_bad_methods_are_refused_in_words(bad, message):
     with pytest.raises(cj.ValidationError, match=message):
         bad()
@@ -100,12 +101,15 @@ def test_lean_adaptive_stepper_agrees_with_the_converged_answer_at_every_save():
     assert float(loose.conservation_error) < 1e-8
 
 
-@pytest.mark.parametrize("ts, message", [
-    ([0.0, 2.0, 1.0], "increasing order"),
-    ([-13.0, 0.0], "must lie in t_span"),
-    ([[0.0, 1.0]], "1-D array"),
-    ([0.0, float("nan")], "finite"),
-])
+@pytest.mark.parametrize(
+    "ts, message",
+    [
+        ([0.0, 2.0, 1.0], "increasing order"),
+        ([-13.0, 0.0], "must lie in t_span"),
+        ([[0.0, 1.0]], "1-D array"),
+        ([0.0, float("nan")], "finite"),
+    ],
+)
 def test_bad_save_times_are_refused(ts, message):
     with pytest.raises(cj.ValidationError, match=message):
         cj.simulate(chiral_link(), TRANSFER_WINDOW, ts=np.asarray(ts))
@@ -116,7 +120,14 @@ def test_a_reflecting_end_is_refused_even_when_the_structure_is_cached():
     checked on every call."""
     net = chiral_link()
     receiver_population(net, representation="sector")
-    reflecting = cj.Network(net.emitters, net.ports, links=net.links, couplings=net.couplings,
-                            controls=net.controls, initial=net.initial, end_reflections=(0.5, 0.0))
+    reflecting = cj.Network(
+        net.emitters,
+        net.ports,
+        links=net.links,
+        couplings=net.couplings,
+        controls=net.controls,
+        initial=net.initial,
+        end_reflections=(0.5, 0.0),
+    )
     with pytest.raises(cj.ValidationError, match="reflecting waveguide ends"):
         receiver_population(reflecting, representation="sector")

@@ -121,9 +121,7 @@ def test_convergence_order(mirror):
         e_fine = np.max(np.abs(np.asarray(mirror.c[case, ::2, 0]) - ref))
         order = np.log2(e_coarse / e_fine)
         assert 3.6 < order < 4.6, order
-    cons_order = np.log2(
-        float(coarse.conservation_error[1].max()) / float(mirror.conservation_error[1].max())
-    )
+    cons_order = np.log2(float(coarse.conservation_error[1].max()) / float(mirror.conservation_error[1].max()))
     assert cons_order > 3.6
 
 
@@ -134,8 +132,12 @@ def test_no_recompile_for_new_delays():
     def run(tau, phi):
         traces.append(1)
         prob = DelayProblem(
-            [0], jnp.stack([tau, 0.0]), rates=[[0.5, 0.5]], phase=jnp.stack([phi, 0.0]),
-            end_reflection=[-1.0, 0.0], instantaneous=(False, True),
+            [0],
+            jnp.stack([tau, 0.0]),
+            rates=[[0.5, 0.5]],
+            phase=jnp.stack([phi, 0.0]),
+            end_reflection=[-1.0, 0.0],
+            instantaneous=(False, True),
         )
         return solve_delay(prob, jnp.array([1.0 + 0j]), dt=0.1, n_steps=20, max_delay=1.0).c
 
@@ -175,8 +177,11 @@ def test_two_atoms_markov_limit_matches_slh():
     """Zero delay with the phase kept equals L_R, L_L and J_wg of THEORY section 2."""
     phi, gA, gB, dA, g = 1.1, 1.0, 0.6, 0.3, 0.2
     prob = DelayProblem(
-        [0, 1], [0.0, 0.0, 0.0], rates=[[gA / 2, gA / 2], [gB / 2, gB / 2]],
-        phase=[0.0, phi, 0.0], hamiltonian=[[dA, g], [g, 0.0]],
+        [0, 1],
+        [0.0, 0.0, 0.0],
+        rates=[[gA / 2, gA / 2], [gB / 2, gB / 2]],
+        phase=[0.0, phi, 0.0],
+        hamiltonian=[[dA, g], [g, 0.0]],
     )
     c0 = np.array([0.6, 0.8j])
     sol = solve_delay(prob, c0, dt=0.02, n_steps=400)
@@ -201,9 +206,7 @@ def test_giant_atom_two_ports():
     dc/dt = -gamma c - gamma e^{i phi} c(t - tau).
     """
     tau, phi, gamma = 0.8, 2.3, 1.0
-    prob = DelayProblem(
-        [0, 0], [0.0, tau, 0.0], rates=[[gamma / 2, gamma / 2]] * 2, phase=[0.0, phi, 0.0]
-    )
+    prob = DelayProblem([0, 0], [0.0, tau, 0.0], rates=[[gamma / 2, gamma / 2]] * 2, phase=[0.0, phi, 0.0])
     sol = solve_delay(prob, jnp.array([1.0 + 0j]), dt=0.05, n_steps=200)
     ref = series(gamma, -gamma * np.exp(1j * phi), tau, np.asarray(sol.ts))
     assert np.max(np.abs(np.asarray(sol.c[:, 0]) - ref)) < 1e-7
@@ -225,8 +228,12 @@ def test_one_way_cascade_shifts_by_delay():
             return jnp.array([[1.0, 0.0], [gb, 0.0]])
 
         prob = DelayProblem(
-            [0, 1], [0.0, delay, 0.0], rates=rates, phase=[0.0, 0.9, 0.0],
-            hamiltonian=jnp.diag(jnp.array([0.0, 0.4])), transmission=[1.0, 0.7, 1.0],
+            [0, 1],
+            [0.0, delay, 0.0],
+            rates=rates,
+            phase=[0.0, 0.9, 0.0],
+            hamiltonian=jnp.diag(jnp.array([0.0, 0.4])),
+            transmission=[1.0, 0.7, 1.0],
         )
         return solve_delay(prob, jnp.array([1.0, 0.0], complex), dt=dt, n_steps=n)
 
@@ -273,8 +280,14 @@ def module_problem(delays, eta, phase_link, joint=None):
         phase = jnp.stack([0.0, q, phase_link, 0.3, q, 0.0])
         scattering = scatterer_matrix(joint)[None]
     return DelayProblem(
-        nodes, delay, rates=rates, hamiltonian=hamiltonian, transmission=trans, phase=phase,
-        scattering=scattering, instantaneous=inst,
+        nodes,
+        delay,
+        rates=rates,
+        hamiltonian=hamiltonian,
+        transmission=trans,
+        phase=phase,
+        scattering=scattering,
+        instantaneous=inst,
     )
 
 
@@ -317,9 +330,7 @@ def test_input_photon_absorbed_and_counted():
         return jnp.array([jnp.sqrt(KAPPA) / 2 / jnp.cosh(KAPPA * t / 2), 0.0]).astype(complex)
 
     # The photon needs 0.5 to reach the emitter from the left end: its control runs late.
-    prob = DelayProblem(
-        [0], [0.5, 0.0], rates=lambda t: rates(t - 0.5), inputs=inputs, transmission=[0.9, 1.0]
-    )
+    prob = DelayProblem([0], [0.5, 0.0], rates=lambda t: rates(t - 0.5), inputs=inputs, transmission=[0.9, 1.0])
     sol = solve_delay(prob, jnp.zeros(1, complex), dt=0.05, n_steps=720, t0=-18.0)
     assert abs(float(sol.injected[-1]) - 1.0) < 1e-6
     assert abs(float(sol.populations[-1, 0]) - 0.9) < 1e-6
@@ -385,9 +396,7 @@ def test_gradients_match_finite_differences():
     x0 = jnp.array([0.537, 0.4, 0.85, 0.45])  # the delay is off the grid: smooth in tau
     grad = np.asarray(g(x0))
     h = 1e-6
-    fd = np.array(
-        [(float(f(x0.at[i].add(h))) - float(f(x0.at[i].add(-h)))) / (2 * h) for i in range(4)]
-    )
+    fd = np.array([(float(f(x0.at[i].add(h))) - float(f(x0.at[i].add(-h)))) / (2 * h) for i in range(4)])
     assert np.all(np.abs(grad) > 1e-3)
     np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-9)
 
@@ -404,13 +413,18 @@ def test_error_delay_shorter_than_step():
 def test_error_non_unitary_scatterer():
     with pytest.raises(ValidationError, match="scattering"):
         DelayProblem(
-            [0, None], [0.0, 1.0, 0.0], rates=[[0.5, 0.5]],
+            [0, None],
+            [0.0, 1.0, 0.0],
+            rates=[[0.5, 0.5]],
             scattering=jnp.array([[[0.9, 0.3], [0.3, 0.9]]]),
         )
     with pytest.raises(ValidationError, match="passive"):
         DelayProblem(
-            [0, None], [0.0, 1.0, 0.0], rates=[[0.5, 0.5]],
-            scattering=jnp.array([[[1.0, 0.5], [0.5, 1.0]]]), lossy=(True,),
+            [0, None],
+            [0.0, 1.0, 0.0],
+            rates=[[0.5, 0.5]],
+            scattering=jnp.array([[[1.0, 0.5], [0.5, 1.0]]]),
+            lossy=(True,),
         )
 
 
@@ -418,7 +432,9 @@ def test_error_zero_delay_loop_of_reflectors():
     mirror = jnp.array([[0.0, -1.0], [-1.0, 0.0]])
     with pytest.raises(ValidationError, match="loop"):
         DelayProblem(
-            [0, None, None], [1.0, 1.0, 0.0, 1.0], rates=[[0.5, 0.5]],
+            [0, None, None],
+            [1.0, 1.0, 0.0, 1.0],
+            rates=[[0.5, 0.5]],
             scattering=jnp.stack([mirror, mirror]),
         )
 
@@ -430,11 +446,14 @@ def test_error_other_fields():
         DelayProblem([0], [1.0, 0.0], rates=[[0.5, 0.5], [0.1, 0.1]])
     with pytest.raises(ValidationError, match="max_delay"):
         jax.jit(
-            lambda tau: solve_delay(
-                DelayProblem([0], jnp.stack([tau, 0.0]), rates=[[0.5, 0.5]],
-                             instantaneous=(False, True)),
-                jnp.array([1.0 + 0j]), dt=0.1, n_steps=5,
-            ).c
+            lambda tau: (
+                solve_delay(
+                    DelayProblem([0], jnp.stack([tau, 0.0]), rates=[[0.5, 0.5]], instantaneous=(False, True)),
+                    jnp.array([1.0 + 0j]),
+                    dt=0.1,
+                    n_steps=5,
+                ).c
+            )
         )(1.0)
 
 
@@ -468,9 +487,7 @@ def cascade_dephasing_reference(t, tau, phi, gphi):
 
 def test_dephasing_trajectories_match_lindblad():
     tau, phi, gphi = 1.0, 0.4, 0.3
-    prob = DelayProblem(
-        [0, 1], [0.0, tau, 0.0], rates=[[1.0, 0.0], [1.0, 0.0]], phase=[0.0, phi, 0.0]
-    )
+    prob = DelayProblem([0, 1], [0.0, tau, 0.0], rates=[[1.0, 0.0], [1.0, 0.0]], phase=[0.0, phi, 0.0])
     kw = dict(n_trajectories=512, dt=0.05, n_steps=120, batch=256)
     avg = dephasing_average(prob, jnp.array([1.0, 0.0], complex), gphi, jax.random.key(3), **kw)
     again = dephasing_average(prob, jnp.array([1.0, 0.0], complex), gphi, jax.random.key(3), **kw)

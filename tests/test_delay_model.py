@@ -83,8 +83,10 @@ def cascade_network(tau: float = 0.5, eta: float = 0.8, kappa_b: float = 1.0) ->
     }
     return cj.Network(
         [cj.Emitter("a"), cj.Emitter("b")],
-        [cj.Port("pa", "a", 0.0, 1.0, right_fraction=1.0, control="emit"),
-         cj.Port("pb", "b", 1.0, 1.0, right_fraction=1.0, control="absorb")],
+        [
+            cj.Port("pa", "a", 0.0, 1.0, right_fraction=1.0, control="emit"),
+            cj.Port("pb", "b", 1.0, 1.0, right_fraction=1.0, control="absorb"),
+        ],
         links=[cj.Link(delay=tau, transmission=eta, phase=0.7)],
         controls=controls,
         initial={"a": 1.0},
@@ -101,10 +103,15 @@ def cascade():
     @jax.vmap
     def run(tau, eta, kappa_b):
         traces.append(1)
-        net = base.with_parameters({
-            "links.0.delay": tau, "controls.absorb.delay": tau, "links.0.transmission": eta,
-            "links.0.phase": 0.7 + tau, "controls.absorb.pulse.kappa": kappa_b,
-        })
+        net = base.with_parameters(
+            {
+                "links.0.delay": tau,
+                "controls.absorb.delay": tau,
+                "links.0.transmission": eta,
+                "links.0.phase": 0.7 + tau,
+                "controls.absorb.pulse.kappa": kappa_b,
+            }
+        )
         r = cj.simulate(net, CASCADE_WINDOW, ts=np.array(CASCADE_WINDOW), dt=CASCADE_DT)
         return r.final_population("b"), r.conservation_error, r.emitted("loss:link0")
 
@@ -148,8 +155,14 @@ def test_one_way_cascade_matches_qutip(cascade):
     ]
     psi0 = qutip.tensor(qutip.basis(2, 1), qutip.basis(2, 0))
     t0, t1 = CASCADE_WINDOW
-    res = qutip.mesolve(qutip.QobjEvo(H), psi0, [t0, t1 - 0.9], c_ops=c_ops, e_ops=[b.dag() * b],
-                        options={"atol": 1e-12, "rtol": 1e-10, "nsteps": 100_000})
+    res = qutip.mesolve(
+        qutip.QobjEvo(H),
+        psi0,
+        [t0, t1 - 0.9],
+        c_ops=c_ops,
+        e_ops=[b.dag() * b],
+        options={"atol": 1e-12, "rtol": 1e-10, "nsteps": 100_000},
+    )
     assert abs(float(p_b[0]) - res.expect[0][-1]) < 1e-6
 
 
@@ -168,8 +181,14 @@ def two_modules(eta: float = 0.6, decay: float = 1e-3, dephasing: float = 0.0) -
         if m == 0:
             links.append(cj.Link(transmission=eta))
         couplings.append(cj.Coupling(f"A{m}", f"B{m}", -0.5, control=control))
-    return cj.Network(emitters, ports, links=links, couplings=couplings, controls=controls,
-                      initial={"A0": 1 / np.sqrt(2), "B0": 1j / np.sqrt(2)})
+    return cj.Network(
+        emitters,
+        ports,
+        links=links,
+        couplings=couplings,
+        controls=controls,
+        initial={"A0": 1 / np.sqrt(2), "B0": 1j / np.sqrt(2)},
+    )
 
 
 def test_markov_limit_small_cascade():
@@ -177,7 +196,8 @@ def test_markov_limit_small_cascade():
     net = cj.Network(
         [cj.Emitter("a", decay=0.05), cj.Emitter("b", detuning=0.3)],
         [cj.Port("pa", "a", 0.0, 1.0, right_fraction=0.8), cj.Port("pb", "b", 1.0, 0.7, right_fraction=0.6)],
-        links=[cj.Link(transmission=0.9, phase=0.4)], couplings=[cj.Coupling("a", "b", 0.2)],
+        links=[cj.Link(transmission=0.9, phase=0.4)],
+        couplings=[cj.Coupling("a", "b", 0.2)],
         initial={"a": 1.0},
     )
     ts = np.linspace(0.0, 4.0, 9)
@@ -185,9 +205,11 @@ def test_markov_limit_small_cascade():
     sector = cj.simulate(net, (0.0, 4.0), ts=ts, representation="sector", rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(np.asarray(delay.populations), np.asarray(sector.populations), atol=1e-6)
     for channel in ("right", "left", "decay:a"):
-        np.testing.assert_allclose(np.asarray(delay.outputs[:, delay.channel_names.index(channel)]),
-                                   np.asarray(sector.outputs[:, sector.channel_names.index(channel)]),
-                                   atol=1e-6)
+        np.testing.assert_allclose(
+            np.asarray(delay.outputs[:, delay.channel_names.index(channel)]),
+            np.asarray(sector.outputs[:, sector.channel_names.index(channel)]),
+            atol=1e-6,
+        )
     assert float(delay.conservation_error) < 1e-7
 
 
@@ -201,9 +223,11 @@ def test_markov_limit_equals_sector():
     assert delay.representation == "delay"
     np.testing.assert_allclose(np.asarray(delay.populations), np.asarray(sector.populations), atol=1e-6)
     for channel in ("right", "left", "decay:A1"):
-        np.testing.assert_allclose(np.asarray(delay.outputs[:, delay.channel_names.index(channel)]),
-                                   np.asarray(sector.outputs[:, sector.channel_names.index(channel)]),
-                                   atol=1e-6)
+        np.testing.assert_allclose(
+            np.asarray(delay.outputs[:, delay.channel_names.index(channel)]),
+            np.asarray(sector.outputs[:, sector.channel_names.index(channel)]),
+            atol=1e-6,
+        )
     lost = sum(float(sector.emitted(f"loss:link1:{d}")) for d in "RL")
     assert abs(float(delay.emitted("loss:link1")) - lost) < 1e-6
     assert float(delay.conservation_error) < 1e-7
@@ -221,10 +245,14 @@ def mirror_value():
     base = mirror_network(reflection=-0.8)
 
     def value(p):
-        net = base.with_parameters({
-            "links.0.delay": p["delay"], "links.0.phase": p["phase"], "links.0.transmission": p["eta"],
-            "scatterers.m.reflection": p["r"],
-        })
+        net = base.with_parameters(
+            {
+                "links.0.delay": p["delay"],
+                "links.0.phase": p["phase"],
+                "links.0.transmission": p["eta"],
+                "scatterers.m.reflection": p["r"],
+            }
+        )
         r = cj.simulate(net, (0.0, 3.0), ts=np.array([0.0, 3.0]), dt=MIRROR_DT, max_delay=1.0)
         return r.final_population("a")
 
@@ -288,24 +316,33 @@ def test_delay_shorter_than_step():
 def test_non_unitary_scatterer():
     with pytest.raises(ValidationError, match="not a passive element"):
         cj.Scatterer("m", 0.0, 0.8, 0.8)
-    lossy = cj.Network([cj.Emitter("a")], [cj.Port("p", "a", 1.0, 1.0)],
-                       scatterers=[cj.Scatterer("m", 0.0, -0.6, 0.7)], links=[cj.Link(delay=0.5)], initial={"a": 1.0})
+    lossy = cj.Network(
+        [cj.Emitter("a")],
+        [cj.Port("p", "a", 1.0, 1.0)],
+        scatterers=[cj.Scatterer("m", 0.0, -0.6, 0.7)],
+        links=[cj.Link(delay=0.5)],
+        initial={"a": 1.0},
+    )
     net = lossy.with_parameters({"scatterers.m.reflection": 0.9})
     with pytest.raises(ValidationError, match=r"Scatterer 'm': \|reflection\|\^2 \+ \|transmission\|\^2"):
         cj.simulate(net, (0.0, 1.0), dt=0.1)
 
 
 def test_zero_delay_loop_of_reflectors():
-    net = cj.Network([cj.Emitter("a")], [cj.Port("p", "a", 0.0)], initial={"a": 1.0},
-                     end_reflections=(-1.0, -1.0))
+    net = cj.Network([cj.Emitter("a")], [cj.Port("p", "a", 0.0)], initial={"a": 1.0}, end_reflections=(-1.0, -1.0))
     with pytest.raises(ValidationError, match="zero delay close a lossless loop"):
         cj.simulate(net, (0.0, 1.0), dt=0.1)
 
 
 def test_time_grid_missing_a_control_jump():
-    net = cj.Network([cj.Emitter("a")], [cj.Port("p", "a", 1.0, control="u")],
-                     scatterers=[cj.Scatterer("m", 0.0, -1.0)], links=[cj.Link(delay=0.5)],
-                     controls={"u": cj.Halted(cj.Constant(1.0), 1.05)}, initial={"a": 1.0})
+    net = cj.Network(
+        [cj.Emitter("a")],
+        [cj.Port("p", "a", 1.0, control="u")],
+        scatterers=[cj.Scatterer("m", 0.0, -1.0)],
+        links=[cj.Link(delay=0.5)],
+        controls={"u": cj.Halted(cj.Constant(1.0), 1.05)},
+        initial={"a": 1.0},
+    )
     with pytest.raises(ValidationError, match=r"control 'u' jumps at t = 1\.05"):
         cj.simulate(net, (0.0, 2.0), dt=0.1)
     # The default step puts the jump on the grid.
@@ -316,8 +353,12 @@ def test_time_grid_missing_a_control_jump():
 
 def test_refused_networks():
     with pytest.raises(ValidationError, match="holds one excitation"):
-        net = cj.Network([cj.Emitter("a")], [cj.Port("p", "a", 0.0)], initial={"a": 1.0},
-                         inputs=[cj.PhotonInput("u", cj.SechMode(1.0))])
+        net = cj.Network(
+            [cj.Emitter("a")],
+            [cj.Port("p", "a", 0.0)],
+            initial={"a": 1.0},
+            inputs=[cj.PhotonInput("u", cj.SechMode(1.0))],
+        )
         cj.simulate(net, (0.0, 1.0), representation="delay")
 
 

@@ -20,14 +20,16 @@ def network() -> cj.Network:
     ports = [cj.Port("pA", "A", 0, 1.0), cj.Port("pB", "B", 2, 0.5, control="ramp")]
     scatterers = [cj.Scatterer("joint", 1, reflection=0.1)]
     links = [cj.Link(delay=0.5, transmission=0.6), cj.Link(phase=0.3)]
-    return cj.Network(emitters, ports, scatterers=scatterers, links=links, controls={"ramp": cj.Constant(1.0)},
-                      initial={"A": 1.0})
+    return cj.Network(
+        emitters, ports, scatterers=scatterers, links=links, controls={"ramp": cj.Constant(1.0)}, initial={"A": 1.0}
+    )
 
 
 @pytest.fixture(scope="module")
 def result() -> cj.Result:
-    net = cj.Network([cj.Emitter("A"), cj.Emitter("B")], [cj.Port("pA", "A", 0, 1.0), cj.Port("pB", "B", 1, 1.0)],
-                     initial={"A": 1.0})
+    net = cj.Network(
+        [cj.Emitter("A"), cj.Emitter("B")], [cj.Port("pA", "A", 0, 1.0), cj.Port("pB", "B", 1, 1.0)], initial={"A": 1.0}
+    )
     return cj.simulate(net, (0.0, 3.0), n_save=31, representation="sector")
 
 
@@ -71,8 +73,13 @@ def test_a_traced_result_keeps_the_plain_repr(result):
 
 def test_sweep_result_plots_through_its_accessor(tmp_path):
     net = cj.Network([cj.Emitter("A")], [cj.Port("p", "A", 0, 1.0)], initial={"A": 1.0})
-    data = cj.sweep(net, [cj.Grid("ports.p.rate", [0.5, 1.0, 2.0]), cj.Grid("emitters.A.decay", [0.0, 0.1])],
-                    metrics={"left": "population:A"}, t_span=(0.0, 1.0), progress=False)
+    data = cj.sweep(
+        net,
+        [cj.Grid("ports.p.rate", [0.5, 1.0, 2.0]), cj.Grid("emitters.A.decay", [0.0, 0.1])],
+        metrics={"left": "population:A"},
+        t_span=(0.0, 1.0),
+        progress=False,
+    )
     out = tmp_path / "map.png"
     data.chiraljax.save_plot(out)
     assert out.stat().st_size > 5000

@@ -22,8 +22,9 @@ DOCS = ROOT / "docs"
 
 # An opening fence of exactly "python" (at any indentation) to the closing fence at the same
 # indentation.
-_BLOCK = re.compile(r"^(?P<indent>[ \t]*)```python[ \t]*\n(?P<code>.*?)^(?P=indent)```[ \t]*$",
-                    re.MULTILINE | re.DOTALL)
+_BLOCK = re.compile(
+    r"^(?P<indent>[ \t]*)```python[ \t]*\n(?P<code>.*?)^(?P=indent)```[ \t]*$", re.MULTILINE | re.DOTALL
+)
 
 
 def python_blocks(path: Path) -> list[tuple[int, str]]:
@@ -33,7 +34,7 @@ def python_blocks(path: Path) -> list[tuple[int, str]]:
     for match in _BLOCK.finditer(text):
         indent = match.group("indent")
         lines = match.group("code").splitlines()
-        code = "\n".join(line[len(indent):] if line.startswith(indent) else line for line in lines)
+        code = "\n".join(line[len(indent) :] if line.startswith(indent) else line for line in lines)
         blocks.append((text.count("\n", 0, match.start("code")) + 1, code))
     return blocks
 
@@ -46,8 +47,14 @@ def pages() -> list[Path]:
 
 def test_pages_with_examples_are_found():
     names = {p.name for p in pages()}
-    assert {"getting-started.md", "howto-transfer.md", "howto-w-state.md", "howto-sweep.md",
-            "howto-pulse-shaping.md", "README.md"} <= names
+    assert {
+        "getting-started.md",
+        "howto-transfer.md",
+        "howto-w-state.md",
+        "howto-sweep.md",
+        "howto-pulse-shaping.md",
+        "README.md",
+    } <= names
 
 
 @pytest.mark.parametrize("page", pages(), ids=lambda p: p.name)
@@ -75,7 +82,12 @@ def test_docs_site_builds_without_warnings(tmp_path):
     pytest.importorskip("mkdocs")
     pytest.importorskip("mkdocstrings")
     site = tmp_path / "site"
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (site / "index.html").exists()

@@ -14,10 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import RECEIVER, TRANSFER_WINDOW, chiral_link
 
 import chiraljax as cj
-
-from conftest import RECEIVER, TRANSFER_WINDOW, chiral_link
 
 N_SAVE = 5
 STEPS = 48

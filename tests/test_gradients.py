@@ -14,16 +14,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import PAIR_SAVES, emitter_pair, transfer_parameters
 
 import chiraljax as cj
 import chiraljax._simulate as simulate_module
 
-from conftest import PAIR_SAVES, emitter_pair, transfer_parameters
-
 # the parameters differentiated, at a point where none of the derivatives vanishes by symmetry
 CENTRE_CHANGES = {
-    "links.1.transmission": 0.7, "links.0.phase": 1.3, "ports.pA0.rate": 0.6, "controls.emit.kappa": 1.4,
-    "emitters.A1.detuning": 0.15, "emitters.B1.dephasing": 0.02,
+    "links.1.transmission": 0.7,
+    "links.0.phase": 1.3,
+    "ports.pA0.rate": 0.6,
+    "controls.emit.kappa": 1.4,
+    "emitters.A1.detuning": 0.15,
+    "emitters.B1.dephasing": 0.02,
 }
 OTHER_CHANGES = {"links.1.transmission": 0.45, "links.0.phase": 1.7, "emitters.A1.detuning": -0.1}
 STEP = 1e-4
@@ -46,9 +49,14 @@ def batch(transfer_model):
 def finite_differences(batch, transfer_model):
     """Central differences (P(p + h) - P(p - h)) / 2h with the jitted forward solve."""
     centre = batch[0][0]
-    return {name: (transfer_model({**centre, name: centre[name] + STEP})
-                   - transfer_model({**centre, name: centre[name] - STEP})) / (2 * STEP)
-            for name in CENTRE_CHANGES}
+    return {
+        name: (
+            transfer_model({**centre, name: centre[name] + STEP})
+            - transfer_model({**centre, name: centre[name] - STEP})
+        )
+        / (2 * STEP)
+        for name in CENTRE_CHANGES
+    }
 
 
 @pytest.mark.parametrize("name", list(CENTRE_CHANGES))
@@ -95,11 +103,14 @@ def test_simulate_reuses_its_compiled_solver(monkeypatch):
 
     def net(rate, detuning):
         return emitter_pair(rate_a=rate, rate_b=rate, right_fraction=(1.0, 1.0)).with_parameters(
-            {"emitters.A.detuning": detuning})
+            {"emitters.A.detuning": detuning}
+        )
 
     ts = np.linspace(0.0, 8.0, PAIR_SAVES)  # the cascade of test_markov_closed_forms
-    out = [float(cj.simulate(net(r, d), (0.0, 8.0), ts=ts, representation="sector").final_population("B"))
-           for r, d in ((1.0, 0.0), (0.6, 0.0), (0.6, 0.3))]
+    out = [
+        float(cj.simulate(net(r, d), (0.0, 8.0), ts=ts, representation="sector").final_population("B"))
+        for r, d in ((1.0, 0.0), (0.6, 0.0), (0.6, 0.3))
+    ]
     assert len(calls) <= 1
     assert abs(out[0] - 64 * np.exp(-8.0)) < 1e-7 and abs(out[1] - 4.8**2 * np.exp(-4.8)) < 1e-7
     assert out[2] < out[1]  # detuned emitters exchange less

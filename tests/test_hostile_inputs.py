@@ -40,8 +40,9 @@ def run_cli(argv: list[str], monkeypatch, capsys) -> tuple[int, list[str]]:
 
 def sweep_spec(folder: Path, simulation: str, axes: str, name: str = "spec.toml") -> Path:
     path = folder / name
-    path.write_text(f'[network]\nfile = "{NETWORK}"\n[simulation]\n{simulation}\n{axes}\n'
-                    '[metrics]\ntransfer = "population:A1+B1"\n')
+    path.write_text(
+        f'[network]\nfile = "{NETWORK}"\n[simulation]\n{simulation}\n{axes}\n[metrics]\ntransfer = "population:A1+B1"\n'
+    )
     return path
 
 
@@ -54,10 +55,20 @@ def _grid(name: str, n: int, lo: float, hi: float) -> str:
 BINARY = b"\x00\x01\x02binary\xff"
 CASES = [
     ("binary network", {"net.toml": BINARY}, ["simulate", "{d}/net.toml"], 2, "not a text file"),
-    ("deep JSON", {"net.json": b'{"emitters":' + b"[" * 5000 + b"]" * 5000 + b"}"}, ["simulate", "{d}/net.json"], 2,
-     "nested too deeply"),
-    ("duplicate JSON key", {"net.json": b'{"emitters": [], "emitters": []}'}, ["simulate", "{d}/net.json"], 2,
-     "'emitters' is given twice"),
+    (
+        "deep JSON",
+        {"net.json": b'{"emitters":' + b"[" * 5000 + b"]" * 5000 + b"}"},
+        ["simulate", "{d}/net.json"],
+        2,
+        "nested too deeply",
+    ),
+    (
+        "duplicate JSON key",
+        {"net.json": b'{"emitters": [], "emitters": []}'},
+        ["simulate", "{d}/net.json"],
+        2,
+        "'emitters' is given twice",
+    ),
     ("binary spec", {"spec.toml": BINARY}, ["sweep", "{d}/spec.toml", "--out", "{d}/o.nc"], 2, "not a text file"),
     ("unknown network suffix", {"net.yaml": b"emitters: []"}, ["simulate", "{d}/net.yaml"], 2, "unknown file type"),
     ("network is a folder", {}, ["simulate", "{d}"], 2, "unknown file type"),
@@ -70,10 +81,14 @@ CASES = [
     ("reproduce into a file", {"report": b"keep"}, ["reproduce", "--quick", "--out", "{d}/report"], 2, "is a file"),
     ("plot to an unknown image type", {}, ["plot", "{result}", "--out", "{d}/fig.xyz"], 2, "unsupported file type"),
     ("plot into a missing folder", {}, ["plot", "{result}", "--out", "{d}/no/fig.png"], 2, "does not exist"),
-    ("sweep grid of 1e10 points", {}, ["sweep", "{spec:big}", "--out", "{d}/o.nc", "--no-progress"], 2,
-     "sweep grid of 1e+10 points"),
-    ("fixed steps too coarse", {}, ["sweep", "{spec:coarse}", "--out", "{d}/o.nc", "--no-progress"], 2,
-     "too coarse"),
+    (
+        "sweep grid of 1e10 points",
+        {},
+        ["sweep", "{spec:big}", "--out", "{d}/o.nc", "--no-progress"],
+        2,
+        "sweep grid of 1e+10 points",
+    ),
+    ("fixed steps too coarse", {}, ["sweep", "{spec:coarse}", "--out", "{d}/o.nc", "--no-progress"], 2, "too coarse"),
 ]
 
 
@@ -82,15 +97,21 @@ def sweep_result(tmp_path_factory) -> Path:
     """A small finished sweep result to plot."""
     folder = tmp_path_factory.mktemp("result")
     out = folder / "r.nc"
-    cj.sweep(cj.Network([cj.Emitter("A")], [cj.Port("p", "A", 0, 1.0)], initial={"A": 1.0}),
-             [cj.Grid("ports.p.rate", [0.5, 1.0])], metrics={"a": "population:A"}, t_span=(0.0, 1.0),
-             out=out, progress=False)
+    cj.sweep(
+        cj.Network([cj.Emitter("A")], [cj.Port("p", "A", 0, 1.0)], initial={"A": 1.0}),
+        [cj.Grid("ports.p.rate", [0.5, 1.0])],
+        metrics={"a": "population:A"},
+        t_span=(0.0, 1.0),
+        out=out,
+        progress=False,
+    )
     return out
 
 
 @pytest.mark.parametrize("label, files, argv, status, phrase", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_is_refused_in_one_line(label, files, argv, status, phrase, tmp_path, sweep_result, monkeypatch,
-                                          capsys):
+def test_bad_input_is_refused_in_one_line(
+    label, files, argv, status, phrase, tmp_path, sweep_result, monkeypatch, capsys
+):
     folder = tmp_path / "work"
     folder.mkdir()
     outside = tmp_path / "outside"
@@ -99,11 +120,20 @@ def test_bad_input_is_refused_in_one_line(label, files, argv, status, phrase, tm
     for name, content in files.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(content)
-    specs = {"big": sweep_spec(folder, "t_span = [-12.0, 12.0]\nn_save = 2\nsteps = 16",
-                               _grid("links.1.transmission", 100000, 0.1, 0.9)
-                               + _grid("emitters.*.dephasing", 100000, 0.0, 0.01), "big.toml"),
-             "coarse": sweep_spec(folder, "t_span = [-12.0, 12.0]\nn_save = 2\nsteps = 2",
-                                  _grid("links.1.transmission", 2, 0.5, 0.6), "coarse.toml")}
+    specs = {
+        "big": sweep_spec(
+            folder,
+            "t_span = [-12.0, 12.0]\nn_save = 2\nsteps = 16",
+            _grid("links.1.transmission", 100000, 0.1, 0.9) + _grid("emitters.*.dephasing", 100000, 0.0, 0.01),
+            "big.toml",
+        ),
+        "coarse": sweep_spec(
+            folder,
+            "t_span = [-12.0, 12.0]\nn_save = 2\nsteps = 2",
+            _grid("links.1.transmission", 2, 0.5, 0.6),
+            "coarse.toml",
+        ),
+    }
     before = _snapshot(outside), sorted(p.name for p in EXAMPLES.iterdir())
     args = [a.replace("{d}", str(folder)).replace("{result}", str(sweep_result)) for a in argv]
     args = [str(specs[a[6:-1]]) if a.startswith("{spec:") else a for a in args]
@@ -123,8 +153,10 @@ def test_a_failure_during_a_run_is_one_line_with_exit_1(tmp_path, monkeypatch, c
     monkeypatch.setattr(chiraljax._simulate, "simulate", broken)
     code, err = run_cli(["simulate", str(NETWORK), "--out", str(tmp_path / "r.json")], monkeypatch, capsys)
     assert code == 1
-    assert err == ["chiraljax: error: RuntimeError: XLA backend failed with a long story over lines "
-                   "(set CHIRALJAX_TRACEBACK=1 for the traceback)"]
+    assert err == [
+        "chiraljax: error: RuntimeError: XLA backend failed with a long story over lines "
+        "(set CHIRALJAX_TRACEBACK=1 for the traceback)"
+    ]
     assert not (tmp_path / "r.json").exists()
 
     def out_of_memory(*args, **kwargs):
@@ -143,8 +175,12 @@ def test_size_guards_refuse_before_building_and_can_be_switched_off(monkeypatch)
     ports = [cj.Port(f"p{i}", f"q{i}", i, 0.1) for i in range(400)]
     with pytest.raises(cj.ValidationError, match="400 emitters and 400 ports.*representation='delay'"):
         cj.simulate(cj.Network(emitters, ports, initial={"q0": 1.0}), (0.0, 1.0), representation="sector")
-    far = cj.Network([cj.Emitter("a"), cj.Emitter("b")], [cj.Port("pa", "a", 0, 1.0), cj.Port("pb", "b", 1, 1.0)],
-                     links=[cj.Link(delay=1e9)], initial={"a": 1.0})
+    far = cj.Network(
+        [cj.Emitter("a"), cj.Emitter("b")],
+        [cj.Port("pa", "a", 0, 1.0), cj.Port("pb", "b", 1, 1.0)],
+        links=[cj.Link(delay=1e9)],
+        initial={"a": 1.0},
+    )
     with pytest.raises(cj.ValidationError, match="link delay of 1e\\+09.*CHIRALJAX_LIMITS=off"):
         cj.simulate(far, (0.0, 10.0), n_save=3)
     monkeypatch.setenv("CHIRALJAX_MAX_MEMORY_GB", "1e-6")

@@ -18,8 +18,20 @@ import pytest
 import chiraljax as cj
 
 #: Packages that only sweeps, plots, files, the command line, optimisation or the ODE solver need.
-HEAVY = ("xarray", "scipy", "matplotlib", "rich", "jsonschema", "typer", "tomli_w", "pandas",
-         "h5py", "h5netcdf", "optax", "diffrax")
+HEAVY = (
+    "xarray",
+    "scipy",
+    "matplotlib",
+    "rich",
+    "jsonschema",
+    "typer",
+    "tomli_w",
+    "pandas",
+    "h5py",
+    "h5netcdf",
+    "optax",
+    "diffrax",
+)
 
 _CACHE_ENV = ("CHIRALJAX_COMPILATION_CACHE", "JAX_COMPILATION_CACHE_DIR", "XDG_CACHE_HOME")
 
@@ -29,18 +41,19 @@ def run_python(code: str, **env: str) -> dict:
     the JSON object it prints last."""
     environment = {k: v for k, v in os.environ.items() if k not in _CACHE_ENV}
     environment.update(env)
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=environment,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=environment, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-_LOADED = """
+_LOADED = f"""
     import json, sys
     import chiraljax
-    loaded = sorted({m.split(".")[0] for m in sys.modules} & set(%r))
-    print(json.dumps({"loaded": loaded, "cache": chiraljax.compilation_cache_dir()}))
-""" % (HEAVY,)
+    loaded = sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r}))
+    print(json.dumps({{"loaded": loaded, "cache": chiraljax.compilation_cache_dir()}}))
+"""
 
 
 def test_import_leaves_heavy_packages_unloaded(tmp_path):
@@ -54,6 +67,7 @@ def test_every_exported_name_resolves():
         assert getattr(cj, name) is not None, name
     assert set(cj.__all__) <= set(dir(cj))
     from chiraljax import Grid, load_preset, sweep  # noqa: F401  (imported on first access)
+
     with pytest.raises(AttributeError, match="no_such_name"):
         cj.no_such_name  # noqa: B018
 

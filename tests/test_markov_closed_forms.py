@@ -14,11 +14,10 @@ import jax
 import numpy as np
 import pytest
 import scipy.linalg
+from conftest import PAIR_SAVES, TRANSFER_KEYS, emitter_pair, transfer_parameters
 
 import chiraljax as cj
 from chiraljax._markov import compile_markov
-
-from conftest import PAIR_SAVES, TRANSFER_KEYS, emitter_pair, transfer_parameters
 
 ODE_TOL = 1e-7
 
@@ -65,7 +64,7 @@ def test_free_decay_split_between_directions_and_t1(cascade):
     r = cascade(ports__pA__rate=gamma, ports__pA__right_fraction=0.5, ports__pB__rate=0.0, emitters__A__decay=t1)
     total = gamma + t1
     np.testing.assert_allclose(np.asarray(r.population("A")), np.exp(-total * CASCADE_TS), atol=ODE_TOL)
-    left = (1 - np.exp(-total * 8.0))
+    left = 1 - np.exp(-total * 8.0)
     assert abs(float(r.emitted("right")) - 0.5 * gamma / total * left) < ODE_TOL
     assert abs(float(r.emitted("left")) - 0.5 * gamma / total * left) < ODE_TOL
     assert abs(float(r.emitted("decay:A")) - t1 / total * left) < ODE_TOL
@@ -74,6 +73,7 @@ def test_free_decay_split_between_directions_and_t1(cascade):
 
 # ---------------------------------------------------------------------------------------------
 # the chiral module: SLH model and directional emission
+
 
 def module(phi: float, theta: float, g: float) -> cj.Network:
     """Equal rates gamma = 1, quarter-wave phase phi, coupling g, (|eg> + e^{i theta}|ge>)/sqrt 2."""
@@ -85,9 +85,13 @@ def test_module_slh_model_matches_theory():
     L_L = sqrt(gA/2) s_A + sqrt(gB/2) e^{i phi} s_B and H = (g + J_wg)(s_A^dag s_B + h.c.),
     J_wg = sqrt(gA gB) sin(phi)/2 (THEORY.md section 2), to 1e-12."""
     gA, gB, phi, g, dA = 0.7, 1.3, 1.1, 0.25, 0.4
-    net = cj.Network([cj.Emitter("A", detuning=dA), cj.Emitter("B")],
-                     [cj.Port("pA", "A", 0, gA), cj.Port("pB", "B", 1, gB)],
-                     links=[cj.Link(phase=phi)], couplings=[cj.Coupling("A", "B", g)], initial={"A": 1.0})
+    net = cj.Network(
+        [cj.Emitter("A", detuning=dA), cj.Emitter("B")],
+        [cj.Port("pA", "A", 0, gA), cj.Port("pB", "B", 1, gB)],
+        links=[cj.Link(phase=phi)],
+        couplings=[cj.Coupling("A", "B", g)],
+        initial={"A": 1.0},
+    )
     space = cj.Space.qubits(["A", "B"], max_excitations=1)
     sA, sB = space.destroy("A"), space.destroy("B")
 
@@ -103,8 +107,9 @@ def test_module_slh_model_matches_theory():
     # the correlated decay: L_R^dag L_R + L_L^dag L_L = gA n_A + gB n_B + Gamma_AB (s_A^dag s_B + h.c.)
     decay = ops["right"].conj().T @ ops["right"] + ops["left"].conj().T @ ops["left"]
     gab = np.sqrt(gA * gB) * np.cos(phi)
-    np.testing.assert_allclose(decay, gA * sA.conj().T @ sA + gB * sB.conj().T @ sB
-                               + gab * (exchange + exchange.conj().T), atol=1e-12)
+    np.testing.assert_allclose(
+        decay, gA * sA.conj().T @ sA + gB * sB.conj().T @ sB + gab * (exchange + exchange.conj().T), atol=1e-12
+    )
 
 
 def right_fraction_lyapunov(phi: float, theta: float, g: float, gamma: float = 1.0) -> float:
@@ -192,10 +197,13 @@ def sech_overlap(kappa: float, shift: float) -> float:
 def photon_line():
     """A sech photon (kappa = 1) enters from the left, a one-way receiver R absorbs it by the
     time-reversed coupling, and an output-mode detector at the right end catches what passes."""
-    net = cj.Network([cj.Emitter("R")], [cj.Port("pR", "R", 0, 1.0, right_fraction=1.0, control="absorb")],
-                     controls={"absorb": cj.SechAbsorption(1.0, 0.0)},
-                     inputs=[cj.PhotonInput("src", cj.SechMode(1.0, 0.0), end="left")],
-                     outputs=[cj.OutputMode("det", cj.SechMode(1.0, 0.0), end="right")])
+    net = cj.Network(
+        [cj.Emitter("R")],
+        [cj.Port("pR", "R", 0, 1.0, right_fraction=1.0, control="absorb")],
+        controls={"absorb": cj.SechAbsorption(1.0, 0.0)},
+        inputs=[cj.PhotonInput("src", cj.SechMode(1.0, 0.0), end="left")],
+        outputs=[cj.OutputMode("det", cj.SechMode(1.0, 0.0), end="right")],
+    )
 
     def run(**changes):
         params = {k.replace("__", "."): v for k, v in changes.items()}

@@ -18,8 +18,11 @@ def gaussian(t, sigma=1.0):
 
 
 def absorbed(mode: cj.AbstractPulse) -> float:
-    net = cj.Network([cj.Emitter("q")], [cj.Port("p", "q", 0, 1.0, right_fraction=1.0)],
-                     inputs=[cj.PhotonInput("u", mode, end="left")])
+    net = cj.Network(
+        [cj.Emitter("q")],
+        [cj.Port("p", "q", 0, 1.0, right_fraction=1.0)],
+        inputs=[cj.PhotonInput("u", mode, end="left")],
+    )
     return float(cj.simulate(net, (-8.0, 8.0), ts=np.array([-8.0, 0.5, 8.0])).population("q")[1])
 
 
@@ -54,13 +57,16 @@ def test_a_normalised_rectangle_is_accepted_as_it_is(tmp_path):
     np.testing.assert_allclose(np.asarray(mode.values), [1.0, 1.0])
 
 
-@pytest.mark.parametrize("content, message", [
-    ("t,re\n0,2\n1,2\n", r"int \|u\|\^2 dt = 4, not 1"),
-    ("t,re\n0,0\n1,0\n", "zero everywhere"),
-    ("t,re\n1,1\n0,1\n", "strictly increasing"),
-    ("t,re\n0,nan\n1,1\n", "NaN"),
-    ("t\n0\n1\n", "columns t, Re"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("t,re\n0,2\n1,2\n", r"int \|u\|\^2 dt = 4, not 1"),
+        ("t,re\n0,0\n1,0\n", "zero everywhere"),
+        ("t,re\n1,1\n0,1\n", "strictly increasing"),
+        ("t,re\n0,nan\n1,1\n", "NaN"),
+        ("t\n0\n1\n", "columns t, Re"),
+    ],
+)
 def test_bad_modes_are_refused_with_the_reason(tmp_path, content, message):
     path = tmp_path / "mode.csv"
     path.write_text(content)
@@ -77,11 +83,14 @@ def test_a_network_file_reads_a_measured_mode_beside_it(tmp_path):
     (folder / "net.toml").write_text(
         '[[emitters]]\nname = "q"\n[[ports]]\nname = "p"\nemitter = "q"\nposition = 0\nrate = 1.0\n'
         'right_fraction = 1.0\n[[inputs]]\nname = "u"\nend = "left"\n'
-        '[inputs.mode]\nshape = "measured"\nfile = "photon.csv"\nnormalise = true\n')
+        '[inputs.mode]\nshape = "measured"\nfile = "photon.csv"\nnormalise = true\n'
+    )
     network, _ = cj.load_network(folder / "net.toml")
     mode = network.inputs[0].mode
     assert isinstance(mode, cj.Sampled)
     assert absorbed(mode) == pytest.approx(absorbed(cj.load_mode(folder / "photon.csv", normalise=True)), abs=1e-12)
     (folder / "bad.toml").write_text((folder / "net.toml").read_text().replace("normalise = true", "normalise = false"))
-    with pytest.raises(cj.ValidationError, match=r"bad.toml: inputs\[0\]: .*photon.csv: the mode has int \|u\|\^2 dt = 3.99"):
+    with pytest.raises(
+        cj.ValidationError, match=r"bad.toml: inputs\[0\]: .*photon.csv: the mode has int \|u\|\^2 dt = 3.99"
+    ):
         cj.load_network(folder / "bad.toml")

@@ -6,16 +6,22 @@ across parameter values (a new value is a new leaf, never a new compile).
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import scipy.linalg
 
 import chiraljax as cj
-from chiraljax._metrics import (directional_probability, w_fidelity_halted, w_fidelity_optimal)
-from chiraljax._modules import (ChiralLine, DataModule, DataRelease, Interconnect, TunableModule,
-                                emission_drive, quarter_wave_phase)
-from chiraljax._protocols import (PulsePlan, directional_emission, error_budget, route, transfer, w_state)
+from chiraljax._metrics import directional_probability, w_fidelity_halted, w_fidelity_optimal
+from chiraljax._modules import (
+    ChiralLine,
+    DataModule,
+    DataRelease,
+    Interconnect,
+    TunableModule,
+    emission_drive,
+    quarter_wave_phase,
+)
+from chiraljax._protocols import PulsePlan, directional_emission, error_budget, route, transfer, w_state
 
 WQ = 30.0  # design frequency (rad/ns); the carrier equals it unless a test detunes the phase
 PLAN = PulsePlan(1.0, lead=12.0, window=12.0, n_save=41)
@@ -31,8 +37,9 @@ def tunable_line(eta=1.0, delay=0.0, n=2, carrier=WQ, **module_kw) -> ChiralLine
 def emission_probability(phi, theta, residual_exchange):
     """P_R from (|eg> + e^{i theta}|ge>)/sqrt(2) with constant gamma = 1 and a residual exchange J
     on top of the waveguide's: int |f_R|^2 = c0^dag Q c0 with i (M^dag Q - Q M) = -K_R."""
-    M = np.array([[0, residual_exchange + 0.5 * np.sin(phi)], [residual_exchange + 0.5 * np.sin(phi), 0]],
-                 dtype=complex) - 0.5j * np.array([[1, np.cos(phi)], [np.cos(phi), 1]])
+    M = np.array(
+        [[0, residual_exchange + 0.5 * np.sin(phi)], [residual_exchange + 0.5 * np.sin(phi), 0]], dtype=complex
+    ) - 0.5j * np.array([[1, np.cos(phi)], [np.cos(phi), 1]])
     lr = np.sqrt(0.5) * np.array([np.exp(1j * phi), 1.0])
     K = np.outer(lr.conj(), lr)
     Q = scipy.linalg.solve_sylvester(1j * M.conj().T, -1j * M, -K)
@@ -40,16 +47,19 @@ def emission_probability(phi, theta, residual_exchange):
     return float(np.real(c0.conj() @ Q @ c0))
 
 
-@pytest.mark.parametrize("carrier,theta", [(WQ, np.pi / 2), (WQ, -np.pi / 2), (WQ, 0.3), (0.9 * WQ, np.pi / 2),
-                                           (1.15 * WQ, 1.0)])
+@pytest.mark.parametrize(
+    "carrier,theta", [(WQ, np.pi / 2), (WQ, -np.pi / 2), (WQ, 0.3), (0.9 * WQ, np.pi / 2), (1.15 * WQ, 1.0)]
+)
 def test_directionality_closed_form_with_cancellation(carrier, theta):
     """P_R = (1 + sin phi sin theta)/2 for phi(w) = (pi/2) w / w_q (the frequency-mismatch case
     w != w_q included) when the direct coupling cancels the exchange at the operating phase."""
     line = tunable_line(carrier=carrier, n=1)
     phi = float(quarter_wave_phase(carrier, WQ))
     plan = PulsePlan(1.0, lead=12.0, window=30.0, n_save=11)
-    net = line.network({"M0": emission_drive(line.modules[0], 1.0)},
-                       initial={"M0.QA": 1 / np.sqrt(2), "M0.QB": np.exp(1j * theta) / np.sqrt(2)})
+    net = line.network(
+        {"M0": emission_drive(line.modules[0], 1.0)},
+        initial={"M0.QA": 1 / np.sqrt(2), "M0.QB": np.exp(1j * theta) / np.sqrt(2)},
+    )
     res = cj.simulate(net, plan.span(), n_save=11)
     p_r, p_l = float(res.emitted("right")), float(res.emitted("left"))
     assert p_r + p_l == pytest.approx(1.0, abs=WINDOW_TOL)
@@ -127,9 +137,11 @@ def test_routing_past_a_detuned_idle_module():
     """Tunable sender and receiver with a four-qubit module between them, idle and detuned by
     Delta = 20 gamma: the idle module costs less than (gamma / Delta)^2 of the transfer."""
     gamma, delta = 10.0, 200.0
-    mods = [TunableModule("M0", 0.0, design_frequency=WQ),
-            DataModule("M1", 1.0, gamma=gamma, design_frequency=WQ),
-            TunableModule("M2", 2.0, design_frequency=WQ)]
+    mods = [
+        TunableModule("M0", 0.0, design_frequency=WQ),
+        DataModule("M1", 1.0, gamma=gamma, design_frequency=WQ),
+        TunableModule("M2", 2.0, design_frequency=WQ),
+    ]
     line = ChiralLine(mods, [Interconnect(1.0, 0.9), Interconnect(1.0, 0.9)], carrier=WQ, idle_detuning=delta)
     out = route(line, "M0", "M2", PLAN)
     assert out.reference.transfer_efficiency == pytest.approx(0.81, abs=WINDOW_TOL)
@@ -140,8 +152,10 @@ def test_routing_past_a_detuned_idle_module():
 def test_error_budget_sums_to_the_infidelity():
     """Shapley shares + residual = 1 - F (1e-12); the five sources explain all of the
     infidelity of ideal-protocol two-qubit modules (residual below the window error 1e-4)."""
-    mods = [TunableModule(f"M{i}", float(i), design_frequency=WQ, decay=0.002, dephasing=0.001,
-                          detuning=0.05 * i) for i in range(2)]
+    mods = [
+        TunableModule(f"M{i}", float(i), design_frequency=WQ, decay=0.002, dephasing=0.001, detuning=0.05 * i)
+        for i in range(2)
+    ]
     line = ChiralLine(mods, [Interconnect(2.0, 0.7, joints=[0.2, 0.2j])], carrier=1.02 * WQ)
     plan = PulsePlan(1.0, receiver_kappa=0.8, receiver_timing=0.3, lead=12.0, window=12.0, n_save=41)
     budget = error_budget(line, "M0", "M1", plan, "w_state")
@@ -160,5 +174,6 @@ def test_data_release_rate_and_bad_input():
     with pytest.raises(cj.ValidationError, match="kappa"):
         DataRelease(2.0, 1.0)
     with pytest.raises(cj.ValidationError, match="increasing position"):
-        ChiralLine([TunableModule("a", 1.0, design_frequency=WQ), TunableModule("b", 0.0, design_frequency=WQ)],
-                   carrier=WQ)
+        ChiralLine(
+            [TunableModule("a", 1.0, design_frequency=WQ), TunableModule("b", 0.0, design_frequency=WQ)], carrier=WQ
+        )

@@ -16,8 +16,9 @@ from chiraljax._network_io import PULSE_SHAPES, READ_ONLY_SHAPES, _validator, re
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # examples/ also holds sweep specs; network files are the documents that list emitters
-EXAMPLE_FILES = sorted(p.name for p in EXAMPLES.glob("*") if p.suffix in (".toml", ".json")
-                       and "emitters" in read_document(p))
+EXAMPLE_FILES = sorted(
+    p.name for p in EXAMPLES.glob("*") if p.suffix in (".toml", ".json") and "emitters" in read_document(p)
+)
 N_SAVE = 11  # the CLI tests use the same count, so the compiled solvers are shared
 
 
@@ -58,22 +59,40 @@ def rich_network() -> cj.Network:
         "steps": cj.Sampled([0.0, 1.0, 2.0], [0.0, 1.0], kind="hold"),
         "ramp": cj.Sampled([0.0, 1.0, 2.0], [0.0, 0.5j, 1.0]),
     }
-    emitters = [cj.Emitter("A", 0.1, 1e-3, 2e-3), cj.Emitter("B", -0.2, decay=1e-3, detuning_control="bump"),
-                cj.Emitter("T", levels=3, anharmonicity=-5.0)]
-    ports = [cj.Port("pA", "A", 0.0, 1.0, control="emit"), cj.Port("pB", "B", 2.0, 0.8, right_fraction=0.7),
-             cj.Port("pT", "T", 3.0, 0.5, control="half")]
+    emitters = [
+        cj.Emitter("A", 0.1, 1e-3, 2e-3),
+        cj.Emitter("B", -0.2, decay=1e-3, detuning_control="bump"),
+        cj.Emitter("T", levels=3, anharmonicity=-5.0),
+    ]
+    ports = [
+        cj.Port("pA", "A", 0.0, 1.0, control="emit"),
+        cj.Port("pB", "B", 2.0, 0.8, right_fraction=0.7),
+        cj.Port("pT", "T", 3.0, 0.5, control="half"),
+    ]
     scatterers = [cj.Scatterer("joint", 1.0, 0.1 + 0.05j)]
     links = [cj.Link(0.0, 1.0, math.pi / 2), cj.Link(0.5, 0.6, 0.3), cj.Link(0.1, 0.9, -1.0)]
     couplings = [cj.Coupling("A", "B", -0.5 + 0.1j, control="const"), cj.Coupling("B", "T", 0.2, control="steps")]
     inputs = [cj.PhotonInput("photon", cj.SechMode(1.0, -3.0), end="left")]
-    outputs = [cj.OutputMode("detect", cj.GaussianMode(4.0, 1.0), end="right"),
-               cj.OutputMode("back", cj.SechMode(0.8), end="left")]
-    return cj.Network(emitters, ports, links=links, scatterers=scatterers, couplings=couplings,
-                      controls=controls, inputs=inputs, outputs=outputs,
-                      initial={"A": 0.6, "B": 0.8j}, end_reflections=(0.05, -0.02j))
+    outputs = [
+        cj.OutputMode("detect", cj.GaussianMode(4.0, 1.0), end="right"),
+        cj.OutputMode("back", cj.SechMode(0.8), end="left"),
+    ]
+    return cj.Network(
+        emitters,
+        ports,
+        links=links,
+        scatterers=scatterers,
+        couplings=couplings,
+        controls=controls,
+        inputs=inputs,
+        outputs=outputs,
+        initial={"A": 0.6, "B": 0.8j},
+        end_reflections=(0.05, -0.02j),
+    )
 
 
 # ---- round trips --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("suffix", [".toml", ".json"])
 def test_round_trip_through_files(tmp_path, suffix):
@@ -102,8 +121,11 @@ def test_dict_is_plain_json():
     doc = cj.network_to_dict(rich_network())
     assert json.loads(json.dumps(doc, allow_nan=False)) == doc
     assert doc["couplings"][0]["strength"] == {"re": -0.5, "im": 0.1}
-    assert doc["controls"]["late"] == {"shape": "halted", "t_stop": 1.5, "pulse": {
-        "shape": "shifted", "delay": 0.3, "pulse": {"shape": "sech_emission", "kappa": 2.0, "t0": 0.0}}}
+    assert doc["controls"]["late"] == {
+        "shape": "halted",
+        "t_stop": 1.5,
+        "pulse": {"shape": "shifted", "delay": 0.3, "pulse": {"shape": "sech_emission", "kappa": 2.0, "t0": 0.0}},
+    }
 
 
 def test_pulse_table_matches_schema():
@@ -118,11 +140,14 @@ def test_pulse_table_matches_schema():
 
 # ---- alternative units and complex forms ------------------------------------------------------------
 
+
 def minimal_doc() -> dict:
     return {
         "emitters": [{"name": "a"}, {"name": "b"}],
-        "ports": [{"name": "pa", "emitter": "a", "position": 0, "rate": 1.0},
-                  {"name": "pb", "emitter": "b", "position": 1, "rate": 1.0, "control": "emit"}],
+        "ports": [
+            {"name": "pa", "emitter": "a", "position": 0, "rate": 1.0},
+            {"name": "pb", "emitter": "b", "position": 1, "rate": 1.0, "control": "emit"},
+        ],
         "links": [{"transmission": 0.9, "phase": 0.5}],
         "controls": {"emit": {"shape": "sech_emission", "kappa": 1.0}},
         "initial": {"a": 1.0},
@@ -134,7 +159,7 @@ def test_loss_in_db_and_phase_in_degrees():
     doc = minimal_doc()
     doc["links"] = [{"loss_db": 3.0, "phase_deg": 90.0}]
     network, _ = cj.network_from_dict(doc)
-    assert float(network.links[0].transmission) == pytest.approx(10 ** -0.3, rel=1e-14)
+    assert float(network.links[0].transmission) == pytest.approx(10**-0.3, rel=1e-14)
     assert float(network.links[0].phase) == pytest.approx(math.pi / 2, rel=1e-14)
 
 
@@ -149,6 +174,7 @@ def test_complex_forms(form):
 
 
 # ---- validation: schema first, then finiteness, then physics --------------------------------------
+
 
 def _set(doc, path, value):
     *parents, last = path
@@ -172,8 +198,11 @@ BAD_DOCUMENTS = [
     (("controls", "emit"), {"shape": "gaussian", "t0": 0.0, "sigma": 1.0}, "'amplitude' is a required property"),
     (("initial", "a"), 0.5, "normalise them to 1"),
     (("emitters",), [], "emitters: [] should be non-empty"),
-    (("scatterers",), [{"name": "s", "position": 0.5, "reflection": 0.8, "transmission": 0.8}],
-     "scatterers[0]: Scatterer 's': |reflection|^2 + |transmission|^2"),
+    (
+        ("scatterers",),
+        [{"name": "s", "position": 0.5, "reflection": 0.8, "transmission": 0.8}],
+        "scatterers[0]: Scatterer 's': |reflection|^2 + |transmission|^2",
+    ),
     (("simulation", "representation"), "fast", "simulation.representation: 'fast' is not one of"),
 ]
 
@@ -188,11 +217,14 @@ def test_bad_documents_name_the_field(path, value, message):
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("name,text,message", [
-    ("bad.toml", "[[emitters]]\nname = \n", "bad.toml: not valid TOML: Invalid value (at line 2, column 8)"),
-    ("bad.json", '{"emitters": [', "bad.json: not valid JSON: Expecting"),
-    ("net.yaml", "emitters: []", "net.yaml: unknown file type '.yaml'"),
-])
+@pytest.mark.parametrize(
+    "name,text,message",
+    [
+        ("bad.toml", "[[emitters]]\nname = \n", "bad.toml: not valid TOML: Invalid value (at line 2, column 8)"),
+        ("bad.json", '{"emitters": [', "bad.json: not valid JSON: Expecting"),
+        ("net.yaml", "emitters: []", "net.yaml: unknown file type '.yaml'"),
+    ],
+)
 def test_unparsable_files(tmp_path, name, text, message):
     (tmp_path / name).write_text(text)
     with pytest.raises(ValidationError) as err:
@@ -230,14 +262,21 @@ def test_unsaveable_networks(tmp_path):
         def __call__(self, t):
             return t
 
-    custom = cj.Network(network.emitters, network.ports, links=network.links, scatterers=network.scatterers,
-                        controls={**network.controls, "emit": Custom()}, couplings=network.couplings)
+    custom = cj.Network(
+        network.emitters,
+        network.ports,
+        links=network.links,
+        scatterers=network.scatterers,
+        controls={**network.controls, "emit": Custom()},
+        couplings=network.couplings,
+    )
     with pytest.raises(ValidationError, match="controls.emit: a Custom pulse has no file form"):
         cj.save_network(custom, tmp_path / "c.toml")
     assert not list(tmp_path.iterdir())
 
 
 # ---- every example loads, validates and simulates ------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def example_results():

@@ -26,9 +26,7 @@ from chiraljax.optimize import (
     GaussianEmission,
     GradientConfig,
     ObjectiveError,
-    Objective,
     TimeReversed,
-    TransferEfficiency,
     WFidelity,
     get_problem,
     gradient_optimize,
@@ -118,8 +116,19 @@ def test_bad_parameterisation_arguments():
 def _sector_result(rho, names=("A0", "B0", "A1", "B1")):
     n = len(names)
     outputs = jnp.asarray([[0.0, 0.0], [0.3, 0.1]])
-    return cj.Result("sector", jnp.array([0.0, 1.0]), names, jnp.zeros((2, n)), ("right", "left"),
-                     ("end", "end"), outputs, outputs, rho, jnp.zeros(2), jnp.zeros(()))
+    return cj.Result(
+        "sector",
+        jnp.array([0.0, 1.0]),
+        names,
+        jnp.zeros((2, n)),
+        ("right", "left"),
+        ("end", "end"),
+        outputs,
+        outputs,
+        rho,
+        jnp.zeros(2),
+        jnp.zeros(()),
+    )
 
 
 def test_w_fidelity_and_directionality_closed_forms():
@@ -140,10 +149,7 @@ def test_gradient_equals_finite_differences(ideal):
     x = jnp.array([1.2, -0.3])
     score, grad = value_and_grad(ideal.objective, x)
     h = 1e-4
-    fd = [
-        (float(ideal.objective(x + h * e)) - float(ideal.objective(x - h * e))) / (2 * h)
-        for e in jnp.eye(2)
-    ]
+    fd = [(float(ideal.objective(x + h * e)) - float(ideal.objective(x - h * e))) / (2 * h) for e in jnp.eye(2)]
     assert float(score) == pytest.approx(float(ideal.objective(x)), abs=1e-12)
     np.testing.assert_allclose(np.asarray(grad), fd, rtol=1e-4, atol=1e-6)
 
@@ -184,7 +190,9 @@ def _rosenbrock(x):
 
 
 def test_lbfgs_with_line_search_counts_every_trial():
-    result = gradient_optimize(_rosenbrock, jnp.array([-1.2, 1.0]), GradientConfig(method="lbfgs", max_steps=100, tolerance=0.0, patience=5))
+    result = gradient_optimize(
+        _rosenbrock, jnp.array([-1.2, 1.0]), GradientConfig(method="lbfgs", max_steps=100, tolerance=0.0, patience=5)
+    )
     np.testing.assert_allclose(np.asarray(result.best_x), [1.0, 1.0], atol=1e-4)
     assert result.evaluations > result.steps
     assert np.all(np.diff(result.history.evaluations) >= 1)
@@ -209,9 +217,19 @@ def test_absorption_efficiency_reads_the_members_transmission():
     metric = AbsorptionEfficiency(("A1", "B1"), "links.1.transmission")
     net = transfer_network(eta=0.5)
     result = _sector_result(jnp.eye(5) * 0.0, names=("A0", "B0", "A1", "B1"))
-    result = cj.Result("sector", result.ts, result.names, jnp.zeros((2, 4)).at[-1, 2].set(0.2).at[-1, 3].set(0.2),
-                       result.channel_names, result.channel_kinds, result.fluxes, result.outputs,
-                       result.final_state, result.in_flight, result.conservation_error)
+    result = cj.Result(
+        "sector",
+        result.ts,
+        result.names,
+        jnp.zeros((2, 4)).at[-1, 2].set(0.2).at[-1, 3].set(0.2),
+        result.channel_names,
+        result.channel_kinds,
+        result.fluxes,
+        result.outputs,
+        result.final_state,
+        result.in_flight,
+        result.conservation_error,
+    )
     assert float(metric(result, net)) == pytest.approx(0.8)
     spreads = sample_ensemble(net, {"links.1.transmission": 5.0}, 64, jax.random.key(0))
     values = np.asarray(spreads["links.1.transmission"])
@@ -242,8 +260,9 @@ def test_robust_objective_improves_the_worst_case(ideal):
     test = sample_ensemble(net, spreads, 16, jax.random.key(1))
     config = GradientConfig(method="adam", learning_rate=0.1, max_steps=60, patience=10)
     nominal = gradient_optimize(problem.objective, problem.x0, config)
-    robust = gradient_optimize(problem.objective.with_ensemble(train).with_aggregate("softmin", 0.005),
-                               problem.x0, config)
+    robust = gradient_optimize(
+        problem.objective.with_ensemble(train).with_aggregate("softmin", 0.005), problem.x0, config
+    )
     tested = problem.objective.with_ensemble(test)
     assert tested.report(robust.best_x)["metric_worst"] > tested.report(nominal.best_x)["metric_worst"]
 
@@ -252,8 +271,13 @@ def test_robust_objective_improves_the_worst_case(ideal):
 def test_compare_writes_report_and_plot(ideal, tmp_path):
     from chiraljax.optimize import PPOConfig, compare, plot_comparison, write_json
 
-    report = compare(ideal, budget=24, seeds=(0, 1), ppo_config=PPOConfig(epochs=4, batch_size=5),
-                     gradient_config=GradientConfig(method="adam", learning_rate=0.1, max_steps=20))
+    report = compare(
+        ideal,
+        budget=24,
+        seeds=(0, 1),
+        ppo_config=PPOConfig(epochs=4, batch_size=5),
+        gradient_config=GradientConfig(method="adam", learning_rate=0.1, max_steps=20),
+    )
     write_json(report, tmp_path / "r.json")
     plot_comparison(report, tmp_path / "r.png")
     data = json.loads((tmp_path / "r.json").read_text())

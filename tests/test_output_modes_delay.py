@@ -27,9 +27,12 @@ def sech_overlap(shift: float) -> float:
 
 @pytest.mark.parametrize("shift", [0.0, 1.5])
 def test_a_passing_photon_is_caught_with_the_mode_overlap(shift):
-    net = cj.Network([cj.Emitter("R")], [cj.Port("pR", "R", 0, 0.0, right_fraction=1.0)],
-                     inputs=[cj.PhotonInput("src", cj.SechMode(1.0, 0.0), end="left")],
-                     outputs=[cj.OutputMode("det", cj.SechMode(1.0, shift), end="right")])
+    net = cj.Network(
+        [cj.Emitter("R")],
+        [cj.Port("pR", "R", 0, 0.0, right_fraction=1.0)],
+        inputs=[cj.PhotonInput("src", cj.SechMode(1.0, 0.0), end="left")],
+        outputs=[cj.OutputMode("det", cj.SechMode(1.0, shift), end="right")],
+    )
     result = cj.simulate(net, (-20.0, 20.0), n_save=5, representation="delay")
     caught = float(result.final_population("det"))
     assert abs(caught - sech_overlap(shift)) < 1e-7
@@ -41,10 +44,16 @@ def test_a_passing_photon_is_caught_with_the_mode_overlap(shift):
 def test_a_detector_behind_a_delay_sees_the_emission_shifted(tau):
     emitters = [cj.Emitter("q"), cj.Emitter("idle")]
     ports = [cj.Port("p", "q", 0, 1.0, right_fraction=1.0), cj.Port("pi", "idle", 1, 0.0)]
-    delayed = cj.Network(emitters, ports, links=[cj.Link(delay=tau)], initial={"q": 1.0},
-                         outputs=[cj.OutputMode("det", cj.GaussianMode(5.0 + tau, 1.0), end="right")])
-    plain = cj.Network(emitters, ports, initial={"q": 1.0},
-                       outputs=[cj.OutputMode("det", cj.GaussianMode(5.0, 1.0), end="right")])
+    delayed = cj.Network(
+        emitters,
+        ports,
+        links=[cj.Link(delay=tau)],
+        initial={"q": 1.0},
+        outputs=[cj.OutputMode("det", cj.GaussianMode(5.0 + tau, 1.0), end="right")],
+    )
+    plain = cj.Network(
+        emitters, ports, initial={"q": 1.0}, outputs=[cj.OutputMode("det", cj.GaussianMode(5.0, 1.0), end="right")]
+    )
     markov = cj.simulate(plain, (0.0, 20.0), n_save=3, method=cj.Sector(rtol=1e-10, atol=1e-12))
     delay = cj.simulate(delayed, (0.0, 20.0 + tau), n_save=3, representation="delay")
     expected = float(markov.final_population("det"))

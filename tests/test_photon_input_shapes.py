@@ -42,8 +42,11 @@ TIGHT = cj.Sector(rtol=1e-10, atol=1e-12)
 
 
 def absorber(mode: cj.AbstractPulse, right_fraction: float = 1.0) -> cj.Network:
-    return cj.Network([cj.Emitter("q")], [cj.Port("p", "q", 0, 1.0, right_fraction=right_fraction)],
-                      inputs=[cj.PhotonInput("u", mode, end="left")])
+    return cj.Network(
+        [cj.Emitter("q")],
+        [cj.Port("p", "q", 0, 1.0, right_fraction=right_fraction)],
+        inputs=[cj.PhotonInput("u", mode, end="left")],
+    )
 
 
 def exponential_population(r: float, t: np.ndarray) -> np.ndarray:
@@ -64,8 +67,7 @@ def test_decaying_exponential_is_absorbed_as_the_closed_form(r):
     p = np.asarray(res.population("q"))
     np.testing.assert_allclose(p, exact, atol=1e-7)
     # default tolerances: the save times between steps are read from the interpolant
-    default = np.asarray(cj.simulate(absorber(DecayingExponential(jnp.asarray(r))), window, ts=ts)
-                         .population("q"))
+    default = np.asarray(cj.simulate(absorber(DecayingExponential(jnp.asarray(r))), window, ts=ts).population("q"))
     np.testing.assert_allclose(default, exact, atol=1e-6)
     best = 4 / math.e**2 if r == 1.0 else 4 * r ** ((1 + r) / (1 - r))
     assert abs(p[list(ts).index(peak)] - best) < 1e-7

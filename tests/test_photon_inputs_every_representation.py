@@ -51,8 +51,11 @@ class Exponential(cj.AbstractPulse):
 
 
 def absorber(mode, right_fraction: float = 1.0) -> cj.Network:
-    return cj.Network([cj.Emitter("q")], [cj.Port("p", "q", 0, 1.0, right_fraction=right_fraction)],
-                      inputs=[cj.PhotonInput("u", mode, end="left")])
+    return cj.Network(
+        [cj.Emitter("q")],
+        [cj.Port("p", "q", 0, 1.0, right_fraction=right_fraction)],
+        inputs=[cj.PhotonInput("u", mode, end="left")],
+    )
 
 
 def solve(network, window, ts, representation: str, dt: float):
@@ -69,10 +72,12 @@ def direct(mode, window, t, fraction: float = 1.0) -> float:
     """|int_{t0}^t e^{-(t-s)/2} sqrt(f) u(s) ds|^2 by adaptive quadrature."""
     if t <= window[0]:
         return 0.0
-    re = quad(lambda s: math.exp(-(t - s) / 2) * float(np.real(mode(s))), window[0], t, epsabs=1e-14, epsrel=1e-12,
-              limit=400)[0]
-    im = quad(lambda s: math.exp(-(t - s) / 2) * float(np.imag(mode(s))), window[0], t, epsabs=1e-14, epsrel=1e-12,
-              limit=400)[0]
+    re = quad(
+        lambda s: math.exp(-(t - s) / 2) * float(np.real(mode(s))), window[0], t, epsabs=1e-14, epsrel=1e-12, limit=400
+    )[0]
+    im = quad(
+        lambda s: math.exp(-(t - s) / 2) * float(np.imag(mode(s))), window[0], t, epsabs=1e-14, epsrel=1e-12, limit=400
+    )[0]
     return fraction * (re**2 + im**2)
 
 
@@ -93,16 +98,18 @@ def test_decaying_exponential_peak(representation, r):
 def test_two_sided_qubit_absorbs_half(representation):
     r = 2.0
     window = (-1.0, 15.0)
-    p = solve(absorber(Exponential(jnp.asarray(r)), 0.5), window, [-1.0, 2 * math.log(r), 15.0], representation,
-              dt=0.01)
+    p = solve(
+        absorber(Exponential(jnp.asarray(r)), 0.5), window, [-1.0, 2 * math.log(r), 15.0], representation, dt=0.01
+    )
     assert abs(p[1] - 0.25) < TOL
 
 
 @pytest.mark.parametrize("representation", REPRESENTATIONS)
 def test_rising_exponential_is_absorbed_completely(representation):
     window = (-30.0, 2.0)
-    p = solve(absorber(Exponential(jnp.asarray(1.0), rising=True)), window, [-30.0, -1.0, 0.0, 2.0], representation,
-              dt=0.01)
+    p = solve(
+        absorber(Exponential(jnp.asarray(1.0), rising=True)), window, [-30.0, -1.0, 0.0, 2.0], representation, dt=0.01
+    )
     assert abs(p[2] - (1 - math.exp(-30.0)) ** 2) < TOL
     assert abs(p[1] - math.exp(-1.0)) < TOL  # c(t) = -e^{t/2} for t <= 0: P(-1) = e^{-1}
     assert abs(p[3] - math.exp(-2.0)) < TOL  # then it decays freely
@@ -137,16 +144,21 @@ def test_a_sampled_mode_equals_its_analytic_twin(representation):
     np.testing.assert_allclose(a, b, atol=2e-6)
 
 
-@pytest.mark.parametrize("method", [cj.Sector(max_excitations=2, rtol=1e-10, atol=1e-12),
-                                    cj.Full(rtol=1e-10, atol=1e-12)], ids=["sector-k2", "full"])
+@pytest.mark.parametrize(
+    "method",
+    [cj.Sector(max_excitations=2, rtol=1e-10, atol=1e-12), cj.Full(rtol=1e-10, atol=1e-12)],
+    ids=["sector-k2", "full"],
+)
 def test_two_photons_from_the_two_ends(method):
     """A photon from each end, each met by a qubit that couples only to its direction: each
     qubit absorbs what it would absorb alone (the quadrature), in the two-excitation sector and
     the full space. The delay kernel holds one excitation and says so."""
     mode = cj.SechMode(1.0, 0.0)
-    net = cj.Network([cj.Emitter("A"), cj.Emitter("B")],
-                     [cj.Port("pA", "A", 0, 1.0, right_fraction=0.0), cj.Port("pB", "B", 1, 1.0, right_fraction=1.0)],
-                     inputs=[cj.PhotonInput("uL", mode, end="left"), cj.PhotonInput("uR", mode, end="right")])
+    net = cj.Network(
+        [cj.Emitter("A"), cj.Emitter("B")],
+        [cj.Port("pA", "A", 0, 1.0, right_fraction=0.0), cj.Port("pB", "B", 1, 1.0, right_fraction=1.0)],
+        inputs=[cj.PhotonInput("uL", mode, end="left"), cj.PhotonInput("uR", mode, end="right")],
+    )
     window = (-20.0, 20.0)
     result = cj.simulate(net, window, ts=np.array([-20.0, 0.0, 1.0]), method=method)
     for t, row in zip([0.0, 1.0], np.asarray(result.populations)[1:]):

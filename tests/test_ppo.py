@@ -165,9 +165,7 @@ def test_bad_config_refused(kwargs, field):
 
 def test_resume_after_stop_matches_uninterrupted_run(baseline, tmp_path):
     path = tmp_path / "ppo.ckpt"
-    first = ppo_optimize(
-        reward, X0, SCALE, PPOConfig(epochs=12, batch_size=10), jax.random.key(0), checkpoint=path
-    )
+    first = ppo_optimize(reward, X0, SCALE, PPOConfig(epochs=12, batch_size=10), jax.random.key(0), checkpoint=path)
     assert first.epochs == 12
     resumed = ppo_optimize(reward, X0, SCALE, CONFIG, jax.random.key(0), checkpoint=path)
     assert_same_run(resumed, baseline)
@@ -196,7 +194,11 @@ def test_checkpoint_of_another_run_refused(tmp_path):
         ppo_optimize(reward, X0, SCALE, short, jax.random.key(1), checkpoint=path)
     with pytest.raises(ValidationError, match="checkpoint.*config.clip"):
         ppo_optimize(
-            reward, X0, SCALE, PPOConfig(epochs=2, batch_size=10, clip=0.2), jax.random.key(0),
+            reward,
+            X0,
+            SCALE,
+            PPOConfig(epochs=2, batch_size=10, clip=0.2),
+            jax.random.key(0),
             checkpoint=path,
         )
     path.write_bytes(b"not a checkpoint\n")
@@ -225,9 +227,7 @@ def test_shot_noise_measures_multiples_of_one_over_n_shots():
     counts = result.history.measured_reward * n_shots * config.batch_size
     np.testing.assert_allclose(counts, np.round(counts), atol=1e-9)
     assert not np.array_equal(result.history.measured_reward, result.history.batch_reward)
-    np.testing.assert_allclose(
-        result.history.measured_reward, result.history.batch_reward, atol=0.1
-    )
+    np.testing.assert_allclose(result.history.measured_reward, result.history.batch_reward, atol=0.1)
     assert result.best_reward > 1.5 * result.history.mean_reward[0]
     assert_same_run(result, ppo_optimize(reward, X0, SCALE, config, jax.random.key(0)))
     with pytest.raises(RewardError, match=r"\[0, 1\]"):
@@ -253,6 +253,4 @@ def test_truncated_checkpoint_refused(tmp_path):
     with pytest.raises(ValidationError, match="checkpoint.*cannot be read"):
         ppo_optimize(reward, X0, SCALE, short, jax.random.key(0), checkpoint=path)
     with pytest.raises(ValidationError, match="checkpoint.*folder"):
-        ppo_optimize(
-            reward, X0, SCALE, short, jax.random.key(0), checkpoint=tmp_path / "no" / "x.ckpt"
-        )
+        ppo_optimize(reward, X0, SCALE, short, jax.random.key(0), checkpoint=tmp_path / "no" / "x.ckpt")

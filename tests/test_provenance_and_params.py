@@ -32,8 +32,14 @@ def _run(argv, monkeypatch, capsys) -> str:
 def test_params_lists_base_and_derived_names(monkeypatch, capsys):
     rows = json.loads(_run(["params", str(EXAMPLES / "two_module_transfer.toml"), "--json"], monkeypatch, capsys))
     by_name = {row["name"]: row for row in rows}
-    assert by_name["links.1.transmission"] == {"name": "links.1.transmission", "value": 0.6, "low": 0.0, "high": 1.0,
-                                               "units": "1", "sets": None}
+    assert by_name["links.1.transmission"] == {
+        "name": "links.1.transmission",
+        "value": 0.6,
+        "low": 0.0,
+        "high": 1.0,
+        "units": "1",
+        "sets": None,
+    }
     loss = by_name["links.1.loss_db"]
     assert loss["sets"] == "links.1.transmission" and loss["units"] == "dB"
     assert abs(loss["value"] - (-10 * np.log10(0.6))) < 1e-12
@@ -56,15 +62,26 @@ def test_every_written_format_is_stamped(tmp_path, monkeypatch, capsys):
     assert json.loads((tmp_path / "r.json").read_text())["written_by"] == STAMP
 
     out = tmp_path / "s.nc"
-    cj.sweep(network, [cj.Grid("ports.p.rate", [0.5, 1.0])],
-             metrics={"excited": "conservation_error"}, t_span=settings.t_span, out=out, progress=False)
+    cj.sweep(
+        network,
+        [cj.Grid("ports.p.rate", [0.5, 1.0])],
+        metrics={"excited": "conservation_error"},
+        t_span=settings.t_span,
+        out=out,
+        progress=False,
+    )
     data = xr.load_dataset(out)
-    assert (data.attrs["chiraljax_version"], data.attrs["jax_version"], data.attrs["precision"]) == \
-        (cj.__version__, jax.__version__, "float64")
+    assert (data.attrs["chiraljax_version"], data.attrs["jax_version"], data.attrs["precision"]) == (
+        cj.__version__,
+        jax.__version__,
+        "float64",
+    )
     axis = next(iter(data.coords))
     assert data[axis].attrs["units"] == "rad/time_unit" and data[axis].attrs["long_name"].endswith(axis)
-    assert data["excited"].attrs == {"long_name": "conservation error (emitters + outputs + in flight - initial)",
-                                     "units": "1"}
+    assert data["excited"].attrs == {
+        "long_name": "conservation error (emitters + outputs + in flight - initial)",
+        "units": "1",
+    }
 
     import matplotlib
 

@@ -31,17 +31,25 @@ def _qutip_reference(e_ops):
     a = qutip.tensor(qutip.destroy(2), qutip.qeye(2))
     b = qutip.tensor(qutip.qeye(2), qutip.destroy(2))
     H = -0.5j * np.sqrt(GA * GB) * (b.dag() * a - a.dag() * b)
-    c_ops = [np.sqrt(GA) * a + np.sqrt(GB) * b, np.sqrt(GD) * a, np.sqrt(GD) * b,
-             np.sqrt(GPHI / 2) * (2 * a.dag() * a - 1), np.sqrt(GPHI / 2) * (2 * b.dag() * b - 1)]
-    psi0 = 0.8 * qutip.tensor(qutip.basis(2, 1), qutip.basis(2, 0)) \
-        + 0.6j * qutip.tensor(qutip.basis(2, 0), qutip.basis(2, 1))
+    c_ops = [
+        np.sqrt(GA) * a + np.sqrt(GB) * b,
+        np.sqrt(GD) * a,
+        np.sqrt(GD) * b,
+        np.sqrt(GPHI / 2) * (2 * a.dag() * a - 1),
+        np.sqrt(GPHI / 2) * (2 * b.dag() * b - 1),
+    ]
+    psi0 = 0.8 * qutip.tensor(qutip.basis(2, 1), qutip.basis(2, 0)) + 0.6j * qutip.tensor(
+        qutip.basis(2, 0), qutip.basis(2, 1)
+    )
     options = {"atol": 1e-12, "rtol": 1e-10, "store_states": True}
     return qutip.mesolve(H, psi0 * psi0.dag(), TS, c_ops, e_ops=e_ops, options=options)
 
 
-E_OPS = {"sz_a": qutip.tensor(qutip.sigmaz(), qutip.qeye(2)),
-         "coherence": qutip.tensor(qutip.create(2), qutip.destroy(2)),
-         "n_b": qutip.tensor(qutip.qeye(2), qutip.num(2))}
+E_OPS = {
+    "sz_a": qutip.tensor(qutip.sigmaz(), qutip.qeye(2)),
+    "coherence": qutip.tensor(qutip.create(2), qutip.destroy(2)),
+    "n_b": qutip.tensor(qutip.qeye(2), qutip.num(2)),
+}
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +57,9 @@ def reference():
     return _qutip_reference(list(E_OPS.values()))
 
 
-@pytest.mark.parametrize("method", [cj.Sector(rtol=1e-10, atol=1e-12), cj.Full(rtol=1e-10, atol=1e-12)],
-                         ids=["sector", "full"])
+@pytest.mark.parametrize(
+    "method", [cj.Sector(rtol=1e-10, atol=1e-12), cj.Full(rtol=1e-10, atol=1e-12)], ids=["sector", "full"]
+)
 def test_states_and_expectations_match_mesolve(method, reference):
     result = cj.simulate(_network(), (0.0, 6.0), ts=TS, method=method, e_ops=E_OPS, save_states=True)
     for k, t in enumerate(TS):
@@ -65,8 +74,9 @@ def test_states_and_expectations_match_mesolve(method, reference):
 
 
 def test_operators_in_the_simulation_basis_and_labels():
-    result = cj.simulate(_network(), (0.0, 2.0), n_save=5, representation="sector",
-                         e_ops=[np.diag([0.0, 1.0, 0.0])])  # |10><10|: a excited, in the sector basis
+    result = cj.simulate(
+        _network(), (0.0, 2.0), n_save=5, representation="sector", e_ops=[np.diag([0.0, 1.0, 0.0])]
+    )  # |10><10|: a excited, in the sector basis
     assert result.basis_labels == ("00", "10", "01")
     np.testing.assert_allclose(np.real(result.expect[:, 0]), result.population("a"), atol=1e-12)
     sector = result.to_qobj(full=False)
@@ -86,8 +96,9 @@ def test_slh_components_from_qobj_and_arrays():
     Operators."""
     space = cj.Space.qubits(["q"])
     sm = space.destroy("q")
-    from_operators = cj.SLH([[1.0]], [cj.Operator.constant(space, np.sqrt(0.5) * sm)],
-                            cj.Operator.constant(space, 0.3 * sm.conj().T @ sm))
+    from_operators = cj.SLH(
+        [[1.0]], [cj.Operator.constant(space, np.sqrt(0.5) * sm)], cj.Operator.constant(space, 0.3 * sm.conj().T @ sm)
+    )
     from_qobj = cj.SLH([[1.0]], [np.sqrt(0.5) * qutip.destroy(2)], 0.3 * qutip.num(2), space=space)
     from_numpy = cj.SLH([[1.0]], [np.sqrt(0.5) * sm], 0.3 * sm.conj().T @ sm, space=space)
     for other in (from_qobj, from_numpy):

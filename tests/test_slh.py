@@ -144,14 +144,19 @@ def test_series_equals_cascaded_master_equation_with_loss_and_phase(seed):
     c = np.sqrt(eta) * np.exp(1j * theta)
     for i, (t, rho) in enumerate(zip(TIMES, rhos)):
         la, lb, h = LA.value(t), LB.value(t), HA.value(t) + HB.value(t)
-        expected = (-1j * (h @ rho - rho @ h) + dissipator(la, rho) + dissipator(lb, rho)
-                    + c * (la @ rho @ lb.conj().T - lb.conj().T @ la @ rho)
-                    + np.conj(c) * (lb @ rho @ la.conj().T - rho @ la.conj().T @ lb))
+        expected = (
+            -1j * (h @ rho - rho @ h)
+            + dissipator(la, rho)
+            + dissipator(lb, rho)
+            + c * (la @ rho @ lb.conj().T - lb.conj().T @ la @ rho)
+            + np.conj(c) * (lb @ rho @ la.conj().T - rho @ la.conj().T @ lb)
+        )
         np.testing.assert_allclose(rhs[i], expected, atol=TOL * max(1.0, np.abs(expected).max()), rtol=0)
         np.testing.assert_allclose(got["L"][i][0], lb + c * la, atol=TOL, rtol=0)
         np.testing.assert_allclose(np.abs(got["L"][i][1]), np.sqrt(1 - eta) * np.abs(la), atol=TOL, rtol=0)
-        h_expected = h + (np.sqrt(eta) / 2j) * (np.exp(1j * theta) * lb.conj().T @ la
-                                                - np.exp(-1j * theta) * la.conj().T @ lb)
+        h_expected = h + (np.sqrt(eta) / 2j) * (
+            np.exp(1j * theta) * lb.conj().T @ la - np.exp(-1j * theta) * la.conj().T @ lb
+        )
         np.testing.assert_allclose(got["H"][i], h_expected, atol=TOL, rtol=0)
 
 
@@ -262,10 +267,15 @@ def test_time_dependent_series_is_pointwise(seed):
         g = cj.SLH.emitter(space, LB.op) << cj.SLH.emitter(space, LA.op, HA.op)
         out = []
         for t, rho, (la, lb, ha) in zip(times, rhos, values):
-            frozen = (cj.SLH.emitter(space, cj.Operator.constant(space, lb))
-                      << cj.SLH.emitter(space, cj.Operator.constant(space, la), cj.Operator.constant(space, ha)))
-            out.append(((g.L[0](t), g.H(t), g.lindblad_rhs(t, rho)),
-                        (frozen.L[0](0.0), frozen.H(0.0), frozen.lindblad_rhs(0.0, rho))))
+            frozen = cj.SLH.emitter(space, cj.Operator.constant(space, lb)) << cj.SLH.emitter(
+                space, cj.Operator.constant(space, la), cj.Operator.constant(space, ha)
+            )
+            out.append(
+                (
+                    (g.L[0](t), g.H(t), g.lindblad_rhs(t, rho)),
+                    (frozen.L[0](0.0), frozen.H(0.0), frozen.lindblad_rhs(0.0, rho)),
+                )
+            )
         return out
 
     for timed, frozen in evaluate(build):

@@ -61,15 +61,31 @@ def gaussian(t, t0, sigma):
 
 def network(p: dict) -> cj.Network:
     names = [f"q{j}" for j in range(N_QUBITS)]
-    emitters = [cj.Emitter(n, detuning=p["detuning"][j], decay=p["decay"][j], dephasing=p["dephasing"][j])
-                for j, n in enumerate(names)]
-    ports = [cj.Port(f"p{k}", names[e], k, p["rate"][k], right_fraction=p["right_fraction"][k],
-                     control="drive" if k == 1 else None) for k, e in enumerate(PORT_EMITTER)]
+    emitters = [
+        cj.Emitter(n, detuning=p["detuning"][j], decay=p["decay"][j], dephasing=p["dephasing"][j])
+        for j, n in enumerate(names)
+    ]
+    ports = [
+        cj.Port(
+            f"p{k}",
+            names[e],
+            k,
+            p["rate"][k],
+            right_fraction=p["right_fraction"][k],
+            control="drive" if k == 1 else None,
+        )
+        for k, e in enumerate(PORT_EMITTER)
+    ]
     links = [cj.Link(transmission=p["eta"][l], phase=p["phase"][l]) for l in range(len(PORT_EMITTER) - 1)]
     controls = {"drive": cj.Gaussian(1.0, *p["drive"]), "mod": cj.Gaussian(1.0, *p["mod"])}
-    return cj.Network(emitters, ports, links=links, controls=controls,
-                      couplings=[cj.Coupling("q1", "q2", p["coupling"], control="mod")],
-                      initial={n: p["initial"][j] for j, n in enumerate(names)})
+    return cj.Network(
+        emitters,
+        ports,
+        links=links,
+        controls=controls,
+        couplings=[cj.Coupling("q1", "q2", p["coupling"], control="mod")],
+        initial={n: p["initial"][j] for j, n in enumerate(names)},
+    )
 
 
 class Reference:
@@ -78,8 +94,10 @@ class Reference:
     def __init__(self, p: dict):
         self.p = p
         eye = [qutip.qeye(2)] * N_QUBITS
-        self.s = [qutip.tensor(*(qutip.destroy(2) if i == j else eye[i] for i in range(N_QUBITS))).full()
-                  for j in range(N_QUBITS)]
+        self.s = [
+            qutip.tensor(*(qutip.destroy(2) if i == j else eye[i] for i in range(N_QUBITS))).full()
+            for j in range(N_QUBITS)
+        ]
         self.n = [s.conj().T @ s for s in self.s]
 
     def transport(self, a: int, b: int) -> complex:
@@ -133,8 +151,14 @@ class Reference:
 
         L0, plus, minus = generator(0.0, 0.0), generator(1.0, 0.0), generator(-1.0, 0.0)
         L1, L2, L3 = (plus - minus) / 2, (plus + minus) / 2 - L0, generator(0.0, 1.0) - L0
-        liouvillian = qutip.QobjEvo([L0, [L1, lambda t: self.profiles(t)[0]], [L2, lambda t: self.profiles(t)[0] ** 2],
-                                     [L3, lambda t: self.profiles(t)[1]]])
+        liouvillian = qutip.QobjEvo(
+            [
+                L0,
+                [L1, lambda t: self.profiles(t)[0]],
+                [L2, lambda t: self.profiles(t)[0] ** 2],
+                [L3, lambda t: self.profiles(t)[1]],
+            ]
+        )
         at = TS[1]
         assert np.abs((liouvillian(at) - generator(*self.profiles(at))).full()).max() < 1e-12
         psi = sum(c * s.conj().T[:, 0] for c, s in zip(self.p["initial"], self.s))

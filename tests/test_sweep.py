@@ -92,9 +92,7 @@ def test_random_axes_are_zipped_into_one_sample_dim():
     assert ds["efficiency"].shape == (8, 3)
     assert ds["delay"].dims == ("sample",)
     assert float(ds["delay"].min()) >= 2.0 and float(ds["delay"].max()) < 5.0
-    np.testing.assert_allclose(
-        ds["efficiency"], expected(ds["gamma"], ds["delay"], ds["phase"]), rtol=1e-14
-    )
+    np.testing.assert_allclose(ds["efficiency"], expected(ds["gamma"], ds["delay"], ds["phase"]), rtol=1e-14)
 
 
 def test_random_and_quasirandom_reproducible_by_seed():
@@ -133,7 +131,12 @@ def test_interrupted_sweep_resumes_only_missing_chunks(tmp_path):
     out = tmp_path / "scan.nc"
     with pytest.raises(KeyboardInterrupt):
         sweep(
-            metrics, AXES, fixed=FIXED, chunk_size=6, out=out, progress=False,
+            metrics,
+            AXES,
+            fixed=FIXED,
+            chunk_size=6,
+            out=out,
+            progress=False,
             callback=Recorder(stop_after=2),
         )
     folder = sidecar_path(out)
@@ -162,7 +165,12 @@ def test_sidecar_of_another_spec_is_refused(tmp_path):
     out = tmp_path / "scan.nc"
     with pytest.raises(KeyboardInterrupt):
         sweep(
-            metrics, AXES, fixed=FIXED, chunk_size=6, out=out, progress=False,
+            metrics,
+            AXES,
+            fixed=FIXED,
+            chunk_size=6,
+            out=out,
+            progress=False,
             callback=Recorder(stop_after=1),
         )
     with pytest.raises(ValidationError, match="different spec.*overwrite=True"):
@@ -263,7 +271,11 @@ def test_four_devices_match_one_device():
     env["JAX_PLATFORMS"] = "cpu"
     run = subprocess.run(
         [sys.executable, "-c", _MULTI_DEVICE],
-        capture_output=True, text=True, env=env, timeout=120, cwd=Path(__file__).parent,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=Path(__file__).parent,
     )
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout.strip().splitlines()[-1])

@@ -12,14 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import TRANSFER_ATOL, TRANSFER_RTOL, TRANSFER_WINDOW, chiral_link, transfer_parameters
 
 import chiraljax as cj
 import chiraljax._sweep_model as sweep_model
 from chiraljax._errors import ValidationError
 from chiraljax._network_io import save_network
 from chiraljax.cli import main as cli_main
-
-from conftest import TRANSFER_ATOL, TRANSFER_RTOL, TRANSFER_WINDOW, chiral_link, transfer_parameters
 
 WINDOW = TRANSFER_WINDOW
 AXES = (("links.1.loss_db", [0.0, 1.0]), ("emitters.A1.detuning", [0.0, 0.1, 0.3]))
@@ -66,8 +65,8 @@ def no_compute(monkeypatch):
 def spec_text(network_file: Path, **overrides: str) -> str:
     tables = {
         "network": f'file = "{network_file}"',
-        "simulation": f"t_span = [{WINDOW[0]}, {WINDOW[1]}]\nrepresentation = \"sector\"\n"
-                      f"rtol = {TRANSFER_RTOL}\natol = {TRANSFER_ATOL}",
+        "simulation": f't_span = [{WINDOW[0]}, {WINDOW[1]}]\nrepresentation = "sector"\n'
+        f"rtol = {TRANSFER_RTOL}\natol = {TRANSFER_ATOL}",
         "metrics": "\n".join(f'{k} = "{v}"' for k, v in METRICS.items()),
         "sweep": "chunk_size = 4",
     }
@@ -105,14 +104,16 @@ def test_sweep_equals_loop_of_simulate(network, swept, transfer_model):
     assert result["stored"].dims == tuple(name for name, _ in AXES)
     for i, loss_db in enumerate(AXES[0][1]):
         for j, detuning in enumerate(AXES[1][1]):
-            expected = transfer_model(transfer_parameters(
-                network, links__1__transmission=10 ** (-loss_db / 10),
-                emitters__A1__detuning=detuning))
+            expected = transfer_model(
+                transfer_parameters(
+                    network, links__1__transmission=10 ** (-loss_db / 10), emitters__A1__detuning=detuning
+                )
+            )
             point = result.isel({AXES[0][0]: i, AXES[1][0]: j})
             assert float(point["stored"]) == pytest.approx(expected, abs=1e-12)
     # The physics: at 1 dB (eta = 0.794) the transfer drops by eta; detuning the receiver hurts.
     stored = result["stored"].values
-    assert stored[1, 0] / stored[0, 0] == pytest.approx(10 ** -0.1, rel=1e-6)
+    assert stored[1, 0] / stored[0, 0] == pytest.approx(10**-0.1, rel=1e-6)
     assert np.all(np.diff(stored[0, :]) < 0)
     assert float(result["error"].max()) < 1e-8
 
@@ -127,25 +128,26 @@ def test_parameter_names_include_derived_and_wildcards(network):
 
 
 def test_function_target_is_the_generic_engine():
-    result = cj.sweep(lambda p: {"square": p["x"] ** 2}, [cj.Grid("x", [1.0, 2.0, 3.0])],
-                      progress=False)
+    result = cj.sweep(lambda p: {"square": p["x"] ** 2}, [cj.Grid("x", [1.0, 2.0, 3.0])], progress=False)
     np.testing.assert_allclose(result["square"].values, [1.0, 4.0, 9.0])
 
 
 # ---------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("axes, fixed, message", [
-    ([cj.Grid("links.0.los_db", [1.0])], None, "did you mean 'links.0.loss_db'"),
-    ([cj.Grid("emitters.C.decay", [1.0])], None, "unknown parameter 'emitters.C.decay'"),
-    ([cj.Grid("emitters.*1.detunin", [1.0])], None, "matches no parameter"),
-    ([cj.Grid("links.0.transmission", [0.5, 1.5])], None, "must be <= 1.0"),
-    ([cj.Grid("emitters.A0.t1", [0.0, 1.0])], None, "must be > 0.0"),
-    ([cj.Grid("links.0.loss_db", [1.0])], {"emitters.B0.decay": float("nan")}, "finite"),
-    ([cj.Grid("links.0.loss_db", [1.0]), cj.Grid("links.0.transmission", [0.5])], None,
-     "more than one"),
-    ([cj.Grid("emitters.*.nope", [1.0])], None, "matches no parameter"),
-])
+@pytest.mark.parametrize(
+    "axes, fixed, message",
+    [
+        ([cj.Grid("links.0.los_db", [1.0])], None, "did you mean 'links.0.loss_db'"),
+        ([cj.Grid("emitters.C.decay", [1.0])], None, "unknown parameter 'emitters.C.decay'"),
+        ([cj.Grid("emitters.*1.detunin", [1.0])], None, "matches no parameter"),
+        ([cj.Grid("links.0.transmission", [0.5, 1.5])], None, "must be <= 1.0"),
+        ([cj.Grid("emitters.A0.t1", [0.0, 1.0])], None, "must be > 0.0"),
+        ([cj.Grid("links.0.loss_db", [1.0])], {"emitters.B0.decay": float("nan")}, "finite"),
+        ([cj.Grid("links.0.loss_db", [1.0]), cj.Grid("links.0.transmission", [0.5])], None, "more than one"),
+        ([cj.Grid("emitters.*.nope", [1.0])], None, "matches no parameter"),
+    ],
+)
 def test_bad_parameters_refused_before_compute(network, no_compute, axes, fixed, message):
     with pytest.raises(ValidationError, match=message):
         cj.sweep(network, axes, fixed=fixed, metrics=METRICS, t_span=WINDOW, progress=False)
@@ -160,12 +162,15 @@ def test_empty_and_non_finite_axes_refused():
         cj.Random("links.0.loss_db", 0.0, float("nan"), 4)
 
 
-@pytest.mark.parametrize("metrics, message", [
-    ({"x": "populaton:A1"}, "did you mean 'population'"),
-    ({"x": "population:"}, "give names"),
-    ({"x": "directionality:up"}, "'right' or 'left'"),
-    ([], "at least one metric"),
-])
+@pytest.mark.parametrize(
+    "metrics, message",
+    [
+        ({"x": "populaton:A1"}, "did you mean 'population'"),
+        ({"x": "population:"}, "give names"),
+        ({"x": "directionality:up"}, "'right' or 'left'"),
+        ([], "at least one metric"),
+    ],
+)
 def test_bad_metrics_refused_before_compute(network, no_compute, metrics, message):
     with pytest.raises(ValidationError, match=message):
         cj.sweep(network, grid_axes(), metrics=metrics, t_span=WINDOW, progress=False)
@@ -173,15 +178,14 @@ def test_bad_metrics_refused_before_compute(network, no_compute, metrics, messag
 
 def test_unwritable_output_refused_before_compute(network, no_compute, tmp_path):
     with pytest.raises(ValidationError, match="does not exist"):
-        cj.sweep(network, grid_axes(), metrics=METRICS, t_span=WINDOW,
-                 out=tmp_path / "missing" / "scan.nc", progress=False)
+        cj.sweep(
+            network, grid_axes(), metrics=METRICS, t_span=WINDOW, out=tmp_path / "missing" / "scan.nc", progress=False
+        )
     with pytest.raises(ValidationError, match="unsupported suffix"):
-        cj.sweep(network, grid_axes(), metrics=METRICS, t_span=WINDOW,
-                 out=tmp_path / "scan.csv", progress=False)
+        cj.sweep(network, grid_axes(), metrics=METRICS, t_span=WINDOW, out=tmp_path / "scan.csv", progress=False)
     # /proc takes no ordinary files, even from root: the check must really try to write.
     with pytest.raises(ValidationError, match="cannot write"):
-        cj.sweep(network, grid_axes(), metrics=METRICS, t_span=WINDOW,
-                 out="/proc/scan.nc", progress=False)
+        cj.sweep(network, grid_axes(), metrics=METRICS, t_span=WINDOW, out="/proc/scan.nc", progress=False)
 
 
 def test_missing_time_window_refused(network, no_compute):
@@ -203,19 +207,23 @@ def test_spec_file_parses(network_file, tmp_path):
     assert cj.load_sweep_spec(path).steps == 16
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"sweep": "chunk_sise = 4"}, "sweep.chunk_sise: unknown key; did you mean 'chunk_size'"),
-    ({"network": 'file = "nowhere.toml"'}, "network.file: network file"),
-    ({"network": ""}, "network: missing"),
-    ({"metrics": 'x = "population:A1"\ny = 3'}, "metrics.y = 3"),
-    ({"simulation": "t_span = [1.0, 0.0]"}, "simulation.t_span"),
-    ({"simulation": f"t_span = [{WINDOW[0]}, {WINDOW[1]}]\nsteps = 0"},
-     "simulation.steps = 0: expected a positive integer"),
-    ({"output": 'path = "out.csv"'}, "output.path"),
-    ({"extra": "a = 1"}, "extra: unknown key"),
-])
-def test_spec_errors_exit_2_naming_the_field(capsys, no_compute, network_file,
-                                              tmp_path, change, message):
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"sweep": "chunk_sise = 4"}, "sweep.chunk_sise: unknown key; did you mean 'chunk_size'"),
+        ({"network": 'file = "nowhere.toml"'}, "network.file: network file"),
+        ({"network": ""}, "network: missing"),
+        ({"metrics": 'x = "population:A1"\ny = 3'}, "metrics.y = 3"),
+        ({"simulation": "t_span = [1.0, 0.0]"}, "simulation.t_span"),
+        (
+            {"simulation": f"t_span = [{WINDOW[0]}, {WINDOW[1]}]\nsteps = 0"},
+            "simulation.steps = 0: expected a positive integer",
+        ),
+        ({"output": 'path = "out.csv"'}, "output.path"),
+        ({"extra": "a = 1"}, "extra: unknown key"),
+    ],
+)
+def test_spec_errors_exit_2_naming_the_field(capsys, no_compute, network_file, tmp_path, change, message):
     path = tmp_path / "spec.toml"
     path.write_text(spec_text(network_file, **change))
     code, _, err = run_cli(capsys, "sweep", path, "--out", tmp_path / "scan.nc")
@@ -241,8 +249,9 @@ def test_cli_resume_and_plot(capsys, swept, tmp_path):
     figure = tmp_path / "map.png"
     code, _, err = run_cli(capsys, "plot", swept, "--out", figure)
     assert code == 0 and figure.stat().st_size > 0
-    code, _, err = run_cli(capsys, "plot", swept, "--kind", "lines", "--x", AXES[1][0], "--y",
-                           AXES[0][0], "--out", figure)
+    code, _, err = run_cli(
+        capsys, "plot", swept, "--kind", "lines", "--x", AXES[1][0], "--y", AXES[0][0], "--out", figure
+    )
     assert code == 0
     code, _, err = run_cli(capsys, "plot", swept, "--metric", "nope", "--out", figure)
     assert code == 2 and "metric = 'nope'" in err
@@ -267,10 +276,8 @@ def test_four_devices_equal_one(network_file, swept):
         assert result.attrs["n_devices"] == 4
         json.dump({{name: result[name].values.tolist() for name in {list(METRICS)!r}}}, sys.stdout)
     """)
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-               JAX_PLATFORMS="cpu")
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         env=env, timeout=600)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     values = json.loads(run.stdout.strip().splitlines()[-1])
     one_device = xr.load_dataset(swept)

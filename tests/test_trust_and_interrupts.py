@@ -13,15 +13,19 @@ from pathlib import Path
 import pytest
 
 import chiraljax as cj
-import chiraljax.cli
 import chiraljax._simulate
+import chiraljax.cli
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
+
 def spec_text(network: str, simulation: str, axis: str, metric: str) -> str:
     """A sweep spec over one grid axis of two values."""
-    return (f"[network]\n{network}\n[simulation]\n{simulation}\n"
-            f'[[axes]]\nname = "{axis}"\nkind = "grid"\nvalues = [0.5, 0.6]\n[metrics]\n{metric}\n')
+    return (
+        f"[network]\n{network}\n[simulation]\n{simulation}\n"
+        f'[[axes]]\nname = "{axis}"\nkind = "grid"\nvalues = [0.5, 0.6]\n[metrics]\n{metric}\n'
+    )
+
 
 BUILDER = """
 import pathlib
@@ -90,8 +94,9 @@ def test_an_interrupted_command_exits_130(tmp_path, monkeypatch, capsys):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(chiraljax._simulate, "simulate", interrupted)
-    monkeypatch.setattr(sys, "argv", ["chiraljax", "simulate", str(EXAMPLES / "single_emitter.toml"),
-                                      "--out", str(tmp_path / "r.json")])
+    monkeypatch.setattr(
+        sys, "argv", ["chiraljax", "simulate", str(EXAMPLES / "single_emitter.toml"), "--out", str(tmp_path / "r.json")]
+    )
     with pytest.raises(SystemExit) as stop:
         chiraljax.cli.main()
     assert stop.value.code == 130
@@ -101,9 +106,14 @@ def test_an_interrupted_command_exits_130(tmp_path, monkeypatch, capsys):
 
 def test_a_sweep_whose_solves_fail_exits_1_and_its_plot_exits_2(tmp_path, monkeypatch, capsys):
     spec = tmp_path / "nan.toml"
-    spec.write_text(spec_text(f'file = "{EXAMPLES / "two_module_transfer.toml"}"',
-                              't_span = [-12.0, 12.0]\nn_save = 2\nmax_steps = 3',
-                              "links.1.transmission", 'transfer = "population:A1+B1"'))
+    spec.write_text(
+        spec_text(
+            f'file = "{EXAMPLES / "two_module_transfer.toml"}"',
+            "t_span = [-12.0, 12.0]\nn_save = 2\nmax_steps = 3",
+            "links.1.transmission",
+            'transfer = "population:A1+B1"',
+        )
+    )
     out = tmp_path / "nan.nc"
     monkeypatch.setattr(sys, "argv", ["chiraljax", "sweep", str(spec), "--out", str(out), "--no-progress"])
     with pytest.raises(SystemExit) as stop:
@@ -137,8 +147,10 @@ def test_writers_replace_a_planted_symlink_instead_of_following_it(tmp_path):
     outside.write_text("precious")
     folder = tmp_path / "out"
     folder.mkdir()
-    for name, write in (("result.json", lambda p: write_text_atomic(p, "{}")),
-                        ("figure.png", lambda p: save_figure(plt.figure(), p))):
+    for name, write in (
+        ("result.json", lambda p: write_text_atomic(p, "{}")),
+        ("figure.png", lambda p: save_figure(plt.figure(), p)),
+    ):
         link = folder / name
         link.symlink_to(outside)
         write(link)
@@ -155,8 +167,15 @@ def test_overwrite_never_deletes_a_folder_chiraljax_did_not_make(tmp_path):
     (foreign / "thesis.tex").write_text("years of work")
     net = cj.Network([cj.Emitter("A")], [cj.Port("p", "A", 0, 1.0)], initial={"A": 1.0})
     with pytest.raises(cj.ValidationError, match="not a sweep chunk folder of chiraljax"):
-        cj.sweep(net, [cj.Grid("ports.p.rate", [0.5, 1.0])], metrics={"a": "population:A"},
-                 t_span=(0.0, 1.0), out=out, overwrite=True, progress=False)
+        cj.sweep(
+            net,
+            [cj.Grid("ports.p.rate", [0.5, 1.0])],
+            metrics={"a": "population:A"},
+            t_span=(0.0, 1.0),
+            out=out,
+            overwrite=True,
+            progress=False,
+        )
     assert (foreign / "thesis.tex").read_text() == "years of work"
 
 
@@ -167,8 +186,9 @@ def test_finished_optimisation_runs_are_reused_only_for_the_same_run(tmp_path):
     from chiraljax.optimize._compare import _finished_run, _run_identity
 
     def identity(problem="ideal", budget=24):
-        return _run_identity(SimpleNamespace(name=problem), "grad", 0, [0.1, 0.2], [1.0, 1.0], budget,
-                             GradientConfig(method="adam"))
+        return _run_identity(
+            SimpleNamespace(name=problem), "grad", 0, [0.1, 0.2], [1.0, 1.0], budget, GradientConfig(method="adam")
+        )
 
     path = tmp_path / "grad-seed0.json"
     write_json({"final_best": 0.9, "identity": identity()}, path)

@@ -12,9 +12,11 @@ from chiraljax import ValidationError
 
 def two_qubits(**overrides) -> dict:
     """Keyword arguments of a valid two-qubit Network, with `overrides` applied."""
-    kwargs = dict(emitters=[cj.Emitter("A"), cj.Emitter("B")],
-                  ports=[cj.Port("pA", "A", 0, 1.0), cj.Port("pB", "B", 1, 1.0)],
-                  initial={"A": 1.0})
+    kwargs = dict(
+        emitters=[cj.Emitter("A"), cj.Emitter("B")],
+        ports=[cj.Port("pA", "A", 0, 1.0), cj.Port("pB", "B", 1, 1.0)],
+        initial={"A": 1.0},
+    )
     kwargs.update(overrides)
     return kwargs
 
@@ -45,17 +47,21 @@ def test_unknown_emitter_in_initial_state_is_refused():
 
 def test_unknown_control_is_refused():
     with pytest.raises(ValidationError, match=r"Port 'pA': unknown control 'emt' \(did you mean 'emit'"):
-        build(ports=[cj.Port("pA", "A", 0, control="emt"), cj.Port("pB", "B", 1)],
-              controls={"emit": cj.SechEmission(1.0)})
+        build(
+            ports=[cj.Port("pA", "A", 0, control="emt"), cj.Port("pB", "B", 1)], controls={"emit": cj.SechEmission(1.0)}
+        )
 
 
-@pytest.mark.parametrize("make,match", [
-    (lambda: cj.Port("p", "A", 0, rate=-0.5), r"Port 'p': rate must be >= 0"),
-    (lambda: cj.Emitter("A", decay=-1e-3), r"Emitter 'A': decay must be >= 0"),
-    (lambda: cj.Emitter("A", dephasing=-1e-3), r"Emitter 'A': dephasing must be >= 0"),
-    (lambda: cj.Link(delay=-1.0), r"Link: delay must be >= 0"),
-    (lambda: cj.Port("p", "A", 0, right_fraction=1.5), r"right_fraction must be <= 1"),
-])
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda: cj.Port("p", "A", 0, rate=-0.5), r"Port 'p': rate must be >= 0"),
+        (lambda: cj.Emitter("A", decay=-1e-3), r"Emitter 'A': decay must be >= 0"),
+        (lambda: cj.Emitter("A", dephasing=-1e-3), r"Emitter 'A': dephasing must be >= 0"),
+        (lambda: cj.Link(delay=-1.0), r"Link: delay must be >= 0"),
+        (lambda: cj.Port("p", "A", 0, right_fraction=1.5), r"right_fraction must be <= 1"),
+    ],
+)
 def test_negative_rates_and_fractions_are_refused(make, match):
     with pytest.raises(ValidationError, match=match):
         make()
@@ -93,14 +99,17 @@ def test_operators_on_different_spaces_are_refused():
         cj.Operator.constant(small, np.eye(4))
 
 
-@pytest.mark.parametrize("make,field", [
-    (lambda: cj.SechEmission(float("nan")), "kappa"),
-    (lambda: cj.SechAbsorption(1.0, t0=float("inf")), "t0"),
-    (lambda: cj.SechMode(float("nan")), "kappa"),
-    (lambda: cj.Gaussian(1.0, 0.0, float("nan")), "sigma"),
-    (lambda: cj.Sampled(np.array([0.0, 1.0, 2.0]), np.array([0.0, np.nan, 1.0])), "values"),
-    (lambda: cj.Halted(cj.SechEmission(1.0), float("nan")), "t_stop"),
-])
+@pytest.mark.parametrize(
+    "make,field",
+    [
+        (lambda: cj.SechEmission(float("nan")), "kappa"),
+        (lambda: cj.SechAbsorption(1.0, t0=float("inf")), "t0"),
+        (lambda: cj.SechMode(float("nan")), "kappa"),
+        (lambda: cj.Gaussian(1.0, 0.0, float("nan")), "sigma"),
+        (lambda: cj.Sampled(np.array([0.0, 1.0, 2.0]), np.array([0.0, np.nan, 1.0])), "values"),
+        (lambda: cj.Halted(cj.SechEmission(1.0), float("nan")), "t_stop"),
+    ],
+)
 def test_nan_in_pulse_parameters_is_refused(make, field):
     with pytest.raises(ValidationError, match=rf"parameter '{field}' contains NaN or infinity"):
         make()
@@ -122,13 +131,17 @@ def test_sector_too_small_is_refused():
         cj.simulate(net, (0.0, 1.0), representation="sector", max_excitations=0)
     # an initial excitation plus an input photon need two excitations
     with_photon = build(inputs=[cj.PhotonInput("src", cj.SechMode(1.0))])
-    with pytest.raises(ValidationError, match=r"need 2 excitation\(s\) but the sector allows only 1; raise max_excitations"):
+    with pytest.raises(
+        ValidationError, match=r"need 2 excitation\(s\) but the sector allows only 1; raise max_excitations"
+    ):
         cj.simulate(with_photon, (-5.0, 5.0), representation="sector", max_excitations=1)
 
 
 def test_unknown_parameter_name_gets_a_suggestion():
     net = build(links=[cj.Link(transmission=0.5)])
-    with pytest.raises(ValidationError, match=r"no parameter 'links.0.transmision' \(did you mean 'links.0.transmission'"):
+    with pytest.raises(
+        ValidationError, match=r"no parameter 'links.0.transmision' \(did you mean 'links.0.transmission'"
+    ):
         net.with_parameters({"links.0.transmision": 0.3})
     with pytest.raises(ValidationError, match=r"no parameter 'ports.pC.rate'.*network.parameters\(\)"):
         net.with_parameters({"ports.pC.rate": 0.3})
@@ -168,7 +181,10 @@ def test_bad_simulate_arguments_are_refused():
 
 
 def test_markov_solvers_refuse_reflections():
-    net = build(ports=[cj.Port("pA", "A", 0), cj.Port("pB", "B", 2)], scatterers=[cj.Scatterer("m", 1, reflection=0.3)],
-                links=[cj.Link(), cj.Link()])
+    net = build(
+        ports=[cj.Port("pA", "A", 0), cj.Port("pB", "B", 2)],
+        scatterers=[cj.Scatterer("m", 1, reflection=0.3)],
+        links=[cj.Link(), cj.Link()],
+    )
     with pytest.raises(ValidationError, match=r"non-Markovian; use representation='delay'"):
         cj.simulate(net, (0.0, 1.0), representation="sector")

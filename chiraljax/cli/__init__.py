@@ -23,12 +23,15 @@ def runtime_failure(err: BaseException) -> str:
     """One line for a failure during a run: its cause and, where one is known, what to change."""
     text = " ".join(str(err).split()) or type(err).__name__
     if isinstance(err, MemoryError) or "RESOURCE_EXHAUSTED" in text or "Out of memory" in text:
-        return ("out of memory during the run; lower n_save, the number of points per chunk (--chunk-size), "
-                "max_excitations or the network's size")
+        return (
+            "out of memory during the run; lower n_save, the number of points per chunk (--chunk-size), "
+            "max_excitations or the network's size"
+        )
     if isinstance(err, OSError) and err.filename is not None:
         return f"{err.filename}: {err.strerror or text}"
     first = text if len(text) <= 300 else text[:297] + "..."
     return f"{type(err).__name__}: {first}"
+
 
 app = typer.Typer(
     name="chiraljax",
@@ -50,8 +53,15 @@ def _print_version(value: bool) -> None:
 
 
 @app.callback()
-def _group(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
-                                        help="Show the version of chiraljax and JAX and exit.")) -> None:
+def _group(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Show the version of chiraljax and JAX and exit.",
+    ),
+) -> None:
     """Keep `chiraljax COMMAND` a group even while only one sub-command is installed."""
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -21,14 +20,16 @@ _EPILOG = "Exit codes: 0 ok, 2 bad input (one-line reason on stderr), 1 failure 
 
 
 def optimize_command(
-    preset: str = typer.Option(..., "--preset",
-                               help="Problem: paper (the paper preset's transfer), ideal or distorted."),
+    preset: str = typer.Option(
+        ..., "--preset", help="Problem: paper (the paper preset's transfer), ideal or distorted."
+    ),
     method: str = typer.Option("compare", "--method", help="grad, rl, compare or sim-to-real."),
     budget: int = typer.Option(..., "--budget", help="Simulator evaluations per run."),
     seeds: int = typer.Option(3, "--seeds", help="Number of seeds (runs per method)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
-    gradient_budget: Optional[int] = typer.Option(
-        None, "--gradient-budget", help="Evaluations per gradient run in a comparison (default: --budget)."),
+    gradient_budget: int | None = typer.Option(
+        None, "--gradient-budget", help="Evaluations per gradient run in a comparison (default: --budget)."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress."),
 ) -> None:
     """Optimise pulses and write the report."""
@@ -47,8 +48,9 @@ def optimize_command(
             console.print(f"{name} seed {seed}: {record.evaluations} evaluations, best {best:.6f}")
 
     console.print(f"optimize {preset} with {method}: budget {budget}, {seeds} seed(s), output {out}")
-    report = run_optimize(preset, method, budget, seeds, out, gradient_budget=gradient_budget,
-                          progress=show if progress else None)
+    report = run_optimize(
+        preset, method, budget, seeds, out, gradient_budget=gradient_budget, progress=show if progress else None
+    )
     summary = report.get("summary")
     if summary is not None:
         for name in ("grad", "rl"):

@@ -30,7 +30,9 @@ def _range(low, high) -> str:
 
 
 def params_command(
-    network_file: Path = typer.Argument(..., metavar="FILE", show_default=False, help="Network file, *.toml or *.json."),
+    network_file: Path = typer.Argument(
+        ..., metavar="FILE", show_default=False, help="Network file, *.toml or *.json."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the table as JSON (one object per parameter)."),
 ) -> None:
     """List a network file's parameters with values, ranges and units."""
@@ -40,8 +42,15 @@ def params_command(
     network, _ = load_network(network_file)
     rows = parameter_table(network)
     if as_json:
-        print(json.dumps([{**row, "value": _number(row["value"]) if isinstance(row["value"], complex) else row["value"]}
-                          for row in rows], indent=1))
+        print(
+            json.dumps(
+                [
+                    {**row, "value": _number(row["value"]) if isinstance(row["value"], complex) else row["value"]}
+                    for row in rows
+                ],
+                indent=1,
+            )
+        )
         return
     from rich.console import Console
     from rich.table import Table
@@ -51,8 +60,9 @@ def params_command(
     for column, justify in (("value", "right"), ("range", "left"), ("units", "left"), ("sets", "left")):
         table.add_column(column, justify=justify)
     for row in rows:
-        table.add_row(row["name"], _number(row["value"]), _range(row["low"], row["high"]), row["units"] or "",
-                      row["sets"] or "")
+        table.add_row(
+            row["name"], _number(row["value"]), _range(row["low"], row["high"]), row["units"] or "", row["sets"] or ""
+        )
     Console(highlight=False).print(table)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -31,16 +30,20 @@ def _parse_at(items: list[str]) -> dict[str, float]:
 
 
 def plot_command(
-    result_file: Path = typer.Argument(..., metavar="FILE", show_default=False,
-                                       help="Sweep result, *.nc or *.zarr."),
+    result_file: Path = typer.Argument(..., metavar="FILE", show_default=False, help="Sweep result, *.nc or *.zarr."),
     out: Path = typer.Option(..., "--out", "-o", metavar="FIG.png", help="Image to write."),
-    metric: Optional[str] = typer.Option(None, "--metric", "-m", help="Metric to draw (default: the first)."),
-    x: Optional[str] = typer.Option(None, "--x", help="Parameter on the horizontal axis."),
-    y: Optional[str] = typer.Option(None, "--y", help="Second parameter (heatmap rows or line family)."),
-    kind: str = typer.Option("auto", "--kind", metavar="auto|heatmap|lines",
-                             help="Heatmap for two grid parameters (auto) or 1-d line slices."),
-    at: list[str] = typer.Option([], "--at", metavar="NAME=VALUE",
-                                 help="Hold a parameter that is not drawn at this value (repeatable)."),
+    metric: str | None = typer.Option(None, "--metric", "-m", help="Metric to draw (default: the first)."),
+    x: str | None = typer.Option(None, "--x", help="Parameter on the horizontal axis."),
+    y: str | None = typer.Option(None, "--y", help="Second parameter (heatmap rows or line family)."),
+    kind: str = typer.Option(
+        "auto",
+        "--kind",
+        metavar="auto|heatmap|lines",
+        help="Heatmap for two grid parameters (auto) or 1-d line slices.",
+    ),
+    at: list[str] = typer.Option(
+        [], "--at", metavar="NAME=VALUE", help="Hold a parameter that is not drawn at this value (repeatable)."
+    ),
 ) -> None:
     """Plot a sweep result as a heatmap or lines."""
     from .._errors import require

@@ -6,7 +6,6 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -28,17 +27,29 @@ _EPILOG = (
 
 
 def simulate_command(
-    network_file: Path = typer.Argument(..., metavar="FILE", show_default=False,
-                                        help="Network file, *.toml or *.json."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="RESULT.json",
-                                       help="Write the final scalars and the time traces to this JSON file."),
-    representation: Optional[str] = typer.Option(
-        None, "--representation", "-r", metavar="auto|sector|full|delay",
-        help="Solver representation; overrides simulation.representation in the file (default 'auto')."),
-    t_span: Optional[tuple[float, float]] = typer.Option(
-        None, "--t-span", metavar="T0 T1", help="Time window; overrides simulation.t_span in the file."),
-    n_save: Optional[int] = typer.Option(
-        None, "--n-save", min=2, help="Number of save times; overrides simulation.n_save in the file."),
+    network_file: Path = typer.Argument(
+        ..., metavar="FILE", show_default=False, help="Network file, *.toml or *.json."
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        metavar="RESULT.json",
+        help="Write the final scalars and the time traces to this JSON file.",
+    ),
+    representation: str | None = typer.Option(
+        None,
+        "--representation",
+        "-r",
+        metavar="auto|sector|full|delay",
+        help="Solver representation; overrides simulation.representation in the file (default 'auto').",
+    ),
+    t_span: tuple[float, float] | None = typer.Option(
+        None, "--t-span", metavar="T0 T1", help="Time window; overrides simulation.t_span in the file."
+    ),
+    n_save: int | None = typer.Option(
+        None, "--n-save", min=2, help="Number of save times; overrides simulation.n_save in the file."
+    ),
 ) -> None:
     """Simulate a network file, print a summary and optionally save the result as JSON."""
     from rich.console import Console
@@ -51,14 +62,18 @@ def simulate_command(
     network, settings = load_network(network_file)
     overrides = {"representation": representation, "t_span": t_span, "n_save": n_save}
     settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
-    require(settings.t_span is not None,
-            f"{network_file}: no time window; give t_span = [t0, t1] in the file's [simulation] table "
-            "or --t-span T0 T1 on the command line")
+    require(
+        settings.t_span is not None,
+        f"{network_file}: no time window; give t_span = [t0, t1] in the file's [simulation] table "
+        "or --t-span T0 T1 on the command line",
+    )
     if out is not None:
         require_writable(out, f"--out {out}", (".json",))
     start = time.perf_counter()
-    with Console(stderr=True).status(f"simulating {network_file} over t = {settings.t_span[0]:g} .. "
-                                     f"{settings.t_span[1]:g} (compiling on a first run)"):
+    with Console(stderr=True).status(
+        f"simulating {network_file} over t = {settings.t_span[0]:g} .. "
+        f"{settings.t_span[1]:g} (compiling on a first run)"
+    ):
         result = simulate(network, settings.t_span, **settings.simulate_kwargs())
     scalars = result.scalars()
     wall = time.perf_counter() - start
@@ -99,12 +114,14 @@ def _summary(path: Path, result, scalars: dict[str, float], t_span, wall: float)
             outputs.add_row(name, kind, f"{scalars[f'output:{name}']:.8f}")
 
     facts = Table.grid(padding=(0, 2))
-    for label, value in (("network", str(path)),
-                         ("representation", result.representation),
-                         ("t_span", f"[{t_span[0]:g}, {t_span[1]:g}]"),
-                         ("in flight", f"{scalars['in_flight']:.3e}"),
-                         ("conservation error", f"{scalars['conservation_error']:.3e}"),
-                         ("wall time", f"{wall:.2f} s (compilation included)")):
+    for label, value in (
+        ("network", str(path)),
+        ("representation", result.representation),
+        ("t_span", f"[{t_span[0]:g}, {t_span[1]:g}]"),
+        ("in flight", f"{scalars['in_flight']:.3e}"),
+        ("conservation error", f"{scalars['conservation_error']:.3e}"),
+        ("wall time", f"{wall:.2f} s (compilation included)"),
+    ):
         facts.add_row(label, value)
     return Group(populations, outputs, facts)
 

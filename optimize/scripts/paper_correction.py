@@ -20,8 +20,10 @@ def main(path: str) -> None:
     config = GradientConfig(method="lbfgs", max_steps=400, patience=40)
     report = {"config": {"method": "lbfgs", "max_steps": 400, "patience": 40}, "runs": {}}
     incident = None
-    for name, options in (("drive", {}), ("drive and frequency correction",
-                                        {"correction_knots": 6, "max_correction": 2 * np.pi * 5e-3})):
+    for name, options in (
+        ("drive", {}),
+        ("drive and frequency correction", {"correction_knots": 6, "max_correction": 2 * np.pi * 5e-3}),
+    ):
         problem = get_problem("paper", incident=incident, **options)
         incident = float(problem.objective.incident)
         start = time.perf_counter()
