@@ -5,7 +5,7 @@ bench/results/delay_convergence.png:
 
 1. Convergence order. (a) An atom before a mirror off resonance (Gamma = 1, round trip 1.2,
    phase 0.3 per pass, 10 % link loss): the trace c(t) against the closed-form series of
-   THEORY.md section 3. (b) The two-module sech transfer below: the received population against
+   docs/theory.md section 3. (b) The two-module sech transfer below: the received population against
    a run with a four times smaller step. The order is the slope of log(error) over log(dt).
 2. The delay peer of bench/ANCHOR_PROBLEM.md: one atom, Gamma = 1, mirror at round trip
    tau = 1, on resonance; the trapped population against (1 + Gamma tau / 2)^-2 and the time

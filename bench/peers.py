@@ -8,7 +8,7 @@ Reported value: P_transfer = population of module 2's two qubits at t = t1.
 Everything here is built independently of chiraljax, in the full 2^N Hilbert space
 (N = 2M qubits), so that the chiraljax numbers can be checked against it and timed beside it.
 
-Construction (THEORY.md sections 1-2, kappa = 1, hbar = 1):
+Construction (docs/theory.md sections 1-2, kappa = 1, hbar = 1):
 
 - Ports along the waveguide: A_1, B_1, A_2, B_2, ..., A_M, B_M. Each port of module m couples
   with amplitude s_m(t) = sqrt(gamma_m(t) / 2) to each direction.

@@ -1,7 +1,7 @@
 r"""The delay representation: a Network on the exact single-excitation delay kernel.
 
 `simulate_delay` maps the same `Network` the Markov solvers use onto
-`kernels._delay.DelayProblem` (THEORY.md section 3) and returns a `Result`:
+`kernels._delay.DelayProblem` (docs/theory.md section 3) and returns a `Result`:
 
 - the elements sorted along the line become the kernel's nodes: a port of emitter j is node
   `j`, a scatterer is a `None` node with the matrix `Scatterer.matrix()`;

@@ -1,6 +1,6 @@
 r"""Protocol metrics as pure functions of a `Result` or of amplitudes (jit-, vmap- and grad-able).
 
-Closed forms (THEORY.md sections 2 and 5) sit beside the measured metrics so that tests and
+Closed forms (docs/theory.md sections 2 and 5) sit beside the measured metrics so that tests and
 reports can compare them:
 
 - directional emission with the exchange cancelled: P_R = (1 + sin(phi) sin(theta)) / 2;
@@ -19,7 +19,7 @@ local phase that a single-qubit Z rotation removes. `w_fidelity` maximises over 
 (F = (rho_11 + rho_22 + 2 |rho_12|) / 2 in the {d_1, d_2} basis); pass `chi` to include a
 fixed value in the target instead. F = <W|rho|W> uses the single-excitation block of the
 reduced density matrix of the storage qubits, which for a state whose only jumps are decays is
-rho = |c><c| + (1 - ||c||^2)|G><G| (THEORY.md section 5), so F = |<W|c>|^2 there.
+rho = |c><c| + (1 - ||c||^2)|G><G| (docs/theory.md section 5), so F = |<W|c>|^2 there.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 r"""Chiral modules on a shared waveguide: the device of the experiment as a `Network`.
 
-A chiral module (THEORY.md section 2) is two transmons Q_A, Q_B coupled to the waveguide at
+A chiral module (docs/theory.md section 2) is two transmons Q_A, Q_B coupled to the waveguide at
 points a quarter wavelength apart at the design frequency w_q. A photon of frequency w picks up
 
 $$\phi(w) = \frac{\pi}{2}\,\frac{w}{w_q}$$
@@ -35,7 +35,7 @@ untouched (a detuned qubit reflects a fraction ~ (gamma / 2 Delta)^2).
 
 Two representations of the line:
 
-- `"markov"`: delays shifted out (THEORY.md section 3: each module runs on its own clock, late
+- `"markov"`: delays shifted out (docs/theory.md section 3: each module runs on its own clock, late
   by the travel time from the sender, so the protocols shift nothing), propagation phases
   kept, each joint of reflection r counted as the extra loss 1 - |r|^2 (a stand-in for the
   reflections, exact for the power that reaches the receiver but blind to echoes).
@@ -78,7 +78,7 @@ def quarter_wave_phase(frequency, design_frequency):
 
 
 def direction_sign(direction: str) -> float:
-    """+1 for "right", -1 for "left" (theta = +- pi/2 in THEORY.md section 2)."""
+    """+1 for "right", -1 for "left" (theta = +- pi/2 in docs/theory.md section 2)."""
     require(direction in DIRECTIONS, f"direction must be 'right' or 'left', got {direction!r}")
     return 1.0 if direction == "right" else -1.0
 

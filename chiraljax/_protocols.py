@@ -3,7 +3,7 @@ r"""The protocols of the experiment on a `ChiralLine`: directional emission, sta
 
 Timing. The sender's drive is centred at `plan.t0`; every other module's controls run late by
 `line.arrival(sender, module)` (the travel time in the 'delay' representation, 0 in the
-'markov' one whose clocks are already shifted, THEORY.md section 3), plus the receiver's own
+'markov' one whose clocks are already shifted, docs/theory.md section 3), plus the receiver's own
 timing error `plan.receiver_timing`. The run starts `plan.lead`/kappa before t0 and ends
 `plan.window`/kappa_min after it, extended by the travel time.
 

@@ -20,7 +20,7 @@ outgoing ones (R leaving to the right, L leaving to the left):
   re-entering the waveguide is `r a + t u` and the field leaving it (the output) is
   `t a - conj(r) u`, with `a` the field arriving at the end and `u` the input envelope.
 
-The emitters (THEORY.md section 3) obey
+The emitters (docs/theory.md section 3) obey
 
 $$\dot c = -i H(t) c - \tfrac{\gamma'}{2} c - \sum_{p \in j}\Big[\tfrac{g_R + g_L}{2} c_j
    + \sqrt{g_R} f^R_{in,p} + \sqrt{g_L} f^L_{in,p}\Big].$$

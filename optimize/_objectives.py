@@ -125,7 +125,7 @@ class WFidelity(AbstractMetric):
     r"""Fidelity `F = <W|ρ|W>` of the final single-excitation state with a W target.
 
     `|W> = Σ_j w_j |1_j>` over the named emitters. With `free_phase` a group of names whose
-    common phase `χ` is a known local phase (THEORY.md section 5), `F` is maximised over it in
+    common phase `χ` is a known local phase (docs/theory.md section 5), `F` is maximised over it in
     closed form: with `W = W_1 + e^{iχ} W_2`,
 
         max_χ F = <W_1|ρ|W_1> + <W_2|ρ|W_2> + 2 |<W_1|ρ|W_2>|.

@@ -23,7 +23,7 @@ coupling rate, an exchange coupling or a detuning). The pulse is built in three 
 
 Analytic families (`AnalyticParameterization`) instead shape a whole photon-matched control with
 a few physical parameters: the sech and Gaussian photons' emission couplings and their time
-reverses, the absorption couplings (THEORY.md section 5).
+reverses, the absorption couplings (docs/theory.md section 5).
 
 `Controls` combines parameterisations of several named controls into one flat vector and
 substitutes the pulses into a Network (no recompilation: only array leaves change).

@@ -6,7 +6,7 @@ its scripted time-reversed drive, the network is built by the protocol (`ChiralL
 so the coupler shift follows the shaped drive, and the score is the absorption efficiency
 (`chiraljax.optimize._receiver`). Units: ns and rad/ns.
 
-The two stand-in problems `ideal` and `distorted` use the module of THEORY.md section 2: two qubits a quarter wavelength apart
+The two stand-in problems `ideal` and `distorted` use the module of docs/theory.md section 2: two qubits a quarter wavelength apart
 (`φ = π/2`) with a direct coupling `-γ(t)/2` that cancels the waveguide exchange, so that
 `(|eg> + i|ge>)/√2` couples only to the right-moving channel at rate `γ(t)`. The sender starts
 in that state and emits a sech photon of bandwidth `κ_e` with `γ_e(t) = (κ_e/2)(1 + tanh(κ_e t/2))`;

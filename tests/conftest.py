@@ -19,7 +19,7 @@ def emitter_pair(
 ) -> cj.Network:
     """Qubits A (port at x = 0) and B (port at x = d) on one waveguide: link phase phi = w d/v,
     direct coupling g, initial amplitudes (c_A, c_B). With right_fraction (1, 1) it is the
-    one-way cascade A -> B; with (1/2, 1/2) the bidirectional chiral module of THEORY.md
+    one-way cascade A -> B; with (1/2, 1/2) the bidirectional chiral module of docs/theory.md
     section 2. One structure for all, so one compiled solver serves them."""
     return cj.Network(
         [cj.Emitter("A"), cj.Emitter("B")],
@@ -36,7 +36,7 @@ def emitter_pair(
 PAIR_SAVES = 33  # save points of every emitter_pair simulation (the shape is part of the compile)
 
 
-# The chiral state-transfer link of THEORY.md sections 2 and 5: two modules of two qubits a
+# The chiral state-transfer link of docs/theory.md sections 2 and 5: two modules of two qubits a
 # quarter wavelength apart (phase pi/2), the exchange J_wg cancelled by a direct coupling
 # -gamma/2, sech emission from module 0 and time-reversed absorption by module 1, with a lossy
 # link of power transmission eta between them.

@@ -1,4 +1,4 @@
-"""Tests of the single-excitation delay-equation kernel (THEORY.md section 3)."""
+"""Tests of the single-excitation delay-equation kernel (docs/theory.md section 3)."""
 
 from __future__ import annotations
 

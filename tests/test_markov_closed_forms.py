@@ -1,4 +1,4 @@
-"""`cj.simulate` on small Markov networks against closed forms (THEORY.md sections 2, 4, 5).
+"""`cj.simulate` on small Markov networks against closed forms (docs/theory.md sections 2, 4, 5).
 
 Each network structure is compiled once (module fixtures); parameter values change through
 `with_parameters` or a new Network of the same structure, which reuses the compiled solver.
@@ -83,7 +83,7 @@ def module(phi: float, theta: float, g: float) -> cj.Network:
 def test_module_slh_model_matches_theory():
     """compile_markov of a module gives L_R = sqrt(gA/2) e^{i phi} s_A + sqrt(gB/2) s_B,
     L_L = sqrt(gA/2) s_A + sqrt(gB/2) e^{i phi} s_B and H = (g + J_wg)(s_A^dag s_B + h.c.),
-    J_wg = sqrt(gA gB) sin(phi)/2 (THEORY.md section 2), to 1e-12."""
+    J_wg = sqrt(gA gB) sin(phi)/2 (docs/theory.md section 2), to 1e-12."""
     gA, gB, phi, g, dA = 0.7, 1.3, 1.1, 0.25, 0.4
     net = cj.Network(
         [cj.Emitter("A", detuning=dA), cj.Emitter("B")],
@@ -227,7 +227,7 @@ def test_output_mode_captures_mode_overlap(photon_line, shift):
 
 
 def test_mismatched_receiver_absorbs_mode_overlap(photon_line):
-    """A receiver tuned for mode f sent a photon in mode g absorbs |<f|g>|^2 (THEORY.md section 5)."""
+    """A receiver tuned for mode f sent a photon in mode g absorbs |<f|g>|^2 (docs/theory.md section 5)."""
     shift = 1.2
     r = photon_line(controls__absorb__t0=shift)
     assert abs(float(r.final_population("R")) - sech_overlap(1.0, shift)) < PHOTON_TOL

@@ -1,4 +1,4 @@
-"""The SLH algebra against independent formulas (THEORY.md section 1), on random operators.
+"""The SLH algebra against independent formulas (docs/theory.md section 1), on random operators.
 
 Every operator is a random dense matrix on a random small `Space`, wrapped with
 `Operator.constant`, optionally weighted by a random smooth function of time; generators and
@@ -124,7 +124,7 @@ def test_series_equals_cascaded_master_equation_with_loss_and_phase(seed):
 
     c = sqrt(eta) e^{i theta}, for random, time-dependent, non-commuting L_A, L_B, H_A, H_B;
     also the outputs L_B + c L_A and sqrt(1 - eta) L_A (loss, up to a phase) and H of
-    THEORY.md section 1."""
+    docs/theory.md section 1."""
     rng = np.random.default_rng(seed)
     space = random_space(rng)
     LA, LB = RandomOp(rng, space, timed=True), RandomOp(rng, space, timed=True)

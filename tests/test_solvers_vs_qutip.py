@@ -4,7 +4,7 @@ Random cascaded networks of three qubits on a bidirectional waveguide: a giant a
 at both ends), random rates, direction splits, link transmissions and phases, detunings, T1,
 pure dephasing, a complex direct coupling, a time-dependent port rate and a time-dependent
 coupling, and a random single-excitation initial state. One seed decouples q2 (a two-qubit
-network). The QuTiP reference is built here from the physics (THEORY.md sections 0-2), not from
+network). The QuTiP reference is built here from the physics (docs/theory.md sections 0-2), not from
 chiraljax's SLH code:
 
     right-moving output  L_R = sum_p sqrt(f_p gamma_p) T(p -> right end) s_e(p)
