@@ -91,12 +91,7 @@ def mirror_convergence():
     dts = [0.2, 0.1, 0.05, 0.025, 0.0125]
     errors, conservation = [], []
     for dt in dts:
-        sol = solve_delay(
-            mirror_problem(tau, phi, eta),
-            jnp.array([1.0 + 0j]),
-            dt=dt,
-            n_steps=int(round(t_end / dt)),
-        )
+        sol = solve_delay(mirror_problem(tau, phi, eta), jnp.array([1.0 + 0j]), dt=dt, n_steps=int(round(t_end / dt)))
         ref = series(0.5, 0.5 * eta * np.exp(2j * phi), tau, np.asarray(sol.ts))
         errors.append(float(np.max(np.abs(np.asarray(sol.c[:, 0]) - ref))))
         conservation.append(float(sol.conservation_error.max()))
@@ -233,12 +228,7 @@ def transfer(batch: int, chunk: int):
         "delay": DELAY,
         "window": WINDOW,
         "joint_reflection": point[0],
-        "convergence": {
-            "dt": dts,
-            "error": errors,
-            "reference_dt": dts[-1] / 4,
-            "order": order_fit(dts, errors),
-        },
+        "convergence": {"dt": dts, "error": errors, "reference_dt": dts[-1] / 4, "order": order_fit(dts, errors)},
         "dt": dt,
         "n_steps": int(round((WINDOW + DELAY) / dt)),
         "received_population": value,

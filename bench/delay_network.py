@@ -40,10 +40,7 @@ RECEIVER = ("A1", "B1")
 
 def network() -> cj.Network:
     """Module 0 (A0, B0) -- delay/2 -- joint -- delay/2 -- module 1 (A1, B1)."""
-    controls = {
-        "emit": cj.SechEmission(KAPPA, 0.0),
-        "absorb": cj.Shifted(cj.SechAbsorption(KAPPA, 0.0), DELAY),
-    }
+    controls = {"emit": cj.SechEmission(KAPPA, 0.0), "absorb": cj.Shifted(cj.SechAbsorption(KAPPA, 0.0), DELAY)}
     emitters = [cj.Emitter(n) for n in ("A0", "B0", "A1", "B1")]
     ports = [
         cj.Port("pA0", "A0", 0.0, KAPPA, control="emit"),
@@ -76,11 +73,7 @@ def received_fn(dt: float | None):
 
     def received(reflection, phase, eta):
         net = base.with_parameters(
-            {
-                "scatterers.joint.reflection": reflection,
-                "links.1.phase": phase,
-                "links.1.transmission": eta,
-            }
+            {"scatterers.joint.reflection": reflection, "links.1.phase": phase, "links.1.transmission": eta}
         )
         r = cj.simulate(net, WINDOW, ts=ts, dt=dt)
         return r.final_population(*RECEIVER)

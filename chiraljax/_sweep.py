@@ -98,10 +98,7 @@ _MEMORY_FRACTION = 0.25
 
 
 def _check_name(name: object) -> None:
-    require(
-        isinstance(name, str) and name != "",
-        f"axis name {name!r}: give a non-empty string naming the parameter",
-    )
+    require(isinstance(name, str) and name != "", f"axis name {name!r}: give a non-empty string naming the parameter")
     require(
         name not in (SAMPLE_DIM, POINT_DIM),
         f"axis name {name!r} is reserved for the sweep's dimensions; rename the parameter",
@@ -110,16 +107,12 @@ def _check_name(name: object) -> None:
 
 def _check_count(name: str, n: int) -> None:
     require(
-        isinstance(n, (int, np.integer)) and n >= 1,
-        f"axis {name!r}: n={n!r} points; an axis needs at least one point",
+        isinstance(n, (int, np.integer)) and n >= 1, f"axis {name!r}: n={n!r} points; an axis needs at least one point"
     )
 
 
 def _check_finite_bounds(name: str, lo: float, hi: float) -> None:
-    require(
-        math.isfinite(lo) and math.isfinite(hi),
-        f"axis {name!r}: bounds lo={lo}, hi={hi} must be finite numbers",
-    )
+    require(math.isfinite(lo) and math.isfinite(hi), f"axis {name!r}: bounds lo={lo}, hi={hi} must be finite numbers")
 
 
 def _check_interval(name: str, lo: float, hi: float, n: int) -> None:
@@ -255,12 +248,7 @@ class QuasiRandom(AbstractAxis):
         return int(self.n)
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "kind": "quasirandom",
-            **_bounds_record(self),
-            "method": self.method,
-            "seed": self.seed,
-        }
+        return {"kind": "quasirandom", **_bounds_record(self), "method": self.method, "seed": self.seed}
 
 
 #: method -> the name of its engine class in `scipy.stats.qmc` (imported when first sampled).
@@ -370,14 +358,8 @@ def _check_fixed(fixed: Mapping[str, Any]) -> dict[str, np.ndarray]:
             array = np.asarray(value)
         except (TypeError, ValueError):
             raise ValidationError(f"fixed[{name!r}]: not an array ({value!r})") from None
-        require(
-            array.dtype.kind in "biuf",
-            f"fixed[{name!r}]: expected real numbers, got dtype {array.dtype}",
-        )
-        require(
-            bool(np.all(np.isfinite(array))),
-            f"fixed[{name!r}] contains NaN or inf; give finite values",
-        )
+        require(array.dtype.kind in "biuf", f"fixed[{name!r}]: expected real numbers, got dtype {array.dtype}")
+        require(bool(np.all(np.isfinite(array))), f"fixed[{name!r}] contains NaN or inf; give finite values")
         converted[name] = array.astype(real_dtype()) if array.dtype.kind == "f" else array
     return converted
 
@@ -409,10 +391,7 @@ def plan_sweep(
     axes = list(axes)
     require(len(axes) > 0, "axes is empty; give at least one axis to sweep")
     for axis in axes:
-        require(
-            isinstance(axis, AbstractAxis),
-            f"axes: {axis!r} is not an axis; use Grid, Random or QuasiRandom",
-        )
+        require(isinstance(axis, AbstractAxis), f"axes: {axis!r} is not an axis; use Grid, Random or QuasiRandom")
     fixed_values = _check_fixed(fixed or {})
     names = [axis.name for axis in axes] + list(fixed_values)
     duplicates = sorted({name for name in names if names.count(name) > 1})

@@ -43,6 +43,7 @@ A list of strings uses each string as the metric's name.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import importlib.util
 import inspect
 import json
@@ -545,31 +546,19 @@ def sweep(
         "fixed value; set each parameter once",
     )
     chosen = _representation(network, targets, representation)
-    fn = model_metrics(
+    point_metrics = functools.partial(
+        model_metrics,
         network,
         table,
         setters,
         t_span=(t0, t1),
         representation=chosen,
         n_save=n_save,
-        rtol=float(rtol),
-        atol=float(atol),
         max_steps=int(max_steps),
-        steps=None if steps is None else int(steps),
     )
-    if steps is not None:
-        reference = model_metrics(
-            network,
-            table,
-            setters,
-            t_span=(t0, t1),
-            representation=chosen,
-            n_save=n_save,
-            rtol=1e-10,
-            atol=1e-12,
-            max_steps=int(max_steps),
-        )
-        verify_fixed_steps(fn, reference, axes, fixed, int(steps))
+    fn = point_metrics(rtol=float(rtol), atol=float(atol), steps=None if steps is None else int(steps))
+    if steps is not None:  # fixed steps are checked against a tight adaptive solve
+        verify_fixed_steps(fn, point_metrics(rtol=1e-10, atol=1e-12), axes, fixed, int(steps))
     described = {name: spec if isinstance(spec, str) else "function" for name, spec in _metric_specs(metrics).items()}
     extra.update(representation=chosen, t_span=[t0, t1], metrics=json.dumps(described))
     return sweep_function(
@@ -644,9 +633,7 @@ def _first(*values: Any) -> Any:
     return next(value for value in values if value is not None)
 
 
-def load_target(
-    target: Network | str | os.PathLike[str],
-) -> tuple[Network, SimulationSettings]:
+def load_target(target: Network | str | os.PathLike[str]) -> tuple[Network, SimulationSettings]:
     """A Network, and the simulation settings that came with it, from what `sweep` accepts.
 
     **Arguments:**

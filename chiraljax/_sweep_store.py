@@ -76,8 +76,7 @@ def check_output(out: str | os.PathLike[str]) -> Path:
     """
     path = Path(out).expanduser().absolute()
     require(
-        path.suffix in FORMATS,
-        f"out={str(out)!r}: unsupported suffix {path.suffix!r}; use one of {', '.join(FORMATS)}",
+        path.suffix in FORMATS, f"out={str(out)!r}: unsupported suffix {path.suffix!r}; use one of {', '.join(FORMATS)}"
     )
     engine, module = FORMATS[path.suffix]
     require(

@@ -52,14 +52,7 @@ from jaxtyping import Array, Complex, Float, PRNGKeyArray
 from chiraljax._checks import is_traced, require, safe_sqrt
 from chiraljax._precision import complex_dtype, real_dtype
 
-__all__ = [
-    "DelayProblem",
-    "DelaySolution",
-    "DephasingAverage",
-    "scatterer_matrix",
-    "solve_delay",
-    "dephasing_average",
-]
+__all__ = ["DelayProblem", "DelaySolution", "DephasingAverage", "scatterer_matrix", "solve_delay", "dephasing_average"]
 
 # Controls are evaluated this fraction of a step inside each step, which gives one-sided values
 # at jumps placed on grid points while changing smooth controls by a negligible amount.
@@ -265,10 +258,7 @@ class DelayProblem(eqx.Module):
                 )
         if not is_traced(self.transmission):
             eta = np.asarray(self.transmission)
-            require(
-                np.all((eta >= 0) & (eta <= 1)),
-                f"transmission: power transmissions must lie in [0, 1], got {eta}",
-            )
+            require(np.all((eta >= 0) & (eta <= 1)), f"transmission: power transmissions must lie in [0, 1], got {eta}")
         if not is_traced(self.phase):
             require(np.all(np.isfinite(np.asarray(self.phase))), "phase: must be finite")
         if not is_traced(self.end_reflection):
@@ -478,10 +468,7 @@ def _validate_solve(problem: DelayProblem, dt: float, n_steps: int, max_delay: f
             "most the delay, or flag the link instantaneous with delay 0",
         )
         if max_delay is not None:
-            require(
-                d[l] <= max_delay * (1 + _GRID_TOL),
-                f"delay[{l}] = {d[l]:.6g} exceeds max_delay = {max_delay:.6g}",
-            )
+            require(d[l] <= max_delay * (1 + _GRID_TOL), f"delay[{l}] = {d[l]:.6g} exceeds max_delay = {max_delay:.6g}")
 
 
 class _Layout:
@@ -823,10 +810,7 @@ def solve_delay(
     require(isinstance(chunk, int) and chunk >= 1, "chunk: must be an int >= 1")
     n_buffer = _buffer_steps(problem, dt, max_delay)
     c0 = jnp.asarray(c0, complex_dtype())
-    require(
-        c0.shape == (problem.n_emitters,),
-        f"c0: expected shape ({problem.n_emitters},), got {c0.shape}",
-    )
+    require(c0.shape == (problem.n_emitters,), f"c0: expected shape ({problem.n_emitters},), got {c0.shape}")
     require((noise_key is None) == (noise_scale is None), "noise_key and noise_scale: give both or neither")
     return _run_jit(
         problem,

@@ -106,10 +106,7 @@ class AbsorptionEfficiency(AbstractMetric):
             incident = (incident,)
         if not isinstance(incident, tuple):
             incident = float(incident)
-            require(
-                0 < incident <= 1,
-                f"AbsorptionEfficiency: incident={incident} must lie in (0, 1]",
-            )
+            require(0 < incident <= 1, f"AbsorptionEfficiency: incident={incident} must lie in (0, 1]")
         self.incident = incident
 
     def __call__(self, result: Result, network: Network) -> Float[Array, ""]:
@@ -381,8 +378,7 @@ class Objective(AbstractObjective):
         for p in penalties:
             require(isinstance(p, AbstractPenalty), f"penalties: expected penalties, got {type(p).__name__}")
         require(
-            len(t_span) == 2 and float(t_span[1]) > float(t_span[0]),
-            f"t_span={t_span!r}: need (t0, t1) with t1 > t0",
+            len(t_span) == 2 and float(t_span[1]) > float(t_span[0]), f"t_span={t_span!r}: need (t0, t1) with t1 > t0"
         )
         require(
             representation in REPRESENTATIONS,
@@ -476,10 +472,7 @@ def check_ensemble(network: Network, ensemble: Mapping[str, Any]) -> dict[str, A
     known = network.parameters()
     out, size = {}, None
     for name, values in ensemble.items():
-        require(
-            name in known,
-            f"ensemble: no network parameter {name!r}; list them with network.parameters()",
-        )
+        require(name in known, f"ensemble: no network parameter {name!r}; list them with network.parameters()")
         values = jnp.asarray(values, dtype=jnp.result_type(known[name]))
         require(values.ndim == 1 and values.shape[0] >= 1, f"ensemble[{name!r}]: expected shape (E,)")
         require(
@@ -493,12 +486,7 @@ def check_ensemble(network: Network, ensemble: Mapping[str, Any]) -> dict[str, A
 
 
 def sample_ensemble(
-    network: Network,
-    spreads: Mapping[str, float],
-    size: int,
-    key: PRNGKeyArray,
-    *,
-    relative: bool = False,
+    network: Network, spreads: Mapping[str, float], size: int, key: PRNGKeyArray, *, relative: bool = False
 ) -> dict[str, Array]:
     """Draw a hardware ensemble around the network's nominal values.
 

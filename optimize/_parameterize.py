@@ -448,8 +448,7 @@ def _check_bounds(bounds) -> tuple[str | None, float, float]:
     if bounds is None:
         return None, -math.inf, math.inf
     require(
-        isinstance(bounds, (tuple, list)) and len(bounds) == 2,
-        f"bounds={bounds!r}: give (lo, hi), (lo, None) or None",
+        isinstance(bounds, (tuple, list)) and len(bounds) == 2, f"bounds={bounds!r}: give (lo, hi), (lo, None) or None"
     )
     lo, hi = bounds
     require(lo is not None and math.isfinite(float(lo)), f"bounds={bounds!r}: lo must be finite")
@@ -624,11 +623,7 @@ class Controls(eqx.Module):
             f"{sorted(network.controls)}); name an existing control",
         )
         pulses = self.pulses(x)
-        return eqx.tree_at(
-            lambda net: [net.controls[n] for n in self.names],
-            network,
-            [pulses[n] for n in self.names],
-        )
+        return eqx.tree_at(lambda net: [net.controls[n] for n in self.names], network, [pulses[n] for n in self.names])
 
     def initial(self) -> Float[Array, " P"]:
         """The concatenated reference parameters."""

@@ -268,19 +268,11 @@ def _optimiser(config: PPOConfig | _UpdateSettings) -> optax.GradientTransformat
 
 @eqx.filter_jit
 def _init_arrays(
-    num_params: int,
-    actor_layers: tuple[int, ...],
-    critic_layers: tuple[int, ...],
-    init_std: float,
-    key: PRNGKeyArray,
+    num_params: int, actor_layers: tuple[int, ...], critic_layers: tuple[int, ...], init_std: float, key: PRNGKeyArray
 ) -> tuple[PPOPolicy, optax.OptState, PRNGKeyArray]:
     key, init_key = jax.random.split(key)
     policy = PPOPolicy(
-        num_params,
-        actor_layers=actor_layers,
-        critic_layers=critic_layers,
-        init_std=init_std,
-        key=init_key,
+        num_params, actor_layers=actor_layers, critic_layers=critic_layers, init_std=init_std, key=init_key
     )
     # Adam's state does not depend on the learning rate.
     return policy, optax.adam(1.0).init(ravel_pytree(policy)[0]), key
@@ -426,12 +418,7 @@ class PPOHistory(eqx.Module):
         """A history with no epochs, for `P = num_params` parameters."""
         scalar = np.zeros((0,), dtype=np.float64)
         return PPOHistory(
-            np.zeros((0,), dtype=np.int64),
-            scalar,
-            scalar,
-            scalar,
-            scalar,
-            np.zeros((0, num_params), dtype=np.float64),
+            np.zeros((0,), dtype=np.int64), scalar, scalar, scalar, scalar, np.zeros((0, num_params), dtype=np.float64)
         )
 
     def append(self, **row: Any) -> PPOHistory:
@@ -458,14 +445,7 @@ class PPOHistory(eqx.Module):
         )
 
 
-_HISTORY_FIELDS = (
-    "evaluations",
-    "best_reward",
-    "batch_reward",
-    "measured_reward",
-    "mean_reward",
-    "std",
-)
+_HISTORY_FIELDS = ("evaluations", "best_reward", "batch_reward", "measured_reward", "mean_reward", "std")
 
 
 class PPOState(eqx.Module):

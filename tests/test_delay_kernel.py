@@ -12,12 +12,7 @@ import scipy.linalg
 
 import chiraljax  # noqa: F401  (float64)
 from chiraljax import ValidationError
-from chiraljax.kernels import (
-    DelayProblem,
-    dephasing_average,
-    scatterer_matrix,
-    solve_delay,
-)
+from chiraljax.kernels import DelayProblem, dephasing_average, scatterer_matrix, solve_delay
 
 
 def series(a: complex, b: complex, tau: float, t) -> np.ndarray:
@@ -412,12 +407,7 @@ def test_error_delay_shorter_than_step():
 
 def test_error_non_unitary_scatterer():
     with pytest.raises(ValidationError, match="scattering"):
-        DelayProblem(
-            [0, None],
-            [0.0, 1.0, 0.0],
-            rates=[[0.5, 0.5]],
-            scattering=jnp.array([[[0.9, 0.3], [0.3, 0.9]]]),
-        )
+        DelayProblem([0, None], [0.0, 1.0, 0.0], rates=[[0.5, 0.5]], scattering=jnp.array([[[0.9, 0.3], [0.3, 0.9]]]))
     with pytest.raises(ValidationError, match="passive"):
         DelayProblem(
             [0, None],
@@ -431,12 +421,7 @@ def test_error_non_unitary_scatterer():
 def test_error_zero_delay_loop_of_reflectors():
     mirror = jnp.array([[0.0, -1.0], [-1.0, 0.0]])
     with pytest.raises(ValidationError, match="loop"):
-        DelayProblem(
-            [0, None, None],
-            [1.0, 1.0, 0.0, 1.0],
-            rates=[[0.5, 0.5]],
-            scattering=jnp.stack([mirror, mirror]),
-        )
+        DelayProblem([0, None, None], [1.0, 1.0, 0.0, 1.0], rates=[[0.5, 0.5]], scattering=jnp.stack([mirror, mirror]))
 
 
 def test_error_other_fields():

@@ -77,10 +77,7 @@ CASCADE_WINDOW, CASCADE_DT = (-15.0, 16.5), 0.1
 
 
 def cascade_network(tau: float = 0.5, eta: float = 0.8, kappa_b: float = 1.0) -> cj.Network:
-    controls = {
-        "emit": cj.SechEmission(1.0, 0.0),
-        "absorb": cj.Shifted(cj.SechAbsorption(kappa_b, 0.0), tau),
-    }
+    controls = {"emit": cj.SechEmission(1.0, 0.0), "absorb": cj.Shifted(cj.SechAbsorption(kappa_b, 0.0), tau)}
     return cj.Network(
         [cj.Emitter("a"), cj.Emitter("b")],
         [

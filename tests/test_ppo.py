@@ -194,12 +194,7 @@ def test_checkpoint_of_another_run_refused(tmp_path):
         ppo_optimize(reward, X0, SCALE, short, jax.random.key(1), checkpoint=path)
     with pytest.raises(ValidationError, match="checkpoint.*config.clip"):
         ppo_optimize(
-            reward,
-            X0,
-            SCALE,
-            PPOConfig(epochs=2, batch_size=10, clip=0.2),
-            jax.random.key(0),
-            checkpoint=path,
+            reward, X0, SCALE, PPOConfig(epochs=2, batch_size=10, clip=0.2), jax.random.key(0), checkpoint=path
         )
     path.write_bytes(b"not a checkpoint\n")
     with pytest.raises(ValidationError, match="not a chiraljax PPO checkpoint"):

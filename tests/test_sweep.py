@@ -15,15 +15,7 @@ import pytest
 import xarray as xr
 
 from chiraljax._errors import ValidationError
-from chiraljax._sweep import (
-    ChunkDone,
-    Grid,
-    QuasiRandom,
-    Random,
-    plan_sweep,
-    sweep,
-    sweep_cost,
-)
+from chiraljax._sweep import ChunkDone, Grid, QuasiRandom, Random, plan_sweep, sweep, sweep_cost
 from chiraljax._sweep_store import sidecar_path
 
 
@@ -82,11 +74,7 @@ def test_zip_shape():
 
 
 def test_random_axes_are_zipped_into_one_sample_dim():
-    axes = [
-        QuasiRandom("gamma", 0.0, 1.0, 8),
-        Grid("phase", [0.0, 1.0, 2.0]),
-        QuasiRandom("delay", 2.0, 5.0, 8),
-    ]
+    axes = [QuasiRandom("gamma", 0.0, 1.0, 8), Grid("phase", [0.0, 1.0, 2.0]), QuasiRandom("delay", 2.0, 5.0, 8)]
     ds = sweep(metrics, axes, progress=False)
     assert ds["efficiency"].dims == ("sample", "phase")
     assert ds["efficiency"].shape == (8, 3)
@@ -130,21 +118,10 @@ def test_interrupted_sweep_resumes_only_missing_chunks(tmp_path):
     reference = sweep(metrics, AXES, fixed=FIXED, chunk_size=6, progress=False)
     out = tmp_path / "scan.nc"
     with pytest.raises(KeyboardInterrupt):
-        sweep(
-            metrics,
-            AXES,
-            fixed=FIXED,
-            chunk_size=6,
-            out=out,
-            progress=False,
-            callback=Recorder(stop_after=2),
-        )
+        sweep(metrics, AXES, fixed=FIXED, chunk_size=6, out=out, progress=False, callback=Recorder(stop_after=2))
     folder = sidecar_path(out)
     assert not out.exists()
-    assert sorted(p.name for p in folder.glob("chunk_*.npz")) == [
-        "chunk_000000.npz",
-        "chunk_000001.npz",
-    ]
+    assert sorted(p.name for p in folder.glob("chunk_*.npz")) == ["chunk_000000.npz", "chunk_000001.npz"]
 
     resumed = Recorder()
     result = sweep(metrics, AXES, fixed=FIXED, out=out, progress=False, callback=resumed)
@@ -164,15 +141,7 @@ def test_interrupted_sweep_resumes_only_missing_chunks(tmp_path):
 def test_sidecar_of_another_spec_is_refused(tmp_path):
     out = tmp_path / "scan.nc"
     with pytest.raises(KeyboardInterrupt):
-        sweep(
-            metrics,
-            AXES,
-            fixed=FIXED,
-            chunk_size=6,
-            out=out,
-            progress=False,
-            callback=Recorder(stop_after=1),
-        )
+        sweep(metrics, AXES, fixed=FIXED, chunk_size=6, out=out, progress=False, callback=Recorder(stop_after=1))
     with pytest.raises(ValidationError, match="different spec.*overwrite=True"):
         sweep(metrics, AXES, fixed={"phase": 0.4}, out=out, progress=False)
     with pytest.raises(ValidationError, match="chunk_size=6"):
