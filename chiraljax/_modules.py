@@ -49,6 +49,7 @@ frequency of the photons, and a module's `detuning` is its offset from it.
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -177,18 +178,18 @@ class AbstractModule(eqx.Module):
     cancellation: eqx.AbstractVar[str]
 
     @property
+    @abc.abstractmethod
     def qubits(self) -> tuple[str, ...]:
         """Names of the emitters of this module."""
-        raise NotImplementedError
 
     @property
+    @abc.abstractmethod
     def storage(self) -> tuple[str, str]:
         """The (A, B) pair that holds the module's state before emission and after absorption."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def drive_scale(self):
         """The largest useful value of the drive (for plots and bounds)."""
-        raise NotImplementedError
 
 
 def _module_fields(

@@ -24,7 +24,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import ValidationError, concrete, did_you_mean, require
+from ._checks import ValidationError, concrete, did_you_mean, require, safe_sqrt
 from ._pulses import AbstractPulse
 
 #: Characters that metric strings ("population:A1+B1"), wildcard parameter names
@@ -184,15 +184,23 @@ class Scatterer(eqx.Module):
         self.name, self.position = name, float(position)
         self.reflection = _complex(owner, "reflection", reflection)
         self.transmission = None if transmission is None else _complex(owner, "transmission", transmission)
+        power = self.passive_power()
+        require(power != 0.0, f"{owner}: reflection and transmission are both 0")
+
+    def passive_power(self) -> float | None:
+        """|r|^2 + |t|^2 when both are concrete (None when traced), refused above 1: a
+        scatterer must be unitary (= 1) or lossy (< 1), never a source."""
         r, t = concrete(self.reflection), concrete(self.transmission_amplitude())
-        if r is not None and t is not None:
-            power = abs(complex(r)) ** 2 + abs(complex(t)) ** 2
-            require(
-                power <= 1.0 + 1e-9,
-                f"{owner}: |reflection|^2 + |transmission|^2 = {power:.6g} > 1, not a passive element; "
-                "the scattering matrix must be unitary (= 1) or lossy (< 1)",
-            )
-            require(abs(complex(t)) > 0 or abs(complex(r)) > 0, f"{owner}: reflection and transmission are both 0")
+        if r is None or t is None:
+            return None
+        power = abs(complex(r)) ** 2 + abs(complex(t)) ** 2
+        require(
+            power <= 1.0 + 1e-9,
+            f"Scatterer {self.name!r}: |reflection|^2 + |transmission|^2 = {power:.9g} > 1, not a passive "
+            "element; make the scattering matrix unitary (= 1, e.g. transmission = sqrt(1 - |reflection|^2)) "
+            "or lossy (< 1)",
+        )
+        return power
 
     @property
     def lossless(self) -> bool:
@@ -203,7 +211,7 @@ class Scatterer(eqx.Module):
         """t: the given transmission, or sqrt(1 - |r|^2) for a lossless element (so that changing
         the reflection alone, e.g. in a sweep, keeps the element unitary)."""
         if self.transmission is None:
-            return jnp.sqrt(jnp.maximum(1.0 - jnp.abs(self.reflection) ** 2, 0.0)).astype(complex)
+            return safe_sqrt(1.0 - jnp.abs(self.reflection) ** 2).astype(complex)
         return self.transmission
 
     def matrix(self):
@@ -522,6 +530,17 @@ PARAMETER_UNITS: dict[str, str] = {
     "phase": "rad",
     "loss_db": "dB",
 }
+
+
+def transmission_from_db(loss_db: Any) -> Any:
+    """Power transmission eta = 10^(-dB / 10) of a loss in decibels (docs/theory.md section 0)."""
+    return 10.0 ** (-loss_db / 10.0)
+
+
+def db_from_transmission(transmission: Any) -> Any:
+    """The loss in decibels, -10 log10(eta), of a power transmission (inf for eta = 0)."""
+    with np.errstate(divide="ignore"):
+        return -10.0 * np.log10(transmission)
 
 
 def _check_parameter_value(name: str, value: Any) -> None:

@@ -33,7 +33,7 @@ import numpy as np
 from . import _documents as documents
 from ._errors import ValidationError, require
 from ._files import write_text_atomic
-from ._network import Coupling, Emitter, Link, Network, OutputMode, PhotonInput, Port, Scatterer
+from ._network import Coupling, Emitter, Link, Network, OutputMode, PhotonInput, Port, Scatterer, transmission_from_db
 from ._provenance import provenance
 from ._pulses import (
     AbstractPulse,
@@ -189,7 +189,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, str]]] = {
 
 # file-only alternative units: key -> (canonical key, conversion)
 _LINK_ALTERNATIVES: dict[str, tuple[str, Callable[[float], float]]] = {
-    "loss_db": ("transmission", lambda db: 10.0 ** (-db / 10.0)),
+    "loss_db": ("transmission", transmission_from_db),
     "phase_deg": ("phase", math.radians),
 }
 

@@ -14,6 +14,7 @@ and fully absorbed by the time reverse gamma_a(t) = (kappa/2)(1 - tanh(kappa (t 
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any, ClassVar
 
@@ -27,8 +28,9 @@ from ._checks import concrete, require, require_finite
 class AbstractPulse(eqx.Module):
     """A scalar control u(t)."""
 
+    @abc.abstractmethod
     def __call__(self, t) -> Any:
-        raise NotImplementedError
+        """u(t) (complex for a chirped pulse)."""
 
     def jump_times(self) -> tuple:
         """Times at which u(t) jumps (empty for a smooth pulse)."""

@@ -64,7 +64,7 @@ from . import (
 )
 from ._checks import ValidationError, did_you_mean, require
 from ._methods import Sector
-from ._network import PARAMETER_BOUNDS, PARAMETER_UNITS, Network
+from ._network import PARAMETER_BOUNDS, PARAMETER_UNITS, Network, db_from_transmission, transmission_from_db
 from ._network_io import SimulationSettings, load_network
 from ._result import Result
 from ._simulate import REPRESENTATIONS, auto_representation, simulate
@@ -91,11 +91,6 @@ class _Derived(NamedTuple):
     inverse: Callable[[Any], Any]
 
 
-def _loss_db(transmission):
-    with np.errstate(divide="ignore"):
-        return -10.0 * np.log10(transmission)
-
-
 def _t1(decay):
     with np.errstate(divide="ignore"):
         return 1.0 / np.asarray(decay, dtype=float)
@@ -105,7 +100,7 @@ def _t1(decay):
 #: base value -> value.
 DERIVED: tuple[_Derived, ...] = (
     _Derived(
-        "links.{key}.loss_db", "links.{key}.transmission", lambda x: 10.0 ** (-x / 10.0), 0.0, None, False, _loss_db
+        "links.{key}.loss_db", "links.{key}.transmission", transmission_from_db, 0.0, None, False, db_from_transmission
     ),
     _Derived("emitters.{key}.t1", "emitters.{key}.decay", lambda x: 1.0 / x, 0.0, None, True, _t1),
 )

@@ -57,8 +57,9 @@ __all__ = [
 class AbstractMetric(eqx.Module):
     """A scalar figure of merit `m(result, network)` of one simulation (larger is better)."""
 
+    @abc.abstractmethod
     def __call__(self, result: Result, network: Network) -> Float[Array, ""]:
-        raise NotImplementedError
+        """The figure of merit of one simulation."""
 
     @property
     def name(self) -> str:
@@ -204,8 +205,9 @@ class Directionality(AbstractMetric):
 class AbstractPenalty(eqx.Module):
     """A non-negative cost `P(x, pulses)` subtracted from the score."""
 
+    @abc.abstractmethod
     def __call__(self, x: Float[Array, " P"], pulses: dict[str, AbstractPulse]) -> Float[Array, ""]:
-        raise NotImplementedError
+        """The cost of parameters x and the pulses they make."""
 
 
 class ParameterNorm(AbstractPenalty):

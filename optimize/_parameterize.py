@@ -31,6 +31,7 @@ substitutes the pulses into a Network (no recompilation: only array leaves chang
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -272,11 +273,13 @@ class AbstractParameterization(eqx.Module):
     """
 
     @property
+    @abc.abstractmethod
     def size(self) -> int:
-        raise NotImplementedError
+        """The number of parameters P."""
 
+    @abc.abstractmethod
     def __call__(self, x: Float[Array, " P"]) -> AbstractPulse:
-        raise NotImplementedError
+        """The pulse of parameters x."""
 
     def initial(self) -> Float[Array, " P"]:
         """The parameters of the reference pulse (the baseline, or the family's defaults)."""
