@@ -61,7 +61,7 @@ from ._limits import require_count, require_memory
 from ._network import Network, Port, Scatterer
 from ._precision import complex_dtype, real_dtype
 from ._result import Result
-from .kernels._delay import DelayProblem, solve_delay
+from .kernels._delay import DelayProblem, solve_delay, trajectory_average
 
 __all__ = ["DelayPlan", "plan_delay", "simulate_delay", "DEFAULT_TRAJECTORIES"]
 
@@ -684,11 +684,8 @@ def simulate_delay(
             "error": sol.conservation_error[-1],
         }
 
-    keys = jax.random.split(key, plan.n_trajectories)
-    runs = jax.lax.map(one, keys, batch_size=min(_TRAJECTORY_BATCH, plan.n_trajectories))
-    mean = {k: v.mean(0) for k, v in runs.items()}
-    m = plan.n_trajectories
-    stderr = jnp.std(runs["populations"], axis=0, ddof=1) / math.sqrt(m)
+    stats = trajectory_average(one, key, plan.n_trajectories, _TRAJECTORY_BATCH)
+    mean, stderr = stats.mean, stats.standard_error["populations"]
     return Result(
         "delay",
         ts,
@@ -700,6 +697,6 @@ def simulate_delay(
         mean["outputs"],
         mean["rho"],
         mean["in_flight"],
-        runs["error"].max(),
+        stats.maximum["error"],
         populations_stderr=stderr,
     )

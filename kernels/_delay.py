@@ -41,7 +41,7 @@ pieces store one-sided values. Time integrals use the end-corrected trapezoidal 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -895,30 +895,71 @@ def dephasing_average(
     )
 
 
+class TrajectoryAverage(NamedTuple):
+    """Statistics over independent runs (`trajectory_average`): the mean, the standard error
+    of the mean and the maximum of every leaf (for complex leaves the standard error and the
+    maximum are those of the modulus)."""
+
+    mean: Any
+    standard_error: Any
+    maximum: Any
+
+
+def trajectory_average(
+    run_one: Callable[[Any], Any], key: PRNGKeyArray, n_trajectories: int, batch: int = 256
+) -> TrajectoryAverage:
+    """Mean, standard error and maximum of `run_one(k)` (a pytree of arrays) over
+    `n_trajectories` keys split from `key`, vmapped in batches of `batch` inside a scan, so the
+    memory holds one batch and the running sums (not every run). Pure: call it inside `jit`.
+    The same `key` gives the same result."""
+    n = int(n_trajectories)
+    batch = min(int(batch), n)
+    n_batches = -(-n // batch)
+    keys = jax.random.split(key, n_batches * batch)
+    keys = keys.reshape((n_batches, batch) + keys.shape[1:])
+    valid = (jnp.arange(n_batches * batch) < n).reshape(n_batches, batch)
+    shapes = jax.eval_shape(run_one, keys[0, 0])
+
+    def zeros(s, dtype=None):
+        return jnp.zeros(s.shape, dtype or s.dtype)
+
+    def size(x):
+        return jnp.abs(x) if jnp.iscomplexobj(x) else x
+
+    init = (
+        jax.tree.map(zeros, shapes),
+        jax.tree.map(lambda s: zeros(s, real_dtype()), shapes),
+        jax.tree.map(lambda s: jnp.full(s.shape, -jnp.inf, real_dtype()), shapes),
+    )
+
+    def accumulate(acc, xs):
+        ks, ok = xs
+        out = jax.vmap(run_one)(ks)
+
+        def mask(x, fill=0.0):
+            return jnp.where(ok.reshape((-1,) + (1,) * (x.ndim - 1)), x, fill)
+
+        s1 = jax.tree.map(lambda a, x: a + mask(x).sum(0), acc[0], out)
+        s2 = jax.tree.map(lambda a, x: a + (mask(size(x)) ** 2).sum(0), acc[1], out)
+        top = jax.tree.map(lambda a, x: jnp.maximum(a, mask(size(x), -jnp.inf).max(0)), acc[2], out)
+        return (s1, s2, top), None
+
+    (s1, s2, top), _ = jax.lax.scan(accumulate, init, (keys, valid))
+    mean = jax.tree.map(lambda x: x / n, s1)
+    stderr = jax.tree.map(lambda m, q: jnp.sqrt(jnp.maximum(q / n - size(m) ** 2, 0.0) / (n - 1)), mean, s2)
+    return TrajectoryAverage(mean, stderr, top)
+
+
 def _dephasing(problem, c0, gamma_phi, key, n_traj, dt, n_steps, t0, n_buffer, batch, chunk):
     N = problem.n_emitters
     scale = jnp.broadcast_to(jnp.sqrt(2.0 * gamma_phi / dt), (N,))
 
     def one(k):
-        sol = _run(problem, c0, dt, n_steps, t0, n_buffer, chunk, True, k, scale)
-        return sol.populations
+        return _run(problem, c0, dt, n_steps, t0, n_buffer, chunk, True, k, scale).populations
 
-    n_batches = -(-n_traj // batch)
-    keys = jax.random.split(key, n_batches * batch)
-    keys = keys.reshape((n_batches, batch) + keys.shape[1:])
-    valid = (jnp.arange(n_batches * batch) < n_traj).reshape(n_batches, batch)
-
-    def accumulate(acc, xs):
-        ks, ok = xs
-        p = jax.vmap(one)(ks) * ok[:, None, None]
-        return (acc[0] + p.sum(0), acc[1] + (p * p).sum(0)), None
-
-    zero = jnp.zeros((n_steps + 1, N), real_dtype())
-    (s1, s2), _ = jax.lax.scan(accumulate, (zero, zero), (keys, valid))
-    mean = s1 / n_traj
-    var = jnp.maximum(s2 / n_traj - mean**2, 0.0) * n_traj / (n_traj - 1)
+    stats = trajectory_average(one, key, n_traj, batch)
     ts = t0 + dt * jnp.arange(n_steps + 1, dtype=real_dtype())
-    return DephasingAverage(ts=ts, populations=mean, standard_error=jnp.sqrt(var / n_traj))
+    return DephasingAverage(ts=ts, populations=stats.mean, standard_error=stats.standard_error)
 
 
 _dephasing_jit = eqx.filter_jit(_dephasing)
