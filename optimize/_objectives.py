@@ -30,7 +30,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from chiraljax._errors import require
-from chiraljax._network import Network
+from chiraljax._network import PARAMETER_BOUNDS, Network
 from chiraljax._precision import real_dtype
 from chiraljax._pulses import AbstractPulse
 from chiraljax._result import Result
@@ -454,18 +454,6 @@ def _report(objective: AbstractObjective, x):
     return objective.members(x), objective.penalty(x)
 
 
-# Physical ranges of hardware parameters, by the last part of the dotted name: an ensemble
-# sample outside its range is clipped to it.
-_RANGES = {
-    "transmission": (0.0, 1.0),
-    "right_fraction": (0.0, 1.0),
-    "rate": (0.0, math.inf),
-    "decay": (0.0, math.inf),
-    "dephasing": (0.0, math.inf),
-    "delay": (0.0, math.inf),
-}
-
-
 def check_ensemble(network: Network, ensemble: Mapping[str, Any]) -> dict[str, Array]:
     require(
         isinstance(ensemble, Mapping) and len(ensemble) >= 1,
@@ -515,6 +503,8 @@ def sample_ensemble(
         nominal = jnp.real(known[name])
         xi = jax.random.normal(k, (int(size),), real_dtype())
         values = nominal * (1 + spread * xi) if relative else nominal + spread * xi
-        lo, hi = _RANGES.get(name.rsplit(".", 1)[-1], (-math.inf, math.inf))
+        # an ensemble sample outside the parameter's physical range is clipped to it
+        lo, hi = PARAMETER_BOUNDS.get(name.rsplit(".", 1)[-1], (None, None))
+        lo, hi = -math.inf if lo is None else lo, math.inf if hi is None else hi
         out[name] = jnp.clip(values, lo, hi)
     return out
