@@ -24,11 +24,16 @@ rho = |c><c| + (1 - ||c||^2)|G><G| (docs/theory.md section 5), so F = |<W|c>|^2 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import abc
+from collections.abc import Mapping, Sequence
 
+import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
 
 from ._errors import require
+from ._network import Network
 from ._result import Result
 
 
@@ -127,3 +132,207 @@ def w_fidelity(result: Result, first: Sequence[str], second: Sequence[str], dire
     theta = 0.5 * jnp.pi if direction == "right" else -0.5 * jnp.pi
     rho = single_excitation_block(result, tuple(first) + tuple(second))
     return w_fidelity_from_block(rho, theta, theta, chi)
+
+
+# ---- metric objects: what sweep strings parse into and what pulse shaping optimises ----------
+
+
+class AbstractMetric(eqx.Module):
+    """A scalar figure of merit `m(result, network)` of one simulation (larger is better)."""
+
+    @abc.abstractmethod
+    def __call__(self, result: Result, network: Network) -> Float[Array, ""]:
+        """The figure of merit of one simulation."""
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+
+class Population(AbstractMetric):
+    """`m = Σ_{j ∈ names} <n_j>(t_1)`: the final excitation of the named emitters."""
+
+    names: tuple[str, ...] = eqx.field(static=True)
+
+    def __init__(self, *names: str):
+        require(len(names) >= 1, "Population: name at least one emitter")
+        self.names = tuple(names)
+
+    def __call__(self, result: Result, network: Network) -> Float[Array, ""]:
+        return result.final_population(*self.names)
+
+
+class TransferEfficiency(Population):
+    """Transfer efficiency: the final excitation of the receiver's qubits, starting from an
+    excited sender (the link limit is the link's power transmission η)."""
+
+
+class AbsorptionEfficiency(AbstractMetric):
+    """`m = Σ_j <n_j>(t_1) / P_in`: the share of the arriving photon that the receiver keeps.
+
+    `P_in` is the probability that a photon reaches the receiver: a number, or the product of
+    named network parameters (e.g. `"links.1.transmission"`), read from the network simulated,
+    so an ensemble member with more loss is normalised by its own transmission.
+
+    **Arguments:**
+
+    - `receivers`: the receiver's emitter names.
+    - `incident`: a number in (0, 1], or parameter name(s) whose product is `P_in`.
+    """
+
+    receivers: tuple[str, ...] = eqx.field(static=True)
+    incident: float | tuple[str, ...] = eqx.field(static=True)
+
+    def __init__(self, receivers: tuple[str, ...], incident: float | str | tuple[str, ...] = 1.0):
+        require(len(receivers) >= 1, "AbsorptionEfficiency: name at least one receiver")
+        self.receivers = tuple(receivers)
+        if isinstance(incident, str):
+            incident = (incident,)
+        if not isinstance(incident, tuple):
+            incident = float(incident)
+            require(0 < incident <= 1, f"AbsorptionEfficiency: incident={incident} must lie in (0, 1]")
+        self.incident = incident
+
+    def __call__(self, result: Result, network: Network) -> Float[Array, ""]:
+        caught = result.final_population(*self.receivers)
+        if isinstance(self.incident, float):
+            return caught / self.incident
+        values = network.parameters()
+        arriving = jnp.prod(jnp.stack([jnp.real(values[n]) for n in self.incident]))
+        return caught / arriving
+
+
+class WFidelity(AbstractMetric):
+    r"""Fidelity `F = <W|ρ|W>` of the final single-excitation state with a W target.
+
+    `|W> = Σ_j w_j |1_j>` over the named emitters. With `free_phase` a group of names whose
+    common phase `χ` is a known local phase (docs/theory.md section 5), `F` is maximised over it in
+    closed form: with `W = W_1 + e^{iχ} W_2`,
+
+        max_χ F = <W_1|ρ|W_1> + <W_2|ρ|W_2> + 2 |<W_1|ρ|W_2>|.
+
+    Needs a representation with a density matrix on the 0/1-excitation sector ('sector') or
+    single-excitation amplitudes ('delay').
+
+    **Arguments:**
+
+    - `target`: `{emitter: amplitude}` (normalised to 1 here).
+    - `free_phase`: names in `target` whose joint phase is free (empty: fixed target).
+    """
+
+    names: tuple[str, ...] = eqx.field(static=True)
+    amplitudes: tuple[complex, ...] = eqx.field(static=True)
+    free_phase: tuple[str, ...] = eqx.field(static=True)
+
+    def __init__(self, target: Mapping[str, complex], free_phase: tuple[str, ...] = ()):
+        require(len(target) >= 1, "WFidelity: target must name at least one emitter")
+        amps = np.asarray([complex(a) for a in target.values()])
+        norm = float(np.sqrt(np.sum(np.abs(amps) ** 2)))
+        require(norm > 0, "WFidelity: target amplitudes are all zero")
+        unknown = [n for n in free_phase if n not in target]
+        require(not unknown, f"WFidelity: free_phase names {unknown} are not in the target")
+        self.names = tuple(target)
+        self.amplitudes = tuple(complex(a) for a in amps / norm)
+        self.free_phase = tuple(free_phase)
+
+    def __call__(self, result: Result, network: Network) -> Float[Array, ""]:
+        n = len(result.names)
+        rho = self._reduced_state(result)
+        index = [result.names.index(name) for name in self.names]
+        w1 = jnp.zeros((n,), complex)
+        w2 = jnp.zeros((n,), complex)
+        for name, j, a in zip(self.names, index, self.amplitudes):
+            if name in self.free_phase:
+                w2 = w2.at[j].set(a)
+            else:
+                w1 = w1.at[j].set(a)
+        f11 = jnp.real(jnp.vdot(w1, rho @ w1))
+        f22 = jnp.real(jnp.vdot(w2, rho @ w2))
+        f12 = jnp.vdot(w1, rho @ w2)
+        if self.free_phase:
+            return f11 + f22 + 2 * jnp.abs(f12)
+        return f11 + f22 + 2 * jnp.real(f12)
+
+    @staticmethod
+    def _reduced_state(result: Result):
+        n = len(result.names)
+        if result.representation == "sector":
+            state = result.final_state
+            require(
+                state.shape == (n + 1, n + 1),
+                "WFidelity: the final state is not on the 0/1-excitation sector; simulate with "
+                "representation='sector' and max_excitations=1",
+            )
+            return state[1:, 1:]
+        require(
+            result.amplitudes is not None,
+            f"WFidelity: the {result.representation!r} representation gives no single-excitation "
+            "state; use representation='sector' or 'delay'",
+        )
+        c = result.amplitudes[-1]
+        return jnp.outer(c, jnp.conj(c))
+
+
+class Directionality(AbstractMetric):
+    """`m = N_f / (N_f + N_b)`: the share of the emitted photon leaving through the forward end
+    (channels `'right'` and `'left'` by default)."""
+
+    forward: str = eqx.field(static=True, default="right")
+    backward: str = eqx.field(static=True, default="left")
+
+    def __call__(self, result: Result, network: Network) -> Float[Array, ""]:
+        f, b = result.emitted(self.forward), result.emitted(self.backward)
+        return f / (f + b)
+
+
+class Output(AbstractMetric):
+    """`m = Σ_k N_k(t_1)`: the photon number that left through the named channels."""
+
+    channels: tuple[str, ...] = eqx.field(static=True)
+
+    def __init__(self, *channels: str):
+        require(len(channels) >= 1, "Output: name at least one channel")
+        self.channels = tuple(channels)
+
+    def __call__(self, result: Result, network: Network) -> Float[Array, ""]:
+        return sum(result.emitted(channel) for channel in self.channels)
+
+
+class TotalOutput(AbstractMetric):
+    """`m`: the photon number that left through every channel of the given kinds ('end',
+    'loss', 'decay', ...)."""
+
+    kinds: tuple[str, ...] = eqx.field(static=True, default=("end",))
+
+    def __call__(self, result: Result, network: Network) -> Float[Array, ""]:
+        return result.total_output(self.kinds)
+
+
+class ConservationError(AbstractMetric):
+    """`m = |emitters + outputs + in flight - initial|` at the end (a check, not a goal)."""
+
+    def __call__(self, result: Result, network: Network) -> Float[Array, ""]:
+        return result.conservation_error
+
+
+class InFlight(AbstractMetric):
+    """`m`: the excitation still travelling on delayed links at the end."""
+
+    def __call__(self, result: Result, network: Network) -> Float[Array, ""]:
+        return result.in_flight[-1]
+
+
+class StorageWFidelity(AbstractMetric):
+    """`w_fidelity` of the storage qubits of two modules (`first`, `second`) for a photon
+    travelling in `direction`, maximised over the known local phase (module docstring)."""
+
+    first: tuple[str, ...] = eqx.field(static=True)
+    second: tuple[str, ...] = eqx.field(static=True)
+    direction: str = eqx.field(static=True)
+
+    def __init__(self, first: Sequence[str], second: Sequence[str], direction: str):
+        require(direction in ("right", "left"), f"StorageWFidelity: direction {direction!r}; use 'right' or 'left'")
+        self.first, self.second, self.direction = tuple(first), tuple(second), direction
+
+    def __call__(self, result: Result, network: Network) -> Float[Array, ""]:
+        return w_fidelity(result, self.first, self.second, self.direction)

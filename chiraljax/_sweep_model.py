@@ -264,28 +264,25 @@ def _names(argument: str, field: str) -> tuple[str, ...]:
 
 
 def _population(argument: str, field: str) -> MetricFunction:
-    names = _names(argument, field)
-    return lambda result, network: result.final_population(*names)
+    return _metrics.Population(*_names(argument, field))
 
 
 def _output(argument: str, field: str) -> MetricFunction:
-    channels = _names(argument, field)
-    return lambda result, network: sum(result.emitted(channel) for channel in channels)
+    return _metrics.Output(*_names(argument, field))
 
 
 def _total_output(argument: str, field: str) -> MetricFunction:
-    kinds = tuple(k.strip() for k in (argument or "end").split(","))
-    return lambda result, network: result.total_output(kinds)
+    return _metrics.TotalOutput(tuple(k.strip() for k in (argument or "end").split(",")))
 
 
 def _conservation(argument: str, field: str) -> MetricFunction:
     require(argument == "", f"metric {field!r}: 'conservation_error' takes no argument")
-    return lambda result, network: result.conservation_error
+    return _metrics.ConservationError()
 
 
 def _in_flight(argument: str, field: str) -> MetricFunction:
     require(argument == "", f"metric {field!r}: 'in_flight' takes no argument")
-    return lambda result, network: result.in_flight[-1]
+    return _metrics.InFlight()
 
 
 def _direction(argument: str, field: str) -> str:
@@ -296,7 +293,7 @@ def _direction(argument: str, field: str) -> str:
 
 def _directionality(argument: str, field: str) -> MetricFunction:
     direction = _direction(argument, field)
-    return lambda result, network: _metrics.directionality(result, direction)
+    return _metrics.Directionality(direction, "left" if direction == "right" else "right")
 
 
 def _w_fidelity(argument: str, field: str) -> MetricFunction:
@@ -307,7 +304,7 @@ def _w_fidelity(argument: str, field: str) -> MetricFunction:
     )
     first, second = _names(parts[0], field), _names(parts[1], field)
     direction = _direction(parts[2], field)
-    return lambda result, network: _metrics.w_fidelity(result, first, second, direction)
+    return _metrics.StorageWFidelity(first, second, direction)
 
 
 #: Metric kinds usable as strings 'kind' or 'kind:argument'.
