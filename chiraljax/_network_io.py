@@ -28,6 +28,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 
 from . import _documents as documents
@@ -37,16 +38,24 @@ from ._network import Coupling, Emitter, Link, Network, OutputMode, PhotonInput,
 from ._provenance import provenance
 from ._pulses import (
     AbstractPulse,
+    Chebyshev,
     Constant,
+    CubicSpline,
+    Fourier,
     Gaussian,
+    GaussianAbsorption,
+    GaussianEmission,
     GaussianMode,
     Halted,
+    PiecewiseConstant,
     Sampled,
     Scaled,
     SechAbsorption,
     SechEmission,
     SechMode,
+    Shaped,
     Shifted,
+    TimeReversed,
 )
 
 # ---- values: how one field is read from and written to a document -----------------------------
@@ -94,7 +103,14 @@ _CODECS: dict[str, tuple[Callable, Callable]] = {
         lambda v, where: [_write_complex(x, where) for x in np.asarray(v).ravel()],
     ),
     "pulse": (lambda v: _read_pulse(v), lambda v, where: _write_pulse(v, where)),
+    "array": (
+        lambda v: jnp.asarray([float(x) for x in v]),
+        lambda v, where: [float(x) for x in np.real(np.asarray(v)).ravel()],
+    ),
 }
+#: A kind ending in "?" is optional: a field that is None (or an infinite bound) is left out of
+#: the file, and a field left out is read back as this default (None unless listed).
+_OPTIONAL_DEFAULTS: dict[str, float] = {"lower": -math.inf, "upper": math.inf}
 
 
 # ---- pulses: shape name -> class and the kinds of its fields --------------------------------------
@@ -110,6 +126,28 @@ PULSE_SHAPES: dict[str, tuple[type[AbstractPulse], dict[str, str]]] = {
     "shifted": (Shifted, {"pulse": "pulse", "delay": "real"}),
     "halted": (Halted, {"pulse": "pulse", "t_stop": "real"}),
     "sampled": (Sampled, {"times": "reals", "values": "complexes", "kind": "plain"}),
+    "piecewise_constant": (PiecewiseConstant, {"t_start": "real", "t_end": "real", "values": "array"}),
+    "cubic_spline": (CubicSpline, {"t_start": "real", "t_end": "real", "values": "array"}),
+    "fourier": (Fourier, {"t_start": "real", "t_end": "real", "coefficients": "array"}),
+    "chebyshev": (Chebyshev, {"t_start": "real", "t_end": "real", "coefficients": "array"}),
+    "gaussian_emission": (GaussianEmission, {"sigma": "real", "t0": "real"}),
+    "gaussian_absorption": (GaussianAbsorption, {"sigma": "real", "t0": "real"}),
+    "time_reversed": (TimeReversed, {"pulse": "pulse", "centre": "real"}),
+    "shaped": (
+        Shaped,
+        {
+            "raw": "pulse",
+            "baseline": "pulse?",
+            "transform": "plain?",
+            "lower": "real?",
+            "upper": "real?",
+            "start": "real?",
+            "end": "real?",
+            "t_start": "real",
+            "t_end": "real",
+            "ramp": "real",
+        },
+    ),
 }
 """File name of each pulse shape, its class in chiraljax._pulses and the kinds of its fields
 (the constructor's keyword arguments carry the same names)."""
@@ -134,7 +172,13 @@ def _read_pulse(doc: Mapping) -> AbstractPulse:
             path if path.is_absolute() else _DOCUMENT_FOLDER.get() / path, normalise=bool(doc.get("normalise", False))
         )
     cls, fields = PULSE_SHAPES[doc["shape"]]
-    return cls(**{f: _CODECS[fields[f]][0](v) for f, v in doc.items() if f != "shape"})
+    values = {}
+    for f, kind in fields.items():
+        if f in doc:
+            values[f] = _CODECS[kind.rstrip("?")][0](doc[f])
+        elif kind.endswith("?"):
+            values[f] = _OPTIONAL_DEFAULTS.get(f)
+    return cls(**values)
 
 
 def _write_pulse(pulse: AbstractPulse, where: str) -> dict:
@@ -145,7 +189,10 @@ def _write_pulse(pulse: AbstractPulse, where: str) -> dict:
     name = _SHAPE_OF[type(pulse)]
     doc: dict[str, Any] = {"shape": name}
     for f, kind in PULSE_SHAPES[name][1].items():
-        doc[f] = _CODECS[kind][1](getattr(pulse, f), f"{where}.{f}")
+        value = getattr(pulse, f)
+        if kind.endswith("?") and (value is None or (isinstance(value, float) and math.isinf(value))):
+            continue
+        doc[f] = _CODECS[kind.rstrip("?")][1](value, f"{where}.{f}")
     return doc
 
 

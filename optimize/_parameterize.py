@@ -40,14 +40,26 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import log_ndtr
 from jaxtyping import Array, Float
 
 from chiraljax._checks import concrete
 from chiraljax._errors import require
 from chiraljax._network import Network
 from chiraljax._precision import real_dtype
-from chiraljax._pulses import AbstractPulse, SechAbsorption, SechEmission
+from chiraljax._pulses import (
+    AbstractPulse,
+    Chebyshev,
+    CubicSpline,
+    Fourier,
+    GaussianAbsorption,
+    GaussianEmission,
+    PiecewiseConstant,
+    SechAbsorption,
+    SechEmission,
+    Shaped,
+    TimeReversed,
+    inverse_bound_transform,
+)
 
 __all__ = [
     "PiecewiseConstant",
@@ -64,206 +76,10 @@ __all__ = [
     "Controls",
 ]
 
-# Smallest distance to a bound when a baseline value is mapped through the inverse transform.
-_BOUND_MARGIN = 1e-9
 _BASES = ("pwc", "spline", "fourier", "chebyshev")
 _TRANSFORMS = ("sigmoid", "softplus")
 _FAMILIES = ("sech", "gaussian")
 _ROLES = ("emit", "absorb")
-
-
-def _local(t, t_start: float, t_end: float):
-    """Position in the window scaled to [0, 1], held at the ends outside it."""
-    return jnp.clip((t - t_start) / (t_end - t_start), 0.0, 1.0)
-
-
-class PiecewiseConstant(AbstractPulse):
-    """`u(t) = v_k` on the k-th of `n` equal segments of `[t_start, t_end]`; the end values hold
-    outside the window. Jumps at the interior segment edges (solvers put steps there)."""
-
-    t_start: float = eqx.field(static=True)
-    t_end: float = eqx.field(static=True)
-    values: Float[Array, " n"]
-
-    def __call__(self, t):
-        n = self.values.shape[0]
-        k = jnp.clip(jnp.floor(_local(t, self.t_start, self.t_end) * n), 0, n - 1).astype(int)
-        return self.values[k]
-
-    def jump_times(self) -> tuple:
-        n = self.values.shape[0]
-        return tuple(self.t_start + (self.t_end - self.t_start) * k / n for k in range(1, n))
-
-
-def _spline_second_derivatives(n: int) -> np.ndarray:
-    """The matrix mapping knot values to the natural spline's second derivatives (unit spacing):
-    M_{k-1} + 4 M_k + M_{k+1} = 6 (y_{k-1} - 2 y_k + y_{k+1}), M_0 = M_{n-1} = 0."""
-    if n < 3:
-        return np.zeros((n, n))
-    inner = n - 2
-    a = 4 * np.eye(inner) + np.eye(inner, k=1) + np.eye(inner, k=-1)
-    d = np.zeros((inner, n))
-    for k in range(inner):
-        d[k, k : k + 3] = (6.0, -12.0, 6.0)
-    out = np.zeros((n, n))
-    out[1:-1] = np.linalg.solve(a, d)
-    return out
-
-
-class CubicSpline(AbstractPulse):
-    """The natural cubic spline through `n` uniformly spaced knots `(t_k, v_k)` spanning
-    `[t_start, t_end]` (twice continuously differentiable); the end values hold outside."""
-
-    t_start: float = eqx.field(static=True)
-    t_end: float = eqx.field(static=True)
-    values: Float[Array, " n"]
-
-    def __call__(self, t):
-        n = self.values.shape[0]
-        if n == 1:
-            return self.values[0] + 0.0 * t
-        s = _local(t, self.t_start, self.t_end) * (n - 1)
-        k = jnp.clip(jnp.floor(s), 0, n - 2).astype(int)
-        u = s - k
-        m = jnp.asarray(_spline_second_derivatives(n), self.values.dtype) @ self.values
-        y0, y1, m0, m1 = self.values[k], self.values[k + 1], m[k], m[k + 1]
-        return (1 - u) * y0 + u * y1 + ((1 - u) ** 3 - (1 - u)) * m0 / 6 + (u**3 - u) * m1 / 6
-
-
-class Fourier(AbstractPulse):
-    """The half-range cosine series `u(t) = Σ_{k=0}^{n-1} c_k cos(π k s)`, `s = (t - t_start) /
-    (t_end - t_start)` clipped to [0, 1]: a band-limited pulse (highest frequency
-    `(n - 1) / (2 T_w)`) whose even extension has no jump at the window's ends, so a pulse that
-    differs at its two ends is still represented without Gibbs ringing."""
-
-    t_start: float = eqx.field(static=True)
-    t_end: float = eqx.field(static=True)
-    coefficients: Float[Array, " n"]
-
-    def __call__(self, t):
-        n = self.coefficients.shape[0]
-        s = _local(t, self.t_start, self.t_end)
-        return jnp.cos(jnp.pi * jnp.arange(n) * s) @ self.coefficients
-
-
-class Chebyshev(AbstractPulse):
-    """`u(t) = Σ_k c_k T_k(y)`, `y = 2 s - 1 ∈ [-1, 1]`, `T_k(cos θ) = cos(k θ)`: a polynomial
-    of degree n - 1 over the window, held at its end values outside."""
-
-    t_start: float = eqx.field(static=True)
-    t_end: float = eqx.field(static=True)
-    coefficients: Float[Array, " n"]
-
-    def __call__(self, t):
-        n = self.coefficients.shape[0]
-        y = 2 * _local(t, self.t_start, self.t_end) - 1
-
-        def step(carry, c):
-            previous, current = carry
-            return (current, 2 * y * current - previous), current
-
-        # The three-term recurrence T_{k+1} = 2 y T_k - T_{k-1} is smooth at y = ±1 (unlike
-        # cos(k arccos y), whose derivative is 0/0 there).
-        _, powers = jax.lax.scan(step, (y, jnp.ones_like(y)), None, length=n)
-        return self.coefficients @ powers
-
-
-class GaussianEmission(AbstractPulse):
-    """The coupling that emits the Gaussian photon `|f|^2 = N(t0, σ^2)` from an excited emitter:
-    `γ_e(t) = |f|^2 / (1 - ∫_{-∞}^t |f|^2) = φ(z) / (σ Φ(-z))`, `z = (t - t0)/σ`."""
-
-    sigma: Any
-    t0: Any
-
-    def __call__(self, t):
-        z = (t - self.t0) / self.sigma
-        return jnp.exp(-0.5 * z**2 - 0.5 * math.log(2 * math.pi) - log_ndtr(-z)) / self.sigma
-
-
-class GaussianAbsorption(AbstractPulse):
-    """The time reverse of `GaussianEmission`: `γ_a(t) = |f|^2 / ∫_{-∞}^t |f|^2 = φ(z) / (σ Φ(z))`,
-    which absorbs the Gaussian photon completely."""
-
-    sigma: Any
-    t0: Any
-
-    def __call__(self, t):
-        z = (t - self.t0) / self.sigma
-        return jnp.exp(-0.5 * z**2 - 0.5 * math.log(2 * math.pi) - log_ndtr(z)) / self.sigma
-
-
-class TimeReversed(AbstractPulse):
-    """`u(t) = pulse(2 t_c - t)`: the pulse run backwards about the time `t_c`."""
-
-    pulse: AbstractPulse
-    centre: Any
-
-    def __call__(self, t):
-        return self.pulse(2 * self.centre - t)
-
-    def jump_times(self) -> tuple:
-        return tuple(2 * self.centre - s for s in self.pulse.jump_times())
-
-
-def _transform(kind: str | None, lo: float, hi: float, r):
-    if kind is None:
-        return r
-    if kind == "sigmoid":
-        return lo + (hi - lo) * jax.nn.sigmoid(r)
-    return lo + jax.nn.softplus(r)
-
-
-def _inverse_transform(kind: str | None, lo: float, hi: float, u):
-    if kind is None:
-        return u
-    if kind == "sigmoid":
-        p = jnp.clip((u - lo) / (hi - lo), _BOUND_MARGIN, 1 - _BOUND_MARGIN)
-        return jnp.log(p) - jnp.log1p(-p)
-    v = jnp.maximum(u - lo, _BOUND_MARGIN)
-    # softplus^{-1}(v) = log(e^v - 1), written to stay finite for large and small v.
-    return v + jnp.log(-jnp.expm1(-v))
-
-
-def _ramp(x):
-    """0 at x <= 0, 1 at x >= 1, sin^2 in between (continuous first derivative)."""
-    return jnp.sin(0.5 * jnp.pi * jnp.clip(x, 0.0, 1.0)) ** 2
-
-
-class Shaped(AbstractPulse):
-    """A constrained pulse `w(t) T(r(t) + T^{-1}(b(t))) + (1 - w(t)) p(t)` (see the module
-    docstring): raw pulse `r`, optional baseline `b`, bound transform `T`, pins `p`, ramp `w`."""
-
-    raw: AbstractPulse
-    baseline: AbstractPulse | None
-    transform: str | None = eqx.field(static=True)
-    lower: float = eqx.field(static=True)
-    upper: float = eqx.field(static=True)
-    start: float | None = eqx.field(static=True)
-    end: float | None = eqx.field(static=True)
-    t_start: float = eqx.field(static=True)
-    t_end: float = eqx.field(static=True)
-    ramp: float = eqx.field(static=True)
-
-    def __call__(self, t):
-        r = self.raw(t)
-        if self.baseline is not None:
-            r = r + _inverse_transform(self.transform, self.lower, self.upper, self.baseline(t))
-        u = _transform(self.transform, self.lower, self.upper, r)
-        if self.start is None and self.end is None:
-            return u
-        w = jnp.ones_like(u)
-        start = self.end if self.start is None else self.start
-        end = self.start if self.end is None else self.end
-        if self.start is not None:
-            w = w * _ramp((t - self.t_start) / self.ramp)
-        if self.end is not None:
-            w = w * _ramp((self.t_end - t) / self.ramp)
-        p = start + (end - start) * _local(t, self.t_start, self.t_end)
-        return w * u + (1 - w) * p
-
-    def jump_times(self) -> tuple:
-        base = () if self.baseline is None else self.baseline.jump_times()
-        return self.raw.jump_times() + base
 
 
 class AbstractParameterization(eqx.Module):
@@ -438,9 +254,9 @@ class BasisParameterization(AbstractParameterization):
 
 @eqx.filter_jit
 def _fit(p: BasisParameterization, pulse: AbstractPulse, ts):
-    target = _inverse_transform(p.transform, p.lower, p.upper, jax.vmap(pulse)(ts))
+    target = inverse_bound_transform(p.transform, p.lower, p.upper, jax.vmap(pulse)(ts))
     if p.baseline is not None:
-        target = target - _inverse_transform(p.transform, p.lower, p.upper, jax.vmap(p.baseline)(ts))
+        target = target - inverse_bound_transform(p.transform, p.lower, p.upper, jax.vmap(p.baseline)(ts))
     zero = jnp.zeros((p.n,), real_dtype())
     design = jax.jacfwd(lambda x: jax.vmap(p.raw(x))(ts))(zero)
     x, *_ = jnp.linalg.lstsq(design, target)

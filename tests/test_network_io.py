@@ -7,6 +7,8 @@ import json
 import math
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -319,3 +321,36 @@ def test_example_directional_emission(example_results):
 def test_example_two_module_transfer_matches_peer_value(example_results):
     result = example_results["two_module_transfer.toml"]
     assert float(result.final_population("A1", "B1")) == pytest.approx(0.5770813, abs=2e-7)
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".json"])
+@pytest.mark.parametrize("basis", ["pwc", "spline", "fourier", "chebyshev"])
+def test_a_shaped_pulse_is_stored_and_read_back(tmp_path, suffix, basis):
+    """The pulses of pulse shaping (bases over a window, the bounded and pinned `Shaped`
+    pulse, Gaussian couplings, time reversal) have a file form: a network holding an optimised
+    drive is saved and read back with the same drive, to the last bit."""
+    from chiraljax.optimize import BasisParameterization
+
+    shaping = BasisParameterization(
+        basis, 6, -10.0, 10.0, bounds=(0.0, None), baseline=cj.SechAbsorption(1.0), start=0.5, end=0.0, ramp=2.0
+    )
+    drive = shaping(jnp.linspace(-0.3, 0.4, shaping.size))
+    others = {
+        "gauss_in": cj.GaussianAbsorption(1.2, 0.5),
+        "gauss_out": cj.GaussianEmission(0.8, -1.0),
+        "reversed": cj.TimeReversed(cj.SechEmission(1.0, 0.3), 0.5),
+        "free": BasisParameterization(basis, 4, -5.0, 5.0)(jnp.array([0.1, -0.2, 0.3, 0.05])),
+    }
+    net = cj.Network(
+        [cj.Emitter("q")],
+        [cj.Port("p", "q", 0, 1.0, control="drive")],
+        controls={"drive": drive, **others},
+        initial={"q": 1.0},
+    )
+    cj.save_network(net, tmp_path / f"net{suffix}")
+    back, _ = cj.load_network(tmp_path / f"net{suffix}")
+    t = jnp.linspace(-12.0, 12.0, 97)
+    for name, pulse in net.controls.items():
+        assert type(back.controls[name]) is type(pulse)
+        np.testing.assert_array_equal(np.asarray(jax.vmap(back.controls[name])(t)), np.asarray(jax.vmap(pulse)(t)))
+    assert back.controls["drive"].upper == math.inf and back.controls["free"].transform is None
