@@ -58,11 +58,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Inexact
 
 from ._checks import concrete, require_finite
 from ._errors import require
 from ._network import Coupling, Emitter, Link, Network, Port, Scatterer
 from ._pulses import AbstractPulse, Constant, Scaled
+from ._types import Real
 
 DIRECTIONS = ("right", "left")
 CANCELLATIONS = ("exact", "design", "none")
@@ -106,10 +108,10 @@ class DataRelease(AbstractPulse):
     - `sense`: +1 to emit, -1 to absorb.
     """
 
-    kappa: Any
-    gamma: Any
-    t0: Any
-    sense: Any
+    kappa: Real
+    gamma: Real
+    t0: Real
+    sense: Real
 
     def __init__(self, kappa, gamma, t0=0.0, sense=1.0):
         require_finite("DataRelease", kappa=kappa, gamma=gamma, t0=t0, sense=sense)
@@ -168,13 +170,13 @@ class AbstractModule(eqx.Module):
 
     name: eqx.AbstractVar[str]
     position: eqx.AbstractVar[float]
-    detuning: eqx.AbstractVar[Any]
-    design_frequency: eqx.AbstractVar[Any]
-    imbalance: eqx.AbstractVar[Any]
-    shift: eqx.AbstractVar[Any]
-    decay: eqx.AbstractVar[Any]
-    dephasing: eqx.AbstractVar[Any]
-    exchange_error: eqx.AbstractVar[Any]
+    detuning: eqx.AbstractVar[Real]
+    design_frequency: eqx.AbstractVar[Real]
+    imbalance: eqx.AbstractVar[Real]
+    shift: eqx.AbstractVar[Real]
+    decay: eqx.AbstractVar[Real]
+    dephasing: eqx.AbstractVar[Real]
+    exchange_error: eqx.AbstractVar[Real]
     cancellation: eqx.AbstractVar[str]
 
     @property
@@ -240,14 +242,14 @@ class TunableModule(AbstractModule):
 
     name: str = eqx.field(static=True)
     position: float = eqx.field(static=True)
-    detuning: Any
-    design_frequency: Any
-    imbalance: Any
-    shift: Any
-    decay: Any
-    dephasing: Any
-    exchange_error: Any
-    max_rate: Any
+    detuning: Real
+    design_frequency: Real
+    imbalance: Real
+    shift: Real
+    decay: Real
+    dephasing: Real
+    exchange_error: Real
+    max_rate: Real
     cancellation: str = eqx.field(static=True)
 
     def __init__(
@@ -299,14 +301,14 @@ class DataModule(AbstractModule):
 
     name: str = eqx.field(static=True)
     position: float = eqx.field(static=True)
-    gamma: Any
-    detuning: Any
-    design_frequency: Any
-    imbalance: Any
-    shift: Any
-    decay: Any
-    dephasing: Any
-    exchange_error: Any
+    gamma: Real
+    detuning: Real
+    design_frequency: Real
+    imbalance: Real
+    shift: Real
+    decay: Real
+    dephasing: Real
+    exchange_error: Real
     cancellation: str = eqx.field(static=True)
 
     def __init__(
@@ -367,10 +369,10 @@ class Interconnect(eqx.Module):
       evenly spaced along the link; each transmits sqrt(1 - |r_k|^2).
     """
 
-    delay: Any
-    transmission: Any
-    phase: Any
-    joints: Any
+    delay: Real
+    transmission: Real
+    phase: Real
+    joints: Inexact[Array, " J"]
 
     def __init__(self, delay=0.0, transmission=1.0, phase=0.0, joints=()):
         require_finite("Interconnect", delay=delay, transmission=transmission, phase=phase)
@@ -405,8 +407,8 @@ class ChiralLine(eqx.Module):
 
     modules: tuple[AbstractModule, ...]
     interconnects: tuple[Interconnect, ...]
-    carrier: Any
-    idle_detuning: Any
+    carrier: Real
+    idle_detuning: Real
     representation: str = eqx.field(static=True)
 
     def __init__(self, modules, interconnects=None, *, carrier, idle_detuning=0.0, representation: str = "markov"):

@@ -23,9 +23,11 @@ from typing import Any
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Inexact
 
 from ._checks import ValidationError, concrete, did_you_mean, require, safe_sqrt
 from ._pulses import AbstractPulse
+from ._types import Number, Real
 
 #: Characters that metric strings ("population:A1+B1"), wildcard parameter names
 #: ("emitters.*.dephasing") and --at NAME=VALUE use as separators, so no name may hold them.
@@ -96,10 +98,10 @@ class Emitter(eqx.Module):
     """
 
     name: str = eqx.field(static=True)
-    detuning: Any
-    decay: Any
-    dephasing: Any
-    anharmonicity: Any
+    detuning: Real
+    decay: Real
+    dephasing: Real
+    anharmonicity: Real
     levels: int = eqx.field(static=True)
     detuning_control: str | None = eqx.field(static=True)
 
@@ -143,8 +145,8 @@ class Port(eqx.Module):
     name: str = eqx.field(static=True)
     emitter: str = eqx.field(static=True)
     position: float = eqx.field(static=True)
-    rate: Any
-    right_fraction: Any
+    rate: Real
+    right_fraction: Real
     control: str | None = eqx.field(static=True)
 
     def __init__(
@@ -176,8 +178,8 @@ class Scatterer(eqx.Module):
 
     name: str = eqx.field(static=True)
     position: float = eqx.field(static=True)
-    reflection: Any
-    transmission: Any
+    reflection: Number
+    transmission: Number | None
 
     def __init__(self, name: str, position: float, reflection=0.0, transmission=None):
         owner = f"Scatterer {name!r}"
@@ -226,9 +228,9 @@ class Link(eqx.Module):
     """The waveguide between two neighbouring elements: delay tau, power transmission eta and
     total propagation phase phi; the field is multiplied by sqrt(eta) e^{i phi}."""
 
-    delay: Any
-    transmission: Any
-    phase: Any
+    delay: Real
+    transmission: Real
+    phase: Real
 
     def __init__(self, delay=0.0, transmission=1.0, phase=0.0):
         self.delay = _real("Link", "delay", delay, low=0.0)
@@ -241,7 +243,7 @@ class Coupling(eqx.Module):
 
     a: str = eqx.field(static=True)
     b: str = eqx.field(static=True)
-    strength: Any
+    strength: Number
     control: str | None = eqx.field(static=True)
 
     def __init__(self, a: str, b: str, strength=0.0, *, control: str | None = None):
@@ -303,7 +305,7 @@ class Network(eqx.Module):
     inputs: tuple[PhotonInput, ...]
     outputs: tuple[OutputMode, ...]
     initial: dict[str, Any]
-    end_reflections: Any
+    end_reflections: Inexact[Array, 2]
 
     def __init__(
         self,

@@ -22,9 +22,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, Inexact
 
 from ._checks import concrete, require, require_finite
+from ._types import Number, Real
 
 
 class AbstractPulse(eqx.Module):
@@ -47,7 +48,7 @@ class AbstractPulse(eqx.Module):
 class Constant(AbstractPulse):
     """u(t) = value."""
 
-    value: Any
+    value: Number
 
     def __init__(self, value):
         require_finite("Constant", value=value)
@@ -60,8 +61,8 @@ class Constant(AbstractPulse):
 class _SechRate(AbstractPulse):
     """(kappa/2)(1 + sign tanh(kappa (t - t0)/2)) with sign = +1 (emission) or -1 (absorption)."""
 
-    kappa: Any
-    t0: Any
+    kappa: Real
+    t0: Real
     sign: ClassVar[float] = 1.0
 
     def __init__(self, kappa, t0=0.0):
@@ -93,8 +94,8 @@ class SechMode(AbstractPulse):
     """The normalised photon envelope f(t) = (sqrt(kappa)/2) sech(kappa (t - t0)/2), for photon
     inputs and output modes; int |f|^2 dt = 1."""
 
-    kappa: Any
-    t0: Any
+    kappa: Real
+    t0: Real
 
     def __init__(self, kappa, t0=0.0):
         require_finite("SechMode", kappa=kappa, t0=t0)
@@ -107,9 +108,9 @@ class SechMode(AbstractPulse):
 class Gaussian(AbstractPulse):
     """u(t) = amplitude exp(-(t - t0)^2 / (2 sigma^2))."""
 
-    amplitude: Any
-    t0: Any
-    sigma: Any
+    amplitude: Number
+    t0: Real
+    sigma: Real
 
     def __init__(self, amplitude, t0, sigma):
         require_finite("Gaussian", amplitude=amplitude, t0=t0, sigma=sigma)
@@ -130,8 +131,8 @@ class GaussianMode(AbstractPulse):
     """The normalised Gaussian envelope (2 pi sigma^2)^(-1/4) exp(-(t - t0)^2 / (4 sigma^2)),
     whose intensity |f|^2 is a normal density of width sigma."""
 
-    t0: Any
-    sigma: Any
+    t0: Real
+    sigma: Real
 
     def __init__(self, t0, sigma):
         require_finite("GaussianMode", t0=t0, sigma=sigma)
@@ -145,7 +146,7 @@ class Scaled(AbstractPulse):
     """u(t) = factor * pulse(t)."""
 
     pulse: AbstractPulse
-    factor: Any
+    factor: Number
 
     def __init__(self, pulse: AbstractPulse, factor):
         require_finite("Scaled", factor=factor)
@@ -162,7 +163,7 @@ class Shifted(AbstractPulse):
     """u(t) = pulse(t - delay): a pulse run late (the receiver's clock in a delayed cascade)."""
 
     pulse: AbstractPulse
-    delay: Any
+    delay: Real
 
     def __init__(self, pulse: AbstractPulse, delay):
         require_finite("Shifted", delay=delay)
@@ -180,7 +181,7 @@ class Halted(AbstractPulse):
     emission for the W state)."""
 
     pulse: AbstractPulse
-    t_stop: Any
+    t_stop: Real
 
     def __init__(self, pulse: AbstractPulse, t_stop):
         require_finite("Halted", t_stop=t_stop)
@@ -197,8 +198,8 @@ class Sampled(AbstractPulse):
     """A pulse given by samples u_k at times t_k: linear interpolation (`kind="linear"`) or
     piecewise constant on [t_k, t_{k+1}) (`kind="hold"`, jumps at every t_k); 0 outside."""
 
-    times: Any
-    values: Any
+    times: Float[Array, " n"]
+    values: Inexact[Array, " m"]
     kind: str = eqx.field(static=True)
 
     def __init__(self, times, values, kind: str = "linear"):
@@ -341,8 +342,8 @@ class GaussianEmission(AbstractPulse):
     """The coupling that emits the Gaussian photon `|f|^2 = N(t0, σ^2)` from an excited emitter:
     `γ_e(t) = |f|^2 / (1 - ∫_{-∞}^t |f|^2) = φ(z) / (σ Φ(-z))`, `z = (t - t0)/σ`."""
 
-    sigma: Any
-    t0: Any
+    sigma: Real
+    t0: Real
 
     def __call__(self, t):
         from jax.scipy.special import log_ndtr  # imported on first use (30 ms)
@@ -355,8 +356,8 @@ class GaussianAbsorption(AbstractPulse):
     """The time reverse of `GaussianEmission`: `γ_a(t) = |f|^2 / ∫_{-∞}^t |f|^2 = φ(z) / (σ Φ(z))`,
     which absorbs the Gaussian photon completely."""
 
-    sigma: Any
-    t0: Any
+    sigma: Real
+    t0: Real
 
     def __call__(self, t):
         from jax.scipy.special import log_ndtr
@@ -369,7 +370,7 @@ class TimeReversed(AbstractPulse):
     """`u(t) = pulse(2 t_c - t)`: the pulse run backwards about the time `t_c`."""
 
     pulse: AbstractPulse
-    centre: Any
+    centre: Real
 
     def __call__(self, t):
         return self.pulse(2 * self.centre - t)

@@ -8,8 +8,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Float
 
 from ._errors import require
+from ._types import State
 
 
 def _read(x):
@@ -46,16 +48,16 @@ class Result(eqx.Module):
     """
 
     representation: str = eqx.field(static=True)
-    ts: Any
+    ts: Float[Array, "*batch T"]
     names: tuple[str, ...] = eqx.field(static=True)
-    populations: Any
+    populations: Float[Array, "*batch T n"]
     channel_names: tuple[str, ...] = eqx.field(static=True)
     channel_kinds: tuple[str, ...] = eqx.field(static=True)
-    fluxes: Any
-    outputs: Any
-    final_state: Any
-    in_flight: Any
-    conservation_error: Any
+    fluxes: Float[Array, "*batch T K"]
+    outputs: Float[Array, "*batch T K"]
+    final_state: State
+    in_flight: Float[Array, "*batch T"]
+    conservation_error: Float[Array, "*batch"]
     amplitudes: Any = None
     populations_stderr: Any = None
     space: Any = eqx.field(static=True, default=None)
