@@ -139,8 +139,21 @@ def network_html(network) -> str:
     return "".join(parts) + "</div>"
 
 
+def _window(result) -> tuple[str, str]:
+    """("t = t0 .. t1 in T saves", " (a batch of B; means shown)" or "") of a Result, batched
+    by vmap or not."""
+    ts = np.asarray(result.ts)
+    first = ts.reshape(-1, ts.shape[-1])[0]
+    batch = int(np.prod(ts.shape[:-1])) if ts.ndim > 1 else 0
+    return (
+        f"t = {first[0]:g} .. {first[-1]:g} in {first.size} saves",
+        f" (a batch of {batch}; the values are means over it)" if batch else "",
+    )
+
+
 def result_summary(result) -> dict[str, list[list[str]]]:
-    """The rows of a Result's summary: final populations and outputs per channel."""
+    """The rows of a Result's summary: final populations and outputs per channel (means over a
+    batch)."""
     populations = np.asarray(result.populations)
     outputs = np.asarray(result.outputs)
     return {
@@ -155,22 +168,19 @@ def result_summary(result) -> dict[str, list[list[str]]]:
 
 def result_text(result) -> str:
     """A short text form of a Result (the default repr prints every array)."""
-    ts = np.asarray(result.ts)
-    rows = result_summary(result)
-    pops = ", ".join(f"{n}={v}" for n, v in rows["populations"])
-    return (
-        f"Result({result.representation}, t = {ts[0]:g} .. {ts[-1]:g} in {ts.size} saves, final populations "
-        f"{pops}, conservation error {float(np.max(np.asarray(result.conservation_error))):.2e})"
-    )
+    window, batch = _window(result)
+    pops = ", ".join(f"{n}={v}" for n, v in result_summary(result)["populations"])
+    error = float(np.max(np.asarray(result.conservation_error)))
+    return f"Result({result.representation}, {window}{batch}, final populations {pops}, conservation error {error:.2e})"
 
 
 def result_html(result) -> str:
     """The notebook display of a Result."""
-    ts = np.asarray(result.ts)
+    window, batch = _window(result)
     rows = result_summary(result)
     head = (
-        f"<div><b>Result</b> ({html.escape(result.representation)}): t = {ts[0]:g} .. {ts[-1]:g}, "
-        f"{ts.size} save times, conservation error {float(np.max(np.asarray(result.conservation_error))):.2e}"
+        f"<div><b>Result</b> ({html.escape(result.representation)}): {window}{batch}, "
+        f"conservation error {float(np.max(np.asarray(result.conservation_error))):.2e}"
     )
     return (
         head

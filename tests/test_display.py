@@ -84,3 +84,17 @@ def test_sweep_result_plots_through_its_accessor(tmp_path):
     data.chiraljax.save_plot(out)
     assert out.stat().st_size > 5000
     assert data.chiraljax.plot(kind="lines").axes
+
+
+def test_a_batched_result_shows_the_means():
+    def run(rate):
+        net = cj.Network([cj.Emitter("A")], [cj.Port("p", "A", 0, rate)], initial={"A": 1.0})
+        return cj.simulate(net, (0.0, 1.0), n_save=3, method=cj.Sector(steps=4))
+
+    batch = jax.vmap(run)(jax.numpy.array([0.5, 1.0]))
+    mean = (np.exp(-0.5) + np.exp(-1.0)) / 2
+    assert repr(batch).startswith(
+        f"Result(sector, t = 0 .. 1 in 3 saves (a batch of 2; the values are means over it), "
+        f"final populations A={mean:.6g}"
+    )
+    assert "a batch of 2" in batch._repr_html_()
