@@ -226,7 +226,7 @@ def _check_modes(network: Network, t0: float, t1: float) -> None:
                 t[0], t[-1] = a + 1e-12 * (b - a), b - 1e-12 * (b - a)  # inside the piece (no denormals)
                 values = np.asarray(jax.vmap(x.mode)(jnp.asarray(t)))
                 norm += float(simpson(np.abs(values) ** 2, x=t))
-        except jax.errors.ConcretizationTypeError:
+        except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
             continue  # a traced mode is not checked
         require(
             np.isfinite(norm) and abs(norm - 1.0) <= _MODE_NORM_TOLERANCE,

@@ -64,3 +64,23 @@ def test_a_detector_behind_a_delay_sees_the_emission_shifted(tau):
     assert abs(float(delay.final_population("det")) - expected) < 1e-6
     total = float(delay.final_population("det")) + float(delay.emitted("right")) + float(delay.final_population("q"))
     assert abs(total - 1.0) < 2e-6  # the default step of the delay kernel: 1.3e-6 here
+
+
+def test_jit_and_grad_through_a_detector_of_the_delay_representation():
+    """Traced modes go through (their norm is checked only when concrete), and the gradient of
+    the caught probability with respect to the photon's centre equals central differences."""
+    import jax
+
+    def caught(t0):
+        net = cj.Network(
+            [cj.Emitter("q")],
+            [cj.Port("p", "q", 0, 1.0, right_fraction=1.0)],
+            inputs=[cj.PhotonInput("u", cj.GaussianMode(t0, 1.0))],
+            outputs=[cj.OutputMode("v", cj.GaussianMode(2.0, 1.0), end="right")],
+        )
+        return cj.simulate(net, (-8.0, 12.0), n_save=2, method=cj.Delay(dt=0.02)).final_population("v")
+
+    value, slope = jax.jit(jax.value_and_grad(caught))(0.0)
+    assert abs(float(value) - float(caught(0.0))) < 1e-12
+    h = 1e-4
+    assert abs(float(slope) - (float(caught(h)) - float(caught(-h))) / (2 * h)) < 1e-6
