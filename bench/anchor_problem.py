@@ -21,7 +21,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 import chiraljax as cj
 
@@ -30,27 +29,11 @@ T_SPAN = (-12.0, 12.0)
 
 
 def anchor_network(M: int, eta: float = 0.6, t1_rate: float = 1e-3, gamma_phi: float = 1e-3) -> cj.Network:
-    """The anchor problem as a chiraljax Network: module 0 emits, module 1 absorbs, the rest idle."""
-    emitters, ports, links, couplings = [], [], [], []
-    controls = {"emit": cj.SechEmission(1.0, 0.0), "absorb": cj.SechAbsorption(1.0, 0.0)}
-    for m in range(M):
-        control = {0: "emit", 1: "absorb"}.get(m)
-        for q in "AB":
-            emitters.append(cj.Emitter(f"{q}{m}", decay=t1_rate, dephasing=gamma_phi))
-            ports.append(cj.Port(f"p{q}{m}", f"{q}{m}", 2 * m + (q == "B"), 1.0 if control else 0.0, control=control))
-        links.append(cj.Link(phase=np.pi / 2))
-        if m < M - 1:
-            links.append(cj.Link(transmission=eta))
-        if control:
-            couplings.append(cj.Coupling(f"A{m}", f"B{m}", -0.5, control=control))
-    return cj.Network(
-        emitters,
-        ports,
-        links=links,
-        couplings=couplings,
-        controls=controls,
-        initial={"A0": 1 / np.sqrt(2), "B0": 1j / np.sqrt(2)},
-    )
+    """The anchor problem as a chiraljax Network: module 0 emits, module 1 absorbs, the rest idle
+    (`chiraljax._references.chiral_transfer_network`)."""
+    from chiraljax._references import chiral_transfer_network
+
+    return chiral_transfer_network(M, eta, t1_rate, gamma_phi)
 
 
 def _median_time(fn, repeats: int) -> float:

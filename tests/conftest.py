@@ -50,24 +50,9 @@ def chiral_link(eta: float = 0.6, t1_rate: float = 1e-3, dephasing: float = 1e-3
 
     Links: 0 = inside module 0 (phase pi/2), 1 = between the modules (transmission eta),
     2 = inside module 1 (phase pi/2)."""
-    emitters, ports, links, couplings = [], [], [], []
-    controls = {"emit": cj.SechEmission(1.0, 0.0), "absorb": cj.SechAbsorption(1.0, 0.0)}
-    for m, control in ((0, "emit"), (1, "absorb")):
-        for q in "AB":
-            emitters.append(cj.Emitter(f"{q}{m}", decay=t1_rate, dephasing=dephasing))
-            ports.append(cj.Port(f"p{q}{m}", f"{q}{m}", 2 * m + (q == "B"), 1.0, control=control))
-        links.append(cj.Link(phase=np.pi / 2))
-        if m == 0:
-            links.append(cj.Link(transmission=eta))
-        couplings.append(cj.Coupling(f"A{m}", f"B{m}", -0.5, control=control))
-    return cj.Network(
-        emitters,
-        ports,
-        links=links,
-        couplings=couplings,
-        controls=controls,
-        initial={"A0": 1 / np.sqrt(2), "B0": 1j / np.sqrt(2)},
-    )
+    from chiraljax._references import chiral_transfer_network
+
+    return chiral_transfer_network(2, eta, t1_rate, dephasing)
 
 
 # The parameters the transfer tests vary: one fixed key set, so one compiled function serves

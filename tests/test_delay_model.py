@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import chiral_link
 
 import chiraljax as cj
 from chiraljax import ValidationError
@@ -168,24 +169,7 @@ def test_one_way_cascade_matches_qutip(cascade):
 
 
 def two_modules(eta: float = 0.6, decay: float = 1e-3, dephasing: float = 0.0) -> cj.Network:
-    emitters, ports, links, couplings = [], [], [], []
-    controls = {"emit": cj.SechEmission(1.0, 0.0), "absorb": cj.SechAbsorption(1.0, 0.0)}
-    for m, control in ((0, "emit"), (1, "absorb")):
-        for q in "AB":
-            emitters.append(cj.Emitter(f"{q}{m}", decay=decay, dephasing=dephasing))
-            ports.append(cj.Port(f"p{q}{m}", f"{q}{m}", 2 * m + (q == "B"), 1.0, control=control))
-        links.append(cj.Link(phase=np.pi / 2))
-        if m == 0:
-            links.append(cj.Link(transmission=eta))
-        couplings.append(cj.Coupling(f"A{m}", f"B{m}", -0.5, control=control))
-    return cj.Network(
-        emitters,
-        ports,
-        links=links,
-        couplings=couplings,
-        controls=controls,
-        initial={"A0": 1 / np.sqrt(2), "B0": 1j / np.sqrt(2)},
-    )
+    return chiral_link(eta, decay, dephasing)
 
 
 def test_markov_limit_small_cascade():
