@@ -1,5 +1,16 @@
 """Pulse shaping: gradient optimisers, the reinforcement-learning baseline, comparisons."""
 
+from chiraljax._pulses import (  # the pulses of shaped drives live with the other pulses
+    Chebyshev,
+    CubicSpline,
+    Fourier,
+    GaussianAbsorption,
+    GaussianEmission,
+    PiecewiseConstant,
+    Shaped,
+    TimeReversed,
+)
+
 from ._compare import batch_reward, compare, plot_comparison, sim_to_real, write_json
 from ._gradient import (
     GradientConfig,
@@ -26,20 +37,7 @@ from ._objectives import (
     WFidelity,
     sample_ensemble,
 )
-from ._parameterize import (
-    AbstractParameterization,
-    AnalyticParameterization,
-    BasisParameterization,
-    Chebyshev,
-    Controls,
-    CubicSpline,
-    Fourier,
-    GaussianAbsorption,
-    GaussianEmission,
-    PiecewiseConstant,
-    Shaped,
-    TimeReversed,
-)
+from ._parameterize import AbstractParameterization, AnalyticParameterization, BasisParameterization, Controls
 from ._ppo import (
     PPOConfig,
     PPOEpoch,

@@ -57,24 +57,10 @@ from chiraljax._pulses import (
     SechAbsorption,
     SechEmission,
     Shaped,
-    TimeReversed,
     inverse_bound_transform,
 )
 
-__all__ = [
-    "PiecewiseConstant",
-    "CubicSpline",
-    "Fourier",
-    "Chebyshev",
-    "GaussianEmission",
-    "GaussianAbsorption",
-    "TimeReversed",
-    "Shaped",
-    "AbstractParameterization",
-    "BasisParameterization",
-    "AnalyticParameterization",
-    "Controls",
-]
+__all__ = ["AbstractParameterization", "BasisParameterization", "AnalyticParameterization", "Controls"]
 
 _BASES = ("pwc", "spline", "fourier", "chebyshev")
 _TRANSFORMS = ("sigmoid", "softplus")
