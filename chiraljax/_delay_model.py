@@ -51,14 +51,14 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import concrete, concrete_float, is_traced
+from ._checks import concrete, concrete_float
 from ._errors import ValidationError, require
 from ._limits import require_count, require_memory
+from ._mode_io import check_modes
 from ._network import Network, Port, Scatterer
 from ._precision import complex_dtype, real_dtype
 from ._result import Result
@@ -207,49 +207,6 @@ def _check_scatterers(network: Network) -> tuple[bool, ...]:
 
 
 _MAX_STEPS = 1e9  # steps of one solve (hours of compute at the kernel's speed)
-_MODE_SAMPLES = 4_001  # points of Simpson's rule on each smooth piece of a mode
-_MODE_NORM_TOLERANCE = 1e-5
-
-
-@eqx.filter_jit
-def _piece_norm(mode, a, b):
-    """int_a^b |u|^2 dt by Simpson's rule on `_MODE_SAMPLES` points, the ends taken just
-    inside the piece (one-sided values at jumps, no denormals); compiled once per mode class."""
-    s = jnp.linspace(0.0, 1.0, _MODE_SAMPLES).at[0].set(1e-12).at[-1].set(1.0 - 1e-12)
-    values = jnp.abs(jax.vmap(mode)(a + (b - a) * s)) ** 2
-    weights = jnp.ones(_MODE_SAMPLES).at[1:-1:2].set(4.0).at[2:-1:2].set(2.0)
-    return (b - a) * (1.0 - 2e-12) / (3.0 * (_MODE_SAMPLES - 1)) * jnp.sum(weights * values)
-
-
-_NORMS: dict = {}  # (mode class and values, window) -> norm: a repeated call checks for free
-
-
-def _mode_norm(mode, t0: float, t1: float) -> float:
-    """int_{t0}^{t1} |u|^2 dt of a concrete mode, piece by piece between its jumps (cached)."""
-    leaves, treedef = jax.tree.flatten(mode)
-    key = (treedef, tuple(np.asarray(x).tobytes() for x in leaves), t0, t1)
-    if key not in _NORMS:
-        jumps = sorted(j for j in (concrete_float(j) for j in mode.jump_times()) if j is not None and t0 < j < t1)
-        edges = [t0, *jumps, t1]
-        if len(_NORMS) > 256:
-            _NORMS.clear()
-        _NORMS[key] = float(sum(_piece_norm(mode, a, b) for a, b in zip(edges[:-1], edges[1:])))
-    return _NORMS[key]
-
-
-def _check_modes(network: Network, t0: float, t1: float) -> None:
-    """Refuse, before the run, a photon input or output mode that is not normalised inside
-    the window (concrete modes; the norm by Simpson's rule between the mode's jumps):
-    the kernel would model something else than one photon in that mode."""
-    for x in network.inputs + network.outputs:
-        if is_traced(x.mode):
-            continue  # a traced mode is not checked
-        norm = _mode_norm(x.mode, t0, t1)
-        require(
-            np.isfinite(norm) and abs(norm - 1.0) <= _MODE_NORM_TOLERANCE,
-            f"simulate: the mode of {x.name!r} has int |u|^2 dt = {norm:.6g} over the window ({t0}, {t1}); a "
-            "photon mode must be normalised to 1 and lie inside the window (widen t_span or normalise the mode)",
-        )
 
 
 def _require_history(network: Network, longest: float, dt: float) -> None:
@@ -306,7 +263,7 @@ def plan_delay(
         + "; use representation='sector' (Markov) for more",
     )
     require(len(network.ports) >= 1, "Network: the delay representation needs at least one port")
-    _check_modes(network, t0f, t1f)
+    check_modes(network, t0f, t1f)
 
     link_delays = [concrete_float(link.delay) for link in network.links]
     for i, d in enumerate(link_delays):

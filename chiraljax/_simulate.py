@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import concrete
+from ._checks import concrete, is_traced
 from ._errors import ValidationError, require
 from ._limits import require_memory
 from ._lowering import MarkovArrays, MarkovLayout, lower, to_device
@@ -158,6 +158,10 @@ def _markov(
     else:
         k = None
     check_markov(network, k)  # values may differ from those the cached plan was made with
+    if (network.inputs or network.outputs) and not is_traced(t0, t1):
+        from ._mode_io import check_modes
+
+        check_modes(network, float(t0), float(t1))  # before the run (cached: free when repeated)
     plan = markov_plan(network, k)
     model = plan.model
     parameters = ParameterAtoms.inputs(network)

@@ -166,3 +166,31 @@ def test_two_photons_from_the_two_ends(method):
         assert abs(row[0] - alone) < TOL and abs(row[1] - alone) < TOL
     with pytest.raises(cj.ValidationError, match="holds one excitation"):
         cj.simulate(net, window, representation="delay")
+
+
+class NotANumber(cj.AbstractPulse):
+    """A broken mode: NaN everywhere."""
+
+    def __call__(self, t):
+        return jnp.nan * t
+
+
+@pytest.mark.parametrize("representation", REPRESENTATIONS)
+@pytest.mark.parametrize(
+    "mode, shown",
+    [
+        (cj.Scaled(cj.GaussianMode(0.0, 1.0), 0.0), "= 0 over"),
+        (NotANumber(), "= nan over"),
+        (cj.GaussianMode(3.0, 1.0), "= 0.99865 over"),
+    ],
+    ids=["zero", "nan", "cut-off"],
+)
+def test_a_mode_that_cannot_work_is_refused_before_anything_runs(representation, mode, shown, monkeypatch):
+    import chiraljax._simulate
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the solver ran")
+
+    monkeypatch.setattr(chiraljax._simulate, "solve_markov", must_not_run)
+    with pytest.raises(cj.ValidationError, match=f"the mode of 'u' has int .u.\\^2 dt {shown}"):
+        cj.simulate(absorber(mode), (-6.0, 6.0), representation=representation)
