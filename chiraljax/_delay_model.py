@@ -254,7 +254,7 @@ def plan_delay(
         "steps is fixed at compile time",
     )
     span = t1f - t0f
-    n_inputs = len(network.inputs)
+    n_inputs = sum(x.photons for x in network.inputs)
     require(
         n_inputs + (1 if network.initial else 0) <= 1,
         "Network: the delay representation holds one excitation: give either an initial "

@@ -389,7 +389,7 @@ def _cascade(
 
 def required_excitations(network: Network) -> int:
     """The excitation number the dynamics needs: initial excitations plus input photons."""
-    return (1 if network.initial else 0) + len(network.inputs)
+    return (1 if network.initial else 0) + sum(x.photons for x in network.inputs)
 
 
 def check_markov(network: Network, max_excitations: int | None) -> None:
@@ -408,13 +408,17 @@ def check_markov(network: Network, max_excitations: int | None) -> None:
     if max_excitations is not None:
         require(
             max_excitations >= need,
-            f"Markov model: the initial state and {len(network.inputs)} input photon(s) need "
+            f"Markov model: the initial state and {need - bool(network.initial)} input photon(s) need "
             f"{need} excitation(s) but the sector allows only {max_excitations}; raise max_excitations",
         )
     for kind, items in (("photon input", network.inputs), ("output mode", network.outputs)):
         for end in ("left", "right"):
             n = sum(1 for x in items if x.end == end)
-            require(n <= 1, f"Markov model: at most one {kind} per end, got {n} at the {end} end")
+            require(
+                n <= 1,
+                f"Markov model: at most one {kind} per end, got {n} at the {end} end"
+                + ("; several photons in one mode are one input with photons=n" if kind == "photon input" else ""),
+            )
 
 
 # Dense operations the symbolic build may take (about a minute on one core: 100 ports on a
@@ -452,8 +456,10 @@ def compile_markov(network: Network, *, max_excitations: int | None = 1) -> Lind
     names = [e.name for e in network.emitters]
     dims = [e.levels for e in network.emitters]
     virtual = [x.name for x in network.inputs] + [x.name for x in network.outputs]
-    _require_buildable(network, dims + [2] * len(virtual), max_excitations)
-    space = Space(tuple(names + virtual), tuple(dims + [2] * len(virtual)), max_excitations)
+    # a source holds its photons; a detector can catch every excitation there is
+    virtual_dims = [x.photons + 1 for x in network.inputs] + [required_excitations(network) + 1] * len(network.outputs)
+    _require_buildable(network, dims + virtual_dims, max_excitations)
+    space = Space(tuple(names + virtual), tuple(dims + virtual_dims), max_excitations)
     atoms = ParameterAtoms.of(network)
     times = _TimeSymbols()
     # Time factors in a canonical order (by role, then name), not in the order the cascade meets
@@ -523,7 +529,7 @@ def compile_markov(network: Network, *, max_excitations: int | None = 1) -> Lind
             )
         )
 
-    occupied = {x.name: 1 for x in network.inputs}
+    occupied = {x.name: x.photons for x in network.inputs}
     components = [{**occupied, name: 1} for name in network.initial] or [occupied]
     initial_index = np.array([space.index(tuple(_occupation(space, c))) for c in components], dtype=int)
     # padded (amplitude 0 at index 0) so that initial states of a few components share a kernel

@@ -253,17 +253,25 @@ class Coupling(eqx.Module):
 
 
 class PhotonInput(eqx.Module):
-    """A single photon in the normalised mode u(t) entering at one end of the waveguide
-    (`end="left"` feeds the right-moving channel). Simulated with a virtual source cavity."""
+    """`photons` photons (a Fock state, one by default) in the normalised mode u(t) entering at
+    one end of the waveguide (`end="left"` feeds the right-moving channel). Simulated with a
+    virtual source cavity: a harmonic oscillator that starts with `photons` quanta and, with
+    the coupling u^*(t) / sqrt(1 - int |u|^2), releases any state of the mode u (Kiilerich and
+    Molmer 2019)."""
 
     name: str = eqx.field(static=True)
     end: str = eqx.field(static=True)
     mode: AbstractPulse
+    photons: int = eqx.field(static=True)
 
-    def __init__(self, name: str, mode: AbstractPulse, end: str = "left"):
+    def __init__(self, name: str, mode: AbstractPulse, end: str = "left", *, photons: int = 1):
         require(end in ("left", "right"), f"PhotonInput {name!r}: end must be 'left' or 'right', got {end!r}")
         require(isinstance(mode, AbstractPulse), f"PhotonInput {name!r}: mode must be a pulse")
-        self.name, self.end, self.mode = name, end, mode
+        require(
+            isinstance(photons, (int, np.integer)) and not isinstance(photons, bool) and photons >= 1,
+            f"PhotonInput {name!r}: photons must be a positive integer, got {photons!r}",
+        )
+        self.name, self.end, self.mode, self.photons = name, end, mode, int(photons)
 
 
 class OutputMode(eqx.Module):

@@ -228,7 +228,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, str]]] = {
     ),
     "links": (Link, {"delay": "real", "transmission": "real", "phase": "real"}),
     "couplings": (Coupling, {"a": "plain", "b": "plain", "strength": "complex", "control": "plain"}),
-    "inputs": (PhotonInput, {"name": "plain", "end": "plain", "mode": "pulse"}),
+    "inputs": (PhotonInput, {"name": "plain", "end": "plain", "mode": "pulse", "photons": "plain"}),
     "outputs": (OutputMode, {"name": "plain", "end": "plain", "mode": "pulse"}),
 }
 """Each list of a network document, the class of its items and the kinds of their fields

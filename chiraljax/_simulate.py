@@ -152,7 +152,7 @@ def _markov(
         k = need if method.max_excitations is None else int(method.max_excitations)
         require(
             k >= need,
-            f"Markov model: the initial state and {len(network.inputs)} input photon(s) need "
+            f"Markov model: the initial state and {need - bool(network.initial)} input photon(s) need "
             f"{need} excitation(s) but the sector allows only {k}; raise max_excitations",
         )
     else:

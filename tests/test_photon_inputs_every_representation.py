@@ -194,3 +194,32 @@ def test_a_mode_that_cannot_work_is_refused_before_anything_runs(representation,
     monkeypatch.setattr(chiraljax._simulate, "solve_markov", must_not_run)
     with pytest.raises(cj.ValidationError, match=f"the mode of 'u' has int .u.\\^2 dt {shown}"):
         cj.simulate(absorber(mode), (-6.0, 6.0), representation=representation)
+
+
+@pytest.mark.parametrize("representation", ["sector", "full"])
+@pytest.mark.parametrize("eta", [1.0, 0.6])
+def test_a_two_photon_fock_input_is_absorbed_by_a_matched_oscillator(representation, eta):
+    """Two photons in one sech mode (a Fock state: one virtual source holding two quanta) pass
+    a link of power transmission eta and meet a harmonic oscillator whose coupling is the
+    mode's time reverse. The oscillator is linear, so it absorbs what arrives: each photon
+    survives with probability eta, and the stored state is binomial, with <n> = 2 eta and
+    P(n = 2) = eta^2. Tolerance 1e-7 (the window holds the mode to e^{-20})."""
+    import qutip
+
+    emitters = [cj.Emitter("idle"), cj.Emitter("c", levels=3)]
+    ports = [cj.Port("pi", "idle", 0, 0.0), cj.Port("pc", "c", 1, 1.0, right_fraction=1.0, control="absorb")]
+    net = cj.Network(
+        emitters,
+        ports,
+        links=[cj.Link(transmission=eta)],
+        controls={"absorb": cj.SechAbsorption(1.0, 0.0)},
+        inputs=[cj.PhotonInput("u", cj.SechMode(1.0, 0.0), photons=2)],
+    )
+    both = qutip.tensor(qutip.qeye(2), qutip.fock_dm(3, 2), qutip.qeye(3))
+    result = cj.simulate(net, (-20.0, 20.0), n_save=3, representation=representation, e_ops={"both": both})
+    assert result.dims == (2, 3, 3)
+    assert abs(float(result.final_population("c")) - 2 * eta) < TOL
+    assert abs(float(np.real(result.expect["both"][-1])) - eta**2) < TOL
+    assert float(result.conservation_error) < 1e-9
+    with pytest.raises(cj.ValidationError, match="holds one excitation"):
+        cj.simulate(net, (-20.0, 20.0), representation="delay")
