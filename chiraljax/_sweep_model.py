@@ -70,6 +70,7 @@ from ._result import Result
 from ._simulate import REPRESENTATIONS, auto_representation, simulate
 from ._sweep import AbstractAxis, ChunkDone, Grid, Mode
 from ._sweep import sweep as sweep_function
+from ._sweep_store import check_output
 
 MetricFunction = Callable[[Result, Network], Any]
 
@@ -549,6 +550,8 @@ def sweep(
         max_steps=int(max_steps),
     )
     fn = point_metrics(rtol=float(rtol), atol=float(atol), steps=None if steps is None else int(steps))
+    if out is not None:  # the output is checked before the fixed-step check computes anything
+        check_output(out)
     if steps is not None:  # fixed steps are checked against a tight adaptive solve
         verify_fixed_steps(fn, point_metrics(rtol=1e-10, atol=1e-12), axes, fixed, int(steps))
     described = {name: spec if isinstance(spec, str) else "function" for name, spec in _metric_specs(metrics).items()}

@@ -50,6 +50,32 @@ def _grid(name: str, n: int, lo: float, hi: float) -> str:
     return f'[[axes]]\nname = "{name}"\nkind = "linspace"\nlo = {lo}\nhi = {hi}\nn = {n}\n'
 
 
+NEGATIVE_RATE = b"""
+[[emitters]]
+name = "q"
+[[ports]]
+name = "p"
+emitter = "q"
+position = 0
+rate = -1.0
+"""
+NAN_NETWORK = b'{"emitters": [{"name": "q", "decay": NaN}], "ports": [{"name": "p", "emitter": "q", "position": 0}]}'
+UNKNOWN_EMITTER = NEGATIVE_RATE.replace(b"rate = -1.0", b"rate = 1.0").replace(b'emitter = "q"', b'emitter = "x"')
+_SPEC_HEAD = f'[network]\nfile = "{NETWORK}"\n[simulation]\nt_span = [-12.0, 12.0]\n'.encode()
+UNKNOWN_KEY_SPEC = _SPEC_HEAD + (
+    b'[[axes]]\nname = "links.1.transmission"\nkind = "grid"\nvalues = [0.5]\n'
+    b'colour = "red"\n[metrics]\nt = "population:A1"\n'
+)
+UNKNOWN_AXIS_SPEC = (
+    _SPEC_HEAD
+    + b'[[axes]]\nname = "links.9.transmission"\nkind = "grid"\nvalues = [0.5]\n[metrics]\nt = "population:A1"\n'
+)
+PYTHON_SPEC = (
+    b'[network]\npython = "build.py:network"\n[simulation]\nt_span = [0.0, 1.0]\n'
+    b'[[axes]]\nname = "ports.p.rate"\nkind = "grid"\nvalues = [0.5]\n[metrics]\na = "population:A"\n'
+)
+
+
 # Each case: (label, files to create {name: bytes}, argv with {d} for the folder, expected exit
 # status, a phrase of the one-line message).
 BINARY = b"\x00\x01\x02binary\xff"
@@ -89,6 +115,45 @@ CASES = [
         "sweep grid of 1e+10 points",
     ),
     ("fixed steps too coarse", {}, ["sweep", "{spec:coarse}", "--out", "{d}/o.nc", "--no-progress"], 2, "too coarse"),
+    ("network as a JSON list", {"net.json": b"[1, 2, 3]"}, ["simulate", "{d}/net.json"], 2, "net.json"),
+    ("negative rate", {"net.toml": NEGATIVE_RATE}, ["simulate", "{d}/net.toml"], 2, "rate"),
+    ("NaN in a network", {"net.json": NAN_NETWORK}, ["simulate", "{d}/net.json"], 2, "net.json"),
+    ("unknown emitter of a port", {"net.toml": UNKNOWN_EMITTER}, ["simulate", "{d}/net.toml"], 2, "unknown emitter"),
+    ("reversed window", {}, ["simulate", str(NETWORK), "--t-span", "5", "1"], 2, "t1 > t0"),
+    ("unknown representation", {}, ["simulate", str(NETWORK), "--representation", "magic"], 2, "magic"),
+    ("missing network file", {}, ["simulate", "{d}/absent.toml"], 2, "no such network file"),
+    ("params of a binary file", {"net.toml": BINARY}, ["params", "{d}/net.toml"], 2, "not a text file"),
+    (
+        "sweep spec with an unknown key",
+        {"spec.toml": UNKNOWN_KEY_SPEC},
+        ["sweep", "{d}/spec.toml", "--out", "{d}/o.nc"],
+        2,
+        "unknown key",
+    ),
+    ("sweep output of another type", {}, ["sweep", "{spec:coarse}", "--out", "{d}/o.csv"], 2, "unsupported"),
+    ("sweep output in a missing folder", {}, ["sweep", "{spec:coarse}", "--out", "{d}/no/o.nc"], 2, "does not exist"),
+    ("plot of a missing result", {}, ["plot", "{d}/absent.nc", "--out", "{d}/fig.png"], 2, "does not exist"),
+    (
+        "plot of a damaged result",
+        {"bad.nc": b"not netcdf"},
+        ["plot", "{d}/bad.nc", "--out", "{d}/fig.png"],
+        2,
+        "not a readable sweep result",
+    ),
+    (
+        "sweep axis of an unknown parameter",
+        {"spec.toml": UNKNOWN_AXIS_SPEC},
+        ["sweep", "{d}/spec.toml", "--out", "{d}/o.nc"],
+        2,
+        "unknown parameter",
+    ),
+    (
+        "Python in a spec without consent",
+        {"spec.toml": PYTHON_SPEC, "build.py": b"raise SystemExit('ran')"},
+        ["sweep", "{d}/spec.toml", "--out", "{d}/o.nc"],
+        2,
+        "--allow-python",
+    ),
 ]
 
 
@@ -143,7 +208,7 @@ def test_bad_input_is_refused_in_one_line(
     errors = [line for line in err if line.startswith("chiraljax: error: ")]
     assert len(errors) == 1 and err[-1] == errors[0] and phrase in errors[0], err
     assert (_snapshot(outside), sorted(p.name for p in EXAMPLES.iterdir())) == before
-    assert not any(p.suffix in (".nc", ".json", ".png") and p.name != "net.json" for p in folder.iterdir())
+    assert not any(p.suffix in (".nc", ".json", ".png") and p.name not in files for p in folder.iterdir())
 
 
 def test_a_failure_during_a_run_is_one_line_with_exit_1(tmp_path, monkeypatch, capsys):
