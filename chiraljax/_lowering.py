@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ._markov import LindbladModel, ParameterAtoms, TimeFactors
@@ -189,5 +188,5 @@ def lower(model: LindbladModel, sector: bool) -> tuple[MarkovArrays, MarkovLayou
 def to_device(arrays: MarkovArrays) -> MarkovArrays:
     """The tables as JAX arrays (placed once, so a warm call transfers nothing; concrete even
     when the plan is made inside a trace)."""
-    with jax.ensure_compile_time_eval():
-        return MarkovArrays(*(jnp.asarray(a) for a in arrays))
+    with jax.ensure_compile_time_eval():  # placed, not converted: no compilation per table
+        return MarkovArrays(*(jax.device_put(np.asarray(a)) for a in arrays))

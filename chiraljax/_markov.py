@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import concrete, safe_sqrt
+from ._checks import as_array, concrete, safe_sqrt
 from ._errors import require
 from ._limits import require_count
 from ._network import Network, Port
@@ -248,8 +248,8 @@ class _TimeSymbols:
 def _complex_scalar(value: float):
     """A complex JAX scalar made once (the network's own amplitudes are JAX arrays too, so the
     kernel sees one kind of argument)."""
-    with jax.ensure_compile_time_eval():
-        return jnp.asarray(value, dtype=complex)
+    with jax.ensure_compile_time_eval():  # concrete even when first made inside a trace
+        return as_array(value, complex)
 
 
 # ---- the model --------------------------------------------------------------------------------

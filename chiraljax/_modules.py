@@ -60,7 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Inexact
 
-from ._checks import concrete, require_finite
+from ._checks import as_array, concrete, require_finite
 from ._errors import require
 from ._network import Coupling, Emitter, Link, Network, Port, Scatterer
 from ._pulses import AbstractPulse, Constant, Scaled
@@ -122,8 +122,8 @@ class DataRelease(AbstractPulse):
                 f"DataRelease: kappa must lie in (0, gamma) = (0, {float(g)}), got {float(k)}; "
                 "a qubit cannot release a photon faster than its waveguide rate",
             )
-        self.kappa, self.gamma = jnp.asarray(kappa, dtype=float), jnp.asarray(gamma, dtype=float)
-        self.t0, self.sense = jnp.asarray(t0, dtype=float), jnp.asarray(sense, dtype=float)
+        self.kappa, self.gamma = as_array(kappa, float), as_array(gamma, float)
+        self.t0, self.sense = as_array(t0, float), as_array(sense, float)
 
     def __call__(self, t):
         x = 0.5 * self.kappa * self.sense * (t - self.t0)
@@ -226,13 +226,13 @@ def _module_fields(
         if v is not None:
             require(float(v) >= 0, f"{owner}: {field} must be >= 0, got {float(v)}")
     self.name, self.position, self.cancellation = name, float(position), cancellation
-    self.detuning = jnp.asarray(detuning, dtype=float)
-    self.design_frequency = jnp.asarray(design_frequency, dtype=float)
-    self.imbalance = jnp.asarray(imbalance, dtype=float)
-    self.shift = jnp.asarray(shift, dtype=float)
-    self.decay = jnp.asarray(decay, dtype=float)
-    self.dephasing = jnp.asarray(dephasing, dtype=float)
-    self.exchange_error = jnp.asarray(exchange_error, dtype=float)
+    self.detuning = as_array(detuning, float)
+    self.design_frequency = as_array(design_frequency, float)
+    self.imbalance = as_array(imbalance, float)
+    self.shift = as_array(shift, float)
+    self.decay = as_array(decay, float)
+    self.dephasing = as_array(dephasing, float)
+    self.exchange_error = as_array(exchange_error, float)
 
 
 class TunableModule(AbstractModule):
@@ -280,7 +280,7 @@ class TunableModule(AbstractModule):
             cancellation,
             exchange_error,
         )
-        self.max_rate = jnp.asarray(max_rate, dtype=float)
+        self.max_rate = as_array(max_rate, float)
 
     @property
     def qubits(self) -> tuple[str, ...]:
@@ -342,7 +342,7 @@ class DataModule(AbstractModule):
         g = concrete(gamma)
         if g is not None:
             require(np.isfinite(g) and float(g) > 0, f"module {name!r}: gamma must be positive, got {g}")
-        self.gamma = jnp.asarray(gamma, dtype=float)
+        self.gamma = as_array(gamma, float)
 
     @property
     def qubits(self) -> tuple[str, ...]:
@@ -383,9 +383,9 @@ class Interconnect(eqx.Module):
             require(0 <= float(eta) <= 1, f"Interconnect: transmission must lie in [0, 1], got {float(eta)}")
         r = np.atleast_1d(np.asarray(joints, dtype=complex)) if len(np.atleast_1d(joints)) else np.zeros(0, complex)
         require(bool(np.all(np.abs(r) < 1)), f"Interconnect: joint reflections must have |r| < 1, got {r}")
-        self.delay = jnp.asarray(delay, dtype=float)
-        self.transmission = jnp.asarray(transmission, dtype=float)
-        self.phase = jnp.asarray(phase, dtype=float)
+        self.delay = as_array(delay, float)
+        self.transmission = as_array(transmission, float)
+        self.phase = as_array(phase, float)
         self.joints = jnp.asarray(r)
 
     def power_transmission(self):
@@ -434,8 +434,8 @@ class ChiralLine(eqx.Module):
             f"ChiralLine: representation must be 'markov' or 'delay', got {representation!r}",
         )
         require_finite("ChiralLine", carrier=carrier, idle_detuning=idle_detuning)
-        self.carrier = jnp.asarray(carrier, dtype=float)
-        self.idle_detuning = jnp.asarray(idle_detuning, dtype=float)
+        self.carrier = as_array(carrier, float)
+        self.idle_detuning = as_array(idle_detuning, float)
         self.representation = representation
 
     # ---- lookup -------------------------------------------------------------------------

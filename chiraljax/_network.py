@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Inexact
 
-from ._checks import ValidationError, concrete, did_you_mean, require, safe_sqrt
+from ._checks import ValidationError, as_array, concrete, did_you_mean, require, safe_sqrt
 from ._pulses import AbstractPulse
 from ._types import Number, Real
 
@@ -72,14 +72,14 @@ def _real(owner: str, field: str, value, *, low: float | None = None, high: floa
             require(bool(np.all(arr.real >= low)), f"{owner}: {field} must be >= {low}, got {arr.real}")
         if high is not None:
             require(bool(np.all(arr.real <= high)), f"{owner}: {field} must be <= {high}, got {arr.real}")
-    return jnp.asarray(value, dtype=float)
+    return as_array(value, float)
 
 
 def _complex(owner: str, field: str, value):
     arr = concrete(value)
     if arr is not None:
         require(bool(np.all(np.isfinite(arr))), f"{owner}: {field} must be finite, got {arr}")
-    return jnp.asarray(value, dtype=complex)
+    return as_array(value, complex)
 
 
 class Emitter(eqx.Module):
@@ -336,7 +336,7 @@ class Network(eqx.Module):
         self.controls = dict(controls or {})
         self.inputs = tuple(inputs)
         self.outputs = tuple(outputs)
-        self.initial = {k: jnp.asarray(v, dtype=complex) for k, v in (initial or {}).items()}
+        self.initial = {k: as_array(v, complex) for k, v in (initial or {}).items()}
         self.end_reflections = _complex("Network", "end_reflections", end_reflections)
         n_elements = len(self.ports) + len(self.scatterers)
         self.links = tuple(links) if links is not None else tuple(Link() for _ in range(max(n_elements - 1, 0)))

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Inexact
 
-from ._checks import concrete, require, require_finite
+from ._checks import as_array, concrete, require, require_finite
 from ._types import Number, Real
 
 
@@ -71,7 +71,7 @@ class _SechRate(AbstractPulse):
         k = concrete(kappa)
         if k is not None:
             require(float(k) > 0, f"{name}: kappa must be positive, got {float(k)}")
-        self.kappa, self.t0 = jnp.asarray(kappa, dtype=float), jnp.asarray(t0, dtype=float)
+        self.kappa, self.t0 = as_array(kappa, float), as_array(t0, float)
 
     def __call__(self, t):
         return 0.5 * self.kappa * (1.0 + self.sign * jnp.tanh(0.5 * self.kappa * (t - self.t0)))
@@ -99,7 +99,7 @@ class SechMode(AbstractPulse):
 
     def __init__(self, kappa, t0=0.0):
         require_finite("SechMode", kappa=kappa, t0=t0)
-        self.kappa, self.t0 = jnp.asarray(kappa, dtype=float), jnp.asarray(t0, dtype=float)
+        self.kappa, self.t0 = as_array(kappa, float), as_array(t0, float)
 
     def __call__(self, t):
         return 0.5 * jnp.sqrt(self.kappa) / jnp.cosh(0.5 * self.kappa * (t - self.t0))
@@ -117,11 +117,7 @@ class Gaussian(AbstractPulse):
         s = concrete(sigma)
         if s is not None:
             require(float(s) > 0, f"Gaussian: sigma must be positive, got {float(s)}")
-        self.amplitude, self.t0, self.sigma = (
-            jnp.asarray(amplitude),
-            jnp.asarray(t0, dtype=float),
-            jnp.asarray(sigma, dtype=float),
-        )
+        self.amplitude, self.t0, self.sigma = jnp.asarray(amplitude), as_array(t0, float), as_array(sigma, float)
 
     def __call__(self, t):
         return self.amplitude * jnp.exp(-0.5 * ((t - self.t0) / self.sigma) ** 2)
@@ -136,7 +132,7 @@ class GaussianMode(AbstractPulse):
 
     def __init__(self, t0, sigma):
         require_finite("GaussianMode", t0=t0, sigma=sigma)
-        self.t0, self.sigma = jnp.asarray(t0, dtype=float), jnp.asarray(sigma, dtype=float)
+        self.t0, self.sigma = as_array(t0, float), as_array(sigma, float)
 
     def __call__(self, t):
         return (2 * math.pi * self.sigma**2) ** -0.25 * jnp.exp(-0.25 * ((t - self.t0) / self.sigma) ** 2)
@@ -167,7 +163,7 @@ class Shifted(AbstractPulse):
 
     def __init__(self, pulse: AbstractPulse, delay):
         require_finite("Shifted", delay=delay)
-        self.pulse, self.delay = pulse, jnp.asarray(delay, dtype=float)
+        self.pulse, self.delay = pulse, as_array(delay, float)
 
     def __call__(self, t):
         return self.pulse(t - self.delay)
@@ -185,7 +181,7 @@ class Halted(AbstractPulse):
 
     def __init__(self, pulse: AbstractPulse, t_stop):
         require_finite("Halted", t_stop=t_stop)
-        self.pulse, self.t_stop = pulse, jnp.asarray(t_stop, dtype=float)
+        self.pulse, self.t_stop = pulse, as_array(t_stop, float)
 
     def __call__(self, t):
         return jnp.where(t < self.t_stop, self.pulse(t), 0.0 * self.pulse(t))
@@ -216,7 +212,7 @@ class Sampled(AbstractPulse):
                 f"Sampled: {t.shape[0]} times need {t.shape[0] - (kind == 'hold')} values for kind={kind!r}, "
                 f"got {v.shape[0]}",
             )
-        self.times, self.values, self.kind = jnp.asarray(times, dtype=float), jnp.asarray(values), kind
+        self.times, self.values, self.kind = as_array(times, float), jnp.asarray(values), kind
 
     def __call__(self, t):
         inside = (t >= self.times[0]) & (t <= self.times[-1])

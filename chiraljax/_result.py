@@ -163,12 +163,13 @@ class Result(eqx.Module):
     def scalars(self) -> dict[str, float]:
         """Final populations, total outputs per channel and the conservation error, as floats."""
         out: dict[str, float] = {}
+        populations, outputs = np.asarray(self.populations), np.asarray(self.outputs)  # NumPy: no device op
         for j, n in enumerate(self.names):
-            out[f"population:{n}"] = float(np.asarray(self.populations[-1, j]))
+            out[f"population:{n}"] = float(populations[-1, j])
         for k, c in enumerate(self.channel_names):
             if self.channel_kinds[k] != "dephasing":
-                out[f"output:{c}"] = float(np.asarray(self.outputs[-1, k]))
-        out["in_flight"] = float(np.asarray(self.in_flight[-1]))
+                out[f"output:{c}"] = float(outputs[-1, k])
+        out["in_flight"] = float(np.asarray(self.in_flight)[-1])
         out["conservation_error"] = float(np.asarray(self.conservation_error))
         return out
 
@@ -176,8 +177,8 @@ class Result(eqx.Module):
         """Time traces as lists (for JSON)."""
         out: dict[str, list[float]] = {"t": np.asarray(self.ts).tolist()}
         for j, n in enumerate(self.names):
-            out[f"population:{n}"] = np.asarray(self.populations[:, j]).tolist()
+            out[f"population:{n}"] = np.asarray(self.populations)[:, j].tolist()
         for k, c in enumerate(self.channel_names):
             if self.channel_kinds[k] != "dephasing":
-                out[f"flux:{c}"] = np.asarray(self.fluxes[:, k]).tolist()
+                out[f"flux:{c}"] = np.asarray(self.fluxes)[:, k].tolist()
         return out
