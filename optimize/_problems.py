@@ -33,6 +33,7 @@ import numpy as np
 
 import chiraljax as cj
 from chiraljax._errors import require
+from chiraljax._references import chiral_transfer_network
 
 from ._objectives import AbsorptionEfficiency, Objective, TransferEfficiency
 from ._parameterize import AnalyticParameterization, BasisParameterization, Controls
@@ -91,25 +92,17 @@ def transfer_network(
 
     **Returns:** the `cj.Network`.
     """
-    emitters = []
-    for name in ("A0", "B0", "A1", "B1"):
-        receiver = name in RECEIVERS
-        emitters.append(
-            cj.Emitter(
-                name,
-                detuning=detuning if receiver else 0.0,
-                decay=decay,
-                dephasing=dephasing,
-                detuning_control="tune" if (tune and receiver) else None,
-            )
+    base = chiral_transfer_network(2, eta, decay, dephasing)  # the line, ports, links, couplings
+    emitters = [
+        cj.Emitter(
+            e.name,
+            detuning=detuning if e.name in RECEIVERS else 0.0,
+            decay=decay,
+            dephasing=dephasing,
+            detuning_control="tune" if (tune and e.name in RECEIVERS) else None,
         )
-    ports = [
-        cj.Port(f"p{q}{m}", f"{q}{m}", 2 * m + (q == "B"), 1.0, control=("emit", "absorb")[m])
-        for m in (0, 1)
-        for q in "AB"
+        for e in base.emitters
     ]
-    links = [cj.Link(phase=np.pi / 2), cj.Link(transmission=eta), cj.Link(phase=np.pi / 2)]
-    couplings = [cj.Coupling("A0", "B0", -0.5, control="emit"), cj.Coupling("A1", "B1", -0.5, control="absorb")]
     controls = {
         "emit": cj.SechEmission(kappa_e, 0.0),
         "absorb": absorb if absorb is not None else cj.SechAbsorption(kappa_e, 0.0),
@@ -117,12 +110,7 @@ def transfer_network(
     if tune:
         controls["tune"] = cj.Constant(0.0)
     return cj.Network(
-        emitters,
-        ports,
-        links=links,
-        couplings=couplings,
-        controls=controls,
-        initial={"A0": 1 / np.sqrt(2), "B0": 1j / np.sqrt(2)},
+        emitters, base.ports, links=base.links, couplings=base.couplings, controls=controls, initial=base.initial
     )
 
 
