@@ -236,7 +236,7 @@ def _diffrax_solve(y0, t0, t1, ts, stepping: Stepping, args):
             saveat=saveat,
             stepsize_controller=diffrax.ConstantStepSize(),
             max_steps=stepping.steps,
-            adjoint=diffrax.RecursiveCheckpointAdjoint(),
+            adjoint=diffrax.ForwardMode() if stepping.adjoint == "forward" else diffrax.RecursiveCheckpointAdjoint(),
             throw=False,
         )
     saved, final = sol.ys
