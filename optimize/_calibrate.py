@@ -86,7 +86,13 @@ def probe_experiments(model: DeviceModel, n_times: int = 12) -> list[tuple[str, 
     stored excitation changes). **Returns:** (label, samples, read_times) per probe."""
     require(isinstance(n_times, int) and n_times >= 2, f"n_times={n_times!r}: at least 2 read times")
     ts = read_times(model, n_times)
-    probes = [("scripted", 1.0, 0.0), ("weak", 0.7, 0.0), ("strong", 1.3, 0.0), ("early", 1.0, -40.0), ("late", 1.0, 40.0)]
+    probes = [
+        ("scripted", 1.0, 0.0),
+        ("weak", 0.7, 0.0),
+        ("strong", 1.3, 0.0),
+        ("early", 1.0, -40.0),
+        ("late", 1.0, 40.0),
+    ]
     return [(name, np.asarray(model.scripted_samples(a, d)), ts) for name, a, d in probes]
 
 
@@ -235,7 +241,14 @@ def fit_device(
     cov = jac @ cov_z @ jac.T
     std = {n: float(math.sqrt(max(cov[i, i], 0.0))) for i, n in enumerate(names)}
     return FitResult(
-        post.parameters(z, e0, e1), std, tuple(names), cov, float(res.fun), int(res.nit), bool(res.success), str(res.message)
+        post.parameters(z, e0, e1),
+        std,
+        tuple(names),
+        cov,
+        float(res.fun),
+        int(res.nit),
+        bool(res.success),
+        str(res.message),
     )
 
 

@@ -132,7 +132,9 @@ class DeviceParameters(eqx.Module):
         for name in ("transmission", "joint", "false_positive", "false_negative"):
             v = concrete(getattr(self, name))
             if v is not None:
-                require(0 <= float(v) < 1 or name == "transmission", f"DeviceParameters: {name}={float(v)} not in [0, 1)")
+                require(
+                    0 <= float(v) < 1 or name == "transmission", f"DeviceParameters: {name}={float(v)} not in [0, 1)"
+                )
         fp, fn = concrete(self.false_positive), concrete(self.false_negative)
         if fp is not None and fn is not None:
             require(float(fp) + float(fn) < 1, "DeviceParameters: readout errors e0 + e1 must be below 1")
@@ -512,4 +514,3 @@ class SimulatedDevice(AbstractDevice):
     def hidden(self) -> DeviceParameters:
         """The hidden parameters (for scoring a fit in a study or a test)."""
         return self._hidden
-
