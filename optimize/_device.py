@@ -42,7 +42,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from chiraljax._checks import concrete
-from chiraljax._errors import ChiralJaxError, ValidationError, require
+from chiraljax._errors import ChiralJaxError, require
 from chiraljax._methods import Sector
 from chiraljax._modules import ChiralLine
 from chiraljax._precision import real_dtype
@@ -331,7 +331,7 @@ class DeviceModel(eqx.Module):
         storage = self.line.module(self.receiver).storage
         return sum(res.population(q) for q in storage)
 
-    def click_probability(self, p: DeviceParameters, stored: Float[Array, "..."]) -> Float[Array, "..."]:
+    def click_probability(self, p: DeviceParameters, stored: Float[Array, "*batch"]) -> Float[Array, "*batch"]:
         """p = e0 + (1 - e0 - e1) P: the chance that a shot reports an excitation."""
         return p.false_positive + (1.0 - p.false_positive - p.false_negative) * stored
 
