@@ -39,6 +39,7 @@ from ._objectives import (
 )
 from ._parameterize import AbstractParameterization, AnalyticParameterization, BasisParameterization, Controls
 from ._ppo import (
+    PPO_SETTINGS,
     PPOConfig,
     PPOEpoch,
     PPOHistory,

@@ -10,6 +10,14 @@ before timing, so the wall-time curves exclude compilation. Reported per method 
 best metric versus evaluations and versus wall time; summarised over seeds: the final best
 metric, and the evaluations the gradient method needed to reach the RL baseline's final value.
 
+**What PPO reports.** Two results per run: the best candidate it sampled (`final_best`, scored
+and selected by the exact reward; with shot noise an experiment could not select it, since it
+sees only the measured rewards) and its final policy mean `x0 + scale ⊙ μ_θ` (`final_mean`,
+the pulse it would deploy, scored exactly once for the report, outside the budget). With
+`n_shots`, PPO learns from rewards measured with that many shots per candidate,
+`Binomial(n_shots, r) / n_shots`; the gradient method has no shots: it differentiates the
+model, whose values are exact.
+
 **Sim-to-real.** Optimise on the nominal model; score on a perturbed "true" model (the
 experiment's device as opposed to its model), with and without the robust objective (mean over
 a sampled hardware ensemble), and fine-tune with RL on the true model as a black box (what an
@@ -31,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from chiraljax._errors import require
+from chiraljax._errors import ValidationError, require
 from chiraljax._files import save_figure, write_text_atomic
 from chiraljax._precision import real_dtype
 from chiraljax._provenance import provenance
@@ -44,6 +52,18 @@ from ._problems import Problem
 __all__ = ["batch_reward", "compare", "plot_comparison", "sim_to_real", "write_json"]
 
 _JITTER = 0.02
+#: Steps of the default L-BFGS run: at least one evaluation a step, so a budget up to this is
+#: never cut by the step count (a larger budget raises it to the budget).
+_GRADIENT_STEPS = 10_000
+_SHOTS_NOTE = (
+    "shot noise applies to PPO only: it learns from rewards measured with n_shots shots per candidate; "
+    "the gradient method differentiates the model and has no measurement"
+)
+_RESULTS_NOTE = (
+    "PPO: final_best is the best candidate sampled, selected and scored with the exact reward (with shot noise "
+    "an experiment could not select it); final_mean is the exact score of the final policy mean, the pulse PPO "
+    "would deploy (one evaluation for the report, outside the budget)"
+)
 
 
 @eqx.filter_jit
@@ -62,6 +82,7 @@ def batch_reward(objective: Objective) -> Callable[[Any], np.ndarray]:
 
 
 def start_point(problem: Problem, seed: int) -> np.ndarray:
+    """The start of seed `seed`: `problem.x0 + 0.02 ξ`, `ξ ~ N(0, 1)` drawn from the seed."""
     x0 = np.asarray(problem.x0, np.float64)
     xi = np.asarray(jax.random.normal(jax.random.key(seed), x0.shape, real_dtype()))
     return x0 + _JITTER * xi
@@ -81,6 +102,12 @@ def _gradient_run(objective, x0, config, budget, progress, checkpoint):
         "stop_reason": result.stop_reason,
         "best_x": np.asarray(result.best_x).tolist(),
     }
+
+
+def default_gradient_config(budget: int) -> GradientConfig:
+    """L-BFGS with patience 40 and `max(10000, budget)` steps: a step costs at least one
+    evaluation, so the budget (or convergence), never the step count, ends the run."""
+    return GradientConfig(method="lbfgs", max_steps=max(_GRADIENT_STEPS, int(budget)), patience=40)
 
 
 def _ppo_run(objective, x0, scale, config, seed, budget, progress, checkpoint):
@@ -111,13 +138,16 @@ def _ppo_run(objective, x0, scale, config, seed, budget, progress, checkpoint):
         "evaluations": h.evaluations.tolist(),
         "best": h.best_reward.tolist(),
         "mean_reward": h.mean_reward.tolist(),
+        "measured_reward": h.measured_reward.tolist(),
         "wall_time": times,
         "final_best": float(result.best_reward),
+        "final_mean": float(objective(jnp.asarray(result.mean_x))),
         "total_evaluations": int(result.evaluations),
         "total_wall_time": times[-1] if times else 0.0,
         "wall_time_note": "NaN for epochs run before a resume",
         "stop_reason": result.stop_reason,
         "best_x": np.asarray(result.best_x).tolist(),
+        "mean_x": np.asarray(result.mean_x).tolist(),
     }
 
 
@@ -133,8 +163,8 @@ def compare(
     *,
     budget: int,
     seeds: Sequence[int] = (0, 1, 2),
-    gradient_config: GradientConfig = GradientConfig(method="lbfgs", max_steps=10_000, patience=40),
-    ppo_config: PPOConfig = PPOConfig(),
+    gradient_config: GradientConfig | None = None,
+    ppo_config: PPOConfig | None = None,
     gradient_budget: int | None = None,
     scale: float | Any = None,
     methods: Sequence[str] = ("grad", "rl"),
@@ -146,26 +176,45 @@ def compare(
     **Arguments:**
 
     - `problem`: a `Problem` (objective and starting parameters).
-    - `budget`: simulator evaluations per run for the RL baseline.
+    - `budget`: simulator evaluations per run for the RL baseline; PPO spends all of it.
     - `seeds`: one run of each method per seed.
-    - `gradient_config`, `ppo_config`: the methods' settings (PPO: published defaults).
-    - `gradient_budget`: evaluations per gradient run (default `budget`).
+    - `gradient_config`: the gradient method's settings (default: L-BFGS, patience 40, as
+      many steps as the budget allows, `default_gradient_config`).
+    - `ppo_config`: PPO's settings (default: `PPOConfig.tutorial().with_budget(budget)`).
+      Its `n_shots` sets the shot noise of the rewards PPO learns from.
+    - `gradient_budget`: evaluations per gradient run (default `budget`); the gradient
+      method may stop earlier when it converges (its `stop_reason` says so).
     - `scale`: RL action unit per parameter (default `problem.rl_scale`).
     - `methods`: which of `"grad"`, `"rl"` to run.
     - `progress`: called as `progress(method, seed, step_record)` after every step or epoch.
     - `checkpoint_dir`: folder for per-run checkpoints and finished runs; a repeated call with
       the same arguments skips finished runs and resumes an interrupted one.
 
-    **Returns:** a JSON-ready dictionary: problem, settings, the cost ratio, per-seed curves
-    and a summary.
+    **Returns:** a JSON-ready dictionary: problem, settings actually used, the cost ratio,
+    per-seed curves (PPO: best sample and policy mean) and a summary. Raises
+    `ValidationError` if PPO could not spend `budget` with `ppo_config` (too few epochs, or a
+    last epoch too short to hold two candidates), naming the limit and what to change.
     """
-    require(isinstance(budget, int) and budget >= 1, f"budget={budget!r}: must be a positive integer")
+    require(
+        isinstance(budget, (int, np.integer)) and not isinstance(budget, bool) and budget >= 1,
+        f"budget={budget!r}: must be a positive integer",
+    )
+    budget = int(budget)
     require(len(seeds) >= 1, "seeds: give at least one seed")
     unknown = [m for m in methods if m not in ("grad", "rl")]
     require(not unknown, f"methods {unknown}: choose from 'grad', 'rl'")
+    gradient_budget = budget if gradient_budget is None else int(gradient_budget)
+    gradient_config = default_gradient_config(gradient_budget) if gradient_config is None else gradient_config
+    require(
+        isinstance(gradient_config, GradientConfig),
+        f"gradient_config: expected a GradientConfig, got {type(gradient_config).__name__}",
+    )
+    ppo_config = PPOConfig.tutorial().with_budget(budget) if ppo_config is None else ppo_config
+    require(isinstance(ppo_config, PPOConfig), f"ppo_config: expected a PPOConfig, got {type(ppo_config).__name__}")
+    if "rl" in methods:
+        require_full_budget(ppo_config, budget, "budget")
     objective = problem.objective
     scale = np.broadcast_to(np.asarray(problem.rl_scale if scale is None else scale, np.float64), (objective.size,))
-    gradient_budget = budget if gradient_budget is None else int(gradient_budget)
     x_start = np.asarray(problem.x0, np.float64)
 
     # Compile everything before any timing.
@@ -216,24 +265,27 @@ def compare(
 
     summary: dict[str, Any] = {"unoptimised": start_score}
     for method, method_runs in runs.items():
-        finals = np.asarray([r["final_best"] for r in method_runs])
         summary[method] = {
-            "final_best_mean": float(finals.mean()),
-            "final_best_min": float(finals.min()),
-            "final_best_max": float(finals.max()),
+            **_spread("final_best", [r["final_best"] for r in method_runs]),
             "evaluations_mean": float(np.mean([r["total_evaluations"] for r in method_runs])),
             "wall_time_mean_s": float(np.mean([r["total_wall_time"] for r in method_runs])),
+            "stop_reasons": [r["stop_reason"] for r in method_runs],
         }
+        if method == "rl":
+            summary[method].update(_spread("final_mean", [r["final_mean"] for r in method_runs]))
     if "grad" in runs and "rl" in runs:
         reach = []
         for g, r in zip(runs["grad"], runs["rl"]):
             n = _evaluations_to_reach(g, r["final_best"])
+            n_mean = _evaluations_to_reach(g, r["final_mean"])
             reach.append(
                 {
                     "seed": g["seed"],
                     "rl_final_best": r["final_best"],
+                    "rl_final_mean": r["final_mean"],
                     "rl_evaluations": r["total_evaluations"],
                     "grad_evaluations_to_reach": n,
+                    "grad_evaluations_to_reach_rl_mean": n_mean,
                     "ratio": None if n is None else r["total_evaluations"] / n,
                     "ratio_forward_equivalent": None if n is None else r["total_evaluations"] / (n * cost["ratio"]),
                 }
@@ -256,10 +308,49 @@ def compare(
         ),
         "cost": cost,
         "gradient_config": _config_fields(gradient_config),
+        "ppo_settings": ppo_config.settings_name(),
         "ppo_config": {"epochs": int(ppo_config.epochs), **ppo_config.fingerprint()},
+        "shots": None if ppo_config.n_shots is None else int(ppo_config.n_shots),
+        "shots_note": _SHOTS_NOTE,
+        "results_note": _RESULTS_NOTE,
         "rl_scale": scale.tolist(),
         "runs": runs,
         "summary": summary,
+    }
+
+
+def require_full_budget(config: PPOConfig, budget: int, name: str) -> None:
+    """Refuse a `budget` that a PPO run with `config` would not spend in full.
+
+    **Arguments:**
+
+    - `config`: the `PPOConfig`.
+    - `budget`: the evaluation budget.
+    - `name`: how the budget is called where it was given (for the message).
+
+    Raises `ValidationError` naming the limit (`config.epochs x evaluations_per_epoch`, or a
+    last epoch too short) and what to change.
+    """
+    spent = config.evaluations_within(budget)
+    if spent == budget:
+        return
+    if budget > config.max_evaluations:
+        raise ValidationError(
+            f"{name}={budget}: PPO with epochs={config.epochs} and batch_size={config.batch_size} spends at most "
+            f"{config.max_evaluations} evaluations ({config.evaluations_per_epoch} an epoch); give a config with "
+            f"epochs={-(-budget // config.evaluations_per_epoch)} (config.with_budget({budget})) or a budget of "
+            f"{config.max_evaluations}"
+        )
+    config.with_budget(budget)  # raises: the last epoch would be too short
+    raise ValidationError(f"{name}={budget}: PPO with this config spends {spent}; give a budget of {spent}")
+
+
+def _spread(name: str, values: Sequence[float]) -> dict[str, float]:
+    values = np.asarray(values, np.float64)
+    return {
+        f"{name}_mean": float(values.mean()),
+        f"{name}_min": float(values.min()),
+        f"{name}_max": float(values.max()),
     }
 
 
@@ -298,7 +389,8 @@ def _finished_run(path: str, identity: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def plot_comparison(report: dict[str, Any], path: str | os.PathLike) -> None:
-    """Best metric versus simulator evaluations and versus wall time, every seed, as a PNG.
+    """Best metric versus simulator evaluations and versus wall time, every seed, as a PNG;
+    for PPO also the exact metric of the policy mean at each epoch (dashed).
 
     **Arguments:**
 
@@ -311,22 +403,28 @@ def plot_comparison(report: dict[str, Any], path: str | os.PathLike) -> None:
     import matplotlib.pyplot as plt
 
     colours = {"grad": "tab:blue", "rl": "tab:orange"}
-    labels = {"grad": "gradient (L-BFGS)", "rl": "PPO baseline"}
+    labels = {"grad": "gradient (L-BFGS)", "rl": "PPO, best sample"}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for method, runs in report["runs"].items():
         for k, run in enumerate(runs):
             label = labels.get(method, method) if k == 0 else None
             axes[0].plot(run["evaluations"], run["best"], color=colours.get(method), alpha=0.8, label=label)
             axes[1].plot(run["wall_time"], run["best"], color=colours.get(method), alpha=0.8, label=label)
+            if "mean_reward" in run:
+                label = "PPO policy mean" if k == 0 else None
+                for ax, x in zip(axes, (run["evaluations"], run["wall_time"])):
+                    ax.plot(x, run["mean_reward"], color=colours.get(method), alpha=0.6, ls="--", label=label)
     start = report["summary"]["unoptimised"]
     for ax, xlabel in zip(axes, ("simulator evaluations", "wall time (s, compiled)")):
         ax.axhline(start, color="grey", ls=":", label="unoptimised")
         ax.set_xscale("log")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("best metric so far")
+        ax.set_ylabel("metric (best so far; PPO mean dashed)")
         ax.grid(alpha=0.3)
     axes[0].legend(loc="lower right")
-    fig.suptitle(f"{report['problem']}: {report['parameters']} pulse parameters, seeds {report['seeds']}")
+    shots, settings = report.get("shots"), report.get("ppo_settings")
+    noise = (f", PPO {settings} settings" if settings else "") + (f", {shots} shots per candidate" if shots else "")
+    fig.suptitle(f"{report['problem']}: {report['parameters']} pulse parameters, seeds {report['seeds']}{noise}")
     fig.tight_layout()
     save_figure(fig, path, dpi=120)
     plt.close(fig)
@@ -337,9 +435,10 @@ def sim_to_real(
     *,
     ensemble_size: int = 8,
     gradient_config: GradientConfig = GradientConfig(method="lbfgs", max_steps=60, patience=15),
-    ppo_config: PPOConfig = PPOConfig(epochs=20),
+    ppo_config: PPOConfig | None = None,
     rl_budget: int | None = 1000,
     seed: int = 0,
+    rl_seeds: Sequence[int] = (0,),
     scale: Any = None,
     temperature: float = 0.005,
 ) -> dict[str, Any]:
@@ -347,22 +446,43 @@ def sim_to_real(
 
     Runs (all from `problem.x0`): gradient on the nominal objective; gradient on the robust
     objective (mean, and soft minimum, over an `ensemble_size`-member ensemble drawn from
-    `problem.ensemble_spreads`); PPO fine-tuning on the true model from the nominal optimum;
-    gradient on the true model (the reference a perfect model would give). Every optimum is
-    scored on the true model, on the training ensemble and on a fresh 32-member test ensemble
-    from the same distribution (mean and worst member of each).
+    `problem.ensemble_spreads`); PPO fine-tuning on the true model from the nominal optimum,
+    once per seed of `rl_seeds`; gradient on the true model (the reference a perfect model
+    would give). Every optimum is scored on the true model, on the training ensemble and on a
+    fresh 32-member test ensemble from the same distribution (mean and worst member of each).
+    The gradient runs are deterministic given the ensembles, so only PPO has seeds.
 
     **Arguments:**
 
     - `problem`: a `Problem` with `ensemble_spreads` and `true_parameters`.
     - `ensemble_size`: training-ensemble members E for the robust objective.
-    - `gradient_config`, `ppo_config`, `rl_budget`: the optimisers' settings.
-    - `seed`: seeds the ensembles and the RL run.
+    - `gradient_config`: the gradient runs' settings.
+    - `ppo_config`: PPO's settings (default `PPOConfig.tutorial().with_budget(rl_budget)`);
+      its `n_shots` sets the shot noise of the rewards PPO measures on the true device.
+    - `rl_budget`: evaluations of each PPO fine-tuning run, spent in full (`None` or 0: no
+      fine-tuning).
+    - `seed`: seeds the two ensembles.
+    - `rl_seeds`: one PPO fine-tuning run per seed.
     - `scale`: RL action unit (default `problem.rl_scale`).
     - `temperature`: τ of the soft-minimum robust objective.
 
-    **Returns:** a JSON-ready dictionary of scores per strategy.
+    **Returns:** a JSON-ready dictionary of scores per strategy and the settings used. For
+    PPO: per seed, the scores of the best candidate sampled and of the final policy mean; at
+    the top level of `rl_finetune_on_true`, the best candidates' scores averaged over the
+    seeds. Raises `ValidationError` if PPO could not spend `rl_budget` with `ppo_config`.
     """
+    require(
+        isinstance(ensemble_size, (int, np.integer)) and not isinstance(ensemble_size, bool) and ensemble_size >= 1,
+        f"ensemble_size={ensemble_size!r}: must be a positive integer",
+    )
+    require(
+        len(rl_seeds) >= 1 and all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in rl_seeds),
+        f"rl_seeds={rl_seeds!r}: give at least one integer seed",
+    )
+    if rl_budget:
+        ppo_config = PPOConfig.tutorial().with_budget(rl_budget) if ppo_config is None else ppo_config
+        require(isinstance(ppo_config, PPOConfig), f"ppo_config: expected a PPOConfig, got {type(ppo_config).__name__}")
+        require_full_budget(ppo_config, rl_budget, "rl_budget")
     objective = problem.objective
     network = objective.network
     true_network = network.with_parameters(problem.true_parameters)
@@ -392,7 +512,23 @@ def sim_to_real(
         "true_parameters": problem.true_parameters,
         "ensemble_spreads": problem.ensemble_spreads,
         "ensemble_size": ensemble_size,
+        "ensemble_seed": int(seed),
+        "gradient_config": _config_fields(gradient_config),
+        "temperature": temperature,
     }
+    if rl_budget:
+        out.update(
+            {
+                "rl_budget": int(rl_budget),
+                "rl_seeds": [int(k) for k in rl_seeds],
+                "ppo_settings": ppo_config.settings_name(),
+                "ppo_config": {"epochs": int(ppo_config.epochs), **ppo_config.fingerprint()},
+                "shots": None if ppo_config.n_shots is None else int(ppo_config.n_shots),
+                "shots_note": _SHOTS_NOTE,
+                "results_note": _RESULTS_NOTE,
+                "rl_scale": scale.tolist(),
+            }
+        )
     out["unoptimised"] = score(x0)
     nominal = gradient_optimize(objective, x0, gradient_config)
     out["grad_nominal"] = {**score(nominal.best_x), "evaluations": nominal.evaluations}
@@ -405,13 +541,33 @@ def sim_to_real(
         "aggregate": f"softmin, temperature {temperature}",
     }
     if rl_budget:
-        fine = ppo_optimize(
-            batch_reward(true), np.asarray(nominal.best_x), scale, ppo_config, jax.random.key(seed), budget=rl_budget
-        )
+        runs = []
+        for rl_seed in rl_seeds:
+            fine = ppo_optimize(
+                batch_reward(true),
+                np.asarray(nominal.best_x),
+                scale,
+                ppo_config,
+                jax.random.key(int(rl_seed)),
+                budget=int(rl_budget),
+            )
+            runs.append(
+                {
+                    "seed": int(rl_seed),
+                    "evaluations": int(fine.evaluations),
+                    "stop_reason": fine.stop_reason,
+                    "best": score(fine.best_x),
+                    "policy_mean": score(fine.mean_x),
+                }
+            )
+        names = [k for k in runs[0]["best"] if k != "x"]
         out["rl_finetune_on_true"] = {
-            **score(fine.best_x),
-            "evaluations": int(fine.evaluations),
+            **{k: float(np.mean([r["best"][k] for r in runs])) for k in names},
+            "policy_mean": {k: float(np.mean([r["policy_mean"][k] for r in runs])) for k in names},
+            "evaluations": int(rl_budget),
             "start": "grad_nominal",
+            "averaged_over": "the seeds of runs (best candidate at the top level, final policy mean under policy_mean)",
+            "runs": runs,
         }
     ideal = gradient_optimize(true, x0, gradient_config)
     out["grad_on_true_reference"] = {**score(ideal.best_x), "evaluations": ideal.evaluations}

@@ -1,8 +1,10 @@
 """Model-free pulse shaping: proximal policy optimisation with single-step episodes.
 
 This is the reinforcement-learning baseline of Sivak et al., PRX 12, 011059 (2022), written
-against the simulator as a black box. Each episode is a single step with a constant observation
-(a contextual bandit), so the policy is a Gaussian over actions `a ∈ R^P`,
+against the simulator as a black box; `PPOConfig.tutorial()` and `PPOConfig.hardware()` name
+the two sets of settings taken from their library, quantum-control-rl. Each episode is a
+single step with a constant observation (a contextual bandit), so the policy is a Gaussian
+over actions `a ∈ R^P`,
 
     a ~ N(μ_θ, diag σ_θ²),    x = x0 + scale ⊙ a,
 
@@ -22,6 +24,7 @@ receives counts as one simulator evaluation.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Callable
@@ -51,7 +54,14 @@ class RewardError(ChiralJaxError, ValueError):
 
 
 class PPOConfig(eqx.Module):
-    """Hyperparameters of the PPO baseline; defaults are the published settings of Sivak et al.
+    """Hyperparameters of the PPO baseline.
+
+    The defaults are the `tutorial` settings (`PPOConfig.tutorial()`): those of the simulated
+    pi-pulse example of quantum-control-rl, the library of Sivak et al., PRX 12, 011059 (2022).
+    They are not the settings of the paper's experiments; `PPOConfig.hardware()` gives those of
+    the library's single-step hardware script. `PPOConfig.named(name)` builds either by name
+    (`PPO_SETTINGS`), and `with_budget(n)` sizes `epochs` so that a budget of `n` simulator
+    evaluations is spent in full.
 
     **Arguments:**
 
@@ -71,8 +81,11 @@ class PPOConfig(eqx.Module):
     - `evaluate_mean`: evaluate the policy mean once per epoch as well (one more simulator
       evaluation per epoch, counted against the budget) to record its reward.
     - `target_kl`: if given, skip the remaining Adam steps of an epoch once the sample estimate
-      of `KL(π_old ‖ π_θ)` over the batch exceeds `1.5 target_kl` (not part of the published
+      of `KL(π_old ‖ π_θ)` over the batch exceeds `1.5 target_kl` (not part of the named
       settings; it stops Adam from carrying a converged policy away on noise).
+
+    Each epoch costs `evaluations_per_epoch = batch_size + evaluate_mean` simulator
+    evaluations, so a run spends at most `max_evaluations = epochs x evaluations_per_epoch`.
     """
 
     epochs: int = eqx.field(default=100, static=True)
@@ -126,6 +139,135 @@ class PPOConfig(eqx.Module):
                 f"PPOConfig.{name}={layers!r}: must be a tuple of positive integer widths",
             )
 
+    @classmethod
+    def tutorial(cls, **fields: Any) -> PPOConfig:
+        """The settings of the quantum-control-rl tutorial (the defaults of `PPOConfig`).
+
+        From `examples/pi_pulse/pi_pulse_training_server.py` of quantum-control-rl (Sivak et
+        al.): 100 epochs of a batch of 50 candidates, Adam learning rate 2.5e-3, 20 policy
+        updates per epoch on the whole batch, clipping `ε = 0.1`, initial spread `σ = 0.08`
+        action units, actor layers (50, 20). Assumed here, not taken from the tutorial: the
+        critic has the actor's layers (50, 20) (the tutorial's value network has none), the
+        advantages are standardised per batch, and the tutorial's gradient clipping (norm 1)
+        is not applied.
+
+        **Arguments:**
+
+        - `fields`: `PPOConfig` fields to set differently, e.g. `n_shots=1000` or `epochs=20`.
+
+        **Returns:** a `PPOConfig`.
+        """
+        return cls(**{**_TUTORIAL, **fields})
+
+    @classmethod
+    def hardware(cls, **fields: Any) -> PPOConfig:
+        """The settings of quantum-control-rl's single-step hardware script.
+
+        From `experiment/rl_server_SBS_paulis.py` of quantum-control-rl (Sivak et al., the
+        version of 3 Nov 2021: single-step episodes, as here): a batch of 10 candidates, Adam
+        learning rate 1e-3, 20 policy updates per epoch on the whole batch, clipping
+        `ε = 0.1`, actor and critic without hidden layers (both linear in the constant
+        observation). Assumed here, not taken from the script: the initial spread
+        `σ = 0.08` action units of the tutorial (the script's 0.2 is in its own action units;
+        the problems' action units here were tuned with 0.08), 100 epochs (the script runs
+        2000; `with_budget` sizes them), standardised advantages and no gradient clipping.
+        The script measured each training candidate with 40 shots; pass `n_shots` to model
+        shot noise.
+
+        **Arguments:**
+
+        - `fields`: `PPOConfig` fields to set differently, e.g. `n_shots=40`.
+
+        **Returns:** a `PPOConfig`.
+        """
+        return cls(**{**_HARDWARE, **fields})
+
+    @classmethod
+    def named(cls, name: str, **fields: Any) -> PPOConfig:
+        """The named settings `name` (one of `PPO_SETTINGS`: `"tutorial"`, `"hardware"`).
+
+        **Arguments:**
+
+        - `name`: the settings' name.
+        - `fields`: `PPOConfig` fields to set differently.
+
+        **Returns:** a `PPOConfig`. Raises `ValidationError` for an unknown name.
+        """
+        require(
+            isinstance(name, str) and name in PPO_SETTINGS,
+            f"PPO settings {name!r}: choose one of {', '.join(PPO_SETTINGS)}",
+        )
+        return cls(**{**PPO_SETTINGS[name], **fields})
+
+    def settings_name(self) -> str:
+        """`"tutorial"` or `"hardware"` if this config equals those settings apart from `epochs`
+        and `n_shots` (which a run sets for itself), `"custom"` otherwise."""
+        own = {f: getattr(self, f) for f in _SETTINGS_FIELDS}
+        for name, values in PPO_SETTINGS.items():
+            if own == {f: values.get(f, _FIELD_DEFAULTS[f]) for f in _SETTINGS_FIELDS}:
+                return name
+        return "custom"
+
+    @property
+    def evaluations_per_epoch(self) -> int:
+        """Simulator evaluations of one full epoch: `batch_size` candidates plus the policy
+        mean if `evaluate_mean`."""
+        return int(self.batch_size) + int(self.evaluate_mean)
+
+    @property
+    def max_evaluations(self) -> int:
+        """The most simulator evaluations a run can spend: `epochs x evaluations_per_epoch`."""
+        return int(self.epochs) * self.evaluations_per_epoch
+
+    def evaluations_within(self, budget: int) -> int:
+        """The simulator evaluations `ppo_optimize` spends with this config and `budget`.
+
+        Full epochs of `E = evaluations_per_epoch` evaluations, then a last epoch shortened
+        to the `r` evaluations left if they hold at least two candidates (plus the policy
+        mean): `min(budget, epochs E)` less `r` when `r` is too small, at most `epochs E`.
+
+        **Arguments:**
+
+        - `budget`: the evaluation budget (a positive integer).
+
+        **Returns:** the number of evaluations spent.
+        """
+        _check_budget(budget)
+        per_epoch = self.evaluations_per_epoch
+        if budget >= self.max_evaluations:
+            return self.max_evaluations
+        full, rest = divmod(int(budget), per_epoch)
+        return full * per_epoch + (rest if rest >= 2 + int(self.evaluate_mean) else 0)
+
+    def with_budget(self, budget: int) -> PPOConfig:
+        """This config with `epochs = ceil(budget / evaluations_per_epoch)`, so that a run given
+        `budget` spends it in full, the last epoch shortened to fit.
+
+        **Arguments:**
+
+        - `budget`: simulator evaluations the run is to spend.
+
+        **Returns:** a `PPOConfig`. Raises `ValidationError` if the last, shortened epoch
+        would hold fewer than two candidates (plus the policy mean), naming the nearest
+        budgets that are spent in full.
+        """
+        _check_budget(budget)
+        per_epoch = self.evaluations_per_epoch
+        smallest = 2 + int(self.evaluate_mean)
+        epochs = -(-int(budget) // per_epoch)
+        rest = int(budget) - (epochs - 1) * per_epoch
+        if rest < smallest:
+            lower = (epochs - 1) * per_epoch
+            upper = lower + smallest
+            mean = " and the policy mean" if self.evaluate_mean else ""
+            nearest = f"{lower} or {upper}" if lower >= smallest else f"{upper}"
+            raise ValidationError(
+                f"budget={budget}: PPO with batch_size={self.batch_size} spends {per_epoch} evaluations an epoch "
+                f"({self.batch_size} candidates{mean}) and a shortened last epoch needs at least {smallest}, "
+                f"so {rest} would stay unused; use {nearest}"
+            )
+        return dataclasses.replace(self, epochs=epochs)
+
     def fingerprint(self) -> dict[str, Any]:
         """Every field except `epochs`, as JSON-ready values (a resumed run may extend `epochs`).
 
@@ -158,6 +300,38 @@ class PPOConfig(eqx.Module):
             bool(self.normalize_advantages),
             None if self.target_kl is None else float(self.target_kl),
         )
+
+
+_TUTORIAL: dict[str, Any] = {
+    "epochs": 100,
+    "batch_size": 50,
+    "learning_rate": 2.5e-3,
+    "updates_per_epoch": 20,
+    "clip": 0.1,
+    "init_std": 0.08,
+    "actor_layers": (50, 20),
+    "critic_layers": (50, 20),
+}
+_HARDWARE: dict[str, Any] = {
+    **_TUTORIAL,
+    "batch_size": 10,
+    "learning_rate": 1e-3,
+    "actor_layers": (),
+    "critic_layers": (),
+}
+#: The named PPO settings, `{name: {field: value}}`: build them with `PPOConfig.named(name)`.
+PPO_SETTINGS: dict[str, dict[str, Any]] = {"tutorial": _TUTORIAL, "hardware": _HARDWARE}
+# Fields a run sets for itself: the named settings are recognised whatever these are.
+_RUN_FIELDS = ("epochs", "n_shots")
+_FIELD_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(PPOConfig)}
+_SETTINGS_FIELDS = tuple(f for f in _FIELD_DEFAULTS if f not in _RUN_FIELDS)
+
+
+def _check_budget(budget: Any) -> None:
+    require(
+        isinstance(budget, (int, np.integer)) and not isinstance(budget, bool) and budget >= 1,
+        f"budget={budget!r}: must be a positive integer number of simulator evaluations",
+    )
 
 
 class _UpdateSettings(NamedTuple):
@@ -714,11 +888,14 @@ def ppo_optimize(
       With `config.n_shots` the rewards must be probabilities in [0, 1].
     - `x0`: the scripted baseline pulse parameters, shape (P,).
     - `scale`: the size of one action unit per parameter, shape (P,) or a scalar, > 0.
-    - `config`: a `PPOConfig` (defaults: the published settings).
+    - `config`: a `PPOConfig` (default: the tutorial settings, `PPOConfig.tutorial()`).
     - `key`: JAX random key; the same key gives the same run. Required.
     - `budget`: maximum number of simulator evaluations over the whole run (including epochs
       before a resume). The last epoch is shortened to fit; the run stops when fewer than two
-      candidates fit.
+      candidates fit. The run also stops after `config.epochs` epochs, whatever is left of
+      the budget (`stop_reason` says which); `config.with_budget(budget)` sizes the epochs so
+      that the budget is spent in full, and `config.evaluations_within(budget)` says what a
+      run will spend.
     - `callback`: called after every epoch with a `PPOEpoch`; returning `True` stops the run.
     - `checkpoint`: file to resume from if it exists and to save the state to after every
       epoch, at the end, and on `KeyboardInterrupt` (before re-raising). An epoch interrupted

@@ -12,6 +12,10 @@ _HELP = (
     "of simulator evaluations over several seeds (JSON report and PNG plot in --out). "
     "'sim-to-real' optimises on the nominal model and scores on a perturbed one, with and "
     "without the robust (ensemble) objective, plus RL fine-tuning on the perturbed model.\n\n"
+    "PPO spends the whole --budget (its epochs are sized to it) and reports both the best candidate it "
+    "sampled and the exact score of its final policy mean, the pulse it would deploy. --shots N makes PPO "
+    "learn from rewards measured with N shots per candidate; the gradient method has no shots (it "
+    "differentiates the model).\n\n"
     "Checkpoints are written to OUT/checkpoints after every step; the same command resumes an "
     "interrupted run."
 )
@@ -24,18 +28,32 @@ def optimize_command(
         ..., "--preset", help="Problem: paper (the paper preset's transfer), ideal or distorted."
     ),
     method: str = typer.Option("compare", "--method", help="grad, rl, compare or sim-to-real."),
-    budget: int = typer.Option(..., "--budget", help="Simulator evaluations per run."),
-    seeds: int = typer.Option(3, "--seeds", help="Number of seeds (runs per method)."),
+    budget: int = typer.Option(
+        ..., "--budget", help="Simulator evaluations per run (sim-to-real: per RL fine-tuning run); PPO spends all."
+    ),
+    seeds: int = typer.Option(
+        3, "--seeds", help="Number of seeds (runs per method; sim-to-real: RL fine-tuning runs)."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
     gradient_budget: int | None = typer.Option(
         None, "--gradient-budget", help="Evaluations per gradient run in a comparison (default: --budget)."
+    ),
+    shots: int | None = typer.Option(
+        None,
+        "--shots",
+        help="PPO learns from rewards measured with this many shots per candidate (default: exact rewards).",
+    ),
+    ppo_settings: str | None = typer.Option(
+        None,
+        "--ppo-settings",
+        help="PPO's named settings: tutorial (default; batch 50, lr 2.5e-3) or hardware (batch 10, lr 1e-3).",
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress."),
 ) -> None:
     """Optimise pulses and write the report."""
     from rich.console import Console
 
-    from ..optimize._run import run_optimize
+    from ..optimize._run import check_arguments, run_optimize
 
     console = Console(stderr=True, highlight=False)
     last: dict = {}
@@ -47,15 +65,35 @@ def optimize_command(
             last[key] = record.evaluations
             console.print(f"{name} seed {seed}: {record.evaluations} evaluations, best {best:.6f}")
 
-    console.print(f"optimize {preset} with {method}: budget {budget}, {seeds} seed(s), output {out}")
+    check_arguments(
+        preset, method, budget, seeds, out, gradient_budget=gradient_budget, shots=shots, ppo_settings=ppo_settings
+    )
+    noise = f", PPO with {shots} shots per candidate" if shots is not None else ""
+    console.print(f"optimize {preset} with {method}: budget {budget}, {seeds} seed(s){noise}, output {out}")
     report = run_optimize(
-        preset, method, budget, seeds, out, gradient_budget=gradient_budget, progress=show if progress else None
+        preset,
+        method,
+        budget,
+        seeds,
+        out,
+        gradient_budget=gradient_budget,
+        shots=shots,
+        ppo_settings=ppo_settings,
+        progress=show if progress else None,
     )
     summary = report.get("summary")
     if summary is not None:
         for name in ("grad", "rl"):
             if name in summary:
-                console.print(f"{name}: final best {summary[name]['final_best_mean']:.6f} (mean over seeds)")
+                line = f"{name}: final best {summary[name]['final_best_mean']:.6f}"
+                if "final_mean_mean" in summary[name]:
+                    line += f", policy mean {summary[name]['final_mean_mean']:.6f}"
+                console.print(f"{line} (mean over seeds)")
+    elif "final_mean_mean" in report:
+        console.print(
+            f"rl: final best {report['final_best_mean']:.6f}, policy mean {report['final_mean_mean']:.6f} "
+            "(mean over seeds)"
+        )
     console.print(f"report written to {out}")
 
 
