@@ -333,10 +333,13 @@ class Network(eqx.Module):
         self.ports = tuple(ports)
         self.scatterers = tuple(scatterers)
         self.couplings = tuple(couplings)
-        self.controls = dict(controls or {})
+        # Dicts are kept in sorted key order, the order JAX flattens and rebuilds them in: a
+        # network rebuilt from its leaves (tree_at, tree.map, vmap) then iterates like the original,
+        # and a plan cached by the tree structure fits both.
+        self.controls = dict(sorted((controls or {}).items()))
         self.inputs = tuple(inputs)
         self.outputs = tuple(outputs)
-        self.initial = {k: as_array(v, complex) for k, v in (initial or {}).items()}
+        self.initial = {k: as_array(v, complex) for k, v in sorted((initial or {}).items())}
         self.end_reflections = _complex("Network", "end_reflections", end_reflections)
         n_elements = len(self.ports) + len(self.scatterers)
         self.links = tuple(links) if links is not None else tuple(Link() for _ in range(max(n_elements - 1, 0)))
