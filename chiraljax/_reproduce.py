@@ -271,6 +271,13 @@ def run_reproduce(preset_name: str, out: Path, quick: bool, console: Console, bu
                 done("shaping")
             elif has_receiver and not quick:
                 results["optimisation"] = {"note": f"Not run: preset {preset.name!r} has no [shaping] max_drive."}
+            if has_receiver and preset.name == "paper":
+                from .optimize._device_study import stored_summary
+
+                study = stored_summary()
+                if study is not None:
+                    results["device_study"] = study
+                    results["notes"].append(study["quote"])
 
             progress.update(task, description="W state (right, left)")
             w = {

@@ -11,7 +11,28 @@ from chiraljax._pulses import (  # the pulses of shaped drives live with the oth
     TimeReversed,
 )
 
+from ._awg import AWG, DriveLine, Waveform, load_waveform, save_waveform
+from ._calibrate import CalibrationData, FitResult, fit_device, probe_experiments
 from ._compare import batch_reward, compare, plot_comparison, sim_to_real, write_json
+from ._device import (
+    PRIOR,
+    AbstractDevice,
+    CallbackDevice,
+    DeviceError,
+    DeviceModel,
+    DeviceParameters,
+    SimulatedDevice,
+    draw_device,
+)
+from ._device_methods import (
+    DeviceRun,
+    ModelBasedSettings,
+    cmaes_on_device,
+    model_based_on_device,
+    nelder_mead_on_device,
+    ppo_on_device,
+)
+from ._device_study import STUDY_METHODS, device_study
 from ._gradient import (
     GradientConfig,
     GradientHistory,

@@ -254,3 +254,51 @@ def plot_study(report: dict[str, Any], path: str | os.PathLike) -> None:
     fig.tight_layout()
     save_figure(fig, path, dpi=120)
     plt.close(fig)
+
+
+#: The command behind the stored study (`optimize/results/device_study/`).
+STUDY_COMMAND = "chiraljax optimize --preset paper --method device-study --budget 600000 --seeds 3 --out optimize/results/device_study"
+
+
+def stored_summary() -> dict[str, Any] | None:
+    """The summary of the stored device study shipped with the package, with a one-paragraph
+    `quote` of its outcome (None when the file is absent)."""
+    from importlib import resources
+
+    try:
+        text = resources.files("chiraljax.optimize").joinpath("results/device_study/study.json").read_text()
+        report = json.loads(text)
+        summary, settings = report["summary"], report["settings"]
+    except (OSError, ValueError, KeyError):
+        return None
+    parts = []
+    for d, rows in summary.items():
+        mb = rows.get("model-based", {})
+        free = {m: rows[m] for m in MODEL_FREE if m in rows}
+        best = min(
+            (m for m in free if free[m]["median_shots_to_target"] is not None),
+            key=lambda m: free[m]["median_shots_to_target"],
+            default=None,
+        )
+        reach = mb.get("median_shots_to_target")
+        text = f"hidden device {d}: model-based {mb.get('final_mean', math.nan):.3f} final"
+        text += (
+            f", {TARGET:.2f} after {reach:.0f} shots (median of {settings['seeds']} seeds)"
+            if reach
+            else ", target not reached"
+        )
+        if best is not None:
+            text += (
+                f"; best model-free ({best}) {free[best]['final_mean']:.3f} final, {TARGET:.2f} after "
+                f"{free[best]['median_shots_to_target']:.0f} shots"
+            )
+        else:
+            text += "; no model-free method reached the target in every seed"
+        parts.append(text)
+    quote = (
+        f"Device study (stored; `{STUDY_COMMAND}`): pulses shaped on hidden devices through {settings['budget_shots']} "
+        "device shots per method, efficiency of each method's deployable pulse on the hidden device. "
+        + "; ".join(parts)
+        + "."
+    )
+    return {"summary": summary, "settings": settings, "quote": quote}

@@ -28,13 +28,15 @@ from ._compare import (
     start_point,
     write_json,
 )
+from ._device_methods import ModelBasedSettings
+from ._device_study import device_study
 from ._gradient import gradient_optimize
 from ._ppo import PPO_SETTINGS, PPOConfig, ppo_optimize
 from ._problems import PROBLEMS, get_problem
 
 __all__ = ["METHODS", "check_arguments", "run_optimize"]
 
-METHODS = ("grad", "rl", "compare", "sim-to-real")
+METHODS = ("grad", "rl", "compare", "sim-to-real", "device-study")
 _PPO_METHODS = ("rl", "compare", "sim-to-real")
 
 
@@ -79,6 +81,13 @@ def run_optimize(
     ppo_config = check_arguments(
         preset, method, budget, seeds, out, gradient_budget=gradient_budget, shots=shots, ppo_settings=ppo_settings
     )
+    if method == "device-study":
+        report = device_study(
+            out, seeds=seeds, budget=budget, shots_per_evaluation=shots or DEVICE_SHOTS, ppo_config=ppo_config
+        )
+        report["command"] = _command(preset, method, budget, seeds, out, gradient_budget, shots, ppo_settings)
+        write_json(report, os.path.join(os.fspath(out), "study.json"))
+        return report
     out = os.fspath(out)
     checkpoints = os.path.join(out, "checkpoints")
     os.makedirs(checkpoints, exist_ok=True)
@@ -100,6 +109,13 @@ def run_optimize(
         report = sim_to_real(problem, ppo_config=ppo_config, rl_budget=budget, rl_seeds=tuple(range(seeds)))
     else:
         report = _single(problem, method, budget, seeds, ppo_config, checkpoints, progress)
+    report["command"] = _command(preset, method, budget, seeds, out, gradient_budget, shots, ppo_settings)
+    write_json(report, report_path)
+    return report
+
+
+def _command(preset, method, budget, seeds, out, gradient_budget, shots, ppo_settings) -> str:
+    """The command line that reproduces a run."""
     command = f"chiraljax optimize --preset {preset} --method {method} --budget {budget} --seeds {seeds}"
     if gradient_budget is not None:
         command += f" --gradient-budget {gradient_budget}"
@@ -107,9 +123,7 @@ def run_optimize(
         command += f" --shots {shots}"
     if ppo_settings is not None:
         command += f" --ppo-settings {ppo_settings}"
-    report["command"] = f"{command} --out {out}"
-    write_json(report, report_path)
-    return report
+    return f"{command} --out {out}"
 
 
 def check_arguments(
@@ -132,6 +146,8 @@ def check_arguments(
     """
     require(preset in PROBLEMS, f"--preset {preset!r}: choose one of {', '.join(PROBLEMS)}")
     require(method in METHODS, f"--method {method!r}: choose one of {', '.join(METHODS)}")
+    if method == "device-study":
+        return _check_device_study(preset, budget, seeds, out, gradient_budget, shots, ppo_settings)
     require(
         isinstance(budget, int) and not isinstance(budget, bool) and budget >= 1,
         f"--budget {budget!r}: must be a positive number of simulator evaluations",
@@ -254,3 +270,34 @@ def _single(problem, method, budget, seeds, ppo_config, checkpoints, progress) -
             }
         )
     return report
+
+
+#: Shots per candidate of the model-free methods in the device study (`--shots`).
+DEVICE_SHOTS = 1000
+
+
+def _check_device_study(preset, budget, seeds, out, gradient_budget, shots, ppo_settings) -> PPOConfig:
+    """The device study's arguments: `--budget` is device shots per run, `--shots` the shots per
+    candidate of the model-free methods; PPO runs the hardware script's batch and learning rate
+    (batch 10, lr 1e-3) with the (50, 20) networks unless `--ppo-settings` names settings."""
+    require(preset == "paper", f"--preset {preset!r}: the device study runs on the paper preset's transfer")
+    require(gradient_budget is None, "--gradient-budget applies to --method compare only")
+    require(
+        isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1, f"--seeds {seeds!r}: must be at least 1"
+    )
+    if shots is not None:
+        require(
+            isinstance(shots, int) and not isinstance(shots, bool) and shots >= 1,
+            f"--shots {shots!r}: must be a positive number of shots per candidate",
+        )
+    minimum = ModelBasedSettings().first_round()
+    require(
+        isinstance(budget, int) and not isinstance(budget, bool) and budget >= minimum,
+        f"--budget {budget!r}: the device study needs at least {minimum} device shots per run",
+    )
+    out = os.fspath(out)
+    require(not os.path.exists(out) or os.path.isdir(out), f"--out {out!r}: exists and is not a folder")
+    if ppo_settings is None:
+        return PPOConfig(epochs=10**6, batch_size=10, learning_rate=1e-3)
+    require(ppo_settings in PPO_SETTINGS, f"--ppo-settings {ppo_settings!r}: choose one of {', '.join(PPO_SETTINGS)}")
+    return PPOConfig.named(ppo_settings, epochs=10**6)

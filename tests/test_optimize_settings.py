@@ -141,6 +141,7 @@ def test_shots_make_the_rewards_multiples_of_one_over_the_shots(n_shots):
         (["--method", "grad", "--ppo-settings", "hardware"], "--ppo-settings applies to PPO"),
         (["--method", "rl", "--gradient-budget", "100"], "--gradient-budget applies to --method compare only"),
         (["--gradient-budget", "5"], "--gradient-budget 5: one L-BFGS step may cost up to 13"),
+        (["--method", "device-study", "--budget", "100000"], "--preset 'ideal': the device study runs on the paper"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(monkeypatch, capsys, tmp_path, args, message):
@@ -155,6 +156,28 @@ def test_bad_options_exit_2_with_one_line(monkeypatch, capsys, tmp_path, args, m
     assert len(lines) == 1 and lines[0].startswith("chiraljax: error: "), stderr
     assert re.search(message, lines[0]), lines[0]
     assert not out.exists()  # refused before anything is written
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--budget", "7499"], "--budget 7499: the device study needs at least 7500 device shots per run"),
+        (["--shots", "0"], "--shots 0: must be a positive number of shots per candidate"),
+        (["--ppo-settings", "fast"], "--ppo-settings 'fast': choose one of tutorial, hardware"),
+        (["--gradient-budget", "10"], "--gradient-budget applies to --method compare only"),
+    ],
+)
+def test_device_study_bad_options_exit_2_with_one_line(monkeypatch, capsys, tmp_path, args, message):
+    out = tmp_path / "out"
+    options = {"--budget": "600000", **dict(zip(args[::2], args[1::2]))}
+    argv = ["optimize", "--preset", "paper", "--method", "device-study", "--out", out, "--no-progress"]
+    for name, value in options.items():
+        argv += [name, value]
+    code, _, stderr = run_cli(monkeypatch, capsys, *argv)
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and re.search(message, lines[0]), stderr
+    assert not out.exists()
 
 
 def test_shots_and_settings_reach_ppo_and_the_report(monkeypatch, capsys, tmp_path):

@@ -16,6 +16,9 @@ _HELP = (
     "sampled and the exact score of its final policy mean, the pulse it would deploy. --shots N makes PPO "
     "learn from rewards measured with N shots per candidate; the gradient method has no shots (it "
     "differentiates the model).\n\n"
+    "'device-study' shapes the receiver's drive on hidden devices that answer in single shots: PPO, CMA-ES, "
+    "Nelder-Mead and the model-based loop (calibrate, fit, shape by gradient, verify) on the same budget of "
+    "--budget device shots per run (--shots: shots per candidate of the model-free methods, default 1000).\n\n"
     "Checkpoints are written to OUT/checkpoints after every step; the same command resumes an "
     "interrupted run."
 )
@@ -27,7 +30,9 @@ def optimize_command(
     preset: str = typer.Option(
         ..., "--preset", help="Problem: paper (the paper preset's transfer), ideal or distorted."
     ),
-    method: str = typer.Option("compare", "--method", help="grad, rl, compare or sim-to-real."),
+    method: str = typer.Option(
+        "compare", "--method", help="grad, rl, compare, sim-to-real or device-study (--budget in device shots)."
+    ),
     budget: int = typer.Option(
         ..., "--budget", help="Simulator evaluations per run (sim-to-real: per RL fine-tuning run); PPO spends all."
     ),
@@ -68,6 +73,29 @@ def optimize_command(
     check_arguments(
         preset, method, budget, seeds, out, gradient_budget=gradient_budget, shots=shots, ppo_settings=ppo_settings
     )
+    if method == "device-study":
+        from ..optimize._device_study import device_study
+        from ..optimize._run import DEVICE_SHOTS
+
+        config = check_arguments(preset, method, budget, seeds, out, shots=shots, ppo_settings=ppo_settings)
+        console.print(f"device study on {preset}: {budget} device shots per run, {seeds} seed(s), output {out}")
+        report = device_study(
+            out,
+            seeds=seeds,
+            budget=budget,
+            shots_per_evaluation=shots or DEVICE_SHOTS,
+            ppo_config=config,
+            progress=console.print if progress else None,
+        )
+        for d, rows in report["summary"].items():
+            ratio = rows.get("ratio_best_model_free_to_model_based")
+            console.print(
+                f"hidden device {d}: "
+                + ", ".join(f"{m} {r['final_mean']:.4f}" for m, r in rows.items() if isinstance(r, dict))
+                + (f"; shots to {0.6:.2f}: best model-free / model-based = {ratio:.1f}" if ratio else "")
+            )
+        console.print(f"report written to {out}")
+        return
     noise = f", PPO with {shots} shots per candidate" if shots is not None else ""
     console.print(f"optimize {preset} with {method}: budget {budget}, {seeds} seed(s){noise}, output {out}")
     report = run_optimize(
