@@ -84,7 +84,8 @@ def device_study(
     - `budget`: device shots per run, the same for every method.
     - `shots_per_evaluation`: shots per candidate of the model-free methods.
     - `methods`: a subset of `STUDY_METHODS`.
-    - `ppo_config`: PPO settings (default: batch 10, learning rate 1e-3, the hardware script's).
+    - `ppo_config`: PPO settings (default: `PPOConfig.hardware()`, the hardware script's, with
+      epochs left to the budget).
     - `model`: the `DeviceModel` (default: the `paper` preset's transfer).
     - `progress`: called with a line of text as runs start and finish.
 
@@ -115,7 +116,7 @@ def device_study(
     require_writable(out / "study.json", f"--out {out}")
     say = progress or (lambda line: None)
     model = DeviceModel() if model is None else model
-    ppo = PPOConfig(epochs=10**6, batch_size=10, learning_rate=1e-3) if ppo_config is None else ppo_config
+    ppo = PPOConfig.named("hardware", epochs=10**6) if ppo_config is None else ppo_config
     x0 = np.zeros(model.size)
     nominal = model.nominal
     settings = {
@@ -143,7 +144,7 @@ def device_study(
         report["devices"][str(d)] = hidden.as_dict()
         for method in methods:
             for seed in range(seeds):
-                identity = {"device": d, "method": method, "seed": seed, **settings}
+                identity = _identity(method, d, seed, hidden, settings)
                 path = out / "runs" / f"device{d}-{method}-seed{seed}.json"
                 run = _read_run(path, identity)
                 if run is None:
@@ -171,6 +172,21 @@ def device_study(
     return report
 
 
+def _identity(method: str, d: int, seed: int, hidden, settings: dict) -> dict[str, Any]:
+    """What a run depends on: the device, seed, budget and AWG, and its own method's settings
+    (a change to one method's settings repeats that method's runs only)."""
+    own = {"model-based": ("model_based",), "ppo": ("ppo", "shots_per_evaluation")}.get(
+        method, ("shots_per_evaluation",)
+    )
+    return {
+        "device": d,
+        "hidden": hidden.as_dict(),
+        "method": method,
+        "seed": seed,
+        **{k: settings[k] for k in ("preset", "budget_shots", "awg", *own)},
+    }
+
+
 def _read_run(path: Path, identity: dict) -> DeviceRun | None:
     """A finished run with the same identity, or None (missing, damaged or foreign: run again)."""
     try:
@@ -188,8 +204,9 @@ def _reach(run: dict) -> int | None:
 
 def summarize(runs: list[dict], devices, methods) -> dict[str, Any]:
     """Per device and method: final efficiency (mean, min, max over seeds), shots to reach the
-    target (per seed; None if never), and the ratio of the best model-free method's median
-    shots to the model-based loop's."""
+    target (per seed; None if never) and their median over seeds (a seed that never reaches it
+    counts as infinitely many; None when the median is), and the ratio of the best model-free
+    method's median to the model-based loop's (infinite when no model-free median is finite)."""
     summary: dict[str, Any] = {}
     for d in devices:
         rows: dict[str, Any] = {}
@@ -197,14 +214,14 @@ def summarize(runs: list[dict], devices, methods) -> dict[str, Any]:
             mine = [r for r in runs if r["device"] == d and r["method"] == method]
             finals = [r["absorption"][-1] for r in mine]
             reach = [_reach(r) for r in mine]
-            reached = [s for s in reach if s is not None]
+            median = float(np.median([math.inf if s is None else s for s in reach]))
             rows[method] = {
                 "final_mean": float(np.mean(finals)),
                 "final_min": float(np.min(finals)),
                 "final_max": float(np.max(finals)),
                 "shots_used": [r["shots_used"] for r in mine],
                 "shots_to_target": reach,
-                "median_shots_to_target": float(np.median(reached)) if len(reached) == len(reach) else None,
+                "median_shots_to_target": None if math.isinf(median) else median,
                 "stop_reasons": [r["stop_reason"] for r in mine],
             }
         if "model-based" in rows:

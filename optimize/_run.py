@@ -278,8 +278,8 @@ DEVICE_SHOTS = 1000
 
 def _check_device_study(preset, budget, seeds, out, gradient_budget, shots, ppo_settings) -> PPOConfig:
     """The device study's arguments: `--budget` is device shots per run, `--shots` the shots per
-    candidate of the model-free methods; PPO runs the hardware script's batch and learning rate
-    (batch 10, lr 1e-3) with the (50, 20) networks unless `--ppo-settings` names settings."""
+    candidate of the model-free methods; PPO runs the hardware script's settings
+    (`PPOConfig.hardware()`) unless `--ppo-settings` names others."""
     require(preset == "paper", f"--preset {preset!r}: the device study runs on the paper preset's transfer")
     require(gradient_budget is None, "--gradient-budget applies to --method compare only")
     require(
@@ -297,7 +297,8 @@ def _check_device_study(preset, budget, seeds, out, gradient_budget, shots, ppo_
     )
     out = os.fspath(out)
     require(not os.path.exists(out) or os.path.isdir(out), f"--out {out!r}: exists and is not a folder")
-    if ppo_settings is None:
-        return PPOConfig(epochs=10**6, batch_size=10, learning_rate=1e-3)
-    require(ppo_settings in PPO_SETTINGS, f"--ppo-settings {ppo_settings!r}: choose one of {', '.join(PPO_SETTINGS)}")
-    return PPOConfig.named(ppo_settings, epochs=10**6)
+    require(
+        ppo_settings is None or ppo_settings in PPO_SETTINGS,
+        f"--ppo-settings {ppo_settings!r}: choose one of {', '.join(PPO_SETTINGS)}",
+    )
+    return PPOConfig.named(ppo_settings or "hardware", epochs=10**6)
