@@ -7,6 +7,8 @@ compiled function is built once per session and reused: a new parameter value go
 
 from __future__ import annotations
 
+import sys
+
 import jax
 import numpy as np
 import pytest
@@ -112,3 +114,17 @@ class TransferModel:
 @pytest.fixture(scope="session")
 def transfer_model() -> TransferModel:
     return TransferModel()
+
+
+def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """Run the `chiraljax` entry point in this process; return (exit code, stdout, stderr)."""
+    from chiraljax.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["chiraljax", *map(str, args)])
+    try:
+        main()
+        code = 0
+    except SystemExit as exit_info:
+        code = exit_info.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

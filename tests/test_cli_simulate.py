@@ -9,24 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from chiraljax.cli import main
+from conftest import run_cli
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SINGLE = EXAMPLES / "single_emitter.toml"
 N_SAVE = "11"  # as in test_network_io: the compiled solver is shared
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run the `chiraljax` entry point in this process; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["chiraljax", *map(str, args)])
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_info:
-        code = exit_info.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_simulate_writes_summary_and_json(monkeypatch, capsys, tmp_path):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,10 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import run_cli
 
 import chiraljax  # noqa: F401  (float64)
 from chiraljax import ValidationError
-from chiraljax.cli import main
 from chiraljax.optimize import PPO_SETTINGS, PPOConfig, compare, ppo_optimize
 
 X0 = np.array([0.2, -0.1, 0.5])
@@ -35,18 +34,6 @@ BASE = PPOConfig.hardware(batch_size=5)  # 6 evaluations an epoch: 5 candidates 
 def reward(x):
     """exp(-|(x - x*) / scale|^2 / 2), in (0, 1]: usable as a probability."""
     return jnp.exp(-0.5 * jnp.sum(((x - TARGET) / SCALE) ** 2, axis=-1))
-
-
-def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    """Run the `chiraljax` entry point in this process; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["chiraljax", *map(str, args)])
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_info:
-        code = exit_info.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 # ---- named settings ------------------------------------------------------------------------
