@@ -55,11 +55,11 @@ _JITTER = 0.02
 #: Steps of the default L-BFGS run: at least one evaluation a step, so a budget up to this is
 #: never cut by the step count (a larger budget raises it to the budget).
 _GRADIENT_STEPS = 10_000
-_SHOTS_NOTE = (
+SHOTS_NOTE = (
     "shot noise applies to PPO only: it learns from rewards measured with n_shots shots per candidate; "
     "the gradient method differentiates the model and has no measurement"
 )
-_RESULTS_NOTE = (
+RESULTS_NOTE = (
     "PPO: final_best is the best candidate sampled, selected and scored with the exact reward (with shot noise "
     "an experiment could not select it); final_mean is the exact score of the final policy mean, the pulse PPO "
     "would deploy (one evaluation for the report, outside the budget)"
@@ -225,7 +225,7 @@ def compare(
         ppo_optimize(batch_reward(objective), x_start, scale, warm_up, jax.random.key(0))
     cost = measure_cost_ratio(objective, x_start, repeats=5)
     if "grad" in methods:
-        warm_up = GradientConfig(**{**_config_fields(gradient_config), "max_steps": 2})
+        warm_up = GradientConfig(**{**config_fields(gradient_config), "max_steps": 2})
         gradient_optimize(objective, x_start, warm_up)
 
     if checkpoint_dir is not None:
@@ -307,12 +307,12 @@ def compare(
             "one simulator evaluation = one forward solve (RL) or one value_and_grad (gradient), per ensemble member"
         ),
         "cost": cost,
-        "gradient_config": _config_fields(gradient_config),
+        "gradient_config": config_fields(gradient_config),
         "ppo_settings": ppo_config.settings_name(),
         "ppo_config": {"epochs": int(ppo_config.epochs), **ppo_config.fingerprint()},
         "shots": None if ppo_config.n_shots is None else int(ppo_config.n_shots),
-        "shots_note": _SHOTS_NOTE,
-        "results_note": _RESULTS_NOTE,
+        "shots_note": SHOTS_NOTE,
+        "results_note": RESULTS_NOTE,
         "rl_scale": scale.tolist(),
         "runs": runs,
         "summary": summary,
@@ -354,7 +354,7 @@ def _spread(name: str, values: Sequence[float]) -> dict[str, float]:
     }
 
 
-def _config_fields(config: GradientConfig) -> dict[str, Any]:
+def config_fields(config: GradientConfig) -> dict[str, Any]:
     return {f: getattr(config, f) for f in config.__dataclass_fields__}
 
 
@@ -513,7 +513,7 @@ def sim_to_real(
         "ensemble_spreads": problem.ensemble_spreads,
         "ensemble_size": ensemble_size,
         "ensemble_seed": int(seed),
-        "gradient_config": _config_fields(gradient_config),
+        "gradient_config": config_fields(gradient_config),
         "temperature": temperature,
     }
     if rl_budget:
@@ -524,8 +524,8 @@ def sim_to_real(
                 "ppo_settings": ppo_config.settings_name(),
                 "ppo_config": {"epochs": int(ppo_config.epochs), **ppo_config.fingerprint()},
                 "shots": None if ppo_config.n_shots is None else int(ppo_config.n_shots),
-                "shots_note": _SHOTS_NOTE,
-                "results_note": _RESULTS_NOTE,
+                "shots_note": SHOTS_NOTE,
+                "results_note": RESULTS_NOTE,
                 "rl_scale": scale.tolist(),
             }
         )

@@ -17,11 +17,11 @@ import numpy as np
 from chiraljax._errors import ValidationError, require
 
 from ._compare import (
-    _RESULTS_NOTE,
-    _SHOTS_NOTE,
-    _config_fields,
+    RESULTS_NOTE,
+    SHOTS_NOTE,
     batch_reward,
     compare,
+    config_fields,
     default_gradient_config,
     plot_comparison,
     sim_to_real,
@@ -254,7 +254,7 @@ def _single(problem, method, budget, seeds, ppo_config, checkpoints, progress) -
         "final_best_mean": float(np.mean([r["final_best"] for r in runs])),
     }
     if method == "grad":
-        report["gradient_config"] = _config_fields(gradient_config)
+        report["gradient_config"] = config_fields(gradient_config)
     else:
         report.update(
             {
@@ -262,8 +262,8 @@ def _single(problem, method, budget, seeds, ppo_config, checkpoints, progress) -
                 "ppo_settings": ppo_config.settings_name(),
                 "ppo_config": {"epochs": int(ppo_config.epochs), **ppo_config.fingerprint()},
                 "shots": None if ppo_config.n_shots is None else int(ppo_config.n_shots),
-                "shots_note": _SHOTS_NOTE,
-                "results_note": _RESULTS_NOTE,
+                "shots_note": SHOTS_NOTE,
+                "results_note": RESULTS_NOTE,
                 "rl_scale": np.broadcast_to(
                     np.asarray(problem.rl_scale, np.float64), (problem.objective.size,)
                 ).tolist(),

@@ -24,3 +24,22 @@ def _ruff() -> list[str]:
 def test_ruff_passes(command):
     done = subprocess.run(_ruff() + command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_no_module_imports_another_modules_private_names():
+    """`from module import _name` across modules reaches into another's internals: a name
+    shared between modules is public in the module that owns it (private modules themselves,
+    `from . import _report`, are the package's own layout)."""
+    import ast
+
+    offenders = []
+    for folder in ("chiraljax", "kernels", "optimize"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module not in (None, "__future__"):
+                    offenders += [
+                        f"{path.relative_to(ROOT)}: {node.module}.{a.name}"
+                        for a in node.names
+                        if a.name.startswith("_") and not a.name.startswith("__")
+                    ]
+    assert not offenders, offenders
