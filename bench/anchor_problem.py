@@ -30,8 +30,8 @@ T_SPAN = (-12.0, 12.0)
 
 def anchor_network(M: int, eta: float = 0.6, t1_rate: float = 1e-3, gamma_phi: float = 1e-3) -> cj.Network:
     """The anchor problem as a chiraljax Network: module 0 emits, module 1 absorbs, the rest idle
-    (`chiraljax._references.chiral_transfer_network`)."""
-    from chiraljax._references import chiral_transfer_network
+    (`chiraljax.experiment._references.chiral_transfer_network`)."""
+    from chiraljax.experiment._references import chiral_transfer_network
 
     return chiral_transfer_network(M, eta, t1_rate, gamma_phi)
 

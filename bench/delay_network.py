@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import chiraljax as cj
-from chiraljax._delay_model import plan_delay
+from chiraljax.algebra._delay_model import plan_delay
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KAPPA, DELAY, WINDOW = 1.0, 0.5, (-10.0, 10.5)

@@ -21,9 +21,9 @@ import time
 import numpy as np
 
 import chiraljax as cj
-from chiraljax._markov import ParameterAtoms
-from chiraljax._simulate import markov_plan
+from chiraljax.algebra._markov import ParameterAtoms
 from chiraljax.kernels._lindblad import solve_markov
+from chiraljax.solve._simulate import markov_plan
 
 WINDOW = (-8.0, 8.0)
 
@@ -54,7 +54,7 @@ def per_step(network: cj.Network, method, repeats: int) -> dict:
         times.append(time.perf_counter() - start)
     wall = statistics.median(times)
     if isinstance(method, cj.Delay):
-        from chiraljax._delay_model import plan_delay
+        from chiraljax.algebra._delay_model import plan_delay
 
         steps = plan_delay(network, *WINDOW, n_save=2).n_steps
     else:

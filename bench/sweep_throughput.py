@@ -59,7 +59,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import chiraljax as cj  # noqa: E402
-from chiraljax._sweep_model import _updates, resolve_parameter  # noqa: E402
+from chiraljax.sweeps._sweep_model import _updates, resolve_parameter  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NETWORK_FILE = ROOT / "examples" / "two_module_transfer.toml"

@@ -3,7 +3,7 @@
 `import chiraljax as cj` gives the SLH algebra (`cj.SLH`, `cj.series`, `cj.concat`,
 `cj.feedback`), spaces and operators, the Network description, pulses and `cj.simulate`.
 Computation is in float64 unless `CHIRALJAX_PRECISION=float32` is set before import.
-Compiled programs are kept in a persistent cache between processes (see `chiraljax._cache`).
+Compiled programs are kept in a persistent cache between processes (see `chiraljax.solve._cache`).
 
 The rest (network files, sweeps, modules and protocols, metrics, presets) is imported on first
 use, so `cj.sweep` or `from chiraljax import sweep` loads the sweep machinery (xarray, scipy)
@@ -15,14 +15,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._cache import compilation_cache_dir
-from ._errors import ChiralJaxError, ValidationError
-from ._markov import LindbladModel, compile_markov
-from ._methods import Delay, Full, Sector
-from ._network import Coupling, Emitter, Link, Network, OutputMode, PhotonInput, Port, Scatterer
-from ._operator import Operator
-from ._precision import PRECISION, complex_dtype, real_dtype
-from ._pulses import (
+from chiraljax._errors import ChiralJaxError, ValidationError
+from chiraljax._precision import PRECISION, complex_dtype, real_dtype
+from chiraljax.algebra._markov import LindbladModel, compile_markov
+from chiraljax.algebra._operator import Operator
+from chiraljax.algebra._slh import SLH, beam_splitter, concat, feedback, phase_shifter, series
+from chiraljax.algebra._space import Space
+from chiraljax.network._network import Coupling, Emitter, Link, Network, OutputMode, PhotonInput, Port, Scatterer
+from chiraljax.network._pulses import (
     AbstractPulse,
     Chebyshev,
     Constant,
@@ -43,13 +43,42 @@ from ._pulses import (
     Shifted,
     TimeReversed,
 )
-from ._result import Result
-from ._simulate import simulate
-from ._slh import SLH, beam_splitter, concat, feedback, phase_shifter, series
-from ._space import Space
+from chiraljax.solve._cache import compilation_cache_dir
+from chiraljax.solve._methods import Delay, Full, Sector
+from chiraljax.solve._result import Result
+from chiraljax.solve._simulate import simulate
 
 if TYPE_CHECKING:
-    from ._metrics import (
+    from chiraljax._plots import plot_result, plot_sweep
+    from chiraljax.experiment._modules import (
+        ChiralLine,
+        DataModule,
+        DataRelease,
+        Interconnect,
+        TunableModule,
+        directional_state,
+        quarter_wave_phase,
+    )
+    from chiraljax.experiment._presets import Preset, available_presets, load_preset
+    from chiraljax.experiment._protocols import (
+        ERROR_SOURCES,
+        ErrorBudget,
+        PulsePlan,
+        directional_emission,
+        error_budget,
+        route,
+        transfer,
+        w_state,
+    )
+    from chiraljax.network._mode_io import load_mode, sampled_norm
+    from chiraljax.network._network_io import (
+        SimulationSettings,
+        load_network,
+        network_from_dict,
+        network_to_dict,
+        save_network,
+    )
+    from chiraljax.solve._metrics import (
         AbsorptionEfficiency,
         AbstractMetric,
         ConservationError,
@@ -69,42 +98,25 @@ if TYPE_CHECKING:
         w_fidelity_halted,
         w_fidelity_optimal,
     )
-    from ._mode_io import load_mode, sampled_norm
-    from ._modules import (
-        ChiralLine,
-        DataModule,
-        DataRelease,
-        Interconnect,
-        TunableModule,
-        directional_state,
-        quarter_wave_phase,
-    )
-    from ._network_io import SimulationSettings, load_network, network_from_dict, network_to_dict, save_network
-    from ._plots import plot_result, plot_sweep
-    from ._presets import Preset, available_presets, load_preset
-    from ._protocols import (
-        ERROR_SOURCES,
-        ErrorBudget,
-        PulsePlan,
-        directional_emission,
-        error_budget,
-        route,
-        transfer,
-        w_state,
-    )
-    from ._sweep import AbstractAxis, Grid, QuasiRandom, Random, sweep_cost
-    from ._sweep_model import sweep, sweep_parameters
-    from ._sweep_spec import load_sweep_spec, run_sweep_spec
+    from chiraljax.sweeps._sweep import AbstractAxis, Grid, QuasiRandom, Random, sweep_cost
+    from chiraljax.sweeps._sweep_model import sweep, sweep_parameters
+    from chiraljax.sweeps._sweep_spec import load_sweep_spec, run_sweep_spec
 
 __version__ = "0.1.0"
 
 #: Names imported from their submodule on first access: submodule -> names.
 _LAZY_MODULES: dict[str, tuple[str, ...]] = {
-    "._network_io": ("SimulationSettings", "load_network", "network_from_dict", "network_to_dict", "save_network"),
-    "._sweep": ("AbstractAxis", "Grid", "QuasiRandom", "Random", "sweep_cost"),
-    "._sweep_model": ("sweep", "sweep_parameters"),
-    "._sweep_spec": ("load_sweep_spec", "run_sweep_spec"),
-    "._modules": (
+    "chiraljax.network._network_io": (
+        "SimulationSettings",
+        "load_network",
+        "network_from_dict",
+        "network_to_dict",
+        "save_network",
+    ),
+    "chiraljax.sweeps._sweep": ("AbstractAxis", "Grid", "QuasiRandom", "Random", "sweep_cost"),
+    "chiraljax.sweeps._sweep_model": ("sweep", "sweep_parameters"),
+    "chiraljax.sweeps._sweep_spec": ("load_sweep_spec", "run_sweep_spec"),
+    "chiraljax.experiment._modules": (
         "ChiralLine",
         "DataModule",
         "DataRelease",
@@ -113,7 +125,7 @@ _LAZY_MODULES: dict[str, tuple[str, ...]] = {
         "directional_state",
         "quarter_wave_phase",
     ),
-    "._metrics": (
+    "chiraljax.solve._metrics": (
         "absorption_efficiency",
         "directional_probability",
         "directionality",
@@ -133,7 +145,7 @@ _LAZY_MODULES: dict[str, tuple[str, ...]] = {
         "TransferEfficiency",
         "WFidelity",
     ),
-    "._protocols": (
+    "chiraljax.experiment._protocols": (
         "ERROR_SOURCES",
         "ErrorBudget",
         "PulsePlan",
@@ -143,9 +155,9 @@ _LAZY_MODULES: dict[str, tuple[str, ...]] = {
         "transfer",
         "w_state",
     ),
-    "._presets": ("Preset", "available_presets", "load_preset"),
-    "._mode_io": ("load_mode", "sampled_norm"),
-    "._plots": ("plot_result", "plot_sweep"),
+    "chiraljax.experiment._presets": ("Preset", "available_presets", "load_preset"),
+    "chiraljax.network._mode_io": ("load_mode", "sampled_norm"),
+    "chiraljax._plots": ("plot_result", "plot_sweep"),
 }
 _LAZY: dict[str, str] = {name: module for module, names in _LAZY_MODULES.items() for name in names}
 

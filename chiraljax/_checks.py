@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._errors import ValidationError, require
+from chiraljax._errors import ValidationError, require
 
 __all__ = [
     "ValidationError",
@@ -53,7 +53,7 @@ def as_array(value: Any, kind: type = float) -> Any:
     concrete value outside a trace goes through NumPy and is placed on the device as it is
     (`jnp.asarray` of a Python number would compile a conversion program: 15-20 ms in every
     new process); inside a trace, or traced, it is converted in the trace."""
-    from ._precision import complex_dtype, real_dtype
+    from chiraljax._precision import complex_dtype, real_dtype
 
     dtype = real_dtype() if kind is float else complex_dtype()
     known = concrete(value)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import concrete
+from chiraljax._checks import concrete
 
 
 def _number(x: Any, digits: int = 4) -> str:
@@ -50,7 +50,7 @@ def _link_label(link) -> str:
 
 def network_svg(network) -> str:
     """The line as an SVG drawing (see the module docstring)."""
-    from ._network import Port
+    from chiraljax.network._network import Port
 
     elements = network.elements
     step, margin, line_y = 120, 60, 90

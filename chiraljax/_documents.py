@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from ._errors import ValidationError, require
+from chiraljax._errors import ValidationError, require
 
 SUFFIXES = (".toml", ".json")
 

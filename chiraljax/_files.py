@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from ._errors import ValidationError, require
+from chiraljax._errors import ValidationError, require
 
 
 def require_writable(path: str | os.PathLike, what: str, suffixes: tuple[str, ...] = ()) -> Path:
@@ -83,7 +83,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 def save_figure(fig: Any, path: str | os.PathLike, **options: Any) -> None:
     """`fig.savefig` into `path` atomically; the format follows the suffix, and the file's
     metadata names the chiraljax version that made it (PNG, PDF, SVG, EPS)."""
-    from ._provenance import software
+    from chiraljax._provenance import software
 
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import os
 
-from ._errors import require
+from chiraljax._errors import require
 
 MEMORY_ENV = "CHIRALJAX_MAX_MEMORY_GB"
 LIMITS_ENV = "CHIRALJAX_LIMITS"

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ._errors import require
-from ._files import save_figure
+from chiraljax._errors import require
+from chiraljax._files import save_figure
 
 #: Image types a figure can be written as (matplotlib's formats, chosen by the suffix).
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".svgz", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".eps", ".ps")

@@ -12,8 +12,8 @@ def provenance() -> dict[str, str]:
     """{"chiraljax": version, "jax": version, "precision": "float64" or "float32"}."""
     import jax
 
-    from . import __version__
-    from ._precision import PRECISION
+    from chiraljax import __version__
+    from chiraljax._precision import PRECISION
 
     return {"chiraljax": __version__, "jax": jax.__version__, "precision": PRECISION}
 

@@ -15,7 +15,7 @@ or with fixed 8th-order steps.
   Gamma_ab = sum_j gamma_phi,j (n_j(a) - n_j(b))^2, because the number operators are diagonal
   in the occupation basis; no dephasing operator is multiplied.
 
-The model arrives as numeric tables (`chiraljax._lowering`): constant matrices, the parameter
+The model arrives as numeric tables (`chiraljax.algebra._lowering`): constant matrices, the parameter
 atoms that weight them and the time factors (pulses) of each slot, so that the compiled program
 depends on sizes and pulse families only; the numbers may be traced (jit, vmap and grad go
 through). Adaptive solves are differentiated by the discrete adjoint of their accepted steps
@@ -274,7 +274,7 @@ def dephasing_rates(numbers, gamma_phi):
 
 
 def assemble(arrays, layout, atoms, time_pulses, gamma=None) -> Generator:
-    """The generator of a lowered model (`chiraljax._lowering`) for parameter atoms a and time
+    """The generator of a lowered model (`chiraljax.algebra._lowering`) for parameter atoms a and time
     factors f: H_m = sum_{t in m} (prod_{i in t} a_i) A_t for every slot m, and the coefficient
     of slot m at time t the product of its time factors. When every jump lands in the ground
     state, the pairs L_kw^dag L_kw' = conj(l_kw) l_kw'^T join the Hamiltonian's matrices as
@@ -366,7 +366,7 @@ def solve_markov(
 
     **Arguments:**
 
-    - `arrays`, `layout`: the model's tables and sizes (`chiraljax._lowering.lower`).
+    - `arrays`, `layout`: the model's tables and sizes (`chiraljax.algebra._lowering.lower`).
     - `parameters`: the numbers the parameter atoms are made of (`layout.atoms` makes them).
     - `time_pulses`: the pulses behind the time factors (`layout.time_factors` says how).
     - `amplitudes`: the initial state's components (at `arrays.initial_index`).

@@ -1,6 +1,6 @@
 """Pulse shaping: gradient optimisers, the reinforcement-learning baseline, comparisons."""
 
-from chiraljax._pulses import (  # the pulses of shaped drives live with the other pulses
+from chiraljax.network._pulses import (  # the pulses of shaped drives live with the other pulses
     Chebyshev,
     CubicSpline,
     Fourier,

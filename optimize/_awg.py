@@ -45,7 +45,7 @@ from chiraljax._checks import concrete
 from chiraljax._errors import ValidationError, require
 from chiraljax._files import write_atomic, write_text_atomic
 from chiraljax._precision import real_dtype
-from chiraljax._pulses import AbstractPulse
+from chiraljax.network._pulses import AbstractPulse
 
 __all__ = ["AWG", "DriveLine", "LineOutput", "Waveform", "load_waveform", "save_waveform"]
 

@@ -16,7 +16,7 @@ device (`shots_spent`, `ledger`): the methods of the device study are compared b
 (`CallbackDevice` wraps two functions); `SimulatedDevice` answers from a hidden
 `DeviceParameters` through a `DeviceModel`.
 
-**The model** (`DeviceModel`): the preset's transfer (`chiraljax._protocols.transfer_network`)
+**The model** (`DeviceModel`): the preset's transfer (`chiraljax.experiment._protocols.transfer_network`)
 with the receiver's drive replaced by the AWG waveform after the drive line, and the receiver
 and link parameters of a `DeviceParameters`: the receiver module's detuning, coupler shift
 factor, waveguide rate, T1 and dephasing; the link's cable transmission and joint reflections;
@@ -43,12 +43,12 @@ from jaxtyping import Array, Float
 
 from chiraljax._checks import concrete
 from chiraljax._errors import ChiralJaxError, require
-from chiraljax._methods import Sector
-from chiraljax._modules import ChiralLine
 from chiraljax._precision import real_dtype
-from chiraljax._presets import Preset, load_preset
-from chiraljax._protocols import PulsePlan, receiver_drive, transfer, transfer_network
-from chiraljax._simulate import simulate
+from chiraljax.experiment._modules import ChiralLine
+from chiraljax.experiment._presets import Preset, load_preset
+from chiraljax.experiment._protocols import PulsePlan, receiver_drive, transfer, transfer_network
+from chiraljax.solve._methods import Sector
+from chiraljax.solve._simulate import simulate
 
 from ._awg import AWG, DriveLine, Waveform
 from ._parameterize import Controls

@@ -30,7 +30,10 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from chiraljax._errors import require
-from chiraljax._metrics import (
+from chiraljax._precision import real_dtype
+from chiraljax.network._network import PARAMETER_BOUNDS, Network
+from chiraljax.network._pulses import AbstractPulse
+from chiraljax.solve._metrics import (
     AbsorptionEfficiency,
     AbstractMetric,
     Directionality,
@@ -38,11 +41,8 @@ from chiraljax._metrics import (
     TransferEfficiency,
     WFidelity,
 )
-from chiraljax._network import PARAMETER_BOUNDS, Network
-from chiraljax._precision import real_dtype
-from chiraljax._pulses import AbstractPulse
-from chiraljax._result import Result
-from chiraljax._simulate import REPRESENTATIONS, simulate
+from chiraljax.solve._result import Result
+from chiraljax.solve._simulate import REPRESENTATIONS, simulate
 
 from ._parameterize import Controls
 

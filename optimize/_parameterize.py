@@ -44,9 +44,9 @@ from jaxtyping import Array, Float
 
 from chiraljax._checks import concrete
 from chiraljax._errors import require
-from chiraljax._network import Network
 from chiraljax._precision import real_dtype
-from chiraljax._pulses import (
+from chiraljax.network._network import Network
+from chiraljax.network._pulses import (
     AbstractPulse,
     Chebyshev,
     CubicSpline,

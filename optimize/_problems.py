@@ -33,7 +33,7 @@ import numpy as np
 
 import chiraljax as cj
 from chiraljax._errors import require
-from chiraljax._references import chiral_transfer_network
+from chiraljax.experiment._references import chiral_transfer_network
 
 from ._objectives import AbsorptionEfficiency, Objective, TransferEfficiency
 from ._parameterize import AnalyticParameterization, BasisParameterization, Controls

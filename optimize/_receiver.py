@@ -41,13 +41,13 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from chiraljax._errors import require
-from chiraljax._metrics import stored_population
-from chiraljax._modules import ChiralLine
-from chiraljax._network import Network
 from chiraljax._precision import real_dtype
-from chiraljax._protocols import PulsePlan, receiver_drive, transfer, transfer_network
-from chiraljax._pulses import AbstractPulse, Constant
-from chiraljax._simulate import simulate
+from chiraljax.experiment._modules import ChiralLine
+from chiraljax.experiment._protocols import PulsePlan, receiver_drive, transfer, transfer_network
+from chiraljax.network._network import Network
+from chiraljax.network._pulses import AbstractPulse, Constant
+from chiraljax.solve._metrics import stored_population
+from chiraljax.solve._simulate import simulate
 
 from ._objectives import AbstractObjective, check_aggregate, check_ensemble
 from ._parameterize import BasisParameterization, Controls
@@ -117,7 +117,7 @@ class ReceiverObjective(AbstractObjective):
 
     **Arguments:**
 
-    - `line`, `plan`, `sender`, `receiver`: the transfer (`chiraljax._protocols`).
+    - `line`, `plan`, `sender`, `receiver`: the transfer (`chiraljax.experiment._protocols`).
     - `controls`: from `receiver_controls`.
     - `steps`: fixed solver steps (None: adaptive at `rtol`, `atol`).
     - `incident`: P_in (default: measured once with the receiver dark).

@@ -52,7 +52,7 @@ def chiral_link(eta: float = 0.6, t1_rate: float = 1e-3, dephasing: float = 1e-3
 
     Links: 0 = inside module 0 (phase pi/2), 1 = between the modules (transmission eta),
     2 = inside module 1 (phase pi/2)."""
-    from chiraljax._references import chiral_transfer_network
+    from chiraljax.experiment._references import chiral_transfer_network
 
     return chiral_transfer_network(2, eta, t1_rate, dephasing)
 

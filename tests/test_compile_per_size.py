@@ -1,6 +1,6 @@
 """The Markov kernel compiles per size, not per network, and methods select the solver.
 
-The symbolic model of a network is lowered to tables of numbers (`chiraljax._lowering`), so a
+The symbolic model of a network is lowered to tables of numbers (`chiraljax.algebra._lowering`), so a
 network of another topology with the same sizes, or another pulse of the same family, runs the
 program compiled for the first one. Counted in compilations, never in seconds.
 """

@@ -16,7 +16,7 @@ from conftest import chiral_link
 
 import chiraljax as cj
 from chiraljax import ValidationError
-from chiraljax._delay_model import plan_delay
+from chiraljax.algebra._delay_model import plan_delay
 
 # ---------------------------------------------------------------------------------------------
 # Atom in front of a mirror: a Scatterer with reflection -1, the port a distance tau/2 away.

@@ -17,7 +17,7 @@ import pytest
 from conftest import PAIR_SAVES, emitter_pair, transfer_parameters
 
 import chiraljax as cj
-import chiraljax._simulate as simulate_module
+import chiraljax.solve._simulate as simulate_module
 
 # the parameters differentiated, at a point where none of the derivatives vanishes by symmetry
 CENTRE_CHANGES = {

@@ -215,7 +215,7 @@ def test_a_failure_during_a_run_is_one_line_with_exit_1(tmp_path, monkeypatch, c
     def broken(*args, **kwargs):
         raise RuntimeError("XLA backend failed\nwith a long story\nover lines")
 
-    monkeypatch.setattr(chiraljax._simulate, "simulate", broken)
+    monkeypatch.setattr(chiraljax.solve._simulate, "simulate", broken)
     code, err = run_cli(["simulate", str(NETWORK), "--out", str(tmp_path / "r.json")], monkeypatch, capsys)
     assert code == 1
     assert err == [
@@ -227,7 +227,7 @@ def test_a_failure_during_a_run_is_one_line_with_exit_1(tmp_path, monkeypatch, c
     def out_of_memory(*args, **kwargs):
         raise MemoryError
 
-    monkeypatch.setattr(chiraljax._simulate, "simulate", out_of_memory)
+    monkeypatch.setattr(chiraljax.solve._simulate, "simulate", out_of_memory)
     code, err = run_cli(["simulate", str(NETWORK)], monkeypatch, capsys)
     assert code == 1 and len(err) == 1 and "out of memory during the run; lower n_save" in err[0]
 

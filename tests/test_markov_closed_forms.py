@@ -17,7 +17,7 @@ import scipy.linalg
 from conftest import PAIR_SAVES, TRANSFER_KEYS, emitter_pair, transfer_parameters
 
 import chiraljax as cj
-from chiraljax._markov import compile_markov
+from chiraljax.algebra._markov import compile_markov
 
 ODE_TOL = 1e-7
 

@@ -11,8 +11,7 @@ import pytest
 import scipy.linalg
 
 import chiraljax as cj
-from chiraljax._metrics import directional_probability, w_fidelity_halted, w_fidelity_optimal
-from chiraljax._modules import (
+from chiraljax.experiment._modules import (
     ChiralLine,
     DataModule,
     DataRelease,
@@ -21,7 +20,8 @@ from chiraljax._modules import (
     emission_drive,
     quarter_wave_phase,
 )
-from chiraljax._protocols import PulsePlan, directional_emission, error_budget, route, transfer, w_state
+from chiraljax.experiment._protocols import PulsePlan, directional_emission, error_budget, route, transfer, w_state
+from chiraljax.solve._metrics import directional_probability, w_fidelity_halted, w_fidelity_optimal
 
 WQ = 30.0  # design frequency (rad/ns); the carrier equals it unless a test detunes the phase
 PLAN = PulsePlan(1.0, lead=12.0, window=12.0, n_save=41)

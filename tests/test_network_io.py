@@ -14,7 +14,7 @@ import pytest
 
 import chiraljax as cj
 from chiraljax._errors import ValidationError
-from chiraljax._network_io import PULSE_SHAPES, READ_ONLY_SHAPES, _validator, read_document
+from chiraljax.network._network_io import PULSE_SHAPES, READ_ONLY_SHAPES, _validator, read_document
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # examples/ also holds sweep specs; network files are the documents that list emitters

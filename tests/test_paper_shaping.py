@@ -13,8 +13,8 @@ import pytest
 
 import chiraljax as cj
 from chiraljax._errors import ValidationError
-from chiraljax._protocols import receiver_drive, transfer_network, w_state_network
-from chiraljax._pulses import Halted, Scaled, Shifted
+from chiraljax.experiment._protocols import receiver_drive, transfer_network, w_state_network
+from chiraljax.network._pulses import Halted, Scaled, Shifted
 from chiraljax.optimize import GradientConfig, get_problem, gradient_optimize, value_and_grad
 
 
@@ -83,7 +83,7 @@ def test_a_few_gradient_steps_beat_the_scripted_drive(paper):
 def test_preset_shaping_table_is_checked():
     p = cj.load_preset("paper")
     assert p.shaping["max_drive"] > 0 and p.shaping["knots"] == 12 and p.shaping["steps"] == 64
-    from chiraljax._presets import _shaping
+    from chiraljax.experiment._presets import _shaping
 
     with pytest.raises(ValidationError, match="unknown field"):
         _shaping({"knot": 3})

@@ -186,12 +186,12 @@ class NotANumber(cj.AbstractPulse):
     ids=["zero", "nan", "cut-off"],
 )
 def test_a_mode_that_cannot_work_is_refused_before_anything_runs(representation, mode, shown, monkeypatch):
-    import chiraljax._simulate
+    import chiraljax.solve._simulate
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("the solver ran")
 
-    monkeypatch.setattr(chiraljax._simulate, "solve_markov", must_not_run)
+    monkeypatch.setattr(chiraljax.solve._simulate, "solve_markov", must_not_run)
     with pytest.raises(cj.ValidationError, match=f"the mode of 'u' has int .u.\\^2 dt {shown}"):
         cj.simulate(absorber(mode), (-6.0, 6.0), representation=representation)
 

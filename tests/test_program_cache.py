@@ -1,4 +1,4 @@
-"""Traced kernels kept on disk (`chiraljax._program_cache`): a second process reads the program
+"""Traced kernels kept on disk (`chiraljax.solve._program_cache`): a second process reads the program
 instead of tracing it and gets the same numbers; user-defined pulse classes never use it."""
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import sys
 import jax.numpy as jnp
 
 import chiraljax as cj
-from chiraljax import _program_cache
+from chiraljax.solve import _program_cache
 
 RUN = """
 import json, sys
 import chiraljax as cj
-from chiraljax import _program_cache
+from chiraljax.solve import _program_cache
 sys.path.insert(0, {tests!r})
 from conftest import chiral_link, TRANSFER_WINDOW
 p = float(cj.simulate(chiral_link(), TRANSFER_WINDOW, n_save=9).final_population("A1", "B1"))

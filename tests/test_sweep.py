@@ -15,8 +15,8 @@ import pytest
 import xarray as xr
 
 from chiraljax._errors import ValidationError
-from chiraljax._sweep import ChunkDone, Grid, QuasiRandom, Random, plan_sweep, sweep, sweep_cost
-from chiraljax._sweep_store import sidecar_path
+from chiraljax.sweeps._sweep import ChunkDone, Grid, QuasiRandom, Random, plan_sweep, sweep, sweep_cost
+from chiraljax.sweeps._sweep_store import sidecar_path
 
 
 def metrics(p):
@@ -215,7 +215,7 @@ _MULTI_DEVICE = textwrap.dedent(
     """
     import json, sys
     import jax, jax.numpy as jnp, numpy as np
-    from chiraljax._sweep import Grid, QuasiRandom, sweep
+    from chiraljax.sweeps._sweep import Grid, QuasiRandom, sweep
 
     def fn(p):
         return {"v": jnp.sin(p["a"]) * p["b"] ** 2 + p["c"]}

@@ -15,10 +15,10 @@ import xarray as xr
 from conftest import TRANSFER_ATOL, TRANSFER_RTOL, TRANSFER_WINDOW, chiral_link, transfer_parameters
 
 import chiraljax as cj
-import chiraljax._sweep_model as sweep_model
+import chiraljax.sweeps._sweep_model as sweep_model
 from chiraljax._errors import ValidationError
-from chiraljax._network_io import save_network
 from chiraljax.cli import main as cli_main
+from chiraljax.network._network_io import save_network
 
 WINDOW = TRANSFER_WINDOW
 AXES = (("links.1.loss_db", [0.0, 1.0]), ("emitters.A1.detuning", [0.0, 0.1, 0.3]))
@@ -266,7 +266,7 @@ def test_four_devices_equal_one(network_file, swept):
         import json, sys
         import jax
         import chiraljax as cj
-        from chiraljax._network_io import load_network
+        from chiraljax.network._network_io import load_network
         assert len(jax.devices()) == 4, jax.devices()
         network, _ = load_network({str(network_file)!r})
         axes = [cj.Grid(name, values) for name, values in {AXES!r}]

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import chiraljax as cj
-import chiraljax._simulate
 import chiraljax.cli
+import chiraljax.solve._simulate
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -93,7 +93,7 @@ def test_an_interrupted_command_exits_130(tmp_path, monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(chiraljax._simulate, "simulate", interrupted)
+    monkeypatch.setattr(chiraljax.solve._simulate, "simulate", interrupted)
     monkeypatch.setattr(
         sys, "argv", ["chiraljax", "simulate", str(EXAMPLES / "single_emitter.toml"), "--out", str(tmp_path / "r.json")]
     )
@@ -159,7 +159,7 @@ def test_writers_replace_a_planted_symlink_instead_of_following_it(tmp_path):
 
 
 def test_overwrite_never_deletes_a_folder_chiraljax_did_not_make(tmp_path):
-    from chiraljax._sweep_store import sidecar_path
+    from chiraljax.sweeps._sweep_store import sidecar_path
 
     out = tmp_path / "result.nc"
     foreign = sidecar_path(out)

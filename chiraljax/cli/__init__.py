@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from .._errors import ValidationError
+from chiraljax._errors import ValidationError
 
 COMMANDS = ("reproduce", "simulate", "params", "sweep", "plot", "optimize")
 INTERRUPTED = 130  # the exit status of a run stopped by Ctrl-C
@@ -46,7 +46,7 @@ def _print_version(value: bool) -> None:
     if value:
         import jax
 
-        from .. import __version__
+        from chiraljax import __version__
 
         print(f"chiraljax {__version__} (jax {jax.__version__}, {jax.default_backend()})")
         raise typer.Exit()

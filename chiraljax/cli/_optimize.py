@@ -58,7 +58,7 @@ def optimize_command(
     """Optimise pulses and write the report."""
     from rich.console import Console
 
-    from ..optimize._run import check_arguments, run_optimize
+    from chiraljax.optimize._run import check_arguments, run_optimize
 
     console = Console(stderr=True, highlight=False)
     last: dict = {}
@@ -74,8 +74,8 @@ def optimize_command(
         preset, method, budget, seeds, out, gradient_budget=gradient_budget, shots=shots, ppo_settings=ppo_settings
     )
     if method == "device-study":
-        from ..optimize._device_study import device_study
-        from ..optimize._run import DEVICE_SHOTS
+        from chiraljax.optimize._device_study import device_study
+        from chiraljax.optimize._run import DEVICE_SHOTS
 
         config = check_arguments(preset, method, budget, seeds, out, shots=shots, ppo_settings=ppo_settings)
         console.print(f"device study on {preset}: {budget} device shots per run, {seeds} seed(s), output {out}")

@@ -36,8 +36,8 @@ def params_command(
     as_json: bool = typer.Option(False, "--json", help="Print the table as JSON (one object per parameter)."),
 ) -> None:
     """List a network file's parameters with values, ranges and units."""
-    from .._network_io import load_network
-    from .._sweep_model import parameter_table
+    from chiraljax.network._network_io import load_network
+    from chiraljax.sweeps._sweep_model import parameter_table
 
     network, _ = load_network(network_file)
     rows = parameter_table(network)

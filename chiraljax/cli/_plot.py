@@ -16,7 +16,7 @@ _HELP = (
 
 
 def _parse_at(items: list[str]) -> dict[str, float]:
-    from .._errors import require
+    from chiraljax._errors import require
 
     at = {}
     for item in items:
@@ -46,10 +46,10 @@ def plot_command(
     ),
 ) -> None:
     """Plot a sweep result as a heatmap or lines."""
-    from .._errors import require
-    from .._files import require_writable
-    from .._plots import FIGURE_SUFFIXES, save_sweep_plot
-    from .._sweep_store import FORMATS, read_result
+    from chiraljax._errors import require
+    from chiraljax._files import require_writable
+    from chiraljax._plots import FIGURE_SUFFIXES, save_sweep_plot
+    from chiraljax.sweeps._sweep_store import FORMATS, read_result
 
     path = result_file.expanduser().absolute()
     require(path.suffix in FORMATS, f"{result_file}: expected a .nc or .zarr sweep result")

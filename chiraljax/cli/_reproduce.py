@@ -1,7 +1,5 @@
 """`chiraljax reproduce`: the experiment's protocols end to end on a preset, with a report
-(the pipeline is `chiraljax._reproduce.run_reproduce`)."""
-
-from __future__ import annotations
+(the pipeline is `chiraljax.experiment._reproduce.run_reproduce`)."""
 
 from pathlib import Path
 from typing import Any
@@ -52,7 +50,7 @@ def reproduce_command(
     quick: bool = typer.Option(False, "--quick", help="Smoke test: fewer points; no shaping, error budget or sweep."),
     budget: int = typer.Option(120, "--budget", min=20, help="Simulator evaluations for each shaping run."),
 ) -> None:
-    from .._reproduce import run_reproduce
+    from chiraljax.experiment._reproduce import run_reproduce
 
     console = Console(stderr=True)
     results = run_reproduce(preset, out, quick, console, budget)

@@ -1,7 +1,5 @@
 """`chiraljax simulate FILE`: simulate a network file, print a summary, save the result as JSON."""
 
-from __future__ import annotations
-
 import dataclasses
 import json
 import time
@@ -9,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .._errors import require
+from chiraljax._errors import require
 
 _HELP = (
     "Simulate the network in FILE over its time window and print a summary.\n\n"
@@ -54,10 +52,10 @@ def simulate_command(
     """Simulate a network file, print a summary and optionally save the result as JSON."""
     from rich.console import Console
 
-    from .._files import require_writable, write_text_atomic
-    from .._network_io import load_network
-    from .._provenance import provenance
-    from .._simulate import simulate
+    from chiraljax._files import require_writable, write_text_atomic
+    from chiraljax._provenance import provenance
+    from chiraljax.network._network_io import load_network
+    from chiraljax.solve._simulate import simulate
 
     network, settings = load_network(network_file)
     overrides = {"representation": representation, "t_span": t_span, "n_save": n_save}

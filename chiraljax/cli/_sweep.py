@@ -1,7 +1,5 @@
 """`chiraljax sweep SPEC --out FILE`: run a sweep-spec file, with progress and resume."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import typer
@@ -44,9 +42,9 @@ def sweep_command(
     """Run a sweep spec and write its result."""
     from rich.console import Console
 
-    from .._errors import require
-    from .._sweep import sweep_cost
-    from .._sweep_spec import load_sweep_spec, run_sweep_spec
+    from chiraljax._errors import require
+    from chiraljax.sweeps._sweep import sweep_cost
+    from chiraljax.sweeps._sweep_spec import load_sweep_spec, run_sweep_spec
 
     spec = load_sweep_spec(spec_file, allow_python=allow_python)
     require(

@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._errors import require
-from .kernels._lindblad import Stepping
+from chiraljax._errors import require
+from chiraljax.kernels._lindblad import Stepping
 
 ADJOINTS = ("reverse", "forward")
 
@@ -103,7 +103,7 @@ class Full(AbstractLindblad):
 
 @dataclass(frozen=True)
 class Delay:
-    """The exact single-excitation delay kernel (`chiraljax._delay_model`).
+    """The exact single-excitation delay kernel (`chiraljax.algebra._delay_model`).
 
     **Arguments:**
 

@@ -20,7 +20,7 @@ from functools import cached_property
 
 import numpy as np
 
-from ._errors import require
+from chiraljax._errors import require
 
 _FULL_SPACE_LIMIT = 1 << 14
 

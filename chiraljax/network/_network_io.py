@@ -31,12 +31,22 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from . import _documents as documents
-from ._errors import ValidationError, require
-from ._files import write_text_atomic
-from ._network import Coupling, Emitter, Link, Network, OutputMode, PhotonInput, Port, Scatterer, transmission_from_db
-from ._provenance import provenance
-from ._pulses import (
+from chiraljax import _documents as documents
+from chiraljax._errors import ValidationError, require
+from chiraljax._files import write_text_atomic
+from chiraljax._provenance import provenance
+from chiraljax.network._network import (
+    Coupling,
+    Emitter,
+    Link,
+    Network,
+    OutputMode,
+    PhotonInput,
+    Port,
+    Scatterer,
+    transmission_from_db,
+)
+from chiraljax.network._pulses import (
     AbstractPulse,
     Chebyshev,
     Constant,
@@ -149,7 +159,7 @@ PULSE_SHAPES: dict[str, tuple[type[AbstractPulse], dict[str, str]]] = {
         },
     ),
 }
-"""File name of each pulse shape, its class in chiraljax._pulses and the kinds of its fields
+"""File name of each pulse shape, its class in chiraljax.network._pulses and the kinds of its fields
 (the constructor's keyword arguments carry the same names)."""
 
 _SHAPE_OF = {cls: name for name, (cls, _) in PULSE_SHAPES.items()}
@@ -165,7 +175,7 @@ _DOCUMENT_FOLDER: contextvars.ContextVar[Path] = contextvars.ContextVar("documen
 
 def _read_pulse(doc: Mapping) -> AbstractPulse:
     if doc["shape"] == "measured":  # samples from a data file (never code)
-        from ._mode_io import load_mode
+        from chiraljax.network._mode_io import load_mode
 
         path = Path(doc["file"]).expanduser()
         return load_mode(

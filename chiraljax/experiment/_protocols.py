@@ -19,7 +19,7 @@ timing error `plan.receiver_timing`. The run starts `plan.lead`/kappa before t0 
   transfer = eta exactly, eps = 1.
 - W state: the sender's drive is halted once it has released `fraction` of the excitation (1/2:
   at the pulse centre for the two-qubit module), the receiver's when the photon stops arriving.
-  Fidelity with the convention of `chiraljax._metrics` (chi maximised unless given).
+  Fidelity with the convention of `chiraljax.solve._metrics` (chi maximised unless given).
 - Error budget: the infidelity 1 - F is split over the sources loss, reflections, decoherence,
   frequency mismatch and pulse mismatch by switching them off: F(S) is the metric with the
   sources in S switched off; each source gets its Shapley share
@@ -42,19 +42,9 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import concrete
-from ._errors import require
-from ._metrics import (
-    absorption_efficiency,
-    directionality,
-    emitted,
-    optimal_fraction,
-    single_excitation_block,
-    stored_population,
-    w_fidelity,
-    w_phase,
-)
-from ._modules import (
+from chiraljax._checks import concrete
+from chiraljax._errors import require
+from chiraljax.experiment._modules import (
     ChiralLine,
     Interconnect,
     absorption_drive,
@@ -64,10 +54,20 @@ from ._modules import (
     halt_time,
     math_prod,
 )
-from ._network import Network
-from ._pulses import AbstractPulse, Halted, Shifted
-from ._result import Result
-from ._simulate import simulate
+from chiraljax.network._network import Network
+from chiraljax.network._pulses import AbstractPulse, Halted, Shifted
+from chiraljax.solve._metrics import (
+    absorption_efficiency,
+    directionality,
+    emitted,
+    optimal_fraction,
+    single_excitation_block,
+    stored_population,
+    w_fidelity,
+    w_phase,
+)
+from chiraljax.solve._result import Result
+from chiraljax.solve._simulate import simulate
 
 
 class PulsePlan(eqx.Module):

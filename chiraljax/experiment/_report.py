@@ -20,9 +20,9 @@ import jax.numpy as jnp  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ._files import save_figure, write_text_atomic  # noqa: E402
-from ._pulses import AbstractPulse  # noqa: E402
-from ._result import Result  # noqa: E402
+from chiraljax._files import save_figure, write_text_atomic  # noqa: E402
+from chiraljax.network._pulses import AbstractPulse  # noqa: E402
+from chiraljax.solve._result import Result  # noqa: E402
 
 _US = 1e-3  # ns -> us
 _MHZ = 1.0 / (2 * np.pi * 1e-3)  # rad/ns -> MHz

@@ -21,8 +21,8 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from ._markov import LindbladModel, ParameterAtoms, TimeFactors
-from ._operator import Operator, Symbol, factor_parts
+from chiraljax.algebra._markov import LindbladModel, ParameterAtoms, TimeFactors
+from chiraljax.algebra._operator import Operator, Symbol, factor_parts
 
 
 class MarkovArrays(NamedTuple):

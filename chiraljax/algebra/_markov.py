@@ -39,13 +39,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import as_array, concrete, safe_sqrt
-from ._errors import require
-from ._limits import require_count
-from ._network import Network, Port
-from ._operator import Operator, Symbol, factor_parts
-from ._pulses import AbstractPulse
-from ._space import Space, space_dimension
+from chiraljax._checks import as_array, concrete, safe_sqrt
+from chiraljax._errors import require
+from chiraljax._limits import require_count
+from chiraljax.algebra._operator import Operator, Symbol, factor_parts
+from chiraljax.algebra._space import Space, space_dimension
+from chiraljax.network._network import Network, Port
+from chiraljax.network._pulses import AbstractPulse
 
 _MODE_EPS = 1e-10
 

@@ -27,7 +27,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from ._errors import ValidationError, require
+from chiraljax._errors import ValidationError, require
 
 #: Adam's step on the residual spline (units of the logit of u/u_max); the best of 0.1, 0.3 and
 #: 1 on the paper problem (optimize/results/README.md).
@@ -41,8 +41,8 @@ def _shape(preset, incident: float, budget: int, seed: int) -> dict[str, Any]:
     Adam alone for the opposite direction. Returns the runs and the best plans."""
     import jax
 
-    from .optimize import GradientConfig, PPOConfig, batch_reward, gradient_optimize, ppo_optimize
-    from .optimize._problems import paper
+    from chiraljax.optimize import GradientConfig, PPOConfig, batch_reward, gradient_optimize, ppo_optimize
+    from chiraljax.optimize._problems import paper
 
     config = GradientConfig(method="adam", learning_rate=_ADAM_RATE, max_steps=budget, patience=None)
     right = paper(preset, incident=incident)
@@ -107,9 +107,9 @@ def _shape(preset, incident: float, budget: int, seed: int) -> dict[str, Any]:
 def _sweep(preset, plan, points: int) -> tuple[dict[str, Any], Any]:
     """W fidelity (photon travelling right, the given receiver drive) over the link power
     transmission and the receiver module's detuning."""
-    from . import Grid, sweep
-    from ._metrics import w_fidelity
-    from ._protocols import w_state_network
+    from chiraljax import Grid, sweep
+    from chiraljax.experiment._protocols import w_state_network
+    from chiraljax.solve._metrics import w_fidelity
 
     line, sender, receiver = preset.line, preset.sender, preset.receiver
     net = w_state_network(line, sender, receiver, plan)
@@ -141,12 +141,12 @@ def _sweep(preset, plan, points: int) -> tuple[dict[str, Any], Any]:
 
 def run_reproduce(preset_name: str, out: Path, quick: bool, console: Console, budget: int = 120) -> dict[str, Any]:
     """Run the protocols of `preset_name`, write the report into `out`, return the results."""
-    from . import _report
-    from ._files import require_writable, write_text_atomic
-    from ._metrics import w_fidelity_halted
-    from ._presets import load_preset
-    from ._protocols import directional_emission, error_budget, transfer, w_state
-    from ._provenance import provenance
+    from chiraljax._files import require_writable, write_text_atomic
+    from chiraljax._provenance import provenance
+    from chiraljax.experiment import _report
+    from chiraljax.experiment._presets import load_preset
+    from chiraljax.experiment._protocols import directional_emission, error_budget, transfer, w_state
+    from chiraljax.solve._metrics import w_fidelity_halted
 
     require(not out.exists() or out.is_dir(), f"--out {out}: is a file; give a folder for the report")
     started = time.perf_counter()
@@ -272,7 +272,7 @@ def run_reproduce(preset_name: str, out: Path, quick: bool, console: Console, bu
             elif has_receiver and not quick:
                 results["optimisation"] = {"note": f"Not run: preset {preset.name!r} has no [shaping] max_drive."}
             if has_receiver and preset.name == "paper":
-                from .optimize._device_study import stored_summary
+                from chiraljax.optimize._device_study import stored_summary
 
                 study = stored_summary()
                 if study is not None:
@@ -379,8 +379,8 @@ def run_reproduce(preset_name: str, out: Path, quick: bool, console: Console, bu
 
 
 def _figures(preset, out: Path, tr, emission, w, w_scripted, shaped, plans, results, w_meas) -> dict[str, str]:
-    from . import _report
-    from ._protocols import receiver_drive
+    from chiraljax.experiment import _report
+    from chiraljax.experiment._protocols import receiver_drive
 
     line, sender, receiver = preset.line, preset.sender, preset.receiver
     figures = {}

@@ -6,7 +6,7 @@ $$ m_j(p) = f_j\big(\mathrm{simulate}(N \leftarrow p),\ N \leftarrow p\big), $$
 
 where $N \leftarrow p$ is the Network with the swept parameters replaced
 (`network.with_parameters`, so the structure never changes and one compile serves every point)
-and $f_j$ are the metrics. The engine (`chiraljax._sweep`) compiles `jit(vmap(...))` once, runs
+and $f_j$ are the metrics. The engine (`chiraljax.sweeps._sweep`) compiles `jit(vmap(...))` once, runs
 it in chunks sharded over all devices, shows progress and saves chunks so that an interrupted
 sweep resumes.
 
@@ -35,7 +35,7 @@ because inside the compiled program a value outside it would give a silent wrong
 | `conservation_error` | $\lvert n_{\rm final} + \sum_k N_k - n_{\rm initial} \rvert$ |
 | `in_flight` | excitation still travelling on delayed links at $t_1$ |
 | `directionality:right` | share of the emitted photon leaving to the right (or `:left`) |
-| `w_fidelity:A0+B0,A1+B1,right` | W-state fidelity of sender and receiver qubits (`chiraljax._metrics`) |
+| `w_fidelity:A0+B0,A1+B1,right` | W-state fidelity of sender and receiver qubits (`chiraljax.solve._metrics`) |
 
 A list of strings uses each string as the metric's name.
 """
@@ -58,19 +58,23 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from . import (
-    _metrics,
-    _plots,  # noqa: F401  (registers dataset.chiraljax.plot on sweep results)
+from chiraljax import _plots  # noqa: F401  (registers dataset.chiraljax.plot on sweep results)
+from chiraljax._checks import ValidationError, did_you_mean, require
+from chiraljax.network._network import (
+    PARAMETER_BOUNDS,
+    PARAMETER_UNITS,
+    Network,
+    db_from_transmission,
+    transmission_from_db,
 )
-from ._checks import ValidationError, did_you_mean, require
-from ._methods import Sector
-from ._network import PARAMETER_BOUNDS, PARAMETER_UNITS, Network, db_from_transmission, transmission_from_db
-from ._network_io import SimulationSettings, load_network
-from ._result import Result
-from ._simulate import REPRESENTATIONS, auto_representation, simulate
-from ._sweep import AbstractAxis, ChunkDone, Grid, Mode
-from ._sweep import sweep as sweep_function
-from ._sweep_store import check_output
+from chiraljax.network._network_io import SimulationSettings, load_network
+from chiraljax.solve import _metrics
+from chiraljax.solve._methods import Sector
+from chiraljax.solve._result import Result
+from chiraljax.solve._simulate import REPRESENTATIONS, auto_representation, simulate
+from chiraljax.sweeps._sweep import AbstractAxis, ChunkDone, Grid, Mode
+from chiraljax.sweeps._sweep import sweep as sweep_function
+from chiraljax.sweeps._sweep_store import check_output
 
 MetricFunction = Callable[[Result, Network], Any]
 
@@ -382,7 +386,7 @@ def _representation(network: Network, swept: Collection[str], representation: st
         representation = "delay" if swept_delay else auto_representation(network)
     if representation == "delay":
         require(
-            importlib.util.find_spec("chiraljax._delay_model") is not None,
+            importlib.util.find_spec("chiraljax.algebra._delay_model") is not None,
             "representation='delay' (needed for delays or reflections) is not available in this "
             "installation; use representation='sector' for the Markov limit",
         )
@@ -458,7 +462,7 @@ def sweep(
     $m_j = f_j(\mathrm{simulate}(N \leftarrow p))$: one compile, `vmap` in chunks, sharded over
     all local devices (see the module docstring for parameter names and metric strings). With
     a plain function `fn(params) -> {metric: scalar}` it is the generic engine
-    (`chiraljax._sweep.sweep`) and the Network-only arguments must be left out.
+    (`chiraljax.sweeps._sweep.sweep`) and the Network-only arguments must be left out.
 
     All input (names, values against their physical range, metrics, output path) is checked
     before anything is computed.
@@ -659,10 +663,10 @@ def load_network_file(path: str | os.PathLike[str]) -> tuple[Network, Simulation
 
 
 def load_preset(name: str) -> Network:
-    """The transfer Network of the preset `name` (`chiraljax._presets`): its sender emits
+    """The transfer Network of the preset `name` (`chiraljax.experiment._presets`): its sender emits
     toward its receiver with the preset's pulse plan."""
-    from ._presets import load_preset as load
-    from ._protocols import transfer_network
+    from chiraljax.experiment._presets import load_preset as load
+    from chiraljax.experiment._protocols import transfer_network
 
     preset = load(name)
     require(

@@ -55,14 +55,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import concrete, concrete_float
-from ._errors import ValidationError, require
-from ._limits import require_count, require_memory
-from ._mode_io import check_modes
-from ._network import Network, Port, Scatterer
-from ._precision import complex_dtype, real_dtype
-from ._result import Result
-from .kernels._delay import DelayProblem, solve_delay, trajectory_average
+from chiraljax._checks import concrete, concrete_float
+from chiraljax._errors import ValidationError, require
+from chiraljax._limits import require_count, require_memory
+from chiraljax._precision import complex_dtype, real_dtype
+from chiraljax.kernels._delay import DelayProblem, solve_delay, trajectory_average
+from chiraljax.network._mode_io import check_modes
+from chiraljax.network._network import Network, Port, Scatterer
+from chiraljax.solve._result import Result
 
 __all__ = ["DelayPlan", "plan_delay", "simulate_delay", "DEFAULT_TRAJECTORIES"]
 

@@ -25,9 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Inexact
 
-from ._checks import ValidationError, as_array, concrete, did_you_mean, require, safe_sqrt
-from ._pulses import AbstractPulse
-from ._types import Number, Real
+from chiraljax._checks import ValidationError, as_array, concrete, did_you_mean, require, safe_sqrt
+from chiraljax._types import Number, Real
+from chiraljax.network._pulses import AbstractPulse
 
 #: Characters that metric strings ("population:A1+B1"), wildcard parameter names
 #: ("emitters.*.dephasing") and --at NAME=VALUE use as separators, so no name may hold them.
@@ -421,7 +421,7 @@ class Network(eqx.Module):
 
     def _repr_html_(self) -> str:
         """The notebook display: a drawing of the line and tables (`chiraljax._display`)."""
-        from ._display import network_html
+        from chiraljax._display import network_html
 
         return network_html(self)
 

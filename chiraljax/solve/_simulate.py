@@ -1,11 +1,11 @@
 """`simulate`: pick a method for a Network, run its kernel, return a `Result`.
 
 The Markov path is built for repeated calls. The symbolic model of a network structure
-(`compile_markov`, `chiraljax._lowering.lower`) is made once and cached by the network's pytree
+(`compile_markov`, `chiraljax.algebra._lowering.lower`) is made once and cached by the network's pytree
 structure; a call checks what depends on the numbers (reflecting ends), hands the network's
 numbers as they are to the compiled kernel, whose program depends on sizes and pulse families
 only, and, for concrete numbers, takes that program from disk when an earlier process traced it
-(`chiraljax._program_cache`).
+(`chiraljax.solve._program_cache`).
 """
 
 from __future__ import annotations
@@ -21,17 +21,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import concrete, is_traced
-from ._errors import ValidationError, require
-from ._limits import require_memory
-from ._lowering import MarkovArrays, MarkovLayout, lower, to_device
-from ._markov import Channel, LindbladModel, ParameterAtoms, check_markov, compile_markov, required_excitations
-from ._methods import METHODS, Delay, Full, Method, Sector
-from ._network import Network
-from ._program_cache import call_cached
-from ._result import Result
-from .kernels._lindblad import LindbladSolution, solve_markov
-from .kernels._runge_kutta import SAVES_PER_STEP
+from chiraljax._checks import concrete, is_traced
+from chiraljax._errors import ValidationError, require
+from chiraljax._limits import require_memory
+from chiraljax.algebra._lowering import MarkovArrays, MarkovLayout, lower, to_device
+from chiraljax.algebra._markov import (
+    Channel,
+    LindbladModel,
+    ParameterAtoms,
+    check_markov,
+    compile_markov,
+    required_excitations,
+)
+from chiraljax.kernels._lindblad import LindbladSolution, solve_markov
+from chiraljax.kernels._runge_kutta import SAVES_PER_STEP
+from chiraljax.network._network import Network
+from chiraljax.solve._methods import METHODS, Delay, Full, Method, Sector
+from chiraljax.solve._program_cache import call_cached
+from chiraljax.solve._result import Result
 
 REPRESENTATIONS = ("auto", "sector", "full", "delay")
 _LEGACY = (
@@ -124,7 +131,7 @@ def _e_ops_matrices(e_ops: Any, space) -> np.ndarray | None:
     """The operators of `e_ops` as an (E, D, D) array in the simulation's basis (None: none)."""
     if e_ops is None:
         return None
-    from ._qutip import operator_matrix
+    from chiraljax.solve._qutip import operator_matrix
 
     items = list(e_ops.values()) if isinstance(e_ops, dict) else list(e_ops)
     require(len(items) >= 1, "simulate: e_ops is empty; give operators or leave it out")
@@ -159,7 +166,7 @@ def _markov(
         k = None
     check_markov(network, k)  # values may differ from those the cached plan was made with
     if (network.inputs or network.outputs) and not is_traced(t0, t1):
-        from ._mode_io import check_modes
+        from chiraljax.network._mode_io import check_modes
 
         check_modes(network, float(t0), float(t1))  # before the run (cached: free when repeated)
     plan = markov_plan(network, k)
@@ -251,7 +258,7 @@ def _batched(x) -> bool:
 
 
 def _delay_impl(network: Network, t0, t1, ts, plan, key) -> Result:
-    from ._delay_model import simulate_delay
+    from chiraljax.algebra._delay_model import simulate_delay
 
     return simulate_delay(network, t0, t1, ts, key=key, plan=plan)
 
@@ -277,7 +284,7 @@ def simulate(
     - `network`: the device (its numbers may be traced: simulate works under jit, vmap, grad).
     - `t_span`: (t0, t1).
     - `method`: `cj.Sector(...)`, `cj.Full(...)` or `cj.Delay(...)` with the solver's options
-      (see `chiraljax._methods`). Default: the delay kernel when delays or reflections matter,
+      (see `chiraljax.solve._methods`). Default: the delay kernel when delays or reflections matter,
       otherwise the excitation-sector Lindblad solver, each with its default options.
     - `ts`: save times (default `n_save` equally spaced points spanning t_span).
     - `e_ops`: operators whose expectation values Tr(O rho(t)) are recorded at the save times
@@ -342,7 +349,7 @@ def simulate(
             else jnp.linspace(jnp.asarray(t_span[0], dtype=float), jnp.asarray(t_span[1], dtype=float), int(n_save))
         )
     if isinstance(method, Delay):
-        from ._delay_model import plan_delay
+        from chiraljax.algebra._delay_model import plan_delay
 
         require(
             e_ops is None and not save_states,

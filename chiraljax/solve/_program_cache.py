@@ -1,6 +1,6 @@
 """Traced kernels kept on disk, so that a new process skips tracing as well as compiling.
 
-JAX's persistent compilation cache (`chiraljax._cache`) stores compiled XLA programs, but a new
+JAX's persistent compilation cache (`chiraljax.solve._cache`) stores compiled XLA programs, but a new
 process still traces and lowers the Python kernel before it can look one up (0.3-0.5 s for the
 Lindblad kernel). For a call on concrete numbers (no jit, vmap or grad around it) the kernel is
 exported once with `jax.export` for its argument shapes and kept as serialized StableHLO in
@@ -27,8 +27,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from ._cache import compilation_cache_dir
-from ._files import write_atomic
+from chiraljax._files import write_atomic
+from chiraljax.solve._cache import compilation_cache_dir
 
 _PACKAGE_ROOTS = ("chiraljax",)
 _LOADED: dict[str, Any] = {}  # key -> jitted call, or None after a failure (not tried again)
@@ -44,7 +44,7 @@ def _source_hash() -> str:
 
     digest = hashlib.sha256()
     for package in (chiraljax, chiraljax.kernels):
-        for path in sorted(Path(package.__file__).parent.glob("*.py")):
+        for path in sorted(Path(package.__file__).parent.rglob("*.py")):
             digest.update(path.read_bytes())
     return digest.hexdigest()
 

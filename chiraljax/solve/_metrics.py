@@ -32,9 +32,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._errors import require
-from ._network import Network
-from ._result import Result
+from chiraljax._errors import require
+from chiraljax.network._network import Network
+from chiraljax.solve._result import Result
 
 
 def directional_probability(phi, theta):

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ._errors import require
-from ._files import require_writable, write_atomic
+from chiraljax._errors import require
+from chiraljax._files import require_writable, write_atomic
 
 #: Output suffix -> (xarray engine, module that must be importable).
 FORMATS: dict[str, tuple[str, str]] = {".nc": ("h5netcdf", "h5netcdf"), ".zarr": ("zarr", "zarr")}

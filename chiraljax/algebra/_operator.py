@@ -25,8 +25,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from ._errors import require
-from ._space import Space
+from chiraljax._errors import require
+from chiraljax.algebra._space import Space
 
 Scalar = Any
 

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._errors import require
-from ._types import State
+from chiraljax._errors import require
+from chiraljax._types import State
 
 
 def _read(x):
@@ -74,7 +74,7 @@ class Result(eqx.Module):
     def basis_labels(self) -> tuple[str, ...]:
         """One label per basis state of `final_state` and `states`: the occupations in `names`
         order, e.g. '0100'."""
-        from ._qutip import basis_labels
+        from chiraljax.solve._qutip import basis_labels
 
         require(self.space is not None, "Result: the delay representation has no state space")
         return basis_labels(self.space)
@@ -83,7 +83,7 @@ class Result(eqx.Module):
         """The state at save time `ts[index]` as a `qutip.Qobj` density matrix, on the full
         space of `names` (dims `dims`, zeros outside a sector) or, with `full=False`, on the
         simulation's basis. The last state is `final_state`; others need `save_states=True`."""
-        from ._qutip import to_qobj
+        from chiraljax.solve._qutip import to_qobj
 
         require(self.space is not None, "Result: the delay representation has no density matrix")
         if index in (-1, len(np.asarray(self.ts)) - 1) and self.states is None:
@@ -102,11 +102,11 @@ class Result(eqx.Module):
         """Draw time traces: kind "populations", "fluxes" or "outputs" (`chiraljax._plots.
         plot_result`); with `out`, also write the figure there (format by suffix). Returns the
         matplotlib Figure."""
-        from ._plots import plot_result
+        from chiraljax._plots import plot_result
 
         fig = plot_result(self, kind, names=names, ax=ax)
         if out is not None:
-            from ._files import save_figure
+            from chiraljax._files import save_figure
 
             save_figure(fig, out, dpi=150)
         return fig
@@ -117,14 +117,14 @@ class Result(eqx.Module):
     def __repr__(self) -> str:
         if not self._concrete():
             return super().__repr__()
-        from ._display import result_text
+        from chiraljax._display import result_text
 
         return result_text(self)
 
     def _repr_html_(self) -> str:
         if not self._concrete():
             return f"<pre>{super().__repr__()}</pre>"
-        from ._display import result_html
+        from chiraljax._display import result_html
 
         return result_html(self)
 

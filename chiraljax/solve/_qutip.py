@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import ValidationError, require
-from ._space import Space
+from chiraljax._errors import ValidationError, require
+from chiraljax.algebra._space import Space
 
 #: The largest full space a state is embedded into (a sector of many emitters spans 2^N states).
 MAX_FULL_DIM = 2**14

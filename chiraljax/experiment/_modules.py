@@ -60,11 +60,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Inexact
 
-from ._checks import as_array, concrete, require_finite
-from ._errors import require
-from ._network import Coupling, Emitter, Link, Network, Port, Scatterer
-from ._pulses import AbstractPulse, Constant, Scaled
-from ._types import Real
+from chiraljax._checks import as_array, concrete, require_finite
+from chiraljax._errors import require
+from chiraljax._types import Real
+from chiraljax.network._network import Coupling, Emitter, Link, Network, Port, Scatterer
+from chiraljax.network._pulses import AbstractPulse, Constant, Scaled
 
 DIRECTIONS = ("right", "left")
 CANCELLATIONS = ("exact", "design", "none")
@@ -613,7 +613,7 @@ def directional_state(module: AbstractModule, direction: str) -> dict[str, compl
 
 def emission_drive(module: AbstractModule, kappa, t0=0.0) -> AbstractPulse:
     """The drive that releases a sech photon of bandwidth kappa centred at t0."""
-    from ._pulses import SechEmission
+    from chiraljax.network._pulses import SechEmission
 
     if isinstance(module, DataModule):
         return DataRelease(kappa, module.gamma, t0, 1.0)
@@ -622,7 +622,7 @@ def emission_drive(module: AbstractModule, kappa, t0=0.0) -> AbstractPulse:
 
 def absorption_drive(module: AbstractModule, kappa, t0=0.0) -> AbstractPulse:
     """The time-reversed drive that catches a sech photon of bandwidth kappa centred at t0."""
-    from ._pulses import SechAbsorption
+    from chiraljax.network._pulses import SechAbsorption
 
     if isinstance(module, DataModule):
         return DataRelease(kappa, module.gamma, t0, -1.0)

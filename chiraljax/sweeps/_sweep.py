@@ -30,7 +30,7 @@ Pass `chunk_size` to override.
 with a hash of the spec (points, fixed values, precision, and the jaxpr of `fn`, so that an
 edited metric function is noticed); the final Dataset is written atomically to `out` and the
 folder removed. Rerunning the same sweep after an interrupt (Ctrl-C, kill) recomputes only the
-missing chunks; rerunning a finished one loads `out`. See `chiraljax._sweep_store`.
+missing chunks; rerunning a finished one loads `out`. See `chiraljax.sweeps._sweep_store`.
 
 **Several hosts.** The same script runs on every host (one process per host, or per GPU):
 
@@ -71,11 +71,11 @@ import numpy as np
 import xarray as xr
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ._checks import ValidationError, did_you_mean, require
-from ._limits import require_memory
-from ._precision import PRECISION, real_dtype
-from ._provenance import provenance
-from ._sweep_store import (
+from chiraljax._checks import ValidationError, did_you_mean, require
+from chiraljax._limits import require_memory
+from chiraljax._precision import PRECISION, real_dtype
+from chiraljax._provenance import provenance
+from chiraljax.sweeps._sweep_store import (
     ChunkStore,
     check_output,
     discard_sidecar,
@@ -802,7 +802,7 @@ def sweep(
     todo = [int(i) for i in np.flatnonzero(~done)]
     computed = sum(bounds[i][1] - bounds[i][0] for i in todo)
 
-    from ._sweep_progress import progress_bar
+    from chiraljax.sweeps._sweep_progress import progress_bar
 
     with progress_bar(progress and writer) as bar:
         task = bar.add_task("sweep", total=n_points, completed=n_points - computed, resumed=n_points - computed)

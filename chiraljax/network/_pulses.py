@@ -24,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Inexact
 
-from ._checks import as_array, concrete, require, require_finite
-from ._types import Number, Real
+from chiraljax._checks import as_array, concrete, require, require_finite
+from chiraljax._types import Number, Real
 
 
 class AbstractPulse(eqx.Module):

@@ -27,9 +27,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ._errors import ValidationError, require
-from ._modules import ChiralLine, DataModule, Interconnect, TunableModule
-from ._protocols import PulsePlan
+from chiraljax._errors import ValidationError, require
+from chiraljax.experiment._modules import ChiralLine, DataModule, Interconnect, TunableModule
+from chiraljax.experiment._protocols import PulsePlan
 
 _MODULE_FIELDS = {
     "data": (

@@ -24,9 +24,9 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import concrete, require
-from ._operator import Operator
-from ._space import Space
+from chiraljax._checks import concrete, require
+from chiraljax.algebra._operator import Operator
+from chiraljax.algebra._space import Space
 
 
 def is_known(x: Any) -> bool:
@@ -38,7 +38,7 @@ def _as_operator(op: Any, space: Space, what: str) -> Operator:
     """An `Operator` as it is, a matrix or `qutip.Qobj` as a constant one on `space`."""
     if isinstance(op, Operator):
         return op
-    from ._qutip import operator_matrix
+    from chiraljax.solve._qutip import operator_matrix
 
     return Operator.constant(space, operator_matrix(op, space, what))
 
@@ -52,7 +52,7 @@ class SLH:
     - `L`: sequence of n operators, the coupling of the system to each channel.
     - `H`: the Hamiltonian.
     - `space`: the system's space; with it, `L` and `H` may also be NumPy arrays or
-      `qutip.Qobj`s (constant operators on that space; see `chiraljax._qutip.operator_matrix`),
+      `qutip.Qobj`s (constant operators on that space; see `chiraljax.solve._qutip.operator_matrix`),
       else they must be `Operator`s and the space is `H`'s.
     - `check_unitary`: refuse a non-unitary S (when its values are concrete).
     """

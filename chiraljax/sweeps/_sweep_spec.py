@@ -26,14 +26,14 @@ from typing import Any
 import jax
 import xarray as xr
 
-from ._checks import ValidationError, did_you_mean, require
-from ._documents import read_document
-from ._methods import Sector
-from ._network import Network
-from ._network_io import SimulationSettings
-from ._simulate import REPRESENTATIONS
-from ._sweep import AbstractAxis, ChunkDone, Grid, QuasiRandom, Random
-from ._sweep_model import (
+from chiraljax._checks import ValidationError, did_you_mean, require
+from chiraljax._documents import read_document
+from chiraljax.network._network import Network
+from chiraljax.network._network_io import SimulationSettings
+from chiraljax.solve._methods import Sector
+from chiraljax.solve._simulate import REPRESENTATIONS
+from chiraljax.sweeps._sweep import AbstractAxis, ChunkDone, Grid, QuasiRandom, Random
+from chiraljax.sweeps._sweep_model import (
     check_range,
     load_network_file,
     load_preset,
@@ -42,7 +42,7 @@ from ._sweep_model import (
     sweep,
     value_range,
 )
-from ._sweep_store import check_output
+from chiraljax.sweeps._sweep_store import check_output
 
 #: Top-level tables of a spec and whether each is required.
 TABLES: dict[str, bool] = {

@@ -24,9 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import concrete_float, is_traced
-from ._errors import ValidationError, require
-from ._pulses import Sampled
+from chiraljax._checks import concrete_float, is_traced
+from chiraljax._errors import ValidationError, require
+from chiraljax.network._pulses import Sampled
 
 
 def sampled_norm(times, values) -> float:

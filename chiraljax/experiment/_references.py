@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._network import Coupling, Emitter, Link, Network, Port
-from ._pulses import SechAbsorption, SechEmission
+from chiraljax.network._network import Coupling, Emitter, Link, Network, Port
+from chiraljax.network._pulses import SechAbsorption, SechEmission
 
 #: The window of the transfer and the converged answer of the defaults.
 TRANSFER_WINDOW = (-12.0, 12.0)
