@@ -47,7 +47,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Complex, Float, PRNGKeyArray
+from jaxtyping import Array, Complex, Float, PRNGKeyArray, PyTree
 
 from chiraljax._checks import is_traced, require, safe_sqrt
 from chiraljax._precision import complex_dtype, real_dtype
@@ -146,10 +146,10 @@ class DelayProblem(eqx.Module):
     scattering: Complex[Array, "scatterers 2 2"]
     end_reflection: Complex[Array, 2]
     intrinsic_decay: Float[Array, " emitters"]
-    rates: Any
-    hamiltonian: Any
-    inputs: Any
-    detectors: Any
+    rates: Float[Array, "P 2"] | Callable[[Any], Float[Array, "P 2"]]
+    hamiltonian: Complex[Array, "N N"] | Callable[[Any], Complex[Array, "N N"]] | None
+    inputs: Callable[[Any], Complex[Array, " 2"]] | None
+    detectors: Callable[[Any], Complex[Array, " 2"]] | None
 
     def __init__(
         self,
@@ -900,9 +900,9 @@ class TrajectoryAverage(NamedTuple):
     of the mean and the maximum of every leaf (for complex leaves the standard error and the
     maximum are those of the modulus)."""
 
-    mean: Any
-    standard_error: Any
-    maximum: Any
+    mean: PyTree[Array]
+    standard_error: PyTree[Array]
+    maximum: PyTree[Array]
 
 
 def trajectory_average(

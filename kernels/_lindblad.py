@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Complex, Float, Int
 
 from chiraljax._errors import ValidationError
 
@@ -58,13 +59,13 @@ class Generator(eqx.Module):
       jump lands in the ground state): L_k = |G><l_k|, and the kernel works with the vectors l_k.
     """
 
-    h_mats: Any
-    l_mats: Any
-    slot_time: Any
+    h_mats: Complex[Array, "nH D D"]
+    l_mats: Complex[Array, "K W D *D"]
+    slot_time: Int[ArrayLike, "S wt"]
     time_pulses: tuple
-    gamma: Any
+    gamma: Float[Array, "D D"] | None
     to_ground: bool = eqx.field(static=True)
-    time_factors: Any = eqx.field(static=True)
+    time_factors: Any = eqx.field(static=True)  # a hashable TimeFactors of chiraljax's algebra
 
     def coefficients(self, t, integrals):
         """The nH + K W coefficients at time t (given the norm integrals), Hamiltonian terms
@@ -111,16 +112,16 @@ class LindbladSolution(NamedTuple):
     expectation values Tr(E_e rho(t)) of the requested operators (T, E) and the states
     rho(t) (T, D, D) when they were asked for (else None)."""
 
-    ts: Any
-    populations: Any
-    fluxes: Any
-    outputs: Any
-    final_state: Any
-    final_outputs: Any
-    steps: Any
-    mode_norms: Any
-    expect: Any
-    states: Any = None
+    ts: Float[Array, " T"]
+    populations: Float[Array, "T n"]
+    fluxes: Float[Array, "T K"]
+    outputs: Float[Array, "T K"]
+    final_state: Complex[Array, "D D"]
+    final_outputs: Float[Array, " K"]
+    steps: Int[Array, ""]
+    mode_norms: Float[Array, " m"]
+    expect: Complex[Array, "T E"]
+    states: Complex[Array, "T D D"] | None = None
 
 
 def _to_real(rho):

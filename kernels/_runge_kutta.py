@@ -19,12 +19,13 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Float, Int, PyTree
 
 
 class Dopri8(NamedTuple):
@@ -269,10 +270,10 @@ class _Stepper:
 
 
 class _Tape(NamedTuple):
-    starts: Any  # (B,) t of each accepted step
-    ends: Any  # (B,) its end
-    saves: Any  # (B,) the first pending save index at its start
-    states: Any  # (B, ...) the state at its start
+    starts: Float[Array, " B"]  # t of each accepted step
+    ends: Float[Array, " B"]  # its end
+    saves: Int[Array, " B"]  # the first pending save index at its start
+    states: PyTree[Array]  # (B, ...) the state at its start
 
 
 def _forward(f, observe, config: AdaptiveConfig, y0, t0, t1, ts, jump_ts, args, record: bool):

@@ -308,11 +308,7 @@ def compare(
         ),
         "cost": cost,
         "gradient_config": config_fields(gradient_config),
-        "ppo_settings": ppo_config.settings_name(),
-        "ppo_config": {"epochs": int(ppo_config.epochs), **ppo_config.fingerprint()},
-        "shots": None if ppo_config.n_shots is None else int(ppo_config.n_shots),
-        "shots_note": SHOTS_NOTE,
-        "results_note": RESULTS_NOTE,
+        **ppo_record(ppo_config),
         "rl_scale": scale.tolist(),
         "runs": runs,
         "summary": summary,
@@ -351,6 +347,18 @@ def _spread(name: str, values: Sequence[float]) -> dict[str, float]:
         f"{name}_mean": float(values.mean()),
         f"{name}_min": float(values.min()),
         f"{name}_max": float(values.max()),
+    }
+
+
+def ppo_record(ppo_config: PPOConfig) -> dict[str, Any]:
+    """What a report records of PPO's settings: their name, every field, the shots, and the notes
+    on shots and on how results are picked."""
+    return {
+        "ppo_settings": ppo_config.settings_name(),
+        "ppo_config": {"epochs": int(ppo_config.epochs), **ppo_config.fingerprint()},
+        "shots": None if ppo_config.n_shots is None else int(ppo_config.n_shots),
+        "shots_note": SHOTS_NOTE,
+        "results_note": RESULTS_NOTE,
     }
 
 
@@ -521,11 +529,7 @@ def sim_to_real(
             {
                 "rl_budget": int(rl_budget),
                 "rl_seeds": [int(k) for k in rl_seeds],
-                "ppo_settings": ppo_config.settings_name(),
-                "ppo_config": {"epochs": int(ppo_config.epochs), **ppo_config.fingerprint()},
-                "shots": None if ppo_config.n_shots is None else int(ppo_config.n_shots),
-                "shots_note": SHOTS_NOTE,
-                "results_note": RESULTS_NOTE,
+                **ppo_record(ppo_config),
                 "rl_scale": scale.tolist(),
             }
         )

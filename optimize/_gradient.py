@@ -280,7 +280,7 @@ def _lbfgs_update(config: _Settings, objective, loss, grad, opt_state, x):
 
 class _State(NamedTuple):
     x: np.ndarray
-    opt_state: Any
+    opt_state: optax.OptState
     best_x: np.ndarray
     best_score: float
     step: int

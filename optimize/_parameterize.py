@@ -34,7 +34,6 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Mapping
-from typing import Any
 
 import equinox as eqx
 import jax
@@ -361,7 +360,7 @@ class _ScaledPulse(AbstractPulse):
     """`factor · pulse(t)` without the finiteness check of `cj.Scaled` (the factor is traced)."""
 
     pulse: AbstractPulse
-    factor: Any
+    factor: Float[Array, ""]
 
     def __call__(self, t):
         return self.factor * self.pulse(t)

@@ -128,7 +128,7 @@ class ReceiverObjective(AbstractObjective):
     line: ChiralLine
     plan: PulsePlan
     controls: Controls
-    incident: Any
+    incident: Float[Array, ""]
     ensemble: dict[str, Array] | None
     hardware: dict[str, Array] | None
     sender: str = eqx.field(static=True)

@@ -17,13 +17,12 @@ import numpy as np
 from chiraljax._errors import ValidationError, require
 
 from ._compare import (
-    RESULTS_NOTE,
-    SHOTS_NOTE,
     batch_reward,
     compare,
     config_fields,
     default_gradient_config,
     plot_comparison,
+    ppo_record,
     sim_to_real,
     start_point,
     write_json,
@@ -259,11 +258,7 @@ def _single(problem, method, budget, seeds, ppo_config, checkpoints, progress) -
         report.update(
             {
                 "final_mean_mean": float(np.mean([r["final_mean"] for r in runs])),
-                "ppo_settings": ppo_config.settings_name(),
-                "ppo_config": {"epochs": int(ppo_config.epochs), **ppo_config.fingerprint()},
-                "shots": None if ppo_config.n_shots is None else int(ppo_config.n_shots),
-                "shots_note": SHOTS_NOTE,
-                "results_note": RESULTS_NOTE,
+                **ppo_record(ppo_config),
                 "rl_scale": np.broadcast_to(
                     np.asarray(problem.rl_scale, np.float64), (problem.objective.size,)
                 ).tolist(),

@@ -16,10 +16,11 @@ equal shapes and share one compiled kernel.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import numpy as np
+from jaxtyping import ArrayLike, Complex, Float, Int
 
 from chiraljax.algebra._markov import LindbladModel, ParameterAtoms, TimeFactors
 from chiraljax.algebra._operator import Operator, Symbol, factor_parts
@@ -40,17 +41,17 @@ class MarkovArrays(NamedTuple):
     - `carries`: (K,) 1 for channels that carry an excitation away, 0 for dephasing.
     """
 
-    term_atoms: Any
-    entry_term: Any
-    entry_slot: Any
-    entry_row: Any
-    entry_col: Any
-    entry_value: Any
-    slot_time: Any
-    pair_index: Any
-    initial_index: Any
-    numbers: Any
-    carries: Any
+    term_atoms: Int[ArrayLike, "T wa"]
+    entry_term: Int[ArrayLike, " E"]
+    entry_slot: Int[ArrayLike, " E"]
+    entry_row: Int[ArrayLike, " E"]
+    entry_col: Int[ArrayLike, " E"]
+    entry_value: Complex[ArrayLike, " E"]
+    slot_time: Int[ArrayLike, "S wt"]
+    pair_index: Int[ArrayLike, "K W W"]
+    initial_index: Int[ArrayLike, " c"]
+    numbers: Float[ArrayLike, "D n_sub"]
+    carries: Float[ArrayLike, " K"]
 
 
 class MarkovLayout(NamedTuple):

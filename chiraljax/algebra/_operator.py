@@ -24,6 +24,7 @@ from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import ArrayLike, Complex
 
 from chiraljax._errors import require
 from chiraljax.algebra._space import Space
@@ -81,7 +82,7 @@ class Term:
     `pattern` its structural nonzeros."""
 
     fns: tuple
-    matrix: Any
+    matrix: Complex[ArrayLike, "D D"]
     pattern: np.ndarray
 
     @functools.cached_property

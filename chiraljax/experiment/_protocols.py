@@ -36,7 +36,6 @@ import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -44,6 +43,7 @@ import numpy as np
 
 from chiraljax._checks import concrete
 from chiraljax._errors import require
+from chiraljax._types import Real
 from chiraljax.experiment._modules import (
     ChiralLine,
     Interconnect,
@@ -91,10 +91,10 @@ class PulsePlan(eqx.Module):
     - `n_save`: number of saved time points.
     """
 
-    kappa: Any
-    t0: Any
-    receiver_kappa: Any
-    receiver_timing: Any
+    kappa: Real
+    t0: Real
+    receiver_kappa: Real
+    receiver_timing: Real
     receiver_drive: AbstractPulse | None
     lead: float = eqx.field(static=True)
     window: float = eqx.field(static=True)

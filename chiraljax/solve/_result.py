@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, Complex, Float
 
 from chiraljax._errors import require
 from chiraljax._types import State
+
+if TYPE_CHECKING:
+    from chiraljax.algebra._space import Space
 
 
 def _read(x):
@@ -58,11 +61,11 @@ class Result(eqx.Module):
     final_state: State
     in_flight: Float[Array, "*batch T"]
     conservation_error: Float[Array, "*batch"]
-    amplitudes: Any = None
-    populations_stderr: Any = None
-    space: Any = eqx.field(static=True, default=None)
-    expect: Any = None
-    states: Any = None
+    amplitudes: Complex[Array, "*batch n"] | None = None
+    populations_stderr: Float[Array, "*batch T n"] | None = None
+    space: Space | None = eqx.field(static=True, default=None)
+    expect: Complex[Array, "*batch T E"] | dict[str, Complex[Array, "*batch T"]] | None = None
+    states: Complex[Array, "*batch T D D"] | None = None
 
     @property
     def dims(self) -> tuple[int, ...]:

@@ -607,7 +607,7 @@ def sweep_cost(result: xr.Dataset) -> SweepCost:
 class _Runner:
     """The compiled batch function and the shardings it expects."""
 
-    compiled: Any
+    compiled: Callable[..., Any]  # the jitted, lowered and compiled batch function
     batch: int
     points_sharding: NamedSharding
     fixed_sharding: NamedSharding
