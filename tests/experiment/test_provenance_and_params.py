@@ -16,7 +16,7 @@ import xarray as xr
 import chiraljax as cj
 import chiraljax.cli
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 STAMP = {"chiraljax": cj.__version__, "jax": jax.__version__, "precision": "float64"}
 
 

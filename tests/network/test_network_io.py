@@ -16,7 +16,7 @@ import chiraljax as cj
 from chiraljax._errors import ValidationError
 from chiraljax.network._network_io import PULSE_SHAPES, READ_ONLY_SHAPES, _validator, read_document
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 # examples/ also holds sweep specs; network files are the documents that list emitters
 EXAMPLE_FILES = sorted(
     p.name for p in EXAMPLES.glob("*") if p.suffix in (".toml", ".json") and "emitters" in read_document(p)

@@ -249,7 +249,7 @@ def test_sim_to_real_runs_ppo_once_per_seed(monkeypatch):
 
 
 def test_the_published_shot_noise_comparison_records_the_policy_mean():
-    results = Path(__file__).resolve().parent.parent / "optimize" / "results"
+    results = Path(__file__).resolve().parents[2] / "optimize" / "results"
     for folder, settings in (("paper_shots", "tutorial"), ("paper_shots_hardware", "hardware")):
         report = json.loads((results / folder / "compare.json").read_text())
         assert report["shots"] == report["ppo_config"]["n_shots"] == 1000

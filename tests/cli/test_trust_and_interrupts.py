@@ -16,7 +16,7 @@ import chiraljax as cj
 import chiraljax.cli
 import chiraljax.solve._simulate
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def spec_text(network: str, simulation: str, axis: str, metric: str) -> str:

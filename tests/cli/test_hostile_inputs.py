@@ -19,7 +19,7 @@ import chiraljax as cj
 import chiraljax.cli
 import chiraljax.cli._simulate
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NETWORK = EXAMPLES / "two_module_transfer.toml"
 
 

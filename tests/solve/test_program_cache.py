@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import jax.numpy as jnp
 
@@ -26,7 +27,7 @@ print(json.dumps({{"P": p, "loaded": [k for k, v in _program_cache._LOADED.items
 
 def run(folder) -> dict:
     env = {**os.environ, "CHIRALJAX_COMPILATION_CACHE": str(folder)}
-    code = RUN.format(tests=os.path.dirname(os.path.abspath(__file__)))
+    code = RUN.format(tests=os.fspath(Path(__file__).resolve().parents[1]))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 

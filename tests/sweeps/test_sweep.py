@@ -244,7 +244,7 @@ def test_four_devices_match_one_device():
         text=True,
         env=env,
         timeout=120,
-        cwd=Path(__file__).parent,
+        cwd=Path(__file__).resolve().parents[1],  # tests/, where conftest.py is
     )
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout.strip().splitlines()[-1])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SINGLE = EXAMPLES / "single_emitter.toml"
 N_SAVE = "11"  # as in test_network_io: the compiled solver is shared
 
