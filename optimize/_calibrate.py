@@ -144,8 +144,9 @@ class _Posterior(eqx.Module):
             prior, mu = PRIOR[name], getattr(self.nominal, name)
             if prior.space == "log":
                 values[name] = mu * jnp.exp(prior.std * z[i])
-            else:
-                values[name] = mu + prior.std * (jnp.abs(mu) if prior.relative else 1.0) * z[i]
+            else:  # held inside the prior's physical range (a delay below zero has no meaning)
+                value = mu + prior.std * (jnp.abs(mu) if prior.relative else 1.0) * z[i]
+                values[name] = jnp.clip(value, prior.low, prior.high)
         return values
 
     def parameters(self, z, e0, e1) -> DeviceParameters:

@@ -125,19 +125,24 @@ class DeviceParameters(eqx.Module):
             setattr(self, name, jnp.asarray(values[name], real_dtype()))
 
     def __check_init__(self) -> None:
-        for name in ("gamma", "gain", "transmission"):
+        def value(name: str) -> float | None:
             v = concrete(getattr(self, name))
-            if v is not None:
-                require(float(v) > 0, f"DeviceParameters: {name}={float(v)} must be > 0")
-        for name in ("transmission", "joint", "false_positive", "false_negative"):
-            v = concrete(getattr(self, name))
-            if v is not None:
-                require(
-                    0 <= float(v) < 1 or name == "transmission", f"DeviceParameters: {name}={float(v)} not in [0, 1)"
-                )
-        fp, fn = concrete(self.false_positive), concrete(self.false_negative)
+            return None if v is None else float(v)
+
+        for name in ("gamma", "gain", "shift"):
+            v = value(name)
+            require(v is None or v > 0, f"DeviceParameters: {name}={v} must be > 0")
+        for name in ("decay", "dephasing", "tau", "delay"):
+            v = value(name)
+            require(v is None or v >= 0, f"DeviceParameters: {name}={v} must be >= 0")
+        v = value("transmission")
+        require(v is None or 0 < v <= 1, f"DeviceParameters: transmission={v} must lie in (0, 1]")
+        for name in ("joint", "false_positive", "false_negative"):
+            v = value(name)
+            require(v is None or 0 <= v < 1, f"DeviceParameters: {name}={v} must lie in [0, 1)")
+        fp, fn = value("false_positive"), value("false_negative")
         if fp is not None and fn is not None:
-            require(float(fp) + float(fn) < 1, "DeviceParameters: readout errors e0 + e1 must be below 1")
+            require(fp + fn < 1, "DeviceParameters: readout errors e0 + e1 must be below 1")
 
     def as_dict(self) -> dict[str, float]:
         """The values as floats."""

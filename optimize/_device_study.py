@@ -44,8 +44,10 @@ from ._ppo import PPOConfig
 
 __all__ = ["STUDY_METHODS", "TARGET", "device_study"]
 
-STUDY_METHODS = ("model-based", "cmaes", "nelder-mead", "ppo")
-MODEL_FREE = ("cmaes", "nelder-mead", "ppo")
+STUDY_METHODS = ("model-based", "cmaes", "nelder-mead", "ppo", "ppo-tutorial")
+MODEL_FREE = ("cmaes", "nelder-mead", "ppo", "ppo-tutorial")
+#: The PPO settings of the method "ppo-tutorial" (quantum-control-rl's tutorial; epochs follow the budget).
+TUTORIAL_PPO = PPOConfig.named("tutorial", epochs=10**6)
 #: The absorption efficiency the study asks each method to reach (the paper's "above 60 %").
 TARGET = 0.60
 _FORMAT = "chiraljax-device-run"
@@ -59,7 +61,8 @@ def _run_method(method: str, device, model, x0, budget: int, seed: int, shots: i
         return cmaes_on_device(device, model, x0, budget, seed, shots_per_evaluation=shots)
     if method == "nelder-mead":
         return nelder_mead_on_device(device, model, x0, budget, seed, shots_per_evaluation=shots)
-    return ppo_on_device(device, model, x0, budget, seed, config=ppo, shots_per_evaluation=shots)
+    config = TUTORIAL_PPO if method == "ppo-tutorial" else ppo
+    return ppo_on_device(device, model, x0, budget, seed, config=config, shots_per_evaluation=shots)
 
 
 def device_study(
@@ -84,8 +87,8 @@ def device_study(
     - `budget`: device shots per run, the same for every method.
     - `shots_per_evaluation`: shots per candidate of the model-free methods.
     - `methods`: a subset of `STUDY_METHODS`.
-    - `ppo_config`: PPO settings (default: `PPOConfig.hardware()`, the hardware script's, with
-      epochs left to the budget).
+    - `ppo_config`: PPO settings of the method "ppo" (default: `PPOConfig.hardware()`, the
+      hardware script's, with epochs left to the budget); "ppo-tutorial" runs the tutorial's.
     - `model`: the `DeviceModel` (default: the `paper` preset's transfer).
     - `progress`: called with a line of text as runs start and finish.
 
@@ -128,6 +131,7 @@ def device_study(
         "methods": list(methods),
         "target": TARGET,
         "ppo": ppo.fingerprint(),
+        "ppo_tutorial": TUTORIAL_PPO.fingerprint(),
         "model_based": ModelBasedSettings().__dict__,
         "awg": {"sample_rate_gsps": model.awg.sample_rate, "bits": model.awg.bits, "full_scale": model.awg.full_scale},
     }
@@ -200,9 +204,11 @@ def _optimum(model: DeviceModel, hidden, path: Path, say) -> dict[str, Any]:
 def _identity(method: str, d: int, seed: int, hidden, settings: dict) -> dict[str, Any]:
     """What a run depends on: the device, seed, budget and AWG, and its own method's settings
     (a change to one method's settings repeats that method's runs only)."""
-    own = {"model-based": ("model_based",), "ppo": ("ppo", "shots_per_evaluation")}.get(
-        method, ("shots_per_evaluation",)
-    )
+    own = {
+        "model-based": ("model_based",),
+        "ppo": ("ppo", "shots_per_evaluation"),
+        "ppo-tutorial": ("ppo_tutorial", "shots_per_evaluation"),
+    }.get(method, ("shots_per_evaluation",))
     return {
         "device": d,
         "hidden": hidden.as_dict(),
@@ -271,7 +277,7 @@ def plot_study(report: dict[str, Any], path: str | os.PathLike) -> None:
     import matplotlib.pyplot as plt
 
     devices = report["settings"]["devices"]
-    colours = {"model-based": "C3", "cmaes": "C0", "nelder-mead": "C2", "ppo": "C1"}
+    colours = {"model-based": "C3", "cmaes": "C0", "nelder-mead": "C2", "ppo": "C1", "ppo-tutorial": "C4"}
     fig, axes = plt.subplots(1, len(devices), figsize=(5.5 * len(devices), 4), squeeze=False)
     for ax, d in zip(axes[0], devices):
         ceiling = report.get("optimum", {}).get(str(d))

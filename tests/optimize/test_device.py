@@ -327,3 +327,17 @@ def test_the_stored_study_is_a_fair_contest_and_reproduce_quotes_it():
         free_starts = {round(r["absorption"][0], 9) for r in runs if r["method"] in ("cmaes", "nelder-mead")}
         assert len(free_starts) == 1  # the scripted drive, scored before any shot
         assert f"hidden device {d}" in study["quote"]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(transmission=1.2), "transmission=1.2 must lie in \\(0, 1\\]"),
+        (dict(tau=-1.0), "tau=-1.0 must be >= 0"),
+        (dict(joint=1.0), "joint=1.0 must lie in \\[0, 1\\)"),
+        (dict(gain=0.0), "gain=0.0 must be > 0"),
+    ],
+)
+def test_device_parameters_name_the_value_out_of_range(model, change, message):
+    with pytest.raises(ValidationError, match=message):
+        model.nominal.replace(**change)
