@@ -171,6 +171,7 @@ def device_study(
                     f"device {d}, {method}, seed {seed}: final {run.final:.4f} after {run.shots_used} shots, "
                     f"{TARGET:.2f} reached after {run.shots_to_reach(TARGET)} shots"
                 )
+                run.method = method  # the study's name (both PPO settings run through ppo_on_device)
                 report["runs"].append({"device": d, **run.to_json()})
     report["summary"] = summarize(report["runs"], devices, methods)
     write_text_atomic(out / "study.json", json.dumps(report, indent=1, default=float))
