@@ -153,7 +153,7 @@ def sech_halt_time(fraction, kappa, t0=0.0):
 
 
 class AbstractModule(eqx.Module):
-    """Fields shared by both variants (see the module docstring).
+    """Fields shared by both variants, validated by its constructor (see the module docstring).
 
     - `name`, `position`: where on the line (Q_A at `position`, Q_B just right of it).
     - `detuning`: offset of all qubits of the module from the carrier (rad/ns).
@@ -168,16 +168,67 @@ class AbstractModule(eqx.Module):
       way).
     """
 
-    name: eqx.AbstractVar[str]
-    position: eqx.AbstractVar[float]
-    detuning: eqx.AbstractVar[Real]
-    design_frequency: eqx.AbstractVar[Real]
-    imbalance: eqx.AbstractVar[Real]
-    shift: eqx.AbstractVar[Real]
-    decay: eqx.AbstractVar[Real]
-    dephasing: eqx.AbstractVar[Real]
-    exchange_error: eqx.AbstractVar[Real]
-    cancellation: eqx.AbstractVar[str]
+    name: str = eqx.field(static=True)
+    position: float = eqx.field(static=True)
+    detuning: Real
+    design_frequency: Real
+    imbalance: Real
+    shift: Real
+    decay: Real
+    dephasing: Real
+    exchange_error: Real
+    cancellation: str = eqx.field(static=True)
+
+    def __init__(
+        self,
+        name: str,
+        position: float,
+        *,
+        design_frequency,
+        detuning=0.0,
+        imbalance=0.0,
+        shift=0.0,
+        decay=0.0,
+        dephasing=0.0,
+        exchange_error=0.0,
+        cancellation: str = "exact",
+    ):
+        owner = f"module {name!r}"
+        require(
+            isinstance(name, str) and name != "" and "-" not in name,
+            f"{owner}: name must be a non-empty string without '-'",
+        )
+        require(
+            cancellation in CANCELLATIONS,
+            f"{owner}: cancellation must be one of {', '.join(CANCELLATIONS)}, got {cancellation!r}",
+        )
+        require_finite(
+            owner,
+            detuning=detuning,
+            design_frequency=design_frequency,
+            imbalance=imbalance,
+            shift=shift,
+            decay=decay,
+            dephasing=dephasing,
+            exchange_error=exchange_error,
+        )
+        wq, eps = concrete(design_frequency), concrete(imbalance)
+        if wq is not None:
+            require(float(wq) > 0, f"{owner}: design_frequency must be positive (rad/ns), got {float(wq)}")
+        if eps is not None:
+            require(abs(float(eps)) < 1, f"{owner}: imbalance must lie in (-1, 1), got {float(eps)}")
+        for field, value in (("decay", decay), ("dephasing", dephasing)):
+            v = concrete(value)
+            if v is not None:
+                require(float(v) >= 0, f"{owner}: {field} must be >= 0, got {float(v)}")
+        self.name, self.position, self.cancellation = name, float(position), cancellation
+        self.detuning = as_array(detuning, float)
+        self.design_frequency = as_array(design_frequency, float)
+        self.imbalance = as_array(imbalance, float)
+        self.shift = as_array(shift, float)
+        self.decay = as_array(decay, float)
+        self.dephasing = as_array(dephasing, float)
+        self.exchange_error = as_array(exchange_error, float)
 
     @property
     @abc.abstractmethod
@@ -194,92 +245,15 @@ class AbstractModule(eqx.Module):
         """The largest useful value of the drive (for plots and bounds)."""
 
 
-def _module_fields(
-    self, name, position, detuning, design_frequency, imbalance, shift, decay, dephasing, cancellation, exchange_error
-):
-    owner = f"module {name!r}"
-    require(
-        isinstance(name, str) and name != "" and "-" not in name,
-        f"{owner}: name must be a non-empty string without '-'",
-    )
-    require(
-        cancellation in CANCELLATIONS,
-        f"{owner}: cancellation must be one of {', '.join(CANCELLATIONS)}, got {cancellation!r}",
-    )
-    require_finite(
-        owner,
-        detuning=detuning,
-        design_frequency=design_frequency,
-        imbalance=imbalance,
-        shift=shift,
-        decay=decay,
-        dephasing=dephasing,
-        exchange_error=exchange_error,
-    )
-    wq, eps = concrete(design_frequency), concrete(imbalance)
-    if wq is not None:
-        require(float(wq) > 0, f"{owner}: design_frequency must be positive (rad/ns), got {float(wq)}")
-    if eps is not None:
-        require(abs(float(eps)) < 1, f"{owner}: imbalance must lie in (-1, 1), got {float(eps)}")
-    for field, value in (("decay", decay), ("dephasing", dephasing)):
-        v = concrete(value)
-        if v is not None:
-            require(float(v) >= 0, f"{owner}: {field} must be >= 0, got {float(v)}")
-    self.name, self.position, self.cancellation = name, float(position), cancellation
-    self.detuning = as_array(detuning, float)
-    self.design_frequency = as_array(design_frequency, float)
-    self.imbalance = as_array(imbalance, float)
-    self.shift = as_array(shift, float)
-    self.decay = as_array(decay, float)
-    self.dephasing = as_array(dephasing, float)
-    self.exchange_error = as_array(exchange_error, float)
-
-
 class TunableModule(AbstractModule):
     """Two waveguide-coupled qubits with tunable couplings gamma_{A,B}(t) = (1 +- imbalance) u(t),
     u the module's drive in rad/ns (`SechEmission`, `SechAbsorption`, ...). See `AbstractModule`
     for the arguments; `max_rate` bounds the drive (for plots)."""
 
-    name: str = eqx.field(static=True)
-    position: float = eqx.field(static=True)
-    detuning: Real
-    design_frequency: Real
-    imbalance: Real
-    shift: Real
-    decay: Real
-    dephasing: Real
-    exchange_error: Real
     max_rate: Real
-    cancellation: str = eqx.field(static=True)
 
-    def __init__(
-        self,
-        name: str,
-        position: float,
-        *,
-        design_frequency,
-        detuning=0.0,
-        imbalance=0.0,
-        shift=0.0,
-        decay=0.0,
-        dephasing=0.0,
-        exchange_error=0.0,
-        max_rate=1.0,
-        cancellation: str = "exact",
-    ):
-        _module_fields(
-            self,
-            name,
-            position,
-            detuning,
-            design_frequency,
-            imbalance,
-            shift,
-            decay,
-            dephasing,
-            cancellation,
-            exchange_error,
-        )
+    def __init__(self, name: str, position: float, *, max_rate=1.0, **shared: Any):
+        super().__init__(name, position, **shared)
         self.max_rate = as_array(max_rate, float)
 
     @property
@@ -299,46 +273,10 @@ class DataModule(AbstractModule):
     qubits D_A, D_B with the tunable exchanges i u(t) D_j^dag Q_j + h.c. (`DataRelease`). See
     `AbstractModule` for the other arguments."""
 
-    name: str = eqx.field(static=True)
-    position: float = eqx.field(static=True)
     gamma: Real
-    detuning: Real
-    design_frequency: Real
-    imbalance: Real
-    shift: Real
-    decay: Real
-    dephasing: Real
-    exchange_error: Real
-    cancellation: str = eqx.field(static=True)
 
-    def __init__(
-        self,
-        name: str,
-        position: float,
-        *,
-        gamma,
-        design_frequency,
-        detuning=0.0,
-        imbalance=0.0,
-        shift=0.0,
-        decay=0.0,
-        dephasing=0.0,
-        exchange_error=0.0,
-        cancellation: str = "exact",
-    ):
-        _module_fields(
-            self,
-            name,
-            position,
-            detuning,
-            design_frequency,
-            imbalance,
-            shift,
-            decay,
-            dephasing,
-            cancellation,
-            exchange_error,
-        )
+    def __init__(self, name: str, position: float, *, gamma, **shared: Any):
+        super().__init__(name, position, **shared)
         g = concrete(gamma)
         if g is not None:
             require(np.isfinite(g) and float(g) > 0, f"module {name!r}: gamma must be positive, got {g}")

@@ -35,6 +35,7 @@ from chiraljax import _documents as documents
 from chiraljax._errors import ValidationError, require
 from chiraljax._files import write_text_atomic
 from chiraljax._provenance import provenance
+from chiraljax.network import _pulses as pulses
 from chiraljax.network._network import (
     Coupling,
     Emitter,
@@ -46,27 +47,7 @@ from chiraljax.network._network import (
     Scatterer,
     transmission_from_db,
 )
-from chiraljax.network._pulses import (
-    AbstractPulse,
-    Chebyshev,
-    Constant,
-    CubicSpline,
-    Fourier,
-    Gaussian,
-    GaussianAbsorption,
-    GaussianEmission,
-    GaussianMode,
-    Halted,
-    PiecewiseConstant,
-    Sampled,
-    Scaled,
-    SechAbsorption,
-    SechEmission,
-    SechMode,
-    Shaped,
-    Shifted,
-    TimeReversed,
-)
+from chiraljax.network._pulses import AbstractPulse
 
 # ---- values: how one field is read from and written to a document -----------------------------
 
@@ -126,25 +107,25 @@ _OPTIONAL_DEFAULTS: dict[str, float] = {"lower": -math.inf, "upper": math.inf}
 # ---- pulses: shape name -> class and the kinds of its fields --------------------------------------
 
 PULSE_SHAPES: dict[str, tuple[type[AbstractPulse], dict[str, str]]] = {
-    "constant": (Constant, {"value": "complex"}),
-    "sech_emission": (SechEmission, {"kappa": "real", "t0": "real"}),
-    "sech_absorption": (SechAbsorption, {"kappa": "real", "t0": "real"}),
-    "sech_mode": (SechMode, {"kappa": "real", "t0": "real"}),
-    "gaussian": (Gaussian, {"amplitude": "complex", "t0": "real", "sigma": "real"}),
-    "gaussian_mode": (GaussianMode, {"t0": "real", "sigma": "real"}),
-    "scaled": (Scaled, {"pulse": "pulse", "factor": "complex"}),
-    "shifted": (Shifted, {"pulse": "pulse", "delay": "real"}),
-    "halted": (Halted, {"pulse": "pulse", "t_stop": "real"}),
-    "sampled": (Sampled, {"times": "reals", "values": "complexes", "kind": "plain"}),
-    "piecewise_constant": (PiecewiseConstant, {"t_start": "real", "t_end": "real", "values": "array"}),
-    "cubic_spline": (CubicSpline, {"t_start": "real", "t_end": "real", "values": "array"}),
-    "fourier": (Fourier, {"t_start": "real", "t_end": "real", "coefficients": "array"}),
-    "chebyshev": (Chebyshev, {"t_start": "real", "t_end": "real", "coefficients": "array"}),
-    "gaussian_emission": (GaussianEmission, {"sigma": "real", "t0": "real"}),
-    "gaussian_absorption": (GaussianAbsorption, {"sigma": "real", "t0": "real"}),
-    "time_reversed": (TimeReversed, {"pulse": "pulse", "centre": "real"}),
+    "constant": (pulses.Constant, {"value": "complex"}),
+    "sech_emission": (pulses.SechEmission, {"kappa": "real", "t0": "real"}),
+    "sech_absorption": (pulses.SechAbsorption, {"kappa": "real", "t0": "real"}),
+    "sech_mode": (pulses.SechMode, {"kappa": "real", "t0": "real"}),
+    "gaussian": (pulses.Gaussian, {"amplitude": "complex", "t0": "real", "sigma": "real"}),
+    "gaussian_mode": (pulses.GaussianMode, {"t0": "real", "sigma": "real"}),
+    "scaled": (pulses.Scaled, {"pulse": "pulse", "factor": "complex"}),
+    "shifted": (pulses.Shifted, {"pulse": "pulse", "delay": "real"}),
+    "halted": (pulses.Halted, {"pulse": "pulse", "t_stop": "real"}),
+    "sampled": (pulses.Sampled, {"times": "reals", "values": "complexes", "kind": "plain"}),
+    "piecewise_constant": (pulses.PiecewiseConstant, {"t_start": "real", "t_end": "real", "values": "array"}),
+    "cubic_spline": (pulses.CubicSpline, {"t_start": "real", "t_end": "real", "values": "array"}),
+    "fourier": (pulses.Fourier, {"t_start": "real", "t_end": "real", "coefficients": "array"}),
+    "chebyshev": (pulses.Chebyshev, {"t_start": "real", "t_end": "real", "coefficients": "array"}),
+    "gaussian_emission": (pulses.GaussianEmission, {"sigma": "real", "t0": "real"}),
+    "gaussian_absorption": (pulses.GaussianAbsorption, {"sigma": "real", "t0": "real"}),
+    "time_reversed": (pulses.TimeReversed, {"pulse": "pulse", "centre": "real"}),
     "shaped": (
-        Shaped,
+        pulses.Shaped,
         {
             "raw": "pulse",
             "baseline": "pulse?",
