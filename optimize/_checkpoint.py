@@ -10,12 +10,37 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import equinox as eqx
 
 from chiraljax._errors import ValidationError, require
 from chiraljax._files import write_atomic
+
+State = TypeVar("State")
+
+
+def checkpointed_loop(
+    state: State, advance: Callable[[State], tuple[State, str | None]], save: Callable[[State], None] | None
+) -> tuple[State, str]:
+    """The loop every optimiser driver runs: `advance(state)` returns the next state and, when
+    the run is over, the reason it stopped; the state is saved after every step, at the end and
+    on an interrupt (which is then re-raised), so nothing done is lost.
+
+    **Returns:** the last state and the stop reason.
+    """
+    reason = None
+    try:
+        while reason is None:
+            state, reason = advance(state)
+            if save is not None:
+                save(state)
+    except KeyboardInterrupt:
+        if save is not None:
+            save(state)
+        raise
+    return state, reason
 
 
 def write_checkpoint(path, header: dict[str, Any], arrays: Any) -> None:

@@ -39,7 +39,7 @@ from jaxtyping import Array, Float
 from chiraljax._errors import ChiralJaxError, require
 from chiraljax._precision import real_dtype
 
-from ._checkpoint import read_checkpoint, write_checkpoint
+from ._checkpoint import checkpointed_loop, read_checkpoint, write_checkpoint
 
 __all__ = [
     "ObjectiveError",
@@ -375,32 +375,24 @@ def gradient_optimize(
     elapsed0 = float(state.history.wall_time[-1]) if state.history.wall_time.size else 0.0
     start = time.perf_counter()
 
-    stop_reason = "max_steps"
-    try:
-        while True:
-            reason = _stop_before(state, config, budget, step_cost)
-            if reason is not None:
-                stop_reason = reason
-                break
-            state = _step(objective, state, config, per_call, lambda: elapsed0 + time.perf_counter() - start)
-            if checkpoint is not None:
-                _save(checkpoint, state, identity)
-            record = GradientStep(
-                state.step,
-                state.evaluations,
-                float(state.history.score[-1]),
-                state.best_score,
-                float(state.history.grad_norm[-1]),
-            )
-            if callback is not None and callback(record):
-                stop_reason = "callback"
-                break
-    except KeyboardInterrupt:
-        if checkpoint is not None:
-            _save(checkpoint, state, identity)
-        raise
-    if checkpoint is not None:
-        _save(checkpoint, state, identity)
+    clock = lambda: elapsed0 + time.perf_counter() - start
+
+    def advance(state: _State) -> tuple[_State, str | None]:
+        reason = _stop_before(state, config, budget, step_cost)
+        if reason is not None:
+            return state, reason
+        state = _step(objective, state, config, per_call, clock)
+        record = GradientStep(
+            state.step,
+            state.evaluations,
+            float(state.history.score[-1]),
+            state.best_score,
+            float(state.history.grad_norm[-1]),
+        )
+        return state, ("callback" if callback is not None and callback(record) else None)
+
+    save = None if checkpoint is None else (lambda state: _save(checkpoint, state, identity))
+    state, stop_reason = checkpointed_loop(state, advance, save)
     return GradientResult(
         best_x=jnp.asarray(state.best_x),
         best_score=state.best_score,

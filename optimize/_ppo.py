@@ -41,7 +41,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from chiraljax._errors import ChiralJaxError, ValidationError, require
 from chiraljax._precision import real_dtype
 
-from ._checkpoint import read_checkpoint, write_checkpoint
+from ._checkpoint import checkpointed_loop, read_checkpoint, write_checkpoint
 
 _CHECKPOINT_FORMAT = "chiraljax-ppo-checkpoint"
 _CHECKPOINT_VERSION = 1
@@ -937,21 +937,13 @@ def ppo_optimize(
     if checkpoint is not None and os.path.exists(checkpoint):
         state = load_ppo_state(checkpoint, state, identity)
 
-    stop_reason = "epochs"
-    try:
-        while state.epoch < config.epochs:
-            state, stop = _epoch(state, reward_fn, x0, scale, config, budget, callback)
-            if stop is not None:
-                stop_reason = stop
-                break
-            if checkpoint is not None:
-                save_ppo_state(checkpoint, state, identity)
-    except KeyboardInterrupt:
-        if checkpoint is not None:
-            save_ppo_state(checkpoint, state, identity)
-        raise
-    if checkpoint is not None:
-        save_ppo_state(checkpoint, state, identity)
+    def advance(state: PPOState) -> tuple[PPOState, str | None]:
+        if state.epoch >= config.epochs:
+            return state, "epochs"
+        return _epoch(state, reward_fn, x0, scale, config, budget, callback)
+
+    save = None if checkpoint is None else (lambda state: save_ppo_state(checkpoint, state, identity))
+    state, stop_reason = checkpointed_loop(state, advance, save)
 
     return PPOResult(
         best_x=jnp.asarray(state.best_x),
