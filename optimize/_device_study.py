@@ -30,16 +30,10 @@ from chiraljax._errors import require
 from chiraljax._files import require_writable, save_figure, write_text_atomic
 from chiraljax._provenance import provenance
 
+from . import _device_methods as device_methods
 from ._awg import save_waveform
 from ._device import PRIOR, DeviceModel, SimulatedDevice, draw_device
-from ._device_methods import (
-    DeviceRun,
-    ModelBasedSettings,
-    cmaes_on_device,
-    model_based_on_device,
-    nelder_mead_on_device,
-    ppo_on_device,
-)
+from ._device_methods import DeviceRun, ModelBasedSettings
 from ._ppo import PPOConfig
 
 __all__ = ["STUDY_METHODS", "TARGET", "device_study"]
@@ -56,13 +50,15 @@ _VERSION = 1
 
 def _run_method(method: str, device, model, x0, budget: int, seed: int, shots: int, ppo: PPOConfig, say) -> DeviceRun:
     if method == "model-based":
-        return model_based_on_device(device, model, x0, budget, seed, settings=ModelBasedSettings(), progress=say)
+        return device_methods.model_based_on_device(
+            device, model, x0, budget, seed, settings=ModelBasedSettings(), progress=say
+        )
     if method == "cmaes":
-        return cmaes_on_device(device, model, x0, budget, seed, shots_per_evaluation=shots)
+        return device_methods.cmaes_on_device(device, model, x0, budget, seed, shots_per_evaluation=shots)
     if method == "nelder-mead":
-        return nelder_mead_on_device(device, model, x0, budget, seed, shots_per_evaluation=shots)
+        return device_methods.nelder_mead_on_device(device, model, x0, budget, seed, shots_per_evaluation=shots)
     config = TUTORIAL_PPO if method == "ppo-tutorial" else ppo
-    return ppo_on_device(device, model, x0, budget, seed, config=config, shots_per_evaluation=shots)
+    return device_methods.ppo_on_device(device, model, x0, budget, seed, config=config, shots_per_evaluation=shots)
 
 
 def device_study(
