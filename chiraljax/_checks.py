@@ -88,6 +88,17 @@ def require_finite(owner: str, **values: Any) -> None:
             )
 
 
+def require_budget(name: str, budget: Any, minimum: int, unit: str, why: str) -> int:
+    """`budget` as an int: an integer (not a bool) of at least `minimum` `unit`, or a
+    `ValidationError` that names it, its value and `why` the minimum is what it is."""
+    require(
+        isinstance(budget, (int, np.integer)) and not isinstance(budget, bool),
+        f"{name}: expected an integer number of {unit}, got {budget!r}",
+    )
+    require(budget >= minimum, f"{name}={budget}: {why}; give at least {minimum} {unit}")
+    return int(budget)
+
+
 def did_you_mean(name: str, known: Iterable[str], n: int = 3, cutoff: float = 0.6) -> str:
     """ "did you mean 'a' or 'b'? " for the names of `known` closest to `name`, or "" when none
     is close (difflib's ratio >= `cutoff`)."""

@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from chiraljax._checks import require_budget
 from chiraljax._errors import require
 from chiraljax._precision import real_dtype
 
@@ -106,13 +107,6 @@ def _true_absorption(device: AbstractDevice, model: DeviceModel, x) -> float:
     return float(device.true_absorption(model.samples(jnp.asarray(x, real_dtype()))))
 
 
-def _check_budget(name: str, budget: int, minimum: int) -> None:
-    require(
-        isinstance(budget, (int, np.integer)) and not isinstance(budget, bool) and budget >= minimum,
-        f"{name}: a budget of {budget!r} shots is below the {minimum} one step needs",
-    )
-
-
 def _clicks(device: AbstractDevice, model: DeviceModel, xs, shots: int) -> np.ndarray:
     """Click fractions k/n of each row of `xs`, measured at the end of the protocol."""
     samples = samples_of(model, np.atleast_2d(xs))
@@ -139,7 +133,9 @@ def ppo_on_device(
     (it is the first row of every batch PPO hands to the reward)."""
     require(config.evaluate_mean, "ppo_on_device: config.evaluate_mean must be on (the policy mean is recorded)")
     per_epoch = (config.batch_size + 1) * shots_per_evaluation
-    _check_budget("ppo_on_device", budget, 3 * shots_per_evaluation)
+    require_budget(
+        "ppo_on_device: budget", budget, 3 * shots_per_evaluation, "shots", "below what one step of the method needs"
+    )
     run = DeviceRun("ppo", seed, int(budget), extra={"shots_per_evaluation": shots_per_evaluation, "scale": scale})
 
     def reward(xs):
@@ -177,7 +173,13 @@ def cmaes_on_device(
     es = cma.CMAEvolutionStrategy(
         x0, sigma0, {"seed": int(seed) + 1, "verbose": -9, **({"popsize": int(popsize)} if popsize else {})}
     )
-    _check_budget("cmaes_on_device", budget, es.popsize * shots_per_evaluation)
+    require_budget(
+        "cmaes_on_device: budget",
+        budget,
+        es.popsize * shots_per_evaluation,
+        "shots",
+        "below what one step of the method needs",
+    )
     run = DeviceRun("cmaes", seed, int(budget), extra={"shots_per_evaluation": shots_per_evaluation, "sigma0": sigma0})
     run.extra["popsize"] = int(es.popsize)
     run.record(device, model, es.mean)
@@ -209,7 +211,13 @@ def nelder_mead_on_device(
 
     x0 = np.asarray(x0, dtype=float)
     n = x0.size
-    _check_budget("nelder_mead_on_device", budget, (n + 1) * shots_per_evaluation)
+    require_budget(
+        "nelder_mead_on_device: budget",
+        budget,
+        (n + 1) * shots_per_evaluation,
+        "shots",
+        "below what one step of the method needs",
+    )
     run = DeviceRun(
         "nelder-mead", seed, int(budget), extra={"shots_per_evaluation": shots_per_evaluation, "step": step}
     )
@@ -288,7 +296,13 @@ def model_based_on_device(
     progress: Callable[[str], None] | None = None,
 ) -> DeviceRun:
     """Calibrate, fit, shape by gradient on the fitted model, verify; repeat (module docstring)."""
-    _check_budget("model_based_on_device", budget, settings.first_round())
+    require_budget(
+        "model_based_on_device: budget",
+        budget,
+        settings.first_round(),
+        "shots",
+        "below what one step of the method needs",
+    )
     say = progress or (lambda message: None)
     run = DeviceRun("model-based", seed, int(budget), extra={"settings": asdict(settings), "fits": []})
     data = CalibrationData()

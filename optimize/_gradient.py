@@ -36,6 +36,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float
 
+from chiraljax._checks import require_budget
 from chiraljax._errors import ChiralJaxError, require
 from chiraljax._precision import real_dtype
 
@@ -339,14 +340,12 @@ def gradient_optimize(
     per_call = int(getattr(objective, "evaluations_per_call", 1))
     step_cost = per_call * (1 if config.method == "adam" else 1 + config.max_linesearch_steps)
     if budget is not None:
-        require(
-            isinstance(budget, (int, np.integer)) and not isinstance(budget, bool),
-            f"budget: expected an integer number of simulator evaluations, got {budget!r}",
-        )
-        require(
-            budget >= step_cost,
-            f"budget={budget}: one {config.method} step may cost up to {step_cost} simulator "
-            f"evaluations; give a budget of at least {step_cost}, or None for no limit",
+        require_budget(
+            "budget",
+            budget,
+            step_cost,
+            "simulator evaluations",
+            f"one {config.method} step may cost up to {step_cost} simulator evaluations (None: no limit)",
         )
     if checkpoint is not None:
         directory = os.path.dirname(os.path.abspath(checkpoint))

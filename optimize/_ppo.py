@@ -38,6 +38,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from chiraljax._checks import require_budget
 from chiraljax._errors import ChiralJaxError, ValidationError, require
 from chiraljax._precision import real_dtype
 
@@ -914,15 +915,14 @@ def ppo_optimize(
     require(bool(np.all(scale > 0)), "scale: every entry must be > 0")
     min_cost = 2 + int(config.evaluate_mean)
     if budget is not None:
-        require(
-            isinstance(budget, (int, np.integer)) and not isinstance(budget, bool),
-            f"budget: expected an integer number of evaluations, got {budget!r}",
-        )
-        require(
-            budget >= min_cost,
-            f"budget={budget}: must be at least {min_cost} evaluations (2 candidates"
+        require_budget(
+            "budget",
+            budget,
+            min_cost,
+            "evaluations",
+            "an epoch needs 2 candidates"
             + (" plus the policy mean" if config.evaluate_mean else "")
-            + "); pass None for no limit",
+            + " (None: no limit)",
         )
 
     if checkpoint is not None:
