@@ -104,7 +104,7 @@ class DeviceRun:
 def _true_absorption(device: AbstractDevice, model: DeviceModel, x) -> float:
     if not isinstance(device, SimulatedDevice):
         return math.nan
-    return float(device.true_absorption(model.samples(jnp.asarray(x, real_dtype()))))
+    return float(device.true_absorption(samples_of(model, np.asarray(x)[None])[0]))  # the compiled render
 
 
 def _clicks(device: AbstractDevice, model: DeviceModel, xs, shots: int) -> np.ndarray:
