@@ -107,6 +107,16 @@ def _true_absorption(device: AbstractDevice, model: DeviceModel, x) -> float:
     return float(device.true_absorption(samples_of(model, np.asarray(x)[None])[0]))  # the compiled render
 
 
+def _start(model: DeviceModel, x0) -> np.ndarray:
+    """The starting parameters as a finite vector of the model's size, or a `ValidationError`."""
+    x = np.asarray(x0, dtype=float)
+    require(
+        x.shape == (model.size,) and bool(np.all(np.isfinite(x))),
+        f"x0: expected {model.size} finite pulse parameters, got an array of shape {x.shape}",
+    )
+    return x
+
+
 def _clicks(device: AbstractDevice, model: DeviceModel, xs, shots: int) -> np.ndarray:
     """Click fractions k/n of each row of `xs`, measured at the end of the protocol."""
     samples = samples_of(model, np.atleast_2d(xs))
@@ -131,6 +141,7 @@ def ppo_on_device(
     """PPO with rewards measured on the device (`shots_per_evaluation` per candidate). The
     deployable pulse is the policy mean, which `config.evaluate_mean` measures each epoch
     (it is the first row of every batch PPO hands to the reward)."""
+    x0 = _start(model, x0)
     require(config.evaluate_mean, "ppo_on_device: config.evaluate_mean must be on (the policy mean is recorded)")
     per_epoch = (config.batch_size + 1) * shots_per_evaluation
     require_budget(
@@ -169,7 +180,7 @@ def cmaes_on_device(
     """CMA-ES (`cma.CMAEvolutionStrategy`) on the measured click fractions; deployable: the mean."""
     import cma
 
-    x0 = np.asarray(x0, dtype=float)
+    x0 = _start(model, x0)
     es = cma.CMAEvolutionStrategy(
         x0, sigma0, {"seed": int(seed) + 1, "verbose": -9, **({"popsize": int(popsize)} if popsize else {})}
     )
@@ -209,7 +220,7 @@ def nelder_mead_on_device(
     deployable: the best vertex after each iteration."""
     import scipy.optimize
 
-    x0 = np.asarray(x0, dtype=float)
+    x0 = _start(model, x0)
     n = x0.size
     require_budget(
         "nelder_mead_on_device: budget",
@@ -296,6 +307,7 @@ def model_based_on_device(
     progress: Callable[[str], None] | None = None,
 ) -> DeviceRun:
     """Calibrate, fit, shape by gradient on the fitted model, verify; repeat (module docstring)."""
+    x0 = _start(model, x0)
     require_budget(
         "model_based_on_device: budget",
         budget,

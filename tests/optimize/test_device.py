@@ -341,3 +341,13 @@ def test_the_stored_study_is_a_fair_contest_and_reproduce_quotes_it():
 def test_device_parameters_name_the_value_out_of_range(model, change, message):
     with pytest.raises(ValidationError, match=message):
         model.nominal.replace(**change)
+
+
+def test_methods_refuse_a_start_of_the_wrong_size(model):
+    device = SimulatedDevice(model, model.nominal, seed=0)
+    for method in (cmaes_on_device, nelder_mead_on_device, model_based_on_device):
+        with pytest.raises(ValidationError, match=f"x0: expected {model.size} finite pulse parameters"):
+            method(device, model, np.zeros(model.size + 1), 10**6, 0)
+    with pytest.raises(ValidationError, match="x0"):
+        ppo_on_device(device, model, np.full(model.size, np.nan), 10**6, 0, config=PPOConfig.hardware())
+    assert device.shots_spent == 0
