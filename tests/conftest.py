@@ -128,3 +128,16 @@ def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
         code = exit_info.code or 0
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def delay_series(a: complex, b: complex, tau: float, t) -> np.ndarray:
+    """c(t) of dc/dt = -a c + b c(t - tau), c(0) = 1, c(t < 0) = 0: the closed form of a delayed
+    feedback (method of steps), sum_n (b s_n)^n / n! e^{-a s_n} with s_n = t - n tau >= 0."""
+    from math import factorial
+
+    t = np.asarray(t, float)
+    out = np.zeros(t.shape, complex)
+    for n in range(int(t.max() / tau) + 1):
+        s = np.maximum(t - n * tau, 0.0)
+        out += np.where(t >= n * tau, (b * s) ** n / factorial(n) * np.exp(-a * s), 0.0)
+    return out

@@ -6,13 +6,11 @@ values go in through `Network.with_parameters`, which never recompiles.
 
 from __future__ import annotations
 
-from math import factorial
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import chiral_link
+from conftest import chiral_link, delay_series
 
 import chiraljax as cj
 from chiraljax import ValidationError
@@ -34,16 +32,6 @@ def mirror_network(tau: float = MIRROR_TAU, reflection: float = -1.0, dephasing:
     )
 
 
-def series(a: complex, b: complex, tau: float, t) -> np.ndarray:
-    """c(t) of dc/dt = -a c + b c(t - tau), c(0) = 1, c(t < 0) = 0."""
-    t = np.asarray(t, float)
-    out = np.zeros(t.shape, complex)
-    for n in range(int(t.max() / tau) + 1):
-        s = np.maximum(t - n * tau, 0.0)
-        out += np.where(t >= n * tau, (b * s) ** n / factorial(n) * np.exp(-a * s), 0.0)
-    return out
-
-
 @pytest.fixture(scope="module")
 def mirror():
     return cj.simulate(mirror_network(), (0.0, MIRROR_T), n_save=241, dt=MIRROR_DT)
@@ -57,7 +45,7 @@ def test_auto_picks_delay_for_a_mirror(mirror):
 
 
 def test_mirror_trace_and_trapped_population(mirror):
-    exact = series(0.5, 0.5, MIRROR_TAU, np.asarray(mirror.ts))
+    exact = delay_series(0.5, 0.5, MIRROR_TAU, np.asarray(mirror.ts))
     np.testing.assert_allclose(np.asarray(mirror.amplitudes[:, 0]), exact, atol=1e-8)
     trapped = (1 + MIRROR_TAU / 2) ** -2
     assert abs(float(mirror.final_population("a")) - trapped) < 1e-8

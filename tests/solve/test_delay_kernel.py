@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-from math import factorial
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.linalg
+from conftest import delay_series
 
 import chiraljax  # noqa: F401  (float64)
 from chiraljax import ValidationError
 from chiraljax.kernels import DelayProblem, dephasing_average, scatterer_matrix, solve_delay
-
-
-def series(a: complex, b: complex, tau: float, t) -> np.ndarray:
-    """c(t) of dc/dt = -a c + b c(t - tau), c(0) = 1, c(t < 0) = 0 (method of steps)."""
-    t = np.asarray(t, float)
-    out = np.zeros(t.shape, complex)
-    for n in range(int(t.max() / tau) + 1):
-        s = np.maximum(t - n * tau, 0.0)
-        out += np.where(t >= n * tau, (b * s) ** n / factorial(n) * np.exp(-a * s), 0.0)
-    return out
 
 
 def sech_rates(kappa: float, t):
@@ -76,7 +65,7 @@ def mirror():
 
 def mirror_reference(case, t):
     tau, phi, eta, gint = case
-    return series((1.0 + gint) / 2, 0.5 * eta * np.exp(2j * phi), tau, t)
+    return delay_series((1.0 + gint) / 2, 0.5 * eta * np.exp(2j * phi), tau, t)
 
 
 def test_mirror_trapped_population(mirror):
@@ -161,8 +150,8 @@ def test_two_distant_atoms_delay():
     c0 = jnp.array([1.0, 0.0], complex)
     sol = solve_delay(two_atom_problem(tau, phi), c0, dt=dt, n_steps=240)
     t = np.asarray(sol.ts)
-    cp = series(0.5, -0.5 * np.exp(1j * phi), tau, t)
-    cm = series(0.5, 0.5 * np.exp(1j * phi), tau, t)
+    cp = delay_series(0.5, -0.5 * np.exp(1j * phi), tau, t)
+    cm = delay_series(0.5, 0.5 * np.exp(1j * phi), tau, t)
     ref = np.stack([(cp + cm) / 2, (cp - cm) / 2], 1)
     assert np.max(np.abs(np.asarray(sol.c) - ref)) < 1e-7
     assert float(sol.conservation_error.max()) < 1e-7
@@ -203,7 +192,7 @@ def test_giant_atom_two_ports():
     tau, phi, gamma = 0.8, 2.3, 1.0
     prob = DelayProblem([0, 0], [0.0, tau, 0.0], rates=[[gamma / 2, gamma / 2]] * 2, phase=[0.0, phi, 0.0])
     sol = solve_delay(prob, jnp.array([1.0 + 0j]), dt=0.05, n_steps=200)
-    ref = series(gamma, -gamma * np.exp(1j * phi), tau, np.asarray(sol.ts))
+    ref = delay_series(gamma, -gamma * np.exp(1j * phi), tau, np.asarray(sol.ts))
     assert np.max(np.abs(np.asarray(sol.c[:, 0]) - ref)) < 1e-7
     assert float(sol.conservation_error.max()) < 1e-6
     final = solve_delay(prob, jnp.array([1.0 + 0j]), dt=0.05, n_steps=200, save_trace=False)
