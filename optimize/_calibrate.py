@@ -118,6 +118,19 @@ class FitResult:
     iterations: int
     success: bool
     message: str
+    z: np.ndarray | None = None
+    covariance_z: np.ndarray | None = None
+
+    def posterior_samples(self, model: DeviceModel, n: int, seed: int = 0) -> list[DeviceParameters]:
+        """`n` devices drawn from the Laplace posterior N(ẑ, F⁻¹) in the prior's standard scores
+        (so each lies inside the prior's physical ranges), the readout errors as fitted."""
+        require(isinstance(n, int) and n >= 1, f"posterior_samples: n={n!r} must be a positive integer")
+        require(self.z is not None, "posterior_samples: this fit carries no posterior")
+        post = _Posterior(model, model.nominal, self.names)
+        rng = np.random.default_rng([int(seed), 31337])
+        zs = rng.multivariate_normal(self.z, self.covariance_z, size=n, method="eigh")
+        e0, e1 = self.parameters.false_positive, self.parameters.false_negative
+        return [post.parameters(jnp.asarray(z, real_dtype()), e0, e1) for z in zs]
 
     def to_json(self) -> dict:
         values = self.parameters.as_dict()
@@ -250,6 +263,8 @@ def fit_device(
         int(res.nit),
         bool(res.success),
         str(res.message),
+        np.asarray(z),
+        cov_z,
     )
 
 

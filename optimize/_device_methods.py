@@ -33,6 +33,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Float
 
 from chiraljax._checks import require_budget
 from chiraljax._errors import require
@@ -262,6 +263,21 @@ def nelder_mead_on_device(
 # ---- 3. model-based -----------------------------------------------------------------------
 
 
+class PosteriorAbsorption(eqx.Module):
+    """x -> the mean absorption efficiency over devices drawn from the fit's posterior (the
+    robust objective: a pulse good for every device the data allow)."""
+
+    model: DeviceModel
+    members: DeviceParameters  # stacked: every leaf has a leading member axis
+    incidents: Float[Array, " E"]
+
+    def __call__(self, x):
+        end = jnp.asarray([self.model.t_span[1]], real_dtype())
+        samples = self.model.samples(x)
+        stored = jax.vmap(lambda p: self.model.stored(p, samples, end)[0])(self.members)
+        return jnp.mean(stored / self.incidents)
+
+
 class FittedAbsorption(eqx.Module):
     """x -> absorption efficiency on the model with parameters `p` (incident photon `incident`)."""
 
@@ -286,6 +302,7 @@ class ModelBasedSettings:
     verify: int = 1000
     rounds: int = 3
     max_steps: int = 40
+    posterior_members: int = 0
 
     def first_round(self) -> int:
         """Shots of the first round (readout, five probes, one verification)."""
@@ -341,8 +358,16 @@ def model_based_on_device(
         start = fit.parameters
         say(f"round {r}: fit after {device.shots_spent} shots")
         objective = FittedAbsorption(model, fit.parameters, model.incident(fit.parameters))
+        shaping = objective
+        if settings.posterior_members:
+            members = fit.posterior_samples(model, settings.posterior_members, seed=1000 * seed + r)
+            shaping = PosteriorAbsorption(
+                model,
+                jax.tree.map(lambda *leaves: jnp.stack(leaves), *members),
+                jnp.asarray([model.incident(p) for p in members], real_dtype()),
+            )
         shaped = gradient_optimize(
-            objective, x, GradientConfig(method="lbfgs", max_steps=settings.max_steps, patience=10, tolerance=1e-6)
+            shaping, x, GradientConfig(method="lbfgs", max_steps=settings.max_steps, patience=10, tolerance=1e-6)
         )
         x = jnp.asarray(shaped.best_x, real_dtype())
         k = device.run(model.waveform(model.samples(x)), None, settings.verify, purpose="verification")[0, 0]

@@ -229,6 +229,19 @@ def test_readout_errors_are_estimated_from_the_calibration(fitted):
     assert float(fit.parameters.false_negative) == pytest.approx(e1)
 
 
+def test_posterior_samples_spread_as_the_stated_uncertainty(fitted, model):
+    """Devices drawn from the fit's Laplace posterior centre on the estimate and spread by its
+    stated 1-sigma (gain and transmission: linear in the prior's scores, away from its bounds)."""
+    _, _, _, fit = fitted
+    draws = fit.posterior_samples(model, 1500, seed=3)
+    for name in ("gain", "transmission"):
+        values = np.array([float(getattr(p, name)) for p in draws])
+        estimate = float(getattr(fit.parameters, name))
+        assert abs(values.mean() - estimate) < 4 * fit.std[name] / math.sqrt(len(values))
+        assert values.std() == pytest.approx(fit.std[name], rel=0.1)
+    assert all(float(p.false_positive) == float(fit.parameters.false_positive) for p in draws[:5])
+
+
 # ---- the contest is fair ------------------------------------------------------------------
 
 
