@@ -207,6 +207,7 @@ def test_sim_to_real_honours_seeds_shots_and_settings(monkeypatch, capsys, tmp_p
     assert report["command"].endswith("--seeds 3 --shots 1000 --out " + str(tmp_path / "s"))
 
 
+@pytest.mark.slow  # compiles the whole sim-to-real pipeline (about 50 s on 2 cores)
 def test_sim_to_real_runs_ppo_once_per_seed(monkeypatch):
     from chiraljax.optimize import GradientConfig, get_problem, sim_to_real
 
