@@ -47,6 +47,7 @@ from chiraljax._precision import real_dtype
 from chiraljax.experiment._modules import ChiralLine
 from chiraljax.experiment._presets import Preset, load_preset
 from chiraljax.experiment._protocols import PulsePlan, receiver_drive, transfer, transfer_network
+from chiraljax.network._pulses import Scaled, Shifted
 from chiraljax.solve._methods import Sector
 from chiraljax.solve._simulate import simulate
 
@@ -310,12 +311,10 @@ class DeviceModel(eqx.Module):
         return self.awg.render(self.controls.pulses(jnp.asarray(x, real_dtype()))["drive"], *self.t_span)
 
     def scripted_samples(self, scale: float = 1.0, shift: float = 0.0) -> Float[Array, " n"]:
-        """Samples of the scripted time-reversed drive, scaled by `scale` and late by `shift` ns
-        (probe waveforms of a calibration)."""
+        """Samples of the scripted time-reversed drive, scaled by `scale` and late by `shift` ns,
+        as the AWG plays them (probe waveforms of a calibration)."""
         base = receiver_drive(self.line, self.sender, self.receiver, self.plan)
-        ts = jnp.asarray(self.awg.times(*self.t_span) - shift, real_dtype())
-        v = jnp.clip(scale * jax.vmap(base)(ts) / self.awg.full_scale, -1.0, 1.0)
-        return jnp.round(v * self.awg.levels) / self.awg.levels
+        return self.awg.render(Shifted(Scaled(base, scale), shift), *self.t_span)
 
     def waveform(self, samples) -> Waveform:
         """The `Waveform` (integer codes) of played samples."""
@@ -344,15 +343,14 @@ class DeviceModel(eqx.Module):
         """The photon that reaches the receiver on the device `p` (measured with it dark)."""
         return float(transfer(self.line_at(p), self.sender, self.receiver, self.plan).incident)
 
-    def absorption(self, p: DeviceParameters, samples: Float[Array, " n"]) -> float:
-        """The absorption efficiency of a waveform on the device `p`: P(t_end) / incident."""
+    def absorption(self, p: DeviceParameters, samples, incident: float | None = None) -> np.ndarray:
+        """The absorption efficiency P(t_end) / incident of each waveform (samples (n,) or
+        (B, n)) on the device `p` (`incident`: the photon reaching the receiver, if known)."""
+        s = jnp.asarray(samples, real_dtype())
         end = jnp.asarray([self.t_span[1]], real_dtype())
-        return float(_stored(self, p, jnp.asarray(samples, real_dtype()), end)[0]) / self.incident(p)
-
-
-@eqx.filter_jit
-def _stored(model: DeviceModel, p: DeviceParameters, samples, ts):
-    return model.stored(p, samples, ts)
+        incident = self.incident(p) if incident is None else incident
+        values = np.asarray(_stored_batch(self, p, jnp.atleast_2d(s), end))[:, 0] / incident
+        return values if s.ndim == 2 else values[0]
 
 
 @eqx.filter_jit
@@ -506,14 +504,9 @@ class SimulatedDevice(AbstractDevice):
 
     def true_absorption(self, samples) -> np.ndarray:
         """The exact absorption efficiency of each waveform (samples (n,) or (B, n)) on this device."""
-        s = jnp.asarray(samples, real_dtype())
-        batch = s.ndim == 2
-        s = s if batch else s[None]
-        end = jnp.asarray([self.model.t_span[1]], real_dtype())
         if self._incident is None:
             self._incident = self.model.incident(self._hidden)
-        values = np.asarray(_stored_batch(self.model, self._hidden, s, end))[:, 0] / self._incident
-        return values if batch else values[0]
+        return self.model.absorption(self._hidden, samples, self._incident)
 
     @property
     def hidden(self) -> DeviceParameters:
