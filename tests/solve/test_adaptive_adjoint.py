@@ -14,6 +14,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import chiraljax as cj
 
@@ -57,6 +58,7 @@ def test_reverse_mode_through_saves_equals_the_converged_derivative():
     np.testing.assert_allclose(reverse, converged, rtol=1e-6)
 
 
+@pytest.mark.slow  # about 20 s of compilation on 2 cores
 def test_reverse_mode_across_a_jump_equals_forward_mode_and_finite_differences():
     gate = cj.Halted(cj.Constant(1.0), 2.0)
     forward_method = cj.Sector(rtol=1e-10, atol=1e-12, adjoint="forward")

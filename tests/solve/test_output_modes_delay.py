@@ -66,6 +66,7 @@ def test_a_detector_behind_a_delay_sees_the_emission_shifted(tau):
     assert abs(total - 1.0) < 2e-6  # the default step of the delay kernel: 1.3e-6 here
 
 
+@pytest.mark.slow  # about 16 s of compilation on 2 cores
 def test_jit_and_grad_through_a_detector_of_the_delay_representation():
     """Traced modes go through (their norm is checked only when concrete), and the gradient of
     the caught probability with respect to the photon's centre equals central differences."""
