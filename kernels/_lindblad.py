@@ -264,7 +264,24 @@ def _integrate(y0, t0, t1, ts, jump_ts, stepping: Stepping, args):
     config = AdaptiveConfig(
         stepping.rtol, stepping.atol, stepping.max_steps, stepping.checkpoints, stepping.adjoint, stepping.unrolled
     )
-    return adaptive(_rhs, observe, y0, t0, t1, ts, jump_ts, args, config)
+    if y0[0].size > _STATES_IN_LOOP:
+        return adaptive(_rhs, observe, y0, t0, t1, ts, jump_ts, args, config)
+    # Small states: the loop keeps the interpolated states at the save times, and the
+    # observations (which need the operators at each time) are made afterwards in one
+    # vectorised pass instead of a window at a time inside the loop.
+    states, final, steps = adaptive(_rhs, _state, y0, t0, t1, ts, jump_ts, args, config)
+    return jax.vmap(observe, in_axes=(0, 0, None))(ts, states, args), final, steps
+
+
+# Largest real state (2 D^2 numbers) whose interpolated values are kept at every save time and
+# observed after the loop (D <= 32: at most 2 kB a save time).
+_STATES_IN_LOOP = 2 * 32 * 32
+
+
+def _state(t, y, args):
+    """The state itself, as an observation."""
+    return y
+
 
 
 def dephasing_rates(numbers, gamma_phi):

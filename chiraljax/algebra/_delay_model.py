@@ -627,17 +627,17 @@ def simulate_delay(
         sol = _solve(problem, c0, plan)
         tr = _traces(sol, decay, plan, ts, network.outputs)
         return Result(
-            "delay",
-            ts,
-            subsystems,
-            tr["populations"],
-            names,
-            kinds,
-            tr["fluxes"],
-            tr["outputs"],
-            sol.c[-1],
-            tr["in_flight"],
-            sol.conservation_error[-1],
+            representation="delay",
+            ts=ts,
+            names=subsystems,
+            populations=tr["populations"],
+            channel_names=names,
+            channel_kinds=kinds,
+            fluxes=tr["fluxes"],
+            outputs=tr["outputs"],
+            final_state=sol.c[-1],
+            in_flight=tr["in_flight"],
+            conservation_error=sol.conservation_error[-1],
             amplitudes=tr["c"],
         )
 
@@ -661,16 +661,16 @@ def simulate_delay(
     stats = trajectory_average(one, key, plan.n_trajectories, _TRAJECTORY_BATCH)
     mean, stderr = stats.mean, stats.standard_error["populations"]
     return Result(
-        "delay",
-        ts,
-        subsystems,
-        mean["populations"],
-        names,
-        kinds,
-        mean["fluxes"],
-        mean["outputs"],
-        mean["rho"],
-        mean["in_flight"],
-        stats.maximum["error"],
+        representation="delay",
+        ts=ts,
+        names=subsystems,
+        populations=mean["populations"],
+        channel_names=names,
+        channel_kinds=kinds,
+        fluxes=mean["fluxes"],
+        outputs=mean["outputs"],
+        final_state=mean["rho"],
+        in_flight=mean["in_flight"],
+        conservation_error=stats.maximum["error"],
         populations_stderr=stderr,
     )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,8 +23,24 @@ def _read(x):
     return x if isinstance(x, jax.core.Tracer) else np.asarray(x)
 
 
-class Result(eqx.Module):
-    """What `simulate` returns.
+def _index(known: tuple[str, ...], name: str, what: str) -> int:
+    """The position of `name` among the `known` subsystem or channel names."""
+    if name not in known:
+        require(False, f"Result: no {what} {name!r}; known: {', '.join(known)}")
+    return known.index(name)
+
+
+_STATIC = {"static": True}
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
+class Result:
+    """What `simulate` returns: an immutable pytree (it comes out of jit, vmap and grad).
+
+    A frozen dataclass registered with JAX rather than an `eqx.Module`: a warm `simulate`
+    builds one per call, and a Module's construction and bound methods cost about 100 us of
+    it (a third of the Python work around a small solve).
 
     **Fields:**
 
@@ -50,12 +66,12 @@ class Result(eqx.Module):
       None.
     """
 
-    representation: str = eqx.field(static=True)
+    representation: str = dataclasses.field(metadata=_STATIC)
     ts: Float[Array, "*batch T"]
-    names: tuple[str, ...] = eqx.field(static=True)
+    names: tuple[str, ...] = dataclasses.field(metadata=_STATIC)
     populations: Float[Array, "*batch T n"]
-    channel_names: tuple[str, ...] = eqx.field(static=True)
-    channel_kinds: tuple[str, ...] = eqx.field(static=True)
+    channel_names: tuple[str, ...] = dataclasses.field(metadata=_STATIC)
+    channel_kinds: tuple[str, ...] = dataclasses.field(metadata=_STATIC)
     fluxes: Float[Array, "*batch T K"]
     outputs: Float[Array, "*batch T K"]
     final_state: State
@@ -63,7 +79,7 @@ class Result(eqx.Module):
     conservation_error: Float[Array, "*batch"]
     amplitudes: Complex[Array, "*batch n"] | None = None
     populations_stderr: Float[Array, "*batch T n"] | None = None
-    space: Space | None = eqx.field(static=True, default=None)
+    space: Space | None = dataclasses.field(default=None, metadata=_STATIC)
     expect: Complex[Array, "*batch T E"] | dict[str, Complex[Array, "*batch T"]] | None = None
     states: Complex[Array, "*batch T D D"] | None = None
 
@@ -114,47 +130,45 @@ class Result(eqx.Module):
             save_figure(fig, out, dpi=150)
         return fig
 
+    def _fields_text(self) -> str:
+        """Every field by name, arrays by dtype and shape: the view of a traced Result."""
+        import equinox as eqx
+
+        return eqx.tree_pformat(self)
+
     def _concrete(self) -> bool:
         return not any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(self))
 
     def __repr__(self) -> str:
         if not self._concrete():
-            return super().__repr__()
+            return self._fields_text()
         from chiraljax._display import result_text
 
         return result_text(self)
 
     def _repr_html_(self) -> str:
         if not self._concrete():
-            return f"<pre>{super().__repr__()}</pre>"
+            return f"<pre>{self._fields_text()}</pre>"
         from chiraljax._display import result_html
 
         return result_html(self)
 
-    def _sub(self, name: str) -> int:
-        require(name in self.names, f"Result: no subsystem {name!r}; known: {', '.join(self.names)}")
-        return self.names.index(name)
-
-    def _chan(self, name: str) -> int:
-        require(name in self.channel_names, f"Result: no channel {name!r}; known: {', '.join(self.channel_names)}")
-        return self.channel_names.index(name)
-
     def population(self, name: str):
         """<n>(t) of one subsystem."""
-        return _read(self.populations)[..., self._sub(name)]
+        return _read(self.populations)[..., _index(self.names, name, "subsystem")]
 
     def final_population(self, *names: str):
         """Summed excitation of the given subsystems at the last time."""
-        populations = _read(self.populations)
-        return sum(populations[..., -1, self._sub(n)] for n in names)
+        populations, known = _read(self.populations), self.names
+        return sum(populations[..., -1, _index(known, n, "subsystem")] for n in names)
 
     def flux(self, channel: str):
         """Photon flux out of one channel over time."""
-        return _read(self.fluxes)[..., self._chan(channel)]
+        return _read(self.fluxes)[..., _index(self.channel_names, channel, "channel")]
 
     def emitted(self, channel: str):
         """Total photon number that left through one channel by the end."""
-        return _read(self.outputs)[..., -1, self._chan(channel)]
+        return _read(self.outputs)[..., -1, _index(self.channel_names, channel, "channel")]
 
     def total_output(self, kinds: tuple[str, ...] = ("end",)):
         """Summed final output of all channels of the given kinds."""
