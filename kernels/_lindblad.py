@@ -283,7 +283,6 @@ def _state(t, y, args):
     return y
 
 
-
 def dephasing_rates(numbers, gamma_phi):
     """Gamma_ab = sum_j gamma_phi,j (n_j(a) - n_j(b))^2 for the occupation basis."""
     numbers = jnp.asarray(numbers, dtype=float)
