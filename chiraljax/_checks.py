@@ -6,11 +6,14 @@
   and leaves traced values alone.
 - `require_finite(owner, **values)`: no NaN or infinity among the concrete values.
 - `did_you_mean(name, known)`: the closest valid names, for messages about an unknown name.
+- `replaced(obj, **changes)`: a copy of a dataclass (or Module) with some fields replaced, its
+  constructor's checks run again, unknown field names refused by name.
 - `safe_sqrt(x)`: sqrt(max(x, 0)) with derivative 0 where the value is 0 (rates switched off).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Iterable
 from typing import Any
@@ -28,6 +31,7 @@ __all__ = [
     "concrete_float",
     "did_you_mean",
     "is_traced",
+    "replaced",
     "require",
     "require_finite",
     "safe_sqrt",
@@ -104,6 +108,19 @@ def did_you_mean(name: str, known: Iterable[str], n: int = 3, cutoff: float = 0.
     is close (difflib's ratio >= `cutoff`)."""
     close = difflib.get_close_matches(str(name), [str(k) for k in known], n=n, cutoff=cutoff)
     return f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+
+
+def replaced(obj: Any, **changes: Any) -> Any:
+    """A copy of the dataclass `obj` with `changes` (field name -> value), made through its
+    constructor so that every check runs on the new values."""
+    owner = type(obj).__name__
+    fields = [f.name for f in dataclasses.fields(obj) if f.init]
+    for name in changes:
+        require(
+            name in fields,
+            f"{owner}.replace: no field {name!r}; {did_you_mean(name, fields)}fields: {', '.join(fields)}",
+        )
+    return dataclasses.replace(obj, **changes)
 
 
 @jax.custom_jvp

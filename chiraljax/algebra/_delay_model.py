@@ -623,23 +623,26 @@ def simulate_delay(
     names, kinds = _channels(network)
     subsystems = network.emitter_names + tuple(x.name for x in network.outputs)
 
-    if not plan.n_trajectories:
-        sol = _solve(problem, c0, plan)
-        tr = _traces(sol, decay, plan, ts, network.outputs)
+    def _result(traces: dict, final_state, error, **extra) -> Result:
         return Result(
             representation="delay",
             ts=ts,
             names=subsystems,
-            populations=tr["populations"],
+            populations=traces["populations"],
             channel_names=names,
             channel_kinds=kinds,
-            fluxes=tr["fluxes"],
-            outputs=tr["outputs"],
-            final_state=sol.c[-1],
-            in_flight=tr["in_flight"],
-            conservation_error=sol.conservation_error[-1],
-            amplitudes=tr["c"],
+            fluxes=traces["fluxes"],
+            outputs=traces["outputs"],
+            final_state=final_state,
+            in_flight=traces["in_flight"],
+            conservation_error=error,
+            **extra,
         )
+
+    if not plan.n_trajectories:
+        sol = _solve(problem, c0, plan)
+        tr = _traces(sol, decay, plan, ts, network.outputs)
+        return _result(tr, sol.c[-1], sol.conservation_error[-1], amplitudes=tr["c"])
 
     key = _default_key() if key is None else key
     gamma_phi = jnp.stack([jnp.asarray(e.dephasing, real_dtype()) for e in network.emitters])
@@ -660,17 +663,4 @@ def simulate_delay(
 
     stats = trajectory_average(one, key, plan.n_trajectories, _TRAJECTORY_BATCH)
     mean, stderr = stats.mean, stats.standard_error["populations"]
-    return Result(
-        representation="delay",
-        ts=ts,
-        names=subsystems,
-        populations=mean["populations"],
-        channel_names=names,
-        channel_kinds=kinds,
-        fluxes=mean["fluxes"],
-        outputs=mean["outputs"],
-        final_state=mean["rho"],
-        in_flight=mean["in_flight"],
-        conservation_error=stats.maximum["error"],
-        populations_stderr=stderr,
-    )
+    return _result(mean, mean["rho"], stats.maximum["error"], populations_stderr=stderr)

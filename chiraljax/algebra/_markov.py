@@ -477,23 +477,19 @@ def compile_markov(network: Network, *, max_excitations: int | None = 1) -> Lind
         x = next((x for x in items if x.end == end), None)
         return None if x is None else Operator.constant(space, space.destroy(x.name), times(role, x.name))
 
-    right, loss_r, names_r, h_r = _cascade(
-        network,
-        space,
-        atoms,
-        times,
-        "R",
-        virtual_cavity(network.inputs, "left", "source"),
-        virtual_cavity(network.outputs, "right", "detector"),
-    )
-    left, loss_l, names_l, h_l = _cascade(
-        network,
-        space,
-        atoms,
-        times,
-        "L",
-        virtual_cavity(network.inputs, "right", "source"),
-        virtual_cavity(network.outputs, "left", "detector"),
+    # each direction: a photon input enters at the end it travels from, an output mode is
+    # read at the end it travels to
+    (right, loss_r, names_r, h_r), (left, loss_l, names_l, h_l) = (
+        _cascade(
+            network,
+            space,
+            atoms,
+            times,
+            direction,
+            virtual_cavity(network.inputs, start, "source"),
+            virtual_cavity(network.outputs, end, "detector"),
+        )
+        for direction, start, end in (("R", "left", "right"), ("L", "right", "left"))
     )
 
     H = h_r + h_l

@@ -60,7 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Inexact
 
-from chiraljax._checks import as_array, concrete, require_finite
+from chiraljax._checks import as_array, concrete, replaced, require_finite
 from chiraljax._errors import require
 from chiraljax._types import Real
 from chiraljax.network._network import Coupling, Emitter, Link, Network, Port, Scatterer
@@ -433,16 +433,7 @@ class ChiralLine(eqx.Module):
     def replace(self, **changes) -> ChiralLine:
         """A copy with `modules`, `interconnects`, `carrier`, `idle_detuning` or
         `representation` replaced."""
-        kw = dict(
-            modules=self.modules,
-            interconnects=self.interconnects,
-            carrier=self.carrier,
-            idle_detuning=self.idle_detuning,
-            representation=self.representation,
-        )
-        kw.update(changes)
-        modules, interconnects = kw.pop("modules"), kw.pop("interconnects")
-        return ChiralLine(modules, interconnects, **kw)
+        return replaced(self, **changes)
 
     # ---- building the Network -----------------------------------------------------------
 

@@ -41,7 +41,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
-from chiraljax._checks import concrete
+from chiraljax._checks import concrete, replaced
 from chiraljax._errors import require
 from chiraljax._types import Real
 from chiraljax.experiment._modules import (
@@ -139,18 +139,8 @@ class PulsePlan(eqx.Module):
         )
 
     def replace(self, **changes) -> PulsePlan:
-        kw = dict(
-            kappa=self.kappa,
-            t0=self.t0,
-            receiver_kappa=self.receiver_kappa,
-            receiver_timing=self.receiver_timing,
-            lead=self.lead,
-            window=self.window,
-            n_save=self.n_save,
-            receiver_drive=self.receiver_drive,
-        )
-        kw.update(changes)
-        return PulsePlan(**kw)
+        """A copy with some fields replaced (the constructor's checks run again)."""
+        return replaced(self, **changes)
 
 
 @dataclass(frozen=True)

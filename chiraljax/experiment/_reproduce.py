@@ -36,6 +36,23 @@ _ADAM_RATE = 1.0
 _SWEEP_POINTS = 6
 
 
+def _method_row(method: str, direction: str, run, value, started: float, curve=None, **extra) -> dict:
+    """One optimisation run as a report row: its best point and value, the evaluations it
+    spent, the seconds since `started`, and with `curve` = (history, best so far) its curve."""
+    row = {
+        "method": method,
+        "direction": direction,
+        "x": np.asarray(run.best_x).tolist(),
+        "value": float(value),
+        "evaluations": int(run.evaluations),
+        "seconds": time.perf_counter() - started,
+    }
+    if curve is not None:
+        history, best = curve
+        row["curve"] = {"evaluations": np.asarray(history.evaluations).tolist(), "best": np.asarray(best).tolist()}
+    return {**row, **extra}
+
+
 def _shape(preset, incident: float, budget: int, seed: int) -> dict[str, Any]:
     """Gradient (Adam) and PPO on the receiver drive of the preset's transfer, one budget each;
     Adam alone for the opposite direction. Returns the runs and the best plans."""
@@ -51,15 +68,7 @@ def _shape(preset, incident: float, budget: int, seed: int) -> dict[str, Any]:
     t = time.perf_counter()
     grad = gradient_optimize(obj, x0, config, budget=budget)
     methods.append(
-        {
-            "method": "gradient (Adam)",
-            "direction": "right",
-            "x": np.asarray(grad.best_x).tolist(),
-            "value": float(grad.best_score),
-            "evaluations": int(grad.evaluations),
-            "seconds": time.perf_counter() - t,
-            "curve": {"evaluations": grad.history.evaluations.tolist(), "best": grad.history.best_score.tolist()},
-        }
+        _method_row("gradient (Adam)", "right", grad, grad.best_score, t, curve=(grad.history, grad.history.best_score))
     )
     t = time.perf_counter()
     # The tutorial settings of quantum-control-rl, with as many epochs as the budget needs (a
@@ -67,31 +76,20 @@ def _shape(preset, incident: float, budget: int, seed: int) -> dict[str, Any]:
     ppo_config = PPOConfig.tutorial(epochs=-(-budget // PPOConfig.tutorial().evaluations_per_epoch))
     ppo = ppo_optimize(batch_reward(obj), x0, right.rl_scale, ppo_config, jax.random.key(seed), budget=budget)
     methods.append(
-        {
-            "method": "reinforcement learning (PPO)",
-            "direction": "right",
-            "x": np.asarray(ppo.best_x).tolist(),
-            "value": float(ppo.best_reward),
-            "evaluations": int(ppo.evaluations),
-            "seconds": time.perf_counter() - t,
-            "curve": {"evaluations": ppo.history.evaluations.tolist(), "best": ppo.history.best_reward.tolist()},
-        }
+        _method_row(
+            "reinforcement learning (PPO)",
+            "right",
+            ppo,
+            ppo.best_reward,
+            t,
+            curve=(ppo.history, ppo.history.best_reward),
+        )
     )
     best = max(methods, key=lambda m: m["value"])
     left = paper(preset, sender=preset.receiver, receiver=preset.sender)
     t = time.perf_counter()
     back = gradient_optimize(left.objective, np.asarray(left.x0), config, budget=budget)
-    methods.append(
-        {
-            "method": "gradient (Adam)",
-            "direction": "left",
-            "x": np.asarray(back.best_x).tolist(),
-            "value": float(back.best_score),
-            "evaluations": int(back.evaluations),
-            "seconds": time.perf_counter() - t,
-            "start": float(back.history.score[0]),
-        }
-    )
+    methods.append(_method_row("gradient (Adam)", "left", back, back.best_score, t, start=float(back.history.score[0])))
     return {
         "methods": methods,
         "start": float(grad.history.score[0]),

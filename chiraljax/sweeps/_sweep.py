@@ -62,7 +62,7 @@ import time
 import warnings
 import zlib
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple, TypedDict
 
 import equinox as eqx
 import jax
@@ -570,6 +570,28 @@ def default_chunk_size(bytes_per_point: int, n_points: int, devices: Sequence[ja
     if size >= n_points:
         return n_points
     return max(size - size % len(devices), len(devices))
+
+
+class RunOptions(TypedDict, total=False):
+    """How a sweep runs, whatever it evaluates: the keywords `sweep` documents (chunk_size,
+    out, overwrite, devices, progress, key, callback); a Network sweep passes them on as they are."""
+
+    chunk_size: int | None
+    out: str | os.PathLike[str] | None
+    overwrite: bool
+    devices: Sequence[jax.Device] | None
+    progress: bool
+    key: int | jax.Array | None
+    callback: Callable[[ChunkDone], None] | None
+
+
+def check_run_options(owner: str, options: Mapping[str, Any]) -> None:
+    """Refuse keywords that are not `RunOptions`, with the closest names."""
+    known = list(RunOptions.__annotations__)
+    for name in options:
+        require(
+            name in known, f"{owner}: unknown option {name!r}; {did_you_mean(name, known)}options: {', '.join(known)}"
+        )
 
 
 class ChunkDone(NamedTuple):

@@ -51,7 +51,7 @@ import os
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Unpack
 
 import jax
 import jax.numpy as jnp
@@ -72,7 +72,7 @@ from chiraljax.solve import _metrics
 from chiraljax.solve._methods import Sector
 from chiraljax.solve._result import Result
 from chiraljax.solve._simulate import REPRESENTATIONS, auto_representation, simulate
-from chiraljax.sweeps._sweep import AbstractAxis, ChunkDone, Grid, Mode
+from chiraljax.sweeps._sweep import AbstractAxis, Grid, Mode, RunOptions, check_run_options
 from chiraljax.sweeps._sweep import sweep as sweep_function
 from chiraljax.sweeps._sweep_store import check_output
 
@@ -447,14 +447,8 @@ def sweep(
     atol: float | None = None,
     max_steps: int | None = None,
     steps: int | None = None,
-    chunk_size: int | None = None,
-    out: str | os.PathLike[str] | None = None,
-    overwrite: bool = False,
-    devices: Sequence[jax.Device] | None = None,
-    progress: bool = True,
-    key: int | jax.Array | None = None,
-    callback: Callable[[ChunkDone], None] | None = None,
     attrs: Mapping[str, Any] | None = None,
+    **run: Unpack[RunOptions],
 ) -> xr.Dataset:
     r"""Sweep a Network's parameters (or any JAX function) and return a map of metrics.
 
@@ -476,8 +470,9 @@ def sweep(
       gives one).
     - `representation`: as `simulate` (default: the network file's, else 'auto'); 'auto'
       picks 'delay' when delays or reflections are swept or present, else 'sector'.
-    - `mode`, `fixed`, `chunk_size`, `out`, `overwrite`, `devices`, `progress`, `key`,
-      `callback`, `attrs`: as the engine; fixed values take the same names as axes.
+    - `mode`, `fixed`, `attrs`: as the engine; fixed values take the same names as axes.
+    - `**run`: how the sweep runs, as the engine takes it (`RunOptions`: `chunk_size`, `out`,
+      `overwrite`, `devices`, `progress`, `key`, `callback`).
     - `parameters`: valid names for a function target (a Network knows its own).
     - `n_save`, `rtol`, `atol`, `max_steps`, `steps`: passed to `simulate` (defaults: the
       network file's, else simulate's; two save points suffice for final-value metrics).
@@ -490,16 +485,9 @@ def sweep(
     parameters (by the names given) as coordinates, and attributes with the spec, timings and,
     for a Network, `representation`, `t_span` and `metrics` (JSON).
     """
-    engine_options = dict(
-        mode=mode,
-        chunk_size=chunk_size,
-        out=out,
-        overwrite=overwrite,
-        devices=devices,
-        progress=progress,
-        key=key,
-        callback=callback,
-    )
+    check_run_options("sweep", run)
+    engine_options = dict(mode=mode, **run)
+    out = run.get("out")
     extra = dict(attrs or {})
     if callable(target) and not isinstance(target, Network):
         require(
