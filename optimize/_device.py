@@ -86,6 +86,8 @@ PARAMETER_NAMES = (
     "false_positive",
     "false_negative",
 )
+#: The receiver module's parameters among them, under the module's own field names.
+RECEIVER_NAMES = ("detuning", "shift", "gamma", "decay", "dephasing")
 
 
 class DeviceParameters(eqx.Module):
@@ -271,11 +273,7 @@ class DeviceModel(eqx.Module):
             "DeviceModel: the link's joints must share one reflection",
         )
         return DeviceParameters(
-            detuning=rx.detuning,
-            shift=rx.shift,
-            gamma=rx.gamma,
-            decay=rx.decay,
-            dephasing=rx.dephasing,
+            **{name: getattr(rx, name) for name in RECEIVER_NAMES},
             transmission=ic.transmission,
             joint=float(joints[0]) if joints.size else 0.0,
             **LINE_NOMINAL,
@@ -287,9 +285,7 @@ class DeviceModel(eqx.Module):
         (k,) = self.line.between(self.sender, self.receiver)
         rx = self.line.modules[i]
         rx = eqx.tree_at(
-            lambda m: (m.detuning, m.shift, m.gamma, m.decay, m.dephasing),
-            rx,
-            (p.detuning, p.shift, p.gamma, p.decay, p.dephasing),
+            lambda m: [getattr(m, name) for name in RECEIVER_NAMES], rx, [getattr(p, name) for name in RECEIVER_NAMES]
         )
         ic = self.line.interconnects[k]
         ic = eqx.tree_at(

@@ -19,6 +19,7 @@ Each call of `J` costs `E` simulator evaluations for an ensemble of `E` members 
 from __future__ import annotations
 
 import abc
+import inspect
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -126,18 +127,29 @@ class AbstractObjective(eqx.Module):
     m_e of every ensemble member e aggregated by A (`"mean"`, or `"softmin"`:
     -τ log((1/E) Σ_e exp(-m_e/τ)), a soft worst case of temperature τ).
 
-    Subclasses hold `controls`, `ensemble` (`{name: values (E,)}` or None), `aggregate` and
-    `temperature`, and define `members(x)` (the E metric values) and `_replace(**changes)`;
-    `penalty` is zero unless overridden.
+    The fields every objective has: `controls` (the parameterisation of the pulses),
+    `ensemble` (`{name: values (E,)}` or None), `aggregate` and `temperature`. Subclasses set
+    them in their constructor, keep every other constructor argument in the field of the same
+    name too (`_replace` builds variants from them), and define `members(x)` (the E metric
+    values); `penalty` is zero unless overridden.
     """
+
+    controls: Controls
+    ensemble: dict[str, Array] | None
+    aggregate: str = eqx.field(static=True)
+    temperature: float = eqx.field(static=True)
 
     @abc.abstractmethod
     def members(self, x: Float[Array, " P"]) -> Float[Array, " E"]:
         """The metric for every ensemble member (shape (1,) without an ensemble)."""
 
-    @abc.abstractmethod
     def _replace(self, **changes: Any) -> AbstractObjective:
-        """The same objective with some constructor arguments changed."""
+        """The same objective with some constructor arguments changed: the others are read from
+        the fields of the same name, and the constructor checks them all again."""
+        names = [name for name in inspect.signature(type(self).__init__).parameters if name != "self"]
+        unknown = sorted(set(changes) - set(names))
+        require(not unknown, f"{type(self).__name__}: no constructor argument {', '.join(unknown)}")
+        return type(self)(**{name: changes[name] if name in changes else getattr(self, name) for name in names})
 
     @property
     def size(self) -> int:
@@ -205,17 +217,13 @@ class Objective(AbstractObjective):
     """
 
     network: Network
-    controls: Controls
     metric: AbstractMetric
     penalties: tuple[AbstractPenalty, ...]
-    ensemble: dict[str, Array] | None
     t_span: tuple[float, float] = eqx.field(static=True)
     representation: str = eqx.field(static=True)
     rtol: float = eqx.field(static=True)
     atol: float = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
-    aggregate: str = eqx.field(static=True)
-    temperature: float = eqx.field(static=True)
 
     def __init__(
         self,
@@ -256,21 +264,6 @@ class Objective(AbstractObjective):
         self.rtol, self.atol, self.max_steps = float(rtol), float(atol), int(max_steps)
         check_aggregate(aggregate, temperature)
         self.aggregate, self.temperature = aggregate, float(temperature)
-
-    def _replace(self, **changes: Any) -> Objective:
-        fields = dict(
-            penalties=self.penalties,
-            ensemble=self.ensemble,
-            representation=self.representation,
-            rtol=self.rtol,
-            atol=self.atol,
-            max_steps=self.max_steps,
-            aggregate=self.aggregate,
-            temperature=self.temperature,
-        )
-        network = changes.pop("network", self.network)
-        fields.update(changes)
-        return Objective(network, self.controls, self.metric, self.t_span, **fields)
 
     def with_network(self, network: Network) -> Objective:
         """The same objective on another network of the same structure (e.g. the "true" one)."""

@@ -127,9 +127,7 @@ class ReceiverObjective(AbstractObjective):
 
     line: ChiralLine
     plan: PulsePlan
-    controls: Controls
     incident: Float[Array, ""]
-    ensemble: dict[str, Array] | None
     hardware: dict[str, Array] | None
     sender: str = eqx.field(static=True)
     receiver: str = eqx.field(static=True)
@@ -137,8 +135,6 @@ class ReceiverObjective(AbstractObjective):
     steps: int | None = eqx.field(static=True)
     rtol: float = eqx.field(static=True)
     atol: float = eqx.field(static=True)
-    aggregate: str = eqx.field(static=True)
-    temperature: float = eqx.field(static=True)
 
     def __init__(
         self,
@@ -234,20 +230,6 @@ class ReceiverObjective(AbstractObjective):
         return abs(fixed - float(_forward(self.with_steps(None), jnp.asarray(x, real_dtype()))))
 
     # ---- variants -----------------------------------------------------------------------
-
-    def _replace(self, **changes) -> ReceiverObjective:
-        kw = dict(
-            steps=self.steps,
-            incident=self.incident,
-            ensemble=self.ensemble,
-            aggregate=self.aggregate,
-            temperature=self.temperature,
-            hardware=self.hardware,
-            rtol=self.rtol,
-            atol=self.atol,
-        )
-        kw.update(changes)
-        return ReceiverObjective(self.line, self.plan, self.sender, self.receiver, self.controls, **kw)
 
     def with_network(self, network: Network) -> ReceiverObjective:
         """The same objective on the hardware of `network` (a perturbed "true" device, e.g.
