@@ -75,4 +75,5 @@ from ._ppo import (
 )
 from ._problems import PROBLEMS, Problem, get_problem, transfer_network
 from ._receiver import FrequencyCorrected, ReceiverObjective, receiver_controls
+from ._results import OptimizeResult
 from ._run import METHODS, run_optimize

@@ -48,6 +48,7 @@ from ._gradient import GradientConfig, gradient_optimize, measure_cost_ratio, va
 from ._objectives import Objective, sample_ensemble
 from ._ppo import PPOConfig, ppo_optimize
 from ._problems import Problem
+from ._results import OptimizeResult
 
 __all__ = ["batch_reward", "compare", "plot_comparison", "sim_to_real", "write_json"]
 
@@ -96,9 +97,17 @@ def _gradient_run(objective, x0, config, budget, progress, checkpoint):
         "evaluations": h.evaluations.tolist(),
         "best": h.best_score.tolist(),
         "wall_time": h.wall_time.tolist(),
-        "final_best": float(result.best_score),
-        "total_evaluations": int(result.evaluations),
+        **result_record(result),
         "total_wall_time": wall,
+    }
+
+
+def result_record(result: OptimizeResult) -> dict[str, Any]:
+    """What a report keeps of every run, whatever its method: `final_best` (the best value),
+    `total_evaluations`, `stop_reason` and `best_x`, JSON-ready."""
+    return {
+        "final_best": float(result.best_value),
+        "total_evaluations": int(result.evaluations),
         "stop_reason": result.stop_reason,
         "best_x": np.asarray(result.best_x).tolist(),
     }
@@ -140,14 +149,11 @@ def _ppo_run(objective, x0, scale, config, seed, budget, progress, checkpoint):
         "mean_reward": h.mean_reward.tolist(),
         "measured_reward": h.measured_reward.tolist(),
         "wall_time": times,
-        "final_best": float(result.best_reward),
-        "final_mean": float(objective(jnp.asarray(result.mean_x))),
-        "total_evaluations": int(result.evaluations),
+        **result_record(result),
+        "final_mean": float(objective(jnp.asarray(result.final_x))),
         "total_wall_time": times[-1] if times else 0.0,
         "wall_time_note": "NaN for epochs run before a resume",
-        "stop_reason": result.stop_reason,
-        "best_x": np.asarray(result.best_x).tolist(),
-        "mean_x": np.asarray(result.mean_x).tolist(),
+        "mean_x": np.asarray(result.final_x).tolist(),
     }
 
 
@@ -561,7 +567,7 @@ def sim_to_real(
                     "evaluations": int(fine.evaluations),
                     "stop_reason": fine.stop_reason,
                     "best": score(fine.best_x),
-                    "policy_mean": score(fine.mean_x),
+                    "policy_mean": score(fine.final_x),
                 }
             )
         names = [k for k in runs[0]["best"] if k != "x"]

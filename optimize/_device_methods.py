@@ -159,8 +159,8 @@ def ppo_on_device(
     result = ppo_optimize(
         reward, np.asarray(x0), scale, config, jax.random.key(seed), budget=int(budget) // shots_per_evaluation
     )
-    run.extra.update(epochs=int(result.epochs), evaluations=int(result.evaluations), per_epoch_shots=per_epoch)
-    run.record(device, model, np.asarray(result.mean_x))
+    run.extra.update(epochs=int(result.iterations), evaluations=int(result.evaluations), per_epoch_shots=per_epoch)
+    run.record(device, model, np.asarray(result.final_x))
     return run.finish(device, result.stop_reason)
 
 
@@ -374,7 +374,7 @@ def model_based_on_device(
         e0, e1 = data.readout_errors()
         estimate = ((k / settings.verify - e0) / (1 - e0 - e1)) / objective.incident
         run.extra["fits"].append(
-            {**fit.to_json(), "model_absorption": float(shaped.best_score), "measured": float(estimate)}
+            {**fit.to_json(), "model_absorption": float(shaped.best_value), "measured": float(estimate)}
         )
         run.record(device, model, x, estimate)
     return run.finish(device, reason)

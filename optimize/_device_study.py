@@ -193,7 +193,7 @@ def _optimum(model: DeviceModel, hidden, path: Path, say) -> dict[str, Any]:
     oracle = FittedAbsorption(model, hidden, model.incident(hidden))
     x0 = np.zeros(model.size)
     best = gradient_optimize(oracle, x0, GradientConfig(method="lbfgs", max_steps=100, patience=15, tolerance=1e-7))
-    optimum = {"scripted": float(oracle(x0)), "optimum": float(best.best_score), "evaluations": int(best.evaluations)}
+    optimum = {"scripted": float(oracle(x0)), "optimum": float(best.best_value), "evaluations": int(best.evaluations)}
     write_text_atomic(path, json.dumps({"identity": identity, "optimum": optimum}))
     return optimum
 

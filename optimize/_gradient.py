@@ -41,6 +41,7 @@ from chiraljax._errors import ChiralJaxError, require
 from chiraljax._precision import real_dtype
 
 from ._checkpoint import checkpointed_loop, read_checkpoint, write_checkpoint
+from ._results import OptimizeResult, older_name
 
 __all__ = [
     "ObjectiveError",
@@ -188,27 +189,27 @@ class GradientStep(NamedTuple):
     grad_norm: float
 
 
-class GradientResult(NamedTuple):
-    """Outcome of `gradient_optimize`.
+class GradientResult(OptimizeResult):
+    """Outcome of `gradient_optimize` (the names of `OptimizeResult`).
 
-    - `best_x`, `best_score`: the best point seen and its score.
-    - `x`: the last iterate.
+    - `best_x`, `best_value`: the best point seen and its score.
+    - `final_x`: the last iterate.
     - `history`: the `GradientHistory`.
     - `evaluations`: simulator evaluations spent (value_and_grad calls × ensemble size).
-    - `steps`: optimiser steps taken.
+    - `iterations`: optimiser steps taken.
     - `stop_reason`: `"max_steps"`, `"budget"`, `"target"`, `"converged"` or `"callback"`.
     - `cost_ratio`: measured wall time of one value_and_grad over one forward solve (NaN if not
       measured).
+
+    The older names `best_score`, `x` and `steps` read `best_value`, `final_x` and `iterations`.
     """
 
-    best_x: Float[Array, " P"]
-    best_score: float
-    x: Float[Array, " P"]
     history: GradientHistory
-    evaluations: int
-    steps: int
-    stop_reason: str
     cost_ratio: float
+
+    best_score = older_name("best_value")
+    x = older_name("final_x")
+    steps = older_name("iterations")
 
 
 def _loss(objective, x):
@@ -394,11 +395,11 @@ def gradient_optimize(
     state, stop_reason = checkpointed_loop(state, advance, save)
     return GradientResult(
         best_x=jnp.asarray(state.best_x),
-        best_score=state.best_score,
-        x=jnp.asarray(state.x),
+        best_value=state.best_score,
+        final_x=jnp.asarray(state.x),
         history=state.history,
         evaluations=state.evaluations,
-        steps=state.step,
+        iterations=state.step,
         stop_reason=stop_reason,
         cost_ratio=cost_ratio,
     )

@@ -43,6 +43,7 @@ from chiraljax._errors import ChiralJaxError, ValidationError, require
 from chiraljax._precision import real_dtype
 
 from ._checkpoint import checkpointed_loop, read_checkpoint, write_checkpoint
+from ._results import OptimizeResult, older_name
 
 _CHECKPOINT_FORMAT = "chiraljax-ppo-checkpoint"
 _CHECKPOINT_VERSION = 1
@@ -644,27 +645,28 @@ class PPOState(eqx.Module):
     history: PPOHistory
 
 
-class PPOResult(eqx.Module):
-    """Outcome of `ppo_optimize`.
+class PPOResult(OptimizeResult):
+    """Outcome of `ppo_optimize` (the names of `OptimizeResult`).
 
     - `best_x`: parameters of the best candidate seen, shape (P,).
-    - `best_reward`: its noiseless reward.
-    - `mean_x`: parameters at the final policy mean, `x0 + scale ⊙ μ_θ`, shape (P,).
+    - `best_value`: its noiseless reward.
+    - `final_x`: parameters at the final policy mean, `x0 + scale ⊙ μ_θ`, shape (P,).
     - `history`: the per-epoch `PPOHistory`.
-    - `policy`: the final `PPOPolicy`.
     - `evaluations`: simulator evaluations spent in total.
-    - `epochs`: epochs completed.
+    - `iterations`: epochs completed.
     - `stop_reason`: `"epochs"`, `"budget"` or `"callback"`.
+    - `policy`: the final `PPOPolicy`.
+
+    The older names `best_reward`, `mean_x` and `epochs` read `best_value`, `final_x` and
+    `iterations`.
     """
 
-    best_x: Float[Array, " P"]
-    best_reward: float
-    mean_x: Float[Array, " P"]
     history: PPOHistory
     policy: PPOPolicy
-    evaluations: int
-    epochs: int
-    stop_reason: str
+
+    best_reward = older_name("best_value")
+    mean_x = older_name("final_x")
+    epochs = older_name("iterations")
 
 
 class PPOEpoch(NamedTuple):
@@ -947,13 +949,13 @@ def ppo_optimize(
 
     return PPOResult(
         best_x=jnp.asarray(state.best_x),
-        best_reward=state.best_reward,
-        mean_x=jnp.asarray(x0 + scale * np.asarray(_policy_mean(state.policy))),
+        best_value=state.best_reward,
+        final_x=jnp.asarray(x0 + scale * np.asarray(_policy_mean(state.policy))),
         history=state.history,
-        policy=state.policy,
         evaluations=state.evaluations,
-        epochs=state.epoch,
+        iterations=state.epoch,
         stop_reason=stop_reason,
+        policy=state.policy,
     )
 
 

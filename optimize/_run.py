@@ -24,6 +24,7 @@ from ._compare import (
     default_gradient_config,
     plot_comparison,
     ppo_record,
+    result_record,
     sim_to_real,
     start_point,
     write_json,
@@ -260,7 +261,6 @@ def _single(problem, method, budget, seeds, ppo_config, checkpoints, progress) -
             result = gradient_optimize(
                 problem.objective, x0, gradient_config, budget=budget, checkpoint=ckpt, callback=report
             )
-            best_x, best, evaluations = result.best_x, result.best_score, result.evaluations
             curve = {"evaluations": result.history.evaluations.tolist(), "best": result.history.best_score.tolist()}
         else:
             result = ppo_optimize(
@@ -273,26 +273,15 @@ def _single(problem, method, budget, seeds, ppo_config, checkpoints, progress) -
                 checkpoint=ckpt,
                 callback=report,
             )
-            best_x, best, evaluations = result.best_x, result.best_reward, result.evaluations
             curve = {
                 "evaluations": result.history.evaluations.tolist(),
                 "best": result.history.best_reward.tolist(),
                 "mean_reward": result.history.mean_reward.tolist(),
                 "measured_reward": result.history.measured_reward.tolist(),
-                "final_mean": float(problem.objective(result.mean_x)),
-                "mean_x": np.asarray(result.mean_x).tolist(),
+                "final_mean": float(problem.objective(result.final_x)),
+                "mean_x": np.asarray(result.final_x).tolist(),
             }
-        runs.append(
-            {
-                "seed": seed,
-                "final_best": float(best),
-                "total_evaluations": int(evaluations),
-                "stop_reason": result.stop_reason,
-                "best_x": np.asarray(best_x).tolist(),
-                **curve,
-                "start_score": float(problem.objective(x0)),
-            }
-        )
+        runs.append({"seed": seed, **result_record(result), **curve, "start_score": float(problem.objective(x0))})
     report = {
         "problem": problem.name,
         "method": method,

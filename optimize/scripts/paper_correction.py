@@ -31,7 +31,7 @@ def main(path: str) -> None:
         report["runs"][name] = {
             "parameters": int(problem.objective.size),
             "start": float(result.history.score[0]),
-            "best": float(result.best_score),
+            "best": float(result.best_value),
             "evaluations": int(result.evaluations),
             "seconds": time.perf_counter() - start,
             "fixed_vs_adaptive_at_best": problem.objective.check_steps(result.best_x),
