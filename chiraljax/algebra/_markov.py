@@ -44,6 +44,7 @@ from chiraljax._errors import require
 from chiraljax._limits import require_count
 from chiraljax.algebra._operator import Operator, Symbol, factor_parts
 from chiraljax.algebra._space import Space, space_dimension
+from chiraljax.network._input_cascade import emitted_modes
 from chiraljax.network._network import Network, Port
 from chiraljax.network._pulses import AbstractPulse
 
@@ -223,10 +224,17 @@ class TimeFactors:
         return jnp.stack(out)
 
 
-def _time_object(network: Network, recipe: tuple[str, str]) -> AbstractPulse:
+def _time_object(network: Network, recipe: tuple[str, str], window: tuple | None) -> AbstractPulse:
     role, name = recipe
     if role in ("root", "value"):
         return network.controls[name]
+    if role == "source":
+        end = next(x.end for x in network.inputs if x.name == name)
+        group = [x for x in network.inputs if x.end == end]
+        if len(group) > 1:  # cascaded sources: the upstream ones emit pre-distorted modes
+            require(window is not None, "Markov model: several photon inputs at one end need the time window")
+            modes = emitted_modes([x.mode for x in group], *window)
+            return modes[[x.name for x in group].index(name)]
     items = network.inputs if role == "source" else network.outputs
     return next(x.mode for x in items if x.name == name)
 
@@ -291,10 +299,12 @@ class LindbladModel:
         """How each time factor follows from its pulse."""
         return TimeFactors(tuple(role for role, _ in self.time_recipes))
 
-    def time_pulses(self, network: Network) -> tuple:
+    def time_pulses(self, network: Network, window: tuple | None = None) -> tuple:
         """The pulse behind each time factor of `network` (a network of this model's
-        structure): a pytree whose structure depends on the pulse families only."""
-        return tuple(_time_object(network, r) for r in self.time_recipes)
+        structure): a pytree whose structure depends on the pulse families only. With several
+        photon inputs at one end the upstream sources emit modes computed over `window`
+        (t0, t1) (`chiraljax.network._input_cascade`)."""
+        return tuple(_time_object(network, r, window) for r in self.time_recipes)
 
     def initial_amplitudes(self, network: Network) -> tuple:
         """The amplitudes of the initial state's components (at `initial_index`), as they are,
@@ -353,15 +363,16 @@ def _cascade(
     atoms: ParameterAtoms,
     times: _TimeSymbols,
     direction: str,
-    start: Operator | None,
+    start: tuple[Operator | None, Operator],
     end: Operator | None,
 ) -> tuple[Operator, list[Operator], list[str], Operator]:
-    """One direction's cascade of series products. Returns the main output's L, the link
-    losses' L with their channel names, and the cascade's Hamiltonian."""
+    """One direction's cascade of series products, fed by `start` (the photon inputs' L and
+    Hamiltonian). Returns the main output's L, the link losses' L with their channel names,
+    and the cascade's Hamiltonian."""
     elements = network.elements
     port_index = {p.name: i for i, p in enumerate(network.ports)}
-    out = start if start is not None else Operator.zero(space)
-    H = Operator.zero(space)
+    out = start[0] if start[0] is not None else Operator.zero(space)
+    H = start[1]
     losses: list[Operator] = []
     loss_names: list[str] = []
     order = list(range(len(elements)))
@@ -394,7 +405,7 @@ def required_excitations(network: Network) -> int:
 
 def check_markov(network: Network, max_excitations: int | None) -> None:
     """Refuse what the Markov model cannot describe (scatterers, reflecting ends, a sector too
-    small for the initial state and inputs, two inputs or outputs at one end)."""
+    small for the initial state and inputs, two output modes at one end)."""
     require(
         not network.scatterers,
         "Markov model: scatterers (joints, mirrors) make the network non-Markovian; use representation='delay'",
@@ -411,14 +422,9 @@ def check_markov(network: Network, max_excitations: int | None) -> None:
             f"Markov model: the initial state and {need - bool(network.initial)} input photon(s) need "
             f"{need} excitation(s) but the sector allows only {max_excitations}; raise max_excitations",
         )
-    for kind, items in (("photon input", network.inputs), ("output mode", network.outputs)):
-        for end in ("left", "right"):
-            n = sum(1 for x in items if x.end == end)
-            require(
-                n <= 1,
-                f"Markov model: at most one {kind} per end, got {n} at the {end} end"
-                + ("; several photons in one mode are one input with photons=n" if kind == "photon input" else ""),
-            )
+    for end in ("left", "right"):
+        n = sum(1 for x in network.outputs if x.end == end)
+        require(n <= 1, f"Markov model: at most one output mode per end, got {n} at the {end} end")
 
 
 # Dense operations the symbolic build may take (about a minute on one core: 100 ports on a
@@ -456,8 +462,11 @@ def compile_markov(network: Network, *, max_excitations: int | None = 1) -> Lind
     names = [e.name for e in network.emitters]
     dims = [e.levels for e in network.emitters]
     virtual = [x.name for x in network.inputs] + [x.name for x in network.outputs]
-    # a source holds its photons; a detector can catch every excitation there is
-    virtual_dims = [x.photons + 1 for x in network.inputs] + [required_excitations(network) + 1] * len(network.outputs)
+    # a source holds its photons and those of the sources upstream of it at its end, which pass
+    # through it; a detector can catch every excitation there is
+    upstream = [sum(y.photons for y in network.inputs[:i] if y.end == x.end) for i, x in enumerate(network.inputs)]
+    virtual_dims = [x.photons + n + 1 for x, n in zip(network.inputs, upstream)]
+    virtual_dims += [required_excitations(network) + 1] * len(network.outputs)
     _require_buildable(network, dims + virtual_dims, max_excitations)
     space = Space(tuple(names + virtual), tuple(dims + virtual_dims), max_excitations)
     atoms = ParameterAtoms.of(network)
@@ -477,17 +486,22 @@ def compile_markov(network: Network, *, max_excitations: int | None = 1) -> Lind
         x = next((x for x in items if x.end == end), None)
         return None if x is None else Operator.constant(space, space.destroy(x.name), times(role, x.name))
 
+    def sources(end: str) -> tuple[Operator | None, Operator]:
+        """The photon inputs at `end` cascaded in the order given (the last next to the
+        network): their output L and the cascade's Hamiltonian."""
+        out, h = None, Operator.zero(space)
+        for x in (x for x in network.inputs if x.end == end):
+            op = Operator.constant(space, space.destroy(x.name), times("source", x.name))
+            if out is not None:
+                h = h + _cross(op, out)
+            out = op if out is None else out + op
+        return out, h
+
     # each direction: a photon input enters at the end it travels from, an output mode is
     # read at the end it travels to
     (right, loss_r, names_r, h_r), (left, loss_l, names_l, h_l) = (
         _cascade(
-            network,
-            space,
-            atoms,
-            times,
-            direction,
-            virtual_cavity(network.inputs, start, "source"),
-            virtual_cavity(network.outputs, end, "detector"),
+            network, space, atoms, times, direction, sources(start), virtual_cavity(network.outputs, end, "detector")
         )
         for direction, start, end in (("R", "left", "right"), ("L", "right", "left"))
     )

@@ -114,6 +114,21 @@ def _piece_norm(mode, a, b):
 
 
 _NORMS: dict = {}  # (mode class and values, window) -> norm: a repeated call checks for free
+_MODE_ORTHOGONALITY_TOLERANCE = 1e-6
+
+
+@eqx.filter_jit
+def _overlap(a, b, t0, t1):
+    """<a|b> = int_{t0}^{t1} a^* b dt by Simpson's rule on `_MODE_SAMPLES` points (smooth modes)."""
+    t = jnp.linspace(t0, t1, _MODE_SAMPLES)
+    values = jnp.conj(jax.vmap(a)(t)) * jax.vmap(b)(t)
+    weights = jnp.ones(_MODE_SAMPLES).at[1:-1:2].set(4.0).at[2:-1:2].set(2.0)
+    return (t1 - t0) / (3.0 * (_MODE_SAMPLES - 1)) * jnp.sum(weights * values)
+
+
+def mode_overlap(a, b, t0: float, t1: float) -> complex:
+    """<a|b> over the window of two concrete smooth modes."""
+    return complex(_overlap(a, b, float(t0), float(t1)))
 
 
 def mode_norm(mode, t0: float, t1: float) -> float:
@@ -133,7 +148,9 @@ def mode_norm(mode, t0: float, t1: float) -> float:
 def check_modes(network, t0: float, t1: float) -> None:
     """Refuse, before the run, a photon input or output mode that is not normalised inside
     the window (concrete modes; the norm by Simpson's rule between the mode's jumps):
-    the kernel would model something else than one photon in that mode."""
+    the kernel would model something else than one photon in that mode. Several inputs at one
+    end (`chiraljax.network._input_cascade`) must be smooth inside the window and mutually
+    orthogonal there."""
     for x in network.inputs + network.outputs:
         if is_traced(x.mode):
             continue  # a traced mode is not checked
@@ -143,3 +160,23 @@ def check_modes(network, t0: float, t1: float) -> None:
             f"simulate: the mode of {x.name!r} has int |u|^2 dt = {norm:.6g} over the window ({t0}, {t1}); a "
             "photon mode must be normalised to 1 and lie inside the window (widen t_span or normalise the mode)",
         )
+    for end in ("left", "right"):
+        group = [x for x in network.inputs if x.end == end and not is_traced(x.mode)]
+        if len(group) < 2:
+            continue
+        for x in group:
+            jumps = [j for j in (concrete_float(j) for j in x.mode.jump_times()) if j is None or t0 < j < t1]
+            require(
+                not jumps,
+                f"simulate: photon input {x.name!r} shares the {end} end with other inputs, which needs a mode "
+                "that is smooth inside the window, but it jumps there; send it from the other end or alone",
+            )
+        for i, a in enumerate(group):
+            for b in group[i + 1 :]:
+                overlap = mode_overlap(a.mode, b.mode, t0, t1)
+                require(
+                    abs(overlap) <= _MODE_ORTHOGONALITY_TOLERANCE,
+                    f"simulate: photon inputs {a.name!r} and {b.name!r} at the {end} end have modes that overlap, "
+                    f"|<u|v>| = {abs(overlap):.3g}; photons entering at one end need orthogonal modes (several "
+                    "photons in one mode are one input with photons=n)",
+                )

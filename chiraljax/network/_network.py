@@ -257,7 +257,9 @@ class PhotonInput(eqx.Module):
     one end of the waveguide (`end="left"` feeds the right-moving channel). Simulated with a
     virtual source cavity: a harmonic oscillator that starts with `photons` quanta and, with
     the coupling u^*(t) / sqrt(1 - int |u|^2), releases any state of the mode u (Kiilerich and
-    Molmer 2019)."""
+    Molmer 2019). Inputs in distinct, orthogonal, smooth modes may share an end (Lindblad
+    solvers): their sources are cascaded in the order the network lists them, the upstream ones
+    emitting pre-distorted modes (`chiraljax.network._input_cascade`)."""
 
     name: str = eqx.field(static=True)
     end: str = eqx.field(static=True)

@@ -178,7 +178,7 @@ def _markov(
     args = (
         plan.arrays,
         parameters,
-        model.time_pulses(network),
+        model.time_pulses(network, (t0, t1)),
         model.initial_amplitudes(network),
         tuple(e.dephasing for e in network.emitters),
         t0,
