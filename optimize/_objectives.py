@@ -34,6 +34,7 @@ from chiraljax._errors import require
 from chiraljax._precision import real_dtype
 from chiraljax.network._network import PARAMETER_BOUNDS, Network
 from chiraljax.network._pulses import AbstractPulse
+from chiraljax.solve._methods import Sector
 from chiraljax.solve._metrics import (
     AbsorptionEfficiency,
     AbstractMetric,
@@ -235,8 +236,8 @@ class Objective(AbstractObjective):
         penalties: tuple[AbstractPenalty, ...] = (),
         ensemble: Mapping[str, Any] | None = None,
         representation: str = "auto",
-        rtol: float = 1e-8,
-        atol: float = 1e-10,
+        rtol: float = Sector.rtol,
+        atol: float = Sector.atol,
         max_steps: int = 100_000,
         aggregate: str = "mean",
         temperature: float = 0.01,

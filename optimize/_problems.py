@@ -114,7 +114,7 @@ def transfer_network(
     )
 
 
-def ideal(parameterization: str = "spline", n: int = 12, rtol: float = 1e-8) -> Problem:
+def ideal(parameterization: str = "spline", n: int = 12, rtol: float = cj.Sector.rtol) -> Problem:
     """The ideal transfer: lossless qubits, link η = 0.8, start from a constant γ_a = 0.3.
 
     **Arguments:**

@@ -46,6 +46,7 @@ from chiraljax.experiment._modules import ChiralLine
 from chiraljax.experiment._protocols import PulsePlan, receiver_drive, transfer, transfer_network
 from chiraljax.network._network import Network
 from chiraljax.network._pulses import AbstractPulse, Constant
+from chiraljax.solve._methods import Sector
 from chiraljax.solve._metrics import stored_population
 from chiraljax.solve._simulate import simulate
 
@@ -150,8 +151,8 @@ class ReceiverObjective(AbstractObjective):
         aggregate: str = "mean",
         temperature: float = 0.01,
         hardware: Mapping[str, Any] | None = None,
-        rtol: float = 1e-8,
-        atol: float = 1e-10,
+        rtol: float = Sector.rtol,
+        atol: float = Sector.atol,
     ):
         require(
             isinstance(controls, Controls) and "drive" in controls.names,

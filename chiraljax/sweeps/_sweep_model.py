@@ -42,8 +42,8 @@ A list of strings uses each string as the metric's name.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
-import functools
 import importlib.util
 import inspect
 import json
@@ -69,7 +69,7 @@ from chiraljax.network._network import (
 )
 from chiraljax.network._network_io import SimulationSettings, load_network
 from chiraljax.solve import _metrics
-from chiraljax.solve._methods import Sector
+from chiraljax.solve._methods import METHODS, Delay, Full, Method, Sector
 from chiraljax.solve._result import Result
 from chiraljax.solve._simulate import REPRESENTATIONS, auto_representation, simulate
 from chiraljax.sweeps._sweep import AbstractAxis, Grid, Mode, RunOptions, check_run_options
@@ -393,33 +393,63 @@ def _representation(network: Network, swept: Collection[str], representation: st
     return representation
 
 
+def sweep_method(
+    network: Network,
+    swept: Collection[str],
+    settings: SimulationSettings,
+    *,
+    method: Method | None = None,
+    representation: str | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    max_steps: int | None = None,
+    steps: int | None = None,
+) -> Method:
+    """The solver every point of a Network sweep runs.
+
+    `method` when it is given (then none of the shorthand keywords). Otherwise the
+    representation (the keyword, else the network file's, else 'auto': 'delay' when a delay or
+    reflection is swept or present, else 'sector') with each option from the keyword, else the
+    network file's `[simulation]` table, else the method's own default (`chiraljax.solve._methods`
+    is the one home of the defaults). The delay kernel takes none of the adaptive options; its
+    own (`dt`, `trajectories`) come in `method=cj.Delay(...)`."""
+    options = {"rtol": rtol, "atol": atol, "max_steps": max_steps, "steps": steps}
+    if method is not None:
+        require(
+            isinstance(method, METHODS),
+            f"sweep: method must be cj.Sector, cj.Full or cj.Delay, got {type(method).__name__}",
+        )
+        given = sorted(k for k, v in {"representation": representation, **options}.items() if v is not None)
+        require(not given, f"sweep: give the solver options ({', '.join(given)}) in method=, not both")
+        return method
+    chosen = _representation(network, swept, representation or settings.representation or "auto")
+    if chosen == "delay":
+        given = sorted(k for k, v in options.items() if v is not None)
+        require(
+            not given,
+            f"sweep: {', '.join(given)} do not apply to the delay representation; its options go in "
+            "method=cj.Delay(dt=..., trajectories=...)",
+        )
+        return Delay()
+    from_file = {"rtol": settings.rtol, "atol": settings.atol, "max_steps": settings.max_steps}
+    chosen_options = {k: v if v is not None else from_file.get(k) for k, v in options.items()}
+    return (Full if chosen == "full" else Sector)(**{k: v for k, v in chosen_options.items() if v is not None})
+
+
 def model_metrics(
     network: Network,
     metrics: Mapping[str, MetricFunction],
     setters: Mapping[str, _Setter],
     *,
     t_span: tuple[float, float],
-    representation: str,
     n_save: int,
-    rtol: float,
-    atol: float,
-    max_steps: int,
-    steps: int | None = None,
+    method: Method,
 ) -> Callable[[dict[str, jax.Array]], dict[str, jax.Array]]:
     """The pure point function the engine vmaps: parameters -> {metric: scalar}."""
 
     def evaluate(point: dict[str, jax.Array]) -> dict[str, jax.Array]:
         model = network.with_parameters(_updates(setters, point))
-        result = simulate(
-            model,
-            t_span,
-            n_save=n_save,
-            representation=representation,
-            rtol=rtol,
-            atol=atol,
-            max_steps=max_steps,
-            steps=steps,
-        )
+        result = simulate(model, t_span, n_save=n_save, method=method)
         values = {}
         for name, metric in metrics.items():
             try:
@@ -438,6 +468,7 @@ def sweep(
     *,
     metrics: str | Sequence[str] | Mapping[str, str | MetricFunction] | None = None,
     t_span: tuple[float, float] | None = None,
+    method: Method | None = None,
     representation: str | None = None,
     mode: Mode = "cartesian",
     fixed: Mapping[str, Any] | None = None,
@@ -468,16 +499,20 @@ def sweep(
     - `metrics`: metric strings, or {name: string or `f(result, network)` or `f(result)`}.
     - `t_span`: (t0, t1) of each simulation (required for a Network unless its network file
       gives one).
-    - `representation`: as `simulate` (default: the network file's, else 'auto'); 'auto'
-      picks 'delay' when delays or reflections are swept or present, else 'sector'.
+    - `method`: the solver of every point, `cj.Sector(...)`, `cj.Full(...)` or `cj.Delay(...)`
+      (default: see `representation`).
+    - `representation`: a shorthand for the method, as `simulate` (default: the network file's,
+      else 'auto'); 'auto' picks 'delay' when delays or reflections are swept or present, else
+      'sector'.
     - `mode`, `fixed`, `attrs`: as the engine; fixed values take the same names as axes.
     - `**run`: how the sweep runs, as the engine takes it (`RunOptions`: `chunk_size`, `out`,
       `overwrite`, `devices`, `progress`, `key`, `callback`).
     - `parameters`: valid names for a function target (a Network knows its own).
-    - `n_save`, `rtol`, `atol`, `max_steps`, `steps`: passed to `simulate` (defaults: the
-      network file's, else simulate's; two save points suffice for final-value metrics).
-      `steps` (fixed 8th-order stepping, smooth controls) makes every point of a batch take the
-      same steps, which is what batched sweeps need to run fast.
+    - `n_save`: save times of each solve (two suffice for final-value metrics).
+    - `rtol`, `atol`, `max_steps`, `steps`: shorthand options of the Lindblad method (defaults:
+      the network file's, else the method's). `steps` (fixed 8th-order stepping, smooth
+      controls) makes every point of a batch take the same steps, which is what batched sweeps
+      need to run fast; it is checked against a tight adaptive solve before the sweep runs.
 
     **Returns:**
 
@@ -491,19 +526,14 @@ def sweep(
     extra = dict(attrs or {})
     if callable(target) and not isinstance(target, Network):
         require(
-            metrics is None and t_span is None and representation is None,
-            "sweep: metrics, t_span and representation apply to a Network; a function returns its own metrics",
+            metrics is None and t_span is None and representation is None and method is None,
+            "sweep: metrics, t_span, method and representation apply to a Network; a function returns its own metrics",
         )
         return sweep_function(target, axes, fixed=fixed, parameters=parameters, attrs=extra, **engine_options)
     require(parameters is None, "sweep: parameters applies to a function; a Network lists its own")
     network, settings = load_target(target)
     table = _metric_table(metrics)
     t_span = settings.t_span if t_span is None else t_span
-    representation = representation or settings.representation or "auto"
-    defaults = Sector()  # one home for the solver's defaults
-    rtol = _first(rtol, settings.rtol, defaults.rtol)
-    atol = _first(atol, settings.atol, defaults.atol)
-    max_steps = _first(max_steps, settings.max_steps, defaults.max_steps)
     require(t_span is not None and len(t_span) == 2, f"t_span={t_span!r}: give the simulation window (t0, t1)")
     t0, t1 = (float(x) for x in t_span)
     require(np.isfinite(t0) and np.isfinite(t1) and t1 > t0, f"t_span={t_span!r}: give finite times with t1 > t0")
@@ -530,24 +560,18 @@ def sweep(
         f"parameter {', '.join(map(repr, clashes))} is set by more than one axis or "
         "fixed value; set each parameter once",
     )
-    chosen = _representation(network, targets, representation)
-    point_metrics = functools.partial(
-        model_metrics,
-        network,
-        table,
-        setters,
-        t_span=(t0, t1),
-        representation=chosen,
-        n_save=n_save,
-        max_steps=int(max_steps),
-    )
-    fn = point_metrics(rtol=float(rtol), atol=float(atol), steps=None if steps is None else int(steps))
+    shorthand = dict(representation=representation, rtol=rtol, atol=atol, max_steps=max_steps, steps=steps)
+    chosen = sweep_method(network, targets, settings, method=method, **shorthand)
+    fn = model_metrics(network, table, setters, t_span=(t0, t1), n_save=n_save, method=chosen)
     if out is not None:  # the output is checked before the fixed-step check computes anything
         check_output(out)
-    if steps is not None:  # fixed steps are checked against a tight adaptive solve
-        verify_fixed_steps(fn, point_metrics(rtol=1e-10, atol=1e-12), axes, fixed, int(steps))
+    fixed_steps = getattr(chosen, "steps", None)
+    if fixed_steps is not None:  # fixed steps are checked against a tight adaptive solve
+        reference = dataclasses.replace(chosen, rtol=1e-10, atol=1e-12, steps=None)
+        exact = model_metrics(network, table, setters, t_span=(t0, t1), n_save=n_save, method=reference)
+        verify_fixed_steps(fn, exact, axes, fixed, int(fixed_steps))
     described = {name: spec if isinstance(spec, str) else "function" for name, spec in _metric_specs(metrics).items()}
-    extra.update(representation=chosen, t_span=[t0, t1], metrics=json.dumps(described))
+    extra.update(representation=chosen.representation, t_span=[t0, t1], metrics=json.dumps(described))
     return sweep_function(
         fn,
         axes,
@@ -614,10 +638,6 @@ def verify_fixed_steps(
                 f"{a:.9g} with {steps} fixed steps but {b:.9g} adaptively; raise steps or leave it "
                 "out for adaptive stepping",
             )
-
-
-def _first(*values: Any) -> Any:
-    return next(value for value in values if value is not None)
 
 
 def load_target(target: Network | str | os.PathLike[str]) -> tuple[Network, SimulationSettings]:

@@ -30,7 +30,7 @@ from chiraljax._checks import ValidationError, did_you_mean, require
 from chiraljax._documents import read_document
 from chiraljax.network._network import Network
 from chiraljax.network._network_io import SimulationSettings
-from chiraljax.solve._methods import Sector
+from chiraljax.solve._methods import Method, Sector
 from chiraljax.solve._simulate import REPRESENTATIONS
 from chiraljax.sweeps._sweep import AbstractAxis, ChunkDone, Grid, QuasiRandom, Random
 from chiraljax.sweeps._sweep_model import (
@@ -40,6 +40,7 @@ from chiraljax.sweeps._sweep_model import (
     metric_function,
     resolve_parameter,
     sweep,
+    sweep_method,
     value_range,
 )
 from chiraljax.sweeps._sweep_store import check_output
@@ -80,8 +81,10 @@ class SweepSpec:
     - `network`: the Network to sweep; `network_source`: how it was named in the spec.
     - `axes`: the axes; `fixed`: parameters held at one value.
     - `metrics`: {name: metric string}.
-    - `t_span`, `representation`, `n_save`, `rtol`, `atol`, `max_steps`, `steps`: simulation
-      settings (`steps`: fixed 8th-order steps per solve instead of adaptive ones, None).
+    - `t_span`, `n_save`: the window and save times of each solve.
+    - `method`: the solver of every point (`cj.Sector`, `cj.Full` or `cj.Delay`), resolved from
+      the spec's `[simulation]` table, the network file's and the method's defaults
+      (`sweep_method`); `representation` and `steps` read it.
     - `mode`, `chunk_size`, `seed`: sweep settings.
     - `out`: the output path from the spec, or None.
     """
@@ -93,16 +96,22 @@ class SweepSpec:
     fixed: dict[str, float]
     metrics: dict[str, str]
     t_span: tuple[float, float]
-    representation: str = "auto"
+    method: Method = Sector()
     n_save: int = 2
-    rtol: float = 1e-8
-    atol: float = 1e-10
-    max_steps: int = Sector.max_steps
-    steps: int | None = None
     mode: str = "cartesian"
     chunk_size: int | None = None
     seed: int = 0
     out: Path | None = None
+
+    @property
+    def representation(self) -> str:
+        """'sector', 'full' or 'delay': the representation of `method`."""
+        return self.method.representation
+
+    @property
+    def steps(self) -> int | None:
+        """The method's fixed step count, or None for adaptive steps (and the delay kernel)."""
+        return getattr(self.method, "steps", None)
 
     @property
     def n_points(self) -> int:
@@ -303,19 +312,17 @@ def parse_sweep_spec(
     )
     require(t_span is not None, "simulation.t_span: missing; give [t0, t1] (the network has no [simulation] t_span)")
     representation = simulation.get(
-        "representation",
-        str,
-        settings.representation or "auto",
-        check=lambda v: v in REPRESENTATIONS,
-        expect=f"one of {', '.join(REPRESENTATIONS)}",
+        "representation", str, None, check=lambda v: v in REPRESENTATIONS, expect=f"one of {', '.join(REPRESENTATIONS)}"
     )
     n_save = simulation.get("n_save", int, 2, check=lambda v: v >= 2, expect="an integer >= 2")
-    rtol = simulation.get("rtol", float, settings.rtol or 1e-8, check=lambda v: 0 < v < 1, expect="a number in (0, 1)")
-    atol = simulation.get("atol", float, settings.atol or 1e-10, check=lambda v: 0 < v < 1, expect="a number in (0, 1)")
-    max_steps = simulation.get(
-        "max_steps", int, settings.max_steps or Sector.max_steps, check=lambda v: v >= 1, expect="a positive integer"
-    )
-    steps = simulation.get("steps", int, None, check=lambda v: v >= 1, expect="a positive integer")
+    tolerance = {"check": lambda v: 0 < v < 1, "expect": "a number in (0, 1)"}
+    positive = {"check": lambda v: v >= 1, "expect": "a positive integer"}
+    options = {
+        "rtol": simulation.get("rtol", float, None, **tolerance),
+        "atol": simulation.get("atol", float, None, **tolerance),
+        "max_steps": simulation.get("max_steps", int, None, **positive),
+        "steps": simulation.get("steps", int, None, **positive),
+    }
 
     axes_data = data["axes"]
     require(isinstance(axes_data, list) and len(axes_data) > 0, "axes: give at least one [[axes]] table")
@@ -344,12 +351,16 @@ def parse_sweep_spec(
         require("/" not in name, f"metrics.{name}: a metric name cannot contain '/'")
         _prefixed(f"metrics.{name}", lambda: metric_function(spec, name))
 
-    settings = _Reader("sweep", data.get("sweep", {}), _SWEEP_KEYS)
-    mode = settings.get(
+    sweep_table = _Reader("sweep", data.get("sweep", {}), _SWEEP_KEYS)
+    mode = sweep_table.get(
         "mode", str, "cartesian", check=lambda v: v in ("cartesian", "zip"), expect="'cartesian' or 'zip'"
     )
-    chunk_size = settings.get("chunk_size", int, None, check=lambda v: v >= 1, expect="a positive integer")
-    seed = settings.get("seed", int, 0, check=lambda v: v >= 0, expect="a non-negative integer")
+    chunk_size = sweep_table.get("chunk_size", int, None, check=lambda v: v >= 1, expect="a positive integer")
+    seed = sweep_table.get("seed", int, 0, check=lambda v: v >= 0, expect="a non-negative integer")
+    swept = [t for axis in axes for t in resolve_parameter(axis.name, network).targets]
+    method = _prefixed(
+        "simulation", lambda: sweep_method(network, swept, settings, representation=representation, **options)
+    )
     if mode == "zip":
         sizes = {axis.name: axis.size for axis in axes}
         require(len(set(sizes.values())) == 1, f"sweep.mode = 'zip' needs axes of equal length, got {sizes}")
@@ -368,12 +379,8 @@ def parse_sweep_spec(
         fixed=fixed,
         metrics=dict(metrics_data),
         t_span=(float(t_span[0]), float(t_span[1])),
-        representation=representation,
+        method=method,
         n_save=n_save,
-        rtol=rtol,
-        atol=atol,
-        max_steps=max_steps,
-        steps=steps,
         mode=mode,
         chunk_size=chunk_size,
         seed=seed,
@@ -430,14 +437,10 @@ def run_sweep_spec(
         spec.axes,
         metrics=spec.metrics,
         t_span=spec.t_span,
-        representation=spec.representation,
+        method=spec.method,
         mode=spec.mode,
         fixed=spec.fixed,
         n_save=spec.n_save,
-        rtol=spec.rtol,
-        atol=spec.atol,
-        max_steps=spec.max_steps,
-        steps=spec.steps,
         chunk_size=chunk_size or spec.chunk_size,
         out=out if out is not None else spec.out,
         overwrite=overwrite,

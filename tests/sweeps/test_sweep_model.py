@@ -193,6 +193,31 @@ def test_missing_time_window_refused(network, no_compute):
         cj.sweep(network, grid_axes(), metrics=METRICS, progress=False)
 
 
+def test_a_delay_sweep_takes_its_method_and_equals_the_closed_form():
+    """A one-way emitter decays as e^{-gamma t} (docs/theory.md section 1), on the delay kernel;
+    its adaptive options are refused by name, its own go in method=cj.Delay."""
+    emitter = cj.Network(
+        [cj.Emitter("A")], [cj.Port("p", "A", 0, 1.0, right_fraction=1.0)], links=[], initial={"A": 1.0}
+    )
+    rates = [0.5, 1.0]
+    axes = [cj.Grid("ports.p.rate", rates)]
+    ds = cj.sweep(emitter, axes, metrics=["population:A"], t_span=(0.0, 2.0), method=cj.Delay(dt=0.01), progress=False)
+    assert ds.attrs["representation"] == "delay"
+    np.testing.assert_allclose(ds["population:A"], np.exp(-2.0 * np.asarray(rates)), atol=1e-6)
+    with pytest.raises(ValidationError, match="rtol do not apply to the delay representation"):
+        cj.sweep(emitter, axes, metrics=["population:A"], t_span=(0.0, 2.0), representation="delay", rtol=1e-6)
+    with pytest.raises(ValidationError, match=r"give the solver options \(rtol\) in method=, not both"):
+        cj.sweep(emitter, axes, metrics=["population:A"], t_span=(0.0, 2.0), method=cj.Delay(), rtol=1e-6)
+
+
+def test_sweep_options_come_from_the_keyword_the_file_and_the_method(network):
+    """One home for the defaults: what is not given comes from the method class."""
+    settings = sweep_model.SimulationSettings(rtol=1e-7)
+    chosen = sweep_model.sweep_method(network, [], settings, max_steps=99)
+    assert chosen == cj.Sector(rtol=1e-7, max_steps=99)
+    assert sweep_model.sweep_method(network, [], settings, representation="full", rtol=1e-9) == cj.Full(rtol=1e-9)
+
+
 # ---------------------------------------------------------------------------- spec files
 
 
@@ -205,6 +230,7 @@ def test_spec_file_parses(network_file, tmp_path):
     assert spec.metrics == METRICS and spec.chunk_size == 4 and spec.steps is None
     path.write_text(spec_text(network_file, simulation=f"t_span = [{WINDOW[0]}, {WINDOW[1]}]\nsteps = 16"))
     assert cj.load_sweep_spec(path).steps == 16
+    assert cj.load_sweep_spec(path).method == cj.Sector(steps=16)
 
 
 @pytest.mark.parametrize(
