@@ -34,7 +34,7 @@ from jaxtyping import Array, ArrayLike, Complex, Float, Int
 
 from chiraljax._errors import ValidationError
 
-from ._runge_kutta import AdaptiveConfig, adaptive, fixed_rk
+from ._runge_kutta import AdaptiveConfig, SplitField, adaptive, fixed_rk
 
 
 class Generator(eqx.Module):
@@ -184,7 +184,11 @@ def _dissipation(gen: Generator, ls, rho):
 
 def _lindblad_rhs(t, rho, integrals, gen: Generator):
     """(d rho/dt, the fluxes) for a complex rho."""
-    h, ls = _operators(gen, t, integrals)
+    return _lindblad_given(gen, *_operators(gen, t, integrals), rho)
+
+
+def _lindblad_given(gen: Generator, h, ls, rho):
+    """(d rho/dt, the fluxes) for a complex rho, given H(t) and the L_k(t)."""
     jumped, flux, ldl = _dissipation(gen, ls, rho)
     a = _contract("ij,jl->il", h if ldl is None else h - 0.5j * ldl, rho)
     drho = -1j * (a - a.conj().T) + jumped
@@ -199,6 +203,24 @@ def _rhs(t, y, args):
     gen = args[0]
     drho, flux = _lindblad_rhs(t, _to_complex(y[0]), y[2], gen)
     return _to_real(drho), flux, gen.time_factors.integrands(gen.time_pulses, t, y[2].dtype)
+
+
+def _operators_at(t, args):
+    """H(t) and the L_k(t) of a generator without virtual-cavity norm integrals: the part of
+    the right-hand side that depends on the time only."""
+    return _operators(args[0], t, jnp.zeros((0,)))
+
+
+def _rhs_given_operators(operators, y, args):
+    """`_rhs` with H(t) and the L_k(t) given (no norm integrals to carry)."""
+    drho, flux = _lindblad_given(args[0], *operators, _to_complex(y[0]))
+    return _to_real(drho), flux, jnp.zeros((0,), y[2].dtype)
+
+
+# The same right-hand side with the operators of all stages of a step built in one pass, for
+# generators whose time factors need no norm integrals (a virtual cavity's coupling needs the
+# integral the state carries, so those take `_rhs`).
+_RHS_SPLIT = SplitField(_operators_at, _rhs_given_operators)
 
 
 def _observe(t, y, args):
@@ -251,6 +273,7 @@ def _integrate(y0, t0, t1, ts, jump_ts, stepping: Stepping, args):
     n_save = ts.shape[0]
     n_jumps = jump_ts.shape[0]
     observe = _observe_states if stepping.save_states else _observe
+    rhs = _rhs if y0[2].shape[0] else _RHS_SPLIT
     if stepping.steps is not None:
         if n_jumps:
             raise ValidationError(
@@ -258,18 +281,18 @@ def _integrate(y0, t0, t1, ts, jump_ts, stepping: Stepping, args):
                 f"({n_jumps} jump time(s)); use adaptive stepping (steps=None)"
             )
         if stepping.aligned and n_save >= 2 and stepping.steps % (n_save - 1) == 0:
-            saved, final = fixed_rk(_rhs, observe, y0, t0, t1, stepping.steps, n_save, args, stepping.unrolled)
+            saved, final = fixed_rk(rhs, observe, y0, t0, t1, stepping.steps, n_save, args, stepping.unrolled)
             return saved, final, jnp.asarray(stepping.steps, jnp.int32)
         return _diffrax_solve(y0, t0, t1, ts, stepping, args)
     config = AdaptiveConfig(
         stepping.rtol, stepping.atol, stepping.max_steps, stepping.checkpoints, stepping.adjoint, stepping.unrolled
     )
     if y0[0].size > _STATES_IN_LOOP:
-        return adaptive(_rhs, observe, y0, t0, t1, ts, jump_ts, args, config)
+        return adaptive(rhs, observe, y0, t0, t1, ts, jump_ts, args, config)
     # Small states: the loop keeps the interpolated states at the save times, and the
     # observations (which need the operators at each time) are made afterwards in one
     # vectorised pass instead of a window at a time inside the loop.
-    states, final, steps = adaptive(_rhs, _state, y0, t0, t1, ts, jump_ts, args, config)
+    states, final, steps = adaptive(rhs, _state, y0, t0, t1, ts, jump_ts, args, config)
     return jax.vmap(observe, in_axes=(0, 0, None))(ts, states, args), final, steps
 
 

@@ -73,6 +73,34 @@ def scaled_rms(err, y_a, y_b, rtol: float, atol: float):
     return jnp.sqrt(sum(jnp.sum(p) for p in parts) / sum(p.size for p in parts))
 
 
+class SplitField(NamedTuple):
+    """A right-hand side f(t, y, args) = apply(prepare(t, args), y, args) whose time-only part
+    (the operators at time t) is split off: the steppers evaluate `prepare` at the stage times
+    t + c_i h of a step in one vectorised pass, and each stage then does only the work that
+    depends on the state (for a Lindblad generator the stage cost halves at D = 5).
+
+    `prepare(t, args)` returns a pytree of arrays; `apply(prepared, y, args)` the derivative."""
+
+    prepare: Callable
+    apply: Callable
+
+    def __call__(self, t, y, args):
+        return self.apply(self.prepare(t, args), y, args)
+
+    def at_stages(self, times, args):
+        """`prepare` at every time of `times`: the pytree with a leading time axis."""
+        return jax.vmap(self.prepare, in_axes=(0, None))(times, args)
+
+
+def _stage_field(f, c, t, h, args):
+    """rhs(i, y) = f(t + c_i h, y, args) for the stages of one step (c_i static numbers), the
+    time-only part of a `SplitField` computed for every stage at once."""
+    if isinstance(f, SplitField):
+        prepared = f.at_stages(t + jnp.asarray(np.asarray(c)) * h, args)
+        return lambda i, y: f.apply(jax.tree.map(lambda p: p[i], prepared), y, args)
+    return lambda i, y: f(t + c[i] * h, y, args)
+
+
 # ---- fixed steps --------------------------------------------------------------------------------
 
 
@@ -80,9 +108,10 @@ def _unrolled_step(f, a, b, c, args):
     """One step with the 13 stages written out (the right-hand side traced 13 times)."""
 
     def step(t, h, y):
-        ks = [f(t, y, args)]
+        rhs = _stage_field(f, c, t, h, args)
+        ks = [rhs(0, y)]
         for i, row in enumerate(a):
-            ks.append(f(t + c[i + 1] * h, combine(y, h, row, ks), args))
+            ks.append(rhs(i + 1, combine(y, h, row, ks)))
         return combine(y, h, b, ks)
 
     return step
@@ -96,12 +125,13 @@ def _scan_stages(f, a_rows, c, t, h, y, args, k1=None):
     a = np.zeros((n_stages, n_stages))
     for i, row in enumerate(a_rows):
         a[i + 1, : len(row)] = row
-    a, c = jnp.asarray(a), jnp.asarray(np.asarray(c)[:n_stages])
+    a = jnp.asarray(a)
+    rhs = _stage_field(f, np.asarray(c)[:n_stages], t, h, args)
     leaves, treedef = jax.tree.flatten(y)
 
     def stage(k, i):
         y_i = [y_ + h * jnp.tensordot(a[i], k_, axes=1) for y_, k_ in zip(leaves, k)]
-        k_i = jax.tree.leaves(f(t + c[i] * h, jax.tree.unflatten(treedef, y_i), args))
+        k_i = jax.tree.leaves(rhs(i, jax.tree.unflatten(treedef, y_i)))
         return [k_.at[i].set(v) for k_, v in zip(k, k_i)], None
 
     k0 = [jnp.zeros((n_stages,) + x.shape, x.dtype) for x in leaves]
@@ -211,11 +241,12 @@ class _Stepper:
             y_new, ks = self.scanned_step(t, t_end, y, args, k1)
         else:
             tab, h = self.tab, t_end - t
+            rhs = _stage_field(self.f, tab.c, t, h, args)
             stages = [k1]
-            for row, ci in zip(tab.a[:-1], tab.c[1:-1]):
-                stages.append(self.f(t + ci * h, combine(y, h, row, stages), args))
+            for i, row in enumerate(tab.a[:-1]):
+                stages.append(rhs(i + 1, combine(y, h, row, stages)))
             y_new = combine(y, h, tab.b, stages)
-            stages.append(self.f(t_end, y_new, args))
+            stages.append(rhs(len(tab.c) - 1, y_new))
             ks = jax.tree.map(lambda *k: jnp.stack(k), *stages)
         e = jnp.asarray(self.tab.e)
         err = jax.tree.map(lambda k: (t_end - t) * jnp.tensordot(e, k, axes=1), ks)
