@@ -202,16 +202,8 @@ class AbstractModule(eqx.Module):
             cancellation in CANCELLATIONS,
             f"{owner}: cancellation must be one of {', '.join(CANCELLATIONS)}, got {cancellation!r}",
         )
-        require_finite(
-            owner,
-            detuning=detuning,
-            design_frequency=design_frequency,
-            imbalance=imbalance,
-            shift=shift,
-            decay=decay,
-            dephasing=dephasing,
-            exchange_error=exchange_error,
-        )
+        require_finite(owner, detuning=detuning, design_frequency=design_frequency, imbalance=imbalance, shift=shift)
+        require_finite(owner, decay=decay, dephasing=dephasing, exchange_error=exchange_error)
         wq, eps = concrete(design_frequency), concrete(imbalance)
         if wq is not None:
             require(float(wq) > 0, f"{owner}: design_frequency must be positive (rad/ns), got {float(wq)}")
