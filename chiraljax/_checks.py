@@ -27,6 +27,7 @@ from chiraljax._errors import ValidationError, require
 __all__ = [
     "ValidationError",
     "as_array",
+    "as_dtype",
     "concrete",
     "concrete_float",
     "did_you_mean",
@@ -59,7 +60,12 @@ def as_array(value: Any, kind: type = float) -> Any:
     new process); inside a trace, or traced, it is converted in the trace."""
     from chiraljax._precision import complex_dtype, real_dtype
 
-    dtype = real_dtype() if kind is float else complex_dtype()
+    return as_dtype(value, real_dtype() if kind is float else complex_dtype())
+
+
+def as_dtype(value: Any, dtype: Any) -> Any:
+    """`value` as a JAX array of `dtype`, converted on the host when it is concrete outside a
+    trace (see `as_array`), in the trace otherwise."""
     known = concrete(value)
     if known is None or _tracing():
         return jnp.asarray(value, dtype=dtype)

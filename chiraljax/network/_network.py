@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Inexact
 
-from chiraljax._checks import ValidationError, as_array, concrete, did_you_mean, require, safe_sqrt
+from chiraljax._checks import ValidationError, as_array, as_dtype, concrete, did_you_mean, require, safe_sqrt
 from chiraljax._types import Number, Real
 from chiraljax.network._pulses import AbstractPulse
 
@@ -517,7 +517,7 @@ class Network(eqx.Module):
         return eqx.tree_at(
             lambda n: [g(n) for g in getters],
             self,
-            [jnp.asarray(v, dtype=jnp.result_type(paths[name](self))) for name, v in values.items()],
+            [as_dtype(v, jnp.result_type(paths[name](self))) for name, v in values.items()],
         )
 
 

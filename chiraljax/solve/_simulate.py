@@ -143,9 +143,23 @@ def _e_ops_matrices(e_ops: Any, space) -> np.ndarray | None:
     )
 
 
-def _markov(
+@dataclass(frozen=True, eq=False)
+class _MarkovCall:
+    """Everything a Markov solve of one network hands its kernel, checked and built."""
+
+    method: Sector | Full
+    plan: MarkovPlan
+    stepping: Any
+    args: tuple
+    t0: Any
+    t1: Any
+    e_ops: Any
+
+
+def _markov_call(
     network: Network, method: Sector | Full, t0, t1, ts, aligned: bool, e_ops: Any = None, save_states: bool = False
-) -> Result:
+) -> _MarkovCall:
+    """Check a Markov solve and build its kernel's arguments."""
     n_saves = int(np.shape(ts)[0])
     require(
         method.steps is not None or n_saves <= SAVES_PER_STEP * method.max_steps,
@@ -187,6 +201,13 @@ def _markov(
         model.jump_times(network),
         np.zeros((0, model.space.dim, model.space.dim), complex) if e_mats is None else e_mats,
     )
+    return _MarkovCall(method, plan, stepping, args, t0, t1, e_ops)
+
+
+def _run_markov(call: _MarkovCall) -> Result:
+    """Run the kernel of a built Markov solve and make its `Result`."""
+    method, plan, stepping, args, e_ops = call.method, call.plan, call.stepping, call.args, call.e_ops
+    model = plan.model
     out = call_cached(
         "markov",
         functools.partial(solve_markov, layout=plan.layout, stepping=stepping),
@@ -201,7 +222,7 @@ def _markov(
         name = type(method).__name__
         if method.steps is None and int(np.asarray(sol.steps)) >= method.max_steps:
             raise ValidationError(
-                f"simulate: the solver did not reach t1 = {t1} within max_steps = {method.max_steps} steps; "
+                f"simulate: the solver did not reach t1 = {call.t1} within max_steps = {method.max_steps} steps; "
                 f"raise it (method=cj.{name}(max_steps=...), or max_steps in the [simulation] table of a "
                 "network file) or loosen rtol/atol"
             )
@@ -210,9 +231,9 @@ def _markov(
             f"normalised inside the window, or use smaller steps (method=cj.{name}(...))"
         )
     if not isinstance(sol.mode_norms, jax.core.Tracer):
-        _check_mode_norms(model, np.asarray(sol.mode_norms), t0, t1)
+        _check_mode_norms(model, np.asarray(sol.mode_norms), call.t0, call.t1)
     expect = None
-    if e_mats is not None:
+    if e_ops is not None:
         expect = sol.expect if not isinstance(e_ops, dict) else dict(zip(e_ops, jnp.moveaxis(sol.expect, -1, 0)))
     return Result(
         representation=method.representation,
@@ -300,6 +321,10 @@ def simulate(
 
     **Returns:** a `Result`.
     """
+    repeat = _repeat_key(network, t_span, method, ts, n_save, e_ops, save_states, options)
+    if repeat is not None and repeat in _REPEATS and _REPEATS[repeat][0] is network:
+        _REPEATS.move_to_end(repeat)
+        return _run_markov(_REPEATS[repeat][1])
     require(isinstance(network, Network), f"simulate: network must be a Network, got {type(network).__name__}")
     unknown = sorted(set(options) - set(_LEGACY))
     require(not unknown, f"simulate: unknown option(s) {', '.join(unknown)}; pass solver options in method=")
@@ -372,4 +397,30 @@ def simulate(
     t0, t1 = (
         (float(c0), float(c1)) if known else (jnp.asarray(t_span[0], dtype=float), jnp.asarray(t_span[1], dtype=float))
     )
-    return _markov(network, method, t0, t1, ts, aligned, e_ops, save_states)
+    call = _markov_call(network, method, t0, t1, ts, aligned, e_ops, save_states)
+    if repeat is not None and not any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(network)):
+        _REPEATS[repeat] = (network, call)
+        if len(_REPEATS) > _REPEAT_CACHE_SIZE:
+            _REPEATS.popitem(last=False)
+    return _run_markov(call)
+
+
+# The checked and built Markov calls of the latest concrete (network, settings) pairs: a loop
+# that asks the same network again (networks are immutable) goes straight to the kernel. The
+# network is kept with its call, so its id cannot be reused while the entry lives.
+_REPEATS: OrderedDict = OrderedDict()
+_REPEAT_CACHE_SIZE = 16
+_SCALARS = (bool, int, float, str, type(None))
+
+
+def _repeat_key(network, t_span, method, ts, n_save, e_ops, save_states, options) -> tuple | None:
+    """The key of a call whose checked and built form may be reused (`_REPEATS`): plain numbers
+    for the window and options, default save times, no e_ops, a Markov method or none; None
+    for any other call."""
+    if ts is not None or e_ops is not None or not isinstance(t_span, (tuple, list)) or len(t_span) != 2:
+        return None
+    if not all(type(x) in _SCALARS for x in (*t_span, n_save, save_states, *options.values())):
+        return None
+    if method is not None and not isinstance(method, (Sector, Full)):
+        return None
+    return (id(network), tuple(t_span), method, n_save, save_states, tuple(sorted(options.items())))

@@ -146,3 +146,29 @@ def test_a_network_rebuilt_from_its_leaves_reuses_the_plan_correctly():
     for res in results[1:]:
         np.testing.assert_allclose(np.asarray(res), np.asarray(results[0]), rtol=0, atol=1e-12)
     assert float(results[0][0, 0]) == pytest.approx(0.36)  # emitter "b" starts with |0.6|^2
+
+
+def test_a_repeated_call_goes_straight_to_the_kernel(monkeypatch):
+    """The same (immutable) network asked again with the same settings is not checked or
+    planned again; another network object, other settings or a traced network are."""
+    import chiraljax.solve._simulate as simulate_module
+
+    net = chiral_link()
+    first = cj.simulate(net, TRANSFER_WINDOW, n_save=5)
+    checks = []
+    original = simulate_module.check_markov
+    monkeypatch.setattr(simulate_module, "check_markov", lambda *a: checks.append(1) or original(*a))
+    again = cj.simulate(net, TRANSFER_WINDOW, n_save=5)
+    np.testing.assert_array_equal(np.asarray(again.populations), np.asarray(first.populations))
+    assert checks == []
+    cj.simulate(net, TRANSFER_WINDOW, n_save=6)
+    cj.simulate(chiral_link(), TRANSFER_WINDOW, n_save=5)
+    assert len(checks) == 2
+    # under jit the network is traced: checked at every trace, never kept
+    population = jax.jit(
+        lambda eta: cj.simulate(
+            net.with_parameters({"links.1.transmission": eta}), TRANSFER_WINDOW, n_save=5
+        ).final_population(*RECEIVER)
+    )
+    assert abs(float(population(0.6)) - float(first.final_population(*RECEIVER))) < 1e-12
+    assert np.isfinite(float(population(0.5))) and len(checks) == 3
