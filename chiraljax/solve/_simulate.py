@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from chiraljax._checks import concrete, is_traced
+from chiraljax._checks import as_dtype, concrete, is_traced
 from chiraljax._errors import ValidationError, require
 from chiraljax._limits import require_memory
 from chiraljax.algebra._lowering import MarkovArrays, MarkovLayout, lower, to_device
@@ -324,7 +325,7 @@ def simulate(
     repeat = _repeat_key(network, t_span, method, ts, n_save, e_ops, save_states, options)
     if repeat is not None and repeat in _REPEATS and _REPEATS[repeat][0] is network:
         _REPEATS.move_to_end(repeat)
-        return _run_markov(_REPEATS[repeat][1])
+        return _REPEATS[repeat][1]()
     require(isinstance(network, Network), f"simulate: network must be a Network, got {type(network).__name__}")
     unknown = sorted(set(options) - set(_LEGACY))
     require(not unknown, f"simulate: unknown option(s) {', '.join(unknown)}; pass solver options in method=")
@@ -392,21 +393,20 @@ def simulate(
             max_delay=method.max_delay,
             n_trajectories=method.trajectories,
         )
-        t0, t1 = (jnp.asarray(x, dtype=float) for x in t_span)
-        return _delay(network, t0, t1, jnp.asarray(ts, dtype=float), plan, method.key)
+        t0, t1 = (as_dtype(x, float) for x in t_span)
+        run = functools.partial(_delay, network, t0, t1, as_dtype(ts, float), plan, method.key)
+        _remember(repeat, network, run)
+        return run()
     t0, t1 = (
         (float(c0), float(c1)) if known else (jnp.asarray(t_span[0], dtype=float), jnp.asarray(t_span[1], dtype=float))
     )
-    call = _markov_call(network, method, t0, t1, ts, aligned, e_ops, save_states)
-    if repeat is not None and not any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(network)):
-        _REPEATS[repeat] = (network, call)
-        if len(_REPEATS) > _REPEAT_CACHE_SIZE:
-            _REPEATS.popitem(last=False)
-    return _run_markov(call)
+    run = functools.partial(_run_markov, _markov_call(network, method, t0, t1, ts, aligned, e_ops, save_states))
+    _remember(repeat, network, run)
+    return run()
 
 
-# The checked and built Markov calls of the latest concrete (network, settings) pairs: a loop
-# that asks the same network again (networks are immutable) goes straight to the kernel. The
+# The checked and built calls of the latest concrete (network, settings) pairs: a loop that
+# asks the same network again (networks are immutable) goes straight to the kernel. The
 # network is kept with its call, so its id cannot be reused while the entry lives.
 _REPEATS: OrderedDict = OrderedDict()
 _REPEAT_CACHE_SIZE = 16
@@ -415,12 +415,21 @@ _SCALARS = (bool, int, float, str, type(None))
 
 def _repeat_key(network, t_span, method, ts, n_save, e_ops, save_states, options) -> tuple | None:
     """The key of a call whose checked and built form may be reused (`_REPEATS`): plain numbers
-    for the window and options, default save times, no e_ops, a Markov method or none; None
-    for any other call."""
+    for the window and options, default save times, no e_ops, a method with no PRNG key given
+    (or none); None for any other call."""
     if ts is not None or e_ops is not None or not isinstance(t_span, (tuple, list)) or len(t_span) != 2:
         return None
     if not all(type(x) in _SCALARS for x in (*t_span, n_save, save_states, *options.values())):
         return None
-    if method is not None and not isinstance(method, (Sector, Full)):
+    if method is not None and not (isinstance(method, METHODS) and getattr(method, "key", None) is None):
         return None
     return (id(network), tuple(t_span), method, n_save, save_states, tuple(sorted(options.items())))
+
+
+def _remember(repeat: tuple | None, network: Network, run: Callable[[], Result]) -> None:
+    """Keep the run of a concrete call under its `_repeat_key` (never a traced network's)."""
+    if repeat is None or any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(network)):
+        return
+    _REPEATS[repeat] = (network, run)
+    if len(_REPEATS) > _REPEAT_CACHE_SIZE:
+        _REPEATS.popitem(last=False)

@@ -172,3 +172,19 @@ def test_a_repeated_call_goes_straight_to_the_kernel(monkeypatch):
     )
     assert abs(float(population(0.6)) - float(first.final_population(*RECEIVER))) < 1e-12
     assert np.isfinite(float(population(0.5))) and len(checks) == 3
+
+
+def test_a_repeated_delay_call_reuses_its_plan_and_honours_a_new_key(monkeypatch):
+    import chiraljax.algebra._delay_model as delay_model
+
+    emitter = cj.Network([cj.Emitter("A")], [cj.Port("p", "A", 0, 1.0, right_fraction=1.0)], initial={"A": 1.0})
+    method = cj.Delay(dt=0.01)
+    first = float(cj.simulate(emitter, (0.0, 2.0), n_save=3, method=method).final_population("A"))
+    plans = []
+    original = delay_model.plan_delay
+    monkeypatch.setattr(delay_model, "plan_delay", lambda *a, **k: plans.append(1) or original(*a, **k))
+    again = float(cj.simulate(emitter, (0.0, 2.0), n_save=3, method=method).final_population("A"))
+    assert again == first and abs(first - np.exp(-2.0)) < 1e-6 and plans == []
+    # a PRNG key given is part of the call: planned again
+    cj.simulate(emitter, (0.0, 2.0), n_save=3, method=cj.Delay(dt=0.01, key=jax.random.key(3)))
+    assert plans == [1]
