@@ -335,7 +335,9 @@ _STAGES_ON_TAPE = 256
 
 
 def _stages_on_tape(y0) -> bool:
-    """Whether the forward pass records the stages of its steps (a small state)."""
+    """Whether the forward pass records the stages of its steps: a small state (and, the
+    caller checks, a single solve: under vmap the tape is one per batch member, and 14 stages
+    a step would multiply its memory by 15)."""
     return sum(x.size for x in jax.tree.leaves(y0)) <= _STAGES_ON_TAPE
 
 
@@ -365,7 +367,7 @@ def _forward(f, observe, config: AdaptiveConfig, y0, t0, t1, ts, jump_ts, args, 
         jnp.zeros((size,), jnp.int32),
         jax.tree.map(lambda x: jnp.zeros((size,) + x.shape, x.dtype), y0),
         jax.tree.map(lambda x: jnp.zeros((size, n_stages) + x.shape, x.dtype), y0)
-        if record and _stages_on_tape(y0)
+        if record and _stages_on_tape(y0) and not config.unrolled
         else None,
     )
 
