@@ -78,7 +78,8 @@ class SplitField(NamedTuple):
     """A right-hand side f(t, y, args) = apply(prepare(t, args), y, args) whose time-only part
     (the operators at time t) is split off: the steppers evaluate `prepare` at the stage times
     t + c_i h of a step in one vectorised pass, and each stage then does only the work that
-    depends on the state (for a Lindblad generator the stage cost halves at D = 5).
+    depends on the state (for the Lindblad generator of two chiral modules, D = 5: 2.0 -> 1.1 us
+    a stage).
 
     `prepare(t, args)` returns a pytree of arrays; `apply(prepared, y, args)` the derivative."""
 
@@ -114,6 +115,14 @@ def _stage_apply(f):
     return f.apply if isinstance(f, SplitField) else f
 
 
+def _stage_matrix(a_rows) -> np.ndarray:
+    """The Butcher matrix (a_ij), stage by stage, from its rows below the diagonal."""
+    a = np.zeros((len(a_rows) + 1,) * 2)
+    for i, row in enumerate(a_rows):
+        a[i + 1, : len(row)] = row
+    return a
+
+
 def _stage(xs, i: int):
     """The slice of the per-stage inputs for stage i (static)."""
     return jax.tree.map(lambda x: x[i], xs)
@@ -140,10 +149,7 @@ def _scan_stages(f, a_rows, c, t, h, y, args, k1=None):
     scan over a buffer of the k_i (the right-hand side traced once): a pytree with a leading
     stage axis. `k1` = f(t, y) when it is known (first same as last)."""
     n_stages = len(a_rows) + 1
-    a = np.zeros((n_stages, n_stages))
-    for i, row in enumerate(a_rows):
-        a[i + 1, : len(row)] = row
-    a = jnp.asarray(a)
+    a = jnp.asarray(_stage_matrix(a_rows))
     first = 0 if k1 is None else 1
     xs, rhs = _stage_inputs(f, np.asarray(c)[first:n_stages], t, h, args)
     leaves, treedef = jax.tree.flatten(y)
@@ -460,9 +466,6 @@ def _pull_stages(s: _Stepper, t, t_end, y, ks, diff, static, cotangents, i):
     f, tab = s.f, s.tab
     h = t_end - t
     n_stages = len(tab.c)
-    a = np.zeros((n_stages, n_stages))
-    for row, coefficients in enumerate(tab.a):
-        a[row + 1, : len(coefficients)] = coefficients
 
     def readout(y_, ks_, d_):
         args = eqx.combine(d_, static)
@@ -473,7 +476,7 @@ def _pull_stages(s: _Stepper, t, t_end, y, ks, diff, static, cotangents, i):
     y_bar, ks_bar, d_bar = pull_readout(cotangents)
     xs, pull_prepare = jax.vjp(lambda d_: _stage_xs(f, tab.c, t, h, eqx.combine(d_, static)), diff)
     apply = _stage_apply(f)
-    a = jnp.asarray(a)
+    a = jnp.asarray(_stage_matrix(tab.a))
     inputs = jax.tree.map(lambda y_, k: y_[None] + h * jnp.tensordot(a, k, axes=1), y, ks)  # the Y_i
 
     def stage(carry, rows):
