@@ -357,7 +357,8 @@ def parse_sweep_spec(
     )
     chunk_size = sweep_table.get("chunk_size", int, None, check=lambda v: v >= 1, expect="a positive integer")
     seed = sweep_table.get("seed", int, 0, check=lambda v: v >= 0, expect="a non-negative integer")
-    swept = [t for axis in axes for t in resolve_parameter(axis.name, network).targets]
+    names = [axis.name for axis in axes] + list(fixed)  # both are traced into the solve, as in `sweep`
+    swept = [t for name in names for t in resolve_parameter(name, network).targets]
     method = _prefixed(
         "simulation", lambda: sweep_method(network, swept, settings, representation=representation, **options)
     )

@@ -231,6 +231,10 @@ def test_spec_file_parses(network_file, tmp_path):
     path.write_text(spec_text(network_file, simulation=f"t_span = [{WINDOW[0]}, {WINDOW[1]}]\nsteps = 16"))
     assert cj.load_sweep_spec(path).steps == 16
     assert cj.load_sweep_spec(path).method == cj.Sector(steps=16)
+    # a delay held fixed is traced into every solve too: 'auto' picks the delay kernel
+    auto = f"t_span = [{WINDOW[0]}, {WINDOW[1]}]"
+    path.write_text(spec_text(network_file, simulation=auto, fixed='"links.1.delay" = 0.5'))
+    assert cj.load_sweep_spec(path).method == cj.Delay()
 
 
 @pytest.mark.parametrize(
