@@ -323,9 +323,9 @@ def simulate(
     **Returns:** a `Result`.
     """
     repeat = _repeat_key(network, t_span, method, ts, n_save, e_ops, save_states, options)
-    if repeat is not None and repeat in _REPEATS and _REPEATS[repeat][0] is network:
-        _REPEATS.move_to_end(repeat)
-        return _REPEATS[repeat][1]()
+    hit = None if repeat is None else _REPEATS.get(repeat)
+    if hit is not None and hit[0] is network:
+        return hit[1]()
     require(isinstance(network, Network), f"simulate: network must be a Network, got {type(network).__name__}")
     unknown = sorted(set(options) - set(_LEGACY))
     require(not unknown, f"simulate: unknown option(s) {', '.join(unknown)}; pass solver options in method=")
@@ -405,9 +405,10 @@ def simulate(
     return run()
 
 
-# The checked and built calls of the latest concrete (network, settings) pairs: a loop that
-# asks the same network again (networks are immutable) goes straight to the kernel. The
-# network is kept with its call, so its id cannot be reused while the entry lives.
+# The checked and built calls of the 16 concrete (network, settings) pairs seen last: a loop
+# that asks the same network again (networks are immutable) goes straight to the kernel. The
+# network is kept with its call, so its id cannot be reused while the entry lives. A hit is
+# only read (no reordering), so calls from several threads cannot race on it.
 _REPEATS: OrderedDict = OrderedDict()
 _REPEAT_CACHE_SIZE = 16
 _SCALARS = (bool, int, float, str, type(None))
