@@ -168,10 +168,11 @@ def _operators(gen: Generator, t, integrals):
     return h, ls
 
 
-def _dissipation(gen: Generator, ls, rho):
+def _dissipation(ls, rho):
     """(sum_k L_k rho L_k^dag, the fluxes Tr L_k rho L_k^dag, sum_k L_k^dag L_k or None when
-    it is part of `h_mats` already)."""
-    if gen.to_ground:
+    it is part of `h_mats` already: every jump lands in the ground state and `ls` holds the row
+    vectors l_k, (K, D))."""
+    if ls.ndim == 2:
         # L_k = |G><l_k|: L_k rho L_k^dag = |G><G| l_k rho l_k^dag, and F_k = l_k rho l_k^dag.
         flux = jnp.real(_contract("kj,kj->k", _contract("ki,ij->kj", ls, rho), ls.conj()))
         ground = jnp.zeros(rho.shape, rho.dtype).at[0, 0].set(1.0)
@@ -184,16 +185,17 @@ def _dissipation(gen: Generator, ls, rho):
 
 def _lindblad_rhs(t, rho, integrals, gen: Generator):
     """(d rho/dt, the fluxes) for a complex rho."""
-    return _lindblad_given(gen, *_operators(gen, t, integrals), rho)
+    return _lindblad_given(*_operators(gen, t, integrals), gen.gamma, rho)
 
 
-def _lindblad_given(gen: Generator, h, ls, rho):
-    """(d rho/dt, the fluxes) for a complex rho, given H(t) and the L_k(t)."""
-    jumped, flux, ldl = _dissipation(gen, ls, rho)
+def _lindblad_given(h, ls, gamma, rho):
+    """(d rho/dt, the fluxes) for a complex rho, given H(t), the L_k(t) and the elementwise
+    dephasing rates Gamma (or None)."""
+    jumped, flux, ldl = _dissipation(ls, rho)
     a = _contract("ij,jl->il", h if ldl is None else h - 0.5j * ldl, rho)
     drho = -1j * (a - a.conj().T) + jumped
-    if gen.gamma is not None:
-        drho = drho - gen.gamma * rho
+    if gamma is not None:
+        drho = drho - gamma * rho
     return drho, flux
 
 
@@ -206,14 +208,15 @@ def _rhs(t, y, args):
 
 
 def _operators_at(t, args):
-    """H(t) and the L_k(t) of a generator without virtual-cavity norm integrals: the part of
-    the right-hand side that depends on the time only."""
-    return _operators(args[0], t, jnp.zeros((0,)))
+    """H(t), the L_k(t) and the dephasing rates Gamma of a generator without virtual-cavity
+    norm integrals: every number the right-hand side reads, at the time t."""
+    gen = args[0]
+    return (*_operators(gen, t, jnp.zeros((0,))), gen.gamma)
 
 
-def _rhs_given_operators(operators, y, args):
-    """`_rhs` with H(t) and the L_k(t) given (no norm integrals to carry)."""
-    drho, flux = _lindblad_given(args[0], *operators, _to_complex(y[0]))
+def _rhs_given_operators(operators, y):
+    """`_rhs` with H(t), the L_k(t) and Gamma given (no norm integrals to carry)."""
+    drho, flux = _lindblad_given(*operators, _to_complex(y[0]))
     return _to_real(drho), flux, jnp.zeros((0,), y[2].dtype)
 
 
@@ -230,7 +233,7 @@ def _observe(t, y, args):
     rho = _to_complex(y[0])
     pops = jnp.real(jnp.einsum("ii,ij->j", rho, numbers))
     _, ls = _operators(gen, t, y[2])
-    return pops, _dissipation(gen, ls, rho)[1], y[1], jnp.einsum("eij,ji->e", e_ops, rho)
+    return pops, _dissipation(ls, rho)[1], y[1], jnp.einsum("eij,ji->e", e_ops, rho)
 
 
 def _observe_states(t, y, args):
