@@ -6,7 +6,7 @@
     H_eff = H - (i/2) sum_k L_k^dag L_k,
 
 together with the cumulative output of every channel, N_k(t) = int_{t0}^t Tr(L_k rho L_k^dag),
-with an adaptive Runge-Kutta method (diffrax) that puts a step boundary on every control jump,
+with an adaptive 8th-order Runge-Kutta method that puts a step boundary on every control jump,
 or with fixed 8th-order steps.
 
 - On the full space every dissipator, pure dephasing included, is a Lindblad operator and
@@ -24,7 +24,6 @@ through). Adaptive solves are differentiated by the discrete adjoint of their ac
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -34,7 +33,7 @@ from jaxtyping import Array, ArrayLike, Complex, Float, Int
 
 from chiraljax._errors import ValidationError
 
-from ._runge_kutta import AdaptiveConfig, SplitField, adaptive, fixed_rk
+from ._runge_kutta import AdaptiveConfig, SplitField, adaptive, fixed_grid_config, fixed_rk
 
 
 class Generator(eqx.Module):
@@ -125,7 +124,7 @@ class LindbladSolution(NamedTuple):
 
 
 def _to_real(rho):
-    """A complex matrix as a real (2, D, D) array: diffrax integrates real states."""
+    """A complex matrix as a real (2, D, D) array: the steppers integrate real states."""
     return jnp.stack([rho.real, rho.imag])
 
 
@@ -241,38 +240,11 @@ def _observe_states(t, y, args):
     return (*_observe(t, y, args), _to_complex(y[0]))
 
 
-def _diffrax_solve(y0, t0, t1, ts, stepping: Stepping, args):
-    """Fixed Dopri8 steps with save times anywhere (diffrax's interpolation): (saved
-    observations, final state, steps)."""
-    import diffrax
-
-    observe = _observe_states if stepping.save_states else _observe
-    saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=observe), diffrax.SubSaveAt(t1=True)])
-    with warnings.catch_warnings():
-        # The state is real; the complex matrices in `args` are only read.
-        warnings.filterwarnings("ignore", message="Complex dtype support in Diffrax")
-        sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(_rhs),
-            diffrax.Dopri8(),
-            t0=t0,
-            t1=t1,
-            dt0=(t1 - t0) / stepping.steps,
-            y0=y0,
-            args=args,
-            saveat=saveat,
-            stepsize_controller=diffrax.ConstantStepSize(),
-            max_steps=stepping.steps,
-            adjoint=diffrax.ForwardMode() if stepping.adjoint == "forward" else diffrax.RecursiveCheckpointAdjoint(),
-            throw=False,
-        )
-    saved, final = sol.ys
-    return saved, jax.tree.map(lambda x: x[0], final), jnp.asarray(sol.stats["num_steps"], jnp.int32)
-
-
 def _integrate(y0, t0, t1, ts, jump_ts, stepping: Stepping, args):
-    """(saved observations, final state, steps): fixed 8th-order steps on the save times when
-    they line up, adaptive 8th-order steps (`kernels._runge_kutta`) otherwise, and diffrax's
-    fixed-step Dopri8 for fixed steps with arbitrary save times."""
+    """(saved observations, final state, steps) of 8th-order Dormand-Prince steps
+    (`kernels._runge_kutta`): fixed steps in a scan when the save times fall on step ends, the
+    loop of the adaptive method otherwise, with error control or, for fixed steps with save
+    times anywhere, on the fixed grid (`fixed_grid_config`)."""
     n_save = ts.shape[0]
     n_jumps = jump_ts.shape[0]
     observe = _observe_states if stepping.save_states else _observe
@@ -286,10 +258,11 @@ def _integrate(y0, t0, t1, ts, jump_ts, stepping: Stepping, args):
         if stepping.aligned and n_save >= 2 and stepping.steps % (n_save - 1) == 0:
             saved, final = fixed_rk(rhs, observe, y0, t0, t1, stepping.steps, n_save, args, stepping.unrolled)
             return saved, final, jnp.asarray(stepping.steps, jnp.int32)
-        return _diffrax_solve(y0, t0, t1, ts, stepping, args)
-    config = AdaptiveConfig(
-        stepping.rtol, stepping.atol, stepping.max_steps, stepping.checkpoints, stepping.adjoint, stepping.unrolled
-    )
+        config = fixed_grid_config(stepping.steps, n_save, stepping.adjoint, stepping.unrolled)
+    else:
+        config = AdaptiveConfig(
+            stepping.rtol, stepping.atol, stepping.max_steps, stepping.checkpoints, stepping.adjoint, stepping.unrolled
+        )
     if y0[0].size > _STATES_IN_LOOP:
         return adaptive(rhs, observe, y0, t0, t1, ts, jump_ts, args, config)
     # Small states: the loop keeps the interpolated states at the save times, and the

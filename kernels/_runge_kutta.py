@@ -245,8 +245,9 @@ def fixed_rk(f: Callable, observe: Callable, y0, t0, t1, steps: int, n_save: int
 
 class AdaptiveConfig(NamedTuple):
     """Tolerances, the step budget, the number of accepted steps the reverse pass can record
-    (`checkpoints`), the adjoint ('reverse': discrete adjoint; 'forward': through the loop)
-    and whether the stages are written out (for vmapped batches)."""
+    (`checkpoints`), the adjoint ('reverse': discrete adjoint; 'forward': through the loop),
+    whether the stages are written out (for vmapped batches), and `grid`: when set, the steps
+    follow the grid t0 + n (t1 - t0) / grid with no error control (`fixed_grid_config`)."""
 
     rtol: float
     atol: float
@@ -254,6 +255,17 @@ class AdaptiveConfig(NamedTuple):
     checkpoints: int = 1024
     adjoint: str = "reverse"
     unrolled: bool = False
+    grid: int | None = None
+
+
+def fixed_grid_config(steps: int, n_save: int, adjoint: str = "reverse", unrolled: bool = False) -> AdaptiveConfig:
+    """The loop of `adaptive` as a fixed-step method: the `steps` equal steps of the grid
+    t0 + n (t1 - t0) / steps, every one accepted, with the save times anywhere (read from the
+    interpolant). A grid step that holds more than `SAVES_PER_STEP` pending save times is cut
+    at the last of them and finished by a second step, so a solve takes at most
+    steps + n_save / SAVES_PER_STEP + 1 steps, and the tape holds them all."""
+    budget = int(steps) + -(-int(n_save) // SAVES_PER_STEP) + 2
+    return AdaptiveConfig(0.0, 0.0, budget, budget, adjoint, unrolled, int(steps))
 
 
 SAVES_PER_STEP = 8  # save times read per step at most (the interpolant's window)
@@ -371,14 +383,18 @@ def _forward(f, observe, config: AdaptiveConfig, y0, t0, t1, ts, jump_ts, args, 
     NaN."""
     s = _Stepper(f, observe, config, ts)
     rtol, atol = config.rtol, config.atol
+    grid = config.grid
     inf = jnp.asarray(jnp.inf, dtype=ts.dtype)
     obs0 = observe(t0, y0, args)
     saved = jax.tree.map(lambda o: jnp.zeros((s.n_save + s.window,) + o.shape, o.dtype), obs0)
     obs, due = s.observations(jnp.zeros((), jnp.int32), t0, s.constant(y0), args)
     saved, i0 = s.write(saved, jnp.zeros((), jnp.int32), obs, due)
     k1 = f(t0, y0, args)
-    d0, d1 = scaled_rms(y0, y0, y0, rtol, atol), scaled_rms(k1, y0, y0, rtol, atol)
-    h0 = jnp.minimum(jnp.where((d0 > 1e-5) & (d1 > 1e-5), 0.01 * d0 / jnp.where(d1 > 0, d1, 1.0), 1e-6), t1 - t0)
+    if grid:
+        h0 = jnp.ones((), ts.dtype)  # the index of the first grid point ahead
+    else:
+        d0, d1 = scaled_rms(y0, y0, y0, rtol, atol), scaled_rms(k1, y0, y0, rtol, atol)
+        h0 = jnp.minimum(jnp.where((d0 > 1e-5) & (d1 > 1e-5), 0.01 * d0 / jnp.where(d1 > 0, d1, 1.0), 1e-6), t1 - t0)
     size = config.checkpoints if record else 0
     n_stages = len(s.tab.c)
     tape = _Tape(
@@ -394,21 +410,33 @@ def _forward(f, observe, config: AdaptiveConfig, y0, t0, t1, ts, jump_ts, args, 
     def cond(c):
         return (c[0] < t1) & (c[6] < config.max_steps)
 
+    def grid_time(g):
+        """The g-th point of the fixed grid (t1 exactly at its end)."""
+        return jnp.where(g >= grid, t1, t0 + g.astype(ts.dtype) * ((t1 - t0) / grid))
+
     def body(c):
         t, y, k1, h, saved, i, n, m, tape = c
         nxt = jnp.min(jnp.where(jump_ts > t, jump_ts, inf)) if jump_ts.shape[0] else inf
-        target = jnp.minimum(jnp.minimum(t + h, t1), s.ts_pad[i + s.window])
+        # on a fixed grid, h holds the index of the next grid point (as a number)
+        ahead = grid_time(h.astype(jnp.int32)) if grid else t + h
+        target = jnp.minimum(jnp.minimum(ahead, t1), s.ts_pad[i + s.window])
         hit = nxt <= target
         t_end = jnp.where(hit, jnp.nextafter(nxt, -inf), target)
         y_new, ks, err = s.step(t, t_end, y, k1, args)
-        norm = scaled_rms(err, y, y_new, rtol, atol)
-        accept = norm <= 1.0
-        factor = jnp.clip(0.9 * jnp.maximum(norm, 1e-10) ** -0.125, 0.2, 5.0)
-        h_step = t_end - t
-        # A step cut short by a jump, a save window or t1 does not shrink the step after it.
-        h_next = jnp.where(
-            accept, jnp.maximum(h_step * factor, jnp.where(t_end < t + h, h, 0.0)), h_step * jnp.minimum(factor, 0.9)
-        )
+        if grid:
+            accept = jnp.asarray(True)
+            h_next = jnp.where(t_end >= ahead, h + 1.0, h)
+        else:
+            norm = scaled_rms(err, y, y_new, rtol, atol)
+            accept = norm <= 1.0
+            factor = jnp.clip(0.9 * jnp.maximum(norm, 1e-10) ** -0.125, 0.2, 5.0)
+            h_step = t_end - t
+            # A step cut short by a jump, a save window or t1 does not shrink the step after it.
+            h_next = jnp.where(
+                accept,
+                jnp.maximum(h_step * factor, jnp.where(t_end < t + h, h, 0.0)),
+                h_step * jnp.minimum(factor, 0.9),
+            )
 
         def save():
             o, d = s.observations(i, t_end, s.dense(t, t_end, y, ks), args)
