@@ -31,7 +31,9 @@ class AbstractLindblad:
       control, a step boundary on every control jump).
     - `steps`: a fixed number of 8th-order steps instead (smooth controls only): vmapped
       batches then run in lockstep; check the accuracy against an adaptive solve once for a
-      new kind of problem.
+      new kind of problem. Save times on the step ends are read there; save times anywhere
+      else from the method's interpolant (a step holding more than 8 of them is cut and
+      finished by a second step).
     - `adjoint`: how adaptive solves are differentiated: 'reverse' (`jax.grad`; the discrete
       adjoint of the accepted steps, about 3.6-4 forward solves per value-and-gradient) or
       'forward' (`jax.jvp`, `jax.jacfwd`: cheaper for one or two parameters).
