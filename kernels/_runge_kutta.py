@@ -10,7 +10,7 @@ programs can be kept in JAX's persistent cache.
   (`custom_vjp`): the forward pass records the state at the start of every accepted step (and,
   for a small state, its 14 stages), the backward pass walks them in reverse and pulls the
   cotangent through each step stage by stage (`_pull_stages`), so a value-and-gradient costs
-  about 3.6 forward solves (two modules of the anchor problem; 4 at four modules) and the
+  about 4-5 forward solves (the anchor problem at two and four modules) and the
   gradient is the exact derivative of the computed solution (step sizes held fixed). Forward
   mode (`adjoint="forward"`) differentiates through the loop instead.
 """

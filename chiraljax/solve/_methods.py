@@ -35,7 +35,7 @@ class AbstractLindblad:
       else from the method's interpolant (a step holding more than 8 of them is cut and
       finished by a second step).
     - `adjoint`: how adaptive solves are differentiated: 'reverse' (`jax.grad`; the discrete
-      adjoint of the accepted steps, about 3.6-4 forward solves per value-and-gradient) or
+      adjoint of the accepted steps, about 4-5 forward solves per value-and-gradient) or
       'forward' (`jax.jvp`, `jax.jacfwd`: cheaper for one or two parameters).
     - `checkpoints`: how many accepted steps the reverse pass can record (memory: one state
       each, and its 14 stages for states of at most 256 numbers); a solve with more steps gets
