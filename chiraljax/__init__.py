@@ -3,7 +3,8 @@
 `import chiraljax as cj` gives the SLH algebra (`cj.SLH`, `cj.series`, `cj.concat`,
 `cj.feedback`), spaces and operators, the Network description, pulses and `cj.simulate`.
 Computation is in float64 unless `CHIRALJAX_PRECISION=float32` is set before import.
-Compiled programs are kept in a persistent cache between processes (see `chiraljax.solve._cache`).
+Compiled programs are kept in a persistent cache between processes (see `chiraljax.solve._cache`),
+and XLA:CPU compiles with the settings of `chiraljax._compiler` (`CHIRALJAX_XLA_FLAGS=0` keeps JAX's).
 
 The rest (network files, sweeps, modules and protocols, metrics, presets) is imported on first
 use, so `cj.sweep` or `from chiraljax import sweep` loads the sweep machinery (xarray, scipy)
@@ -15,6 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from chiraljax import _compiler  # noqa: F401  (XLA flags, before any backend starts)
 from chiraljax._errors import ChiralJaxError, ValidationError
 from chiraljax._precision import PRECISION, complex_dtype, real_dtype
 from chiraljax.algebra._markov import LindbladModel, compile_markov

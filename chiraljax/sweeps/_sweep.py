@@ -72,6 +72,7 @@ import xarray as xr
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from chiraljax._checks import ValidationError, did_you_mean, require
+from chiraljax._compiler import bulk_compiler_options
 from chiraljax._limits import require_memory
 from chiraljax._precision import PRECISION, real_dtype
 from chiraljax._provenance import provenance
@@ -660,7 +661,7 @@ def _compile(
     runner_jit = jax.jit(batched, in_shardings=(points_sharding, replicated), out_shardings=replicated)
     point_types = {name: jax.ShapeDtypeStruct((batch,), real_dtype(), sharding=points_sharding) for name in plan.points}
     start = time.perf_counter()
-    compiled = runner_jit.lower(point_types, plan.fixed).compile()
+    compiled = runner_jit.lower(point_types, plan.fixed).compile(compiler_options=bulk_compiler_options())
     compile_time = time.perf_counter() - start
     analysis = compiled.memory_analysis()
     temp_bytes = None if analysis is None else int(analysis.temp_size_in_bytes)

@@ -1,5 +1,6 @@
-"""`import chiraljax` stays light, every exported name resolves, and JAX's persistent compilation
-cache is on by default, in the chosen folder, and off when switched off.
+"""`import chiraljax` stays light, every exported name resolves, JAX's persistent compilation
+cache is on by default, in the chosen folder, and off when switched off, and the XLA flags
+chiraljax adds (`chiraljax._compiler`) yield to the user's.
 
 Each check runs in a fresh interpreter: the import and the cache settings happen once per process.
 """
@@ -33,7 +34,13 @@ HEAVY = (
     "diffrax",
 )
 
-_CACHE_ENV = ("CHIRALJAX_COMPILATION_CACHE", "JAX_COMPILATION_CACHE_DIR", "XDG_CACHE_HOME")
+_CACHE_ENV = (
+    "CHIRALJAX_COMPILATION_CACHE",
+    "JAX_COMPILATION_CACHE_DIR",
+    "XDG_CACHE_HOME",
+    "XLA_FLAGS",
+    "CHIRALJAX_XLA_FLAGS",
+)
 
 
 def run_python(code: str, **env: str) -> dict:
@@ -121,3 +128,41 @@ def test_compiled_programs_are_written_to_the_cache_and_reused(tmp_path):
     assert any(path.is_file() for path in Path(folder).rglob("*"))
     second = run_python(_COMPILE, CHIRALJAX_COMPILATION_CACHE=str(folder))
     assert second["hits"] >= 1
+
+
+def test_default_xla_flags_add_only_what_the_user_left_unset():
+    from chiraljax._compiler import default_xla_flags
+
+    flag = "--xla_cpu_use_fusion_emitters=false"
+    assert default_xla_flags({}) == flag
+    assert default_xla_flags({"XLA_FLAGS": "--xla_dump_to=/tmp/x"}) == f"--xla_dump_to=/tmp/x {flag}"
+    assert default_xla_flags({"XLA_FLAGS": "--xla_cpu_use_fusion_emitters=true"}) is None
+    assert default_xla_flags({"XLA_FLAGS": "xla_cpu_use_fusion_emitters"}) is None
+    for off in ("0", "off", "False", " no "):
+        assert default_xla_flags({"CHIRALJAX_XLA_FLAGS": off}) is None
+
+
+_FLAGS = """
+    import json, os
+    import jax
+    if os.environ.get("START_JAX_FIRST"):
+        jax.devices()
+    import chiraljax
+    from chiraljax._compiler import bulk_compiler_options
+    value = float(jax.jit(lambda x: x * 2.0 + 1.0)(1.5))
+    print(json.dumps({"flags": os.environ.get("XLA_FLAGS"), "bulk": bulk_compiler_options(), "value": value}))
+"""
+
+
+def test_import_sets_the_compiler_flag_before_jax_starts_and_yields_to_the_user():
+    ours = run_python(_FLAGS, CHIRALJAX_COMPILATION_CACHE="off")
+    assert ours == {
+        "flags": "--xla_cpu_use_fusion_emitters=false",
+        "bulk": {"xla_cpu_use_fusion_emitters": True},
+        "value": 4.0,
+    }
+    for env in ({"CHIRALJAX_XLA_FLAGS": "off"}, {"START_JAX_FIRST": "1"}):
+        out = run_python(_FLAGS, CHIRALJAX_COMPILATION_CACHE="off", **env)
+        assert out == {"flags": None, "bulk": {}, "value": 4.0}, env
+    mine = run_python(_FLAGS, CHIRALJAX_COMPILATION_CACHE="off", XLA_FLAGS="--xla_cpu_use_fusion_emitters=true")
+    assert mine == {"flags": "--xla_cpu_use_fusion_emitters=true", "bulk": {}, "value": 4.0}

@@ -1,0 +1,72 @@
+"""XLA compiler settings that chiraljax sets when it is imported: compile less, run as fast.
+
+XLA:CPU has two code generators for its fused loops: the MLIR fusion emitters (the default of
+jaxlib 0.10) and the classic LLVM IR emitters. chiraljax's programs are many small fused loops
+(a Runge-Kutta stage is a handful of them on matrices of 5 x 5 to 9 x 9), for which the classic
+emitters compile 35-45 % faster and run as fast or faster (`bench/README.md`, "Compiler
+settings": the anchor problem's Lindblad solve at M = 2 compiles in 0.8 s instead of 1.3 s, its
+value-and-gradient in 1.2 s instead of 2.1 s). chiraljax therefore adds
+
+    --xla_cpu_use_fusion_emitters=false
+
+to the environment variable `XLA_FLAGS` on import. The flag concerns the CPU backend only (GPU
+programs are unchanged), and XLA reads `XLA_FLAGS` when the first backend starts, so it takes
+effect only when chiraljax is imported before the first JAX computation of the process.
+
+It is left out when `XLA_FLAGS` sets the option already (the user's choice wins), or when
+`CHIRALJAX_XLA_FLAGS=0` (or `off`, `false`, `no`) is set before the import.
+
+Batched programs are the exception: a vmapped batch of thousands of solves runs 8-10 % faster
+with the fusion emitters, and its compile is paid once per sweep, so the sweep engine compiles
+with `bulk_compiler_options()`, which asks for them back.
+"""
+
+from __future__ import annotations
+
+import os
+
+ENV_VAR = "CHIRALJAX_XLA_FLAGS"
+_OFF = frozenset({"0", "off", "false", "no"})
+DEFAULT_FLAGS = {"xla_cpu_use_fusion_emitters": "false"}
+
+
+def default_xla_flags(environ: dict | None = None) -> str | None:
+    """The value `XLA_FLAGS` should have with chiraljax's defaults added (None: leave it as it
+    is: switched off, or every option set by the user already).
+
+    **Arguments:**
+
+    - `environ`: the environment to read (default `os.environ`).
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get(ENV_VAR, "").strip().lower() in _OFF:
+        return None
+    current = environ.get("XLA_FLAGS", "")
+    given = {word.lstrip("-").split("=", 1)[0] for word in current.split()}
+    missing = [f"--{name}={value}" for name, value in DEFAULT_FLAGS.items() if name not in given]
+    if not missing:
+        return None
+    return " ".join([current.strip(), *missing]).strip()
+
+
+def apply_default_xla_flags() -> bool:
+    """Add chiraljax's defaults to `XLA_FLAGS` while no JAX backend has started; True when the
+    variable was changed."""
+    from jax._src import xla_bridge
+
+    if xla_bridge.backends_are_initialized():  # too late: XLA has read its flags
+        return False
+    flags = default_xla_flags()
+    if flags is None:
+        return False
+    os.environ["XLA_FLAGS"] = flags
+    return True
+
+
+_APPLIED = apply_default_xla_flags()
+
+
+def bulk_compiler_options() -> dict[str, bool]:
+    """Per-program XLA options for large vmapped batches (sweeps): the fusion emitters again,
+    where chiraljax switched them off for the process (else nothing: the user's flags stand)."""
+    return {"xla_cpu_use_fusion_emitters": True} if _APPLIED else {}
