@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -21,6 +22,14 @@ def _read(x):
     """A computed array as NumPy (indexing it then costs microseconds, not a dispatch per
     operation); a traced one (under jit, vmap, grad) as it is."""
     return x if isinstance(x, jax.core.Tracer) else np.asarray(x)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _final_sum(values, columns: tuple[int, ...]):
+    """sum_c values[..., -1, c] of a traced array, as one compiled call: under an eager `jax.grad`
+    that is one program to compile and differentiate instead of a slice, a squeeze and an add
+    per column (each compiled on first use, forward and backward)."""
+    return values[..., -1, jnp.asarray(columns)].sum(-1)
 
 
 def _index(known: tuple[str, ...], name: str, what: str) -> int:
@@ -159,8 +168,11 @@ class Result:
 
     def final_population(self, *names: str):
         """Summed excitation of the given subsystems at the last time."""
-        populations, known = _read(self.populations), self.names
-        return sum(populations[..., -1, _index(known, n, "subsystem")] for n in names)
+        columns = tuple(_index(self.names, n, "subsystem") for n in names)
+        populations = _read(self.populations)
+        if isinstance(populations, jax.core.Tracer):
+            return _final_sum(populations, columns)
+        return sum(populations[..., -1, c] for c in columns)
 
     def flux(self, channel: str):
         """Photon flux out of one channel over time."""
@@ -168,7 +180,9 @@ class Result:
 
     def emitted(self, channel: str):
         """Total photon number that left through one channel by the end."""
-        return _read(self.outputs)[..., -1, _index(self.channel_names, channel, "channel")]
+        column = _index(self.channel_names, channel, "channel")
+        outputs = _read(self.outputs)
+        return _final_sum(outputs, (column,)) if isinstance(outputs, jax.core.Tracer) else outputs[..., -1, column]
 
     def total_output(self, kinds: tuple[str, ...] = ("end",)):
         """Summed final output of all channels of the given kinds."""
