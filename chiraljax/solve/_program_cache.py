@@ -16,10 +16,13 @@ falls back to the ordinary path too.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
 import math
+import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,8 @@ from chiraljax.solve._cache import compilation_cache_dir
 
 _PACKAGE_ROOTS = ("chiraljax",)
 _LOADED: dict[str, Any] = {}  # key -> jitted call, or None after a failure (not tried again)
+_LOWERED: set[str] = set()  # keys whose call has been lowered (its first call is behind it)
+_LAPACK_FREE: set[str] = set()  # keys whose program calls no LAPACK routine
 _PACKINGS: dict = {}  # (treedef, avals) -> how the leaves travel (`_packing`)
 
 
@@ -150,7 +155,8 @@ def _load_or_export(key: str, folder: Path, fn: Callable, treedef, leaves: list,
         return _LOADED[key]
     path = folder / f"{key}.stablehlo"
     if path.exists():
-        exported = jax.export.deserialize(bytearray(path.read_bytes()))
+        serialized = path.read_bytes()
+        exported = jax.export.deserialize(bytearray(serialized))
     else:
 
         def flat(*arguments):
@@ -161,8 +167,37 @@ def _load_or_export(key: str, folder: Path, fn: Callable, treedef, leaves: list,
         folder.mkdir(parents=True, exist_ok=True)
         serialized = exported.serialize()
         write_atomic(path, lambda handle: handle.write(serialized))
+    if b"lapack" not in bytes(serialized):
+        _LAPACK_FREE.add(key)
     _LOADED[key] = jax.jit(exported.call)
     return _LOADED[key]
+
+
+@contextlib.contextmanager
+def _lapack_setup_skipped(key: str):
+    """Around the first call of a loaded program that calls no LAPACK routine: skip the LAPACK
+    set-up JAX runs when it lowers any call of an exported program on the CPU. That set-up
+    imports scipy.linalg, 0.1-0.2 s of a new process's first answer; a program that does use
+    LAPACK (and any later LAPACK call: JAX sets it up when it lowers one) is not affected. Only
+    this thread skips it, and only while the context is open. Where JAX's hook is not found
+    (another JAX version), nothing changes."""
+    module = sys.modules.get("jax._src.export._export")
+    original = getattr(module, "_ensure_backends_initialized", None)
+    if key in _LOWERED or key not in _LAPACK_FREE or original is None:
+        yield
+        return
+    ours = threading.get_ident()
+
+    def ensure_backends(platforms):
+        if threading.get_ident() != ours:
+            original(platforms)
+
+    module._ensure_backends_initialized = ensure_backends
+    try:
+        yield
+    finally:
+        module._ensure_backends_initialized = original
+        _LOWERED.add(key)
 
 
 def call_cached(name: str, fn: Callable, args: tuple, statics: Any) -> list | None:
@@ -189,7 +224,10 @@ def call_cached(name: str, fn: Callable, args: tuple, statics: Any) -> list | No
     key = _key(name, statics, treedef, avals)
     try:
         call = _load_or_export(key, Path(folder) / "programs", fn, treedef, leaves, packing)
-        return None if call is None else call(*_pack(leaves, *packing))
+        if call is None:
+            return None
+        with _lapack_setup_skipped(key):
+            return call(*_pack(leaves, *packing))
     except Exception:  # the ordinary path computes the same thing; this key is not tried again
         _LOADED[key] = None
         return None

@@ -1,5 +1,6 @@
 """Traced kernels kept on disk (`chiraljax.solve._program_cache`): a second process reads the program
-instead of tracing it and gets the same numbers; user-defined pulse classes never use it."""
+instead of tracing it (and without importing scipy for LAPACK it does not call) and gets the same
+numbers; user-defined pulse classes never use it."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from chiraljax.solve import _program_cache
 sys.path.insert(0, {tests!r})
 from conftest import chiral_link, TRANSFER_WINDOW
 p = float(cj.simulate(chiral_link(), TRANSFER_WINDOW, n_save=9).final_population("A1", "B1"))
-print(json.dumps({{"P": p, "loaded": [k for k, v in _program_cache._LOADED.items() if v is not None]}}))
+print(json.dumps({{"P": p, "loaded": [k for k, v in _program_cache._LOADED.items() if v is not None],
+                  "scipy": "scipy" in sys.modules}}))
 """
 
 
@@ -40,6 +42,11 @@ def test_a_second_process_reads_the_program_from_disk(tmp_path):
     assert second["P"] == first["P"] and abs(first["P"] - 0.5770813) < 1e-6
     assert second["loaded"] == first["loaded"] == [files[0].removesuffix(".stablehlo")]
     assert sorted(p.name for p in (tmp_path / "programs").iterdir()) == files
+    # A program without LAPACK calls is read and run without JAX's LAPACK set-up (scipy.linalg)
+    from jax._src.export import _export
+
+    if hasattr(_export, "_ensure_backends_initialized"):
+        assert not second["scipy"]
 
 
 class Ramp(cj.AbstractPulse):
