@@ -200,9 +200,11 @@ def _lapack_setup_skipped(key: str):
         _LOWERED.add(key)
 
 
-def call_cached(name: str, fn: Callable, args: tuple, statics: Any) -> list | None:
-    """The leaves of fn(*args) through a program kept on disk, or None when this call must take
-    the ordinary path (traced arguments, foreign classes, no cache folder, any failure).
+def bind_cached(name: str, fn: Callable, args: tuple, statics: Any) -> Callable[[], list | None] | None:
+    """fn(*args) through a program kept on disk, as a call with its arguments packed once (it
+    returns the result's leaves, or None when the program failed: take the ordinary path); None
+    when this call must take the ordinary path (traced arguments, foreign classes, no cache
+    folder, any failure). A caller that runs the same arguments again keeps the call.
 
     **Arguments:**
 
@@ -226,8 +228,19 @@ def call_cached(name: str, fn: Callable, args: tuple, statics: Any) -> list | No
         call = _load_or_export(key, Path(folder) / "programs", fn, treedef, leaves, packing)
         if call is None:
             return None
-        with _lapack_setup_skipped(key):
-            return call(*_pack(leaves, *packing))
+        packed = [jax.device_put(x) for x in _pack(leaves, *packing)]
     except Exception:  # the ordinary path computes the same thing; this key is not tried again
         _LOADED[key] = None
         return None
+
+    def run() -> list | None:
+        if _LOADED.get(key) is None:
+            return None
+        try:
+            with _lapack_setup_skipped(key):
+                return call(*packed)
+        except Exception:
+            _LOADED[key] = None
+            return None
+
+    return run

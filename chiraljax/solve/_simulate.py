@@ -14,7 +14,7 @@ import functools
 import inspect
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import equinox as eqx
@@ -38,7 +38,7 @@ from chiraljax.kernels._lindblad import LindbladSolution, solve_markov
 from chiraljax.kernels._runge_kutta import SAVES_PER_STEP
 from chiraljax.network._network import Network
 from chiraljax.solve._methods import METHODS, Delay, Full, Method, Sector
-from chiraljax.solve._program_cache import call_cached
+from chiraljax.solve._program_cache import bind_cached
 from chiraljax.solve._result import Result
 
 REPRESENTATIONS = ("auto", "sector", "full", "delay")
@@ -155,6 +155,19 @@ class _MarkovCall:
     t0: Any
     t1: Any
     e_ops: Any
+    _kept: dict = field(default_factory=dict, repr=False)
+
+    def kept_program(self) -> Callable[[], list | None] | None:
+        """The kernel kept on disk, bound to these arguments (`bind_cached`), or None: the
+        ordinary path. Bound once, so a repeated call (`_REPEATS`) only runs it."""
+        if "run" not in self._kept:
+            self._kept["run"] = bind_cached(
+                "markov",
+                functools.partial(solve_markov, layout=self.plan.layout, stepping=self.stepping),
+                self.args,
+                (self.plan.stable_layout, self.stepping),
+            )
+        return self._kept["run"]
 
 
 def _markov_call(
@@ -209,12 +222,8 @@ def _run_markov(call: _MarkovCall) -> Result:
     """Run the kernel of a built Markov solve and make its `Result`."""
     method, plan, stepping, args, e_ops = call.method, call.plan, call.stepping, call.args, call.e_ops
     model = plan.model
-    out = call_cached(
-        "markov",
-        functools.partial(solve_markov, layout=plan.layout, stepping=stepping),
-        args,
-        (plan.stable_layout, stepping),
-    )
+    kept = call.kept_program()
+    out = None if kept is None else kept()
     if out is None:
         sol, error, in_flight = solve_markov(*args, layout=plan.layout, stepping=stepping)
     else:
