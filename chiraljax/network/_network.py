@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Inexact
@@ -500,10 +501,11 @@ class Network(eqx.Module):
         vmap and grad). Unknown names are refused with the closest valid names; concrete values
         must be finite and inside the physical range of their kind (`PARAMETER_BOUNDS`; traced
         values are not checked)."""
-        paths = self._parameter_paths()
+        leaves, treedef = jax.tree.flatten(self)
+        index = self._parameter_leaves(treedef)
         for name, value in values.items():
-            if name not in paths:  # the suggestions are computed for a wrong name only
-                guess = did_you_mean(name, paths)
+            if name not in index:  # the suggestions are computed for a wrong name only
+                guess = did_you_mean(name, index)
                 require(
                     False,
                     f"Network: no parameter {name!r}"
@@ -513,12 +515,26 @@ class Network(eqx.Module):
             _check_parameter_value(name, value)
         if not values:
             return self
-        getters = [paths[name] for name in values]
-        return eqx.tree_at(
-            lambda n: [g(n) for g in getters],
-            self,
-            [as_dtype(v, jnp.result_type(paths[name](self))) for name, v in values.items()],
-        )
+        for name, value in values.items():
+            leaves[index[name]] = as_dtype(value, jnp.result_type(leaves[index[name]]))
+        return jax.tree.unflatten(treedef, leaves)
+
+    def _parameter_leaves(self, treedef) -> dict[str, int]:
+        """Dotted names -> positions of their leaves among the network's leaves (`treedef` its
+        structure; cached per structure: the names and positions depend on nothing else)."""
+        index = _PARAMETER_LEAVES.get(treedef)
+        if index is None:
+            marked = jax.tree.unflatten(treedef, list(range(treedef.num_leaves)))  # each leaf its position
+            index = {name: get(marked) for name, get in self._parameter_paths().items()}
+            if len(_PARAMETER_LEAVES) >= _PARAMETER_LEAVES_SIZE:
+                _PARAMETER_LEAVES.pop(next(iter(_PARAMETER_LEAVES)))
+            _PARAMETER_LEAVES[treedef] = index
+        return index
+
+
+# Leaf positions of the named parameters, per network structure (`Network._parameter_leaves`).
+_PARAMETER_LEAVES: dict = {}
+_PARAMETER_LEAVES_SIZE = 256
 
 
 #: Physical range of parameters, by the last part of the dotted name: (low, high), None = open.

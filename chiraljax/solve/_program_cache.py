@@ -228,7 +228,7 @@ def bind_cached(name: str, fn: Callable, args: tuple, statics: Any) -> Callable[
         call = _load_or_export(key, Path(folder) / "programs", fn, treedef, leaves, packing)
         if call is None:
             return None
-        packed = [jax.device_put(x) for x in _pack(leaves, *packing)]
+        packed = _pack(leaves, *packing)
     except Exception:  # the ordinary path computes the same thing; this key is not tried again
         _LOADED[key] = None
         return None
