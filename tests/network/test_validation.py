@@ -159,6 +159,26 @@ def test_new_parameter_values_are_checked():
     assert float(net.with_parameters({"links.0.transmission": 1.0}).parameters()["links.0.transmission"]) == 1.0
 
 
+def test_with_parameters_changes_the_named_leaf_only():
+    """Every named parameter, nested pulse fields included, is replaced where `parameters()`
+    reads it, in the dtype it had, and nothing else moves."""
+    net = build(
+        links=[cj.Link(transmission=0.5)],
+        controls={"drive": cj.Halted(cj.SechEmission(1.0, 0.2), 3.0)},
+        couplings=[cj.Coupling("A", "B", 0.1)],
+    )
+    before = net.parameters()
+    assert "controls.drive.pulse.kappa" in before
+    for k, name in enumerate(before):
+        value = 0.25 + 0.01 * k
+        after = net.with_parameters({name: value}).parameters()
+        assert set(after) == set(before)
+        for other, old in before.items():
+            new = after[other]
+            assert np.result_type(new) == np.result_type(old), other
+            assert np.allclose(new, value if other == name else old), (name, other)
+
+
 def test_structural_mistakes_are_refused():
     with pytest.raises(ValidationError, match=r"emitter names must be unique"):
         build(emitters=[cj.Emitter("A"), cj.Emitter("A")])
