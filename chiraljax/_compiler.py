@@ -52,9 +52,13 @@ def default_xla_flags(environ: dict | None = None) -> str | None:
 def apply_default_xla_flags() -> bool:
     """Add chiraljax's defaults to `XLA_FLAGS` while no JAX backend has started; True when the
     variable was changed."""
-    from jax._src import xla_bridge
+    try:
+        from jax._src import xla_bridge
 
-    if xla_bridge.backends_are_initialized():  # too late: XLA has read its flags
+        started = xla_bridge.backends_are_initialized()
+    except Exception:  # another JAX version: set the flag; if it comes too late it does nothing
+        started = False
+    if started:  # too late: XLA has read its flags
         return False
     flags = default_xla_flags()
     if flags is None:

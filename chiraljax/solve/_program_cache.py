@@ -37,6 +37,7 @@ _PACKAGE_ROOTS = ("chiraljax",)
 _LOADED: dict[str, Any] = {}  # key -> jitted call, or None after a failure (not tried again)
 _LOWERED: set[str] = set()  # keys whose call has been lowered (its first call is behind it)
 _LAPACK_FREE: set[str] = set()  # keys whose program calls no LAPACK routine
+_PATCHING = threading.RLock()  # one thread at a time swaps JAX's LAPACK hook (`_lapack_setup_skipped`)
 _PACKINGS: dict = {}  # (treedef, avals) -> how the leaves travel (`_packing`)
 
 
@@ -182,22 +183,23 @@ def _lapack_setup_skipped(key: str):
     this thread skips it, and only while the context is open. Where JAX's hook is not found
     (another JAX version), nothing changes."""
     module = sys.modules.get("jax._src.export._export")
-    original = getattr(module, "_ensure_backends_initialized", None)
-    if key in _LOWERED or key not in _LAPACK_FREE or original is None:
+    if key in _LOWERED or key not in _LAPACK_FREE or getattr(module, "_ensure_backends_initialized", None) is None:
         yield
         return
-    ours = threading.get_ident()
+    with _PATCHING:
+        original = module._ensure_backends_initialized
+        ours = threading.get_ident()
 
-    def ensure_backends(platforms):
-        if threading.get_ident() != ours:
-            original(platforms)
+        def ensure_backends(platforms):
+            if threading.get_ident() != ours:
+                original(platforms)
 
-    module._ensure_backends_initialized = ensure_backends
-    try:
-        yield
-    finally:
-        module._ensure_backends_initialized = original
-        _LOWERED.add(key)
+        module._ensure_backends_initialized = ensure_backends
+        try:
+            yield
+        finally:
+            module._ensure_backends_initialized = original
+            _LOWERED.add(key)
 
 
 def bind_cached(name: str, fn: Callable, args: tuple, statics: Any) -> Callable[[], list | None] | None:
