@@ -13,8 +13,10 @@ to the environment variable `XLA_FLAGS` on import. The flag concerns the CPU bac
 programs are unchanged), and XLA reads `XLA_FLAGS` when the first backend starts, so it takes
 effect only when chiraljax is imported before the first JAX computation of the process.
 
-It is left out when `XLA_FLAGS` sets the option already (the user's choice wins), or when
-`CHIRALJAX_XLA_FLAGS=0` (or `off`, `false`, `no`) is set before the import.
+It is left out when `XLA_FLAGS` sets the option already (the user's choice wins), when
+`CHIRALJAX_XLA_FLAGS=0` (or `off`, `false`, `no`) is set before the import, and with a jaxlib
+older than 0.5.3, whose XLA does not know the option (XLA stops the process on a flag it does
+not know).
 
 Batched programs are the exception: a vmapped batch of thousands of solves runs 8-10 % faster
 with the fusion emitters, and its compile is paid once per sweep, so the sweep engine compiles
@@ -24,26 +26,49 @@ with `bulk_compiler_options()`, which asks for them back.
 from __future__ import annotations
 
 import os
+import re
 
 ENV_VAR = "CHIRALJAX_XLA_FLAGS"
 _OFF = frozenset({"0", "off", "false", "no"})
-DEFAULT_FLAGS = {"xla_cpu_use_fusion_emitters": "false"}
+#: option -> (value, the first jaxlib version whose XLA knows it)
+DEFAULT_FLAGS = {"xla_cpu_use_fusion_emitters": ("false", (0, 5, 3))}
 
 
-def default_xla_flags(environ: dict | None = None) -> str | None:
+def installed_jaxlib() -> tuple[int, ...]:
+    """The installed jaxlib's version as numbers, e.g. (0, 10, 2); () when it cannot be read."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        text = version("jaxlib")
+    except PackageNotFoundError:
+        return ()
+    numbers = []
+    for part in text.split(".")[:3]:
+        digits = re.match(r"\d+", part)  # "36rc1" -> 36
+        if digits is None:
+            break
+        numbers.append(int(digits.group()))
+    return tuple(numbers)
+
+
+def default_xla_flags(environ: dict | None = None, jaxlib: tuple[int, ...] | None = None) -> str | None:
     """The value `XLA_FLAGS` should have with chiraljax's defaults added (None: leave it as it
-    is: switched off, or every option set by the user already).
+    is: switched off, every option set by the user already, or none known to this jaxlib).
 
     **Arguments:**
 
     - `environ`: the environment to read (default `os.environ`).
+    - `jaxlib`: the jaxlib version (default: the installed one).
     """
     environ = os.environ if environ is None else environ
     if environ.get(ENV_VAR, "").strip().lower() in _OFF:
         return None
+    jaxlib = installed_jaxlib() if jaxlib is None else jaxlib
     current = environ.get("XLA_FLAGS", "")
     given = {word.lstrip("-").split("=", 1)[0] for word in current.split()}
-    missing = [f"--{name}={value}" for name, value in DEFAULT_FLAGS.items() if name not in given]
+    missing = [
+        f"--{name}={value}" for name, (value, since) in DEFAULT_FLAGS.items() if name not in given and jaxlib >= since
+    ]
     if not missing:
         return None
     return " ".join([current.strip(), *missing]).strip()

@@ -131,7 +131,7 @@ def test_compiled_programs_are_written_to_the_cache_and_reused(tmp_path):
 
 
 def test_default_xla_flags_add_only_what_the_user_left_unset():
-    from chiraljax._compiler import default_xla_flags
+    from chiraljax._compiler import default_xla_flags, installed_jaxlib
 
     flag = "--xla_cpu_use_fusion_emitters=false"
     assert default_xla_flags({}) == flag
@@ -140,6 +140,10 @@ def test_default_xla_flags_add_only_what_the_user_left_unset():
     assert default_xla_flags({"XLA_FLAGS": "xla_cpu_use_fusion_emitters"}) is None
     for off in ("0", "off", "False", " no "):
         assert default_xla_flags({"CHIRALJAX_XLA_FLAGS": off}) is None
+    # XLA stops the process on an option it does not know: none before jaxlib 0.5.3
+    assert default_xla_flags({}, jaxlib=(0, 5, 1)) is None
+    assert default_xla_flags({}, jaxlib=(0, 5, 3)) == flag
+    assert installed_jaxlib() >= (0, 5, 3)
 
 
 _FLAGS = """
