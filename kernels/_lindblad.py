@@ -42,13 +42,14 @@ class Generator(eqx.Module):
 
     **Fields:**
 
-    - `h_mats`: (nH, D, D) Hamiltonian matrices; when `to_ground` they are the effective
-      Hamiltonian's, H_eff = H - (i/2) sum_k L_k^dag L_k, whose L^dag L part is a sum over
-      pairs of L slots (precomputed once per solve instead of once per evaluation).
+    - `h_mats`: the Hamiltonian matrices H_n, (nH, D, D), or from D = `_BLOCKS_FROM` on their
+      real block form (2 nH, 2 D^2) (`_blocks`); when `to_ground` they are the effective
+      Hamiltonian's, H_eff = H - (i/2) sum_k L_k^dag L_k, whose L^dag L part is a sum over pairs
+      of L slots (precomputed once per solve instead of once per evaluation).
     - `l_mats`: (K, W, D, D) jump-operator matrices, W per channel (zero-padded); (K, W, D)
       when `to_ground`.
     - `slot_time`: (nH + K W, wt) indices into (f, f^*, 1) of each coefficient's time factors,
-      the `h_mats` ones first.
+      the Hamiltonian's first.
     - `time_pulses`: the pulses behind the time factors.
     - `time_factors`: how the factors f(t) follow from them and from the norm integrals the
       state carries (hashable; `time_factors(time_pulses, t, integrals)`, and
@@ -58,7 +59,7 @@ class Generator(eqx.Module):
       jump lands in the ground state): L_k = |G><l_k|, and the kernel works with the vectors l_k.
     """
 
-    h_mats: Complex[Array, "nH D D"]
+    h_mats: Complex[Array, "nH D D"] | Float[Array, "2nH 2DD"]
     l_mats: Complex[Array, "K W D *D"]
     slot_time: Int[ArrayLike, "S wt"]
     time_pulses: tuple
@@ -69,7 +70,7 @@ class Generator(eqx.Module):
     def coefficients(self, t, integrals):
         """The nH + K W coefficients at time t (given the norm integrals), Hamiltonian terms
         first."""
-        dtype = self.h_mats.dtype
+        dtype = self.l_mats.dtype
         f = self.time_factors(self.time_pulses, t, integrals, dtype)
         f_ext = jnp.concatenate([f, jnp.conj(f), jnp.ones((1,), dtype)])
         return jnp.prod(f_ext[self.slot_time], axis=1)
@@ -156,12 +157,40 @@ def _contract(spec: str, *operands):
     return prod.sum(axis=summed) if summed else prod
 
 
+def _blocks(mats):
+    """The real block form of complex matrices M_n (n, D, D): (2 n, 2 D^2), rows [Re M_n, Im M_n]
+    then [-Im M_n, Re M_n], so that [Re c, Im c] @ blocks = [Re, Im] of sum_n c_n M_n."""
+    flat = mats.reshape(mats.shape[0], -1)
+    return jnp.concatenate(
+        [jnp.concatenate([flat.real, flat.imag], axis=1), jnp.concatenate([-flat.imag, flat.real], axis=1)]
+    )
+
+
+def _from_blocks(c, blocks, dim: int):
+    """sum_n c_n M_n (D, D) for complex c_n and the M_n in real block form (`_blocks`): one real
+    matrix product."""
+    flat = jnp.concatenate([c.real, c.imag]) @ blocks
+    half = dim * dim
+    return jax.lax.complex(flat[:half], flat[half:]).reshape(dim, dim)
+
+
+# State dimension from which H(t) = sum_n c_n(t) H_n is assembled from the real block form of the
+# H_n (measured on the anchor problem at 300 fixed steps: D = 7 and 9 8-10 % faster in all, D = 5
+# 2-10 % slower, where the complex product is smaller than the real one's overhead).
+_BLOCKS_FROM = 6
+
+
 def _operators(gen: Generator, t, integrals):
     """H(t) and the L_k(t) (the row vectors l_k when `to_ground`)."""
-    n_h = gen.h_mats.shape[0]
+    dim = gen.l_mats.shape[-1]
     n_channels, width = gen.l_mats.shape[:2]
     c = gen.coefficients(t, integrals)
-    h = _contract("n,nij->ij", c[:n_h], gen.h_mats)
+    if gen.h_mats.ndim == 2:
+        n_h = gen.h_mats.shape[0] // 2
+        h = _from_blocks(c[:n_h], gen.h_mats, dim)
+    else:
+        n_h = gen.h_mats.shape[0]
+        h = _contract("n,nij->ij", c[:n_h], gen.h_mats)
     c_l = c[n_h:].reshape(n_channels, width)
     ls = _contract("kn,knj->kj", c_l, gen.l_mats) if gen.to_ground else _contract("kn,knij->kij", c_l, gen.l_mats)
     return h, ls
@@ -313,6 +342,8 @@ def assemble(arrays, layout, atoms, time_pulses, gamma=None) -> Generator:
         h_mats = jnp.concatenate([h_mats, -0.5j * pairs])
         head, tail = layout.n_h, layout.n_h + n_l
         slot_time = jnp.concatenate([slot_time[:head], slot_time[tail:], slot_time[head:tail]])
+    if layout.dim >= _BLOCKS_FROM:
+        h_mats = _blocks(h_mats)
     return Generator(h_mats, l_mats, slot_time, tuple(time_pulses), gamma, layout.to_ground, layout.time_factors)
 
 
