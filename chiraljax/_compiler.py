@@ -95,7 +95,8 @@ def apply_default_xla_flags() -> bool:
 _APPLIED = apply_default_xla_flags()
 
 
-def bulk_compiler_options() -> dict[str, bool]:
-    """Per-program XLA options for large vmapped batches (sweeps): the fusion emitters again,
-    where chiraljax switched them off for the process (else nothing: the user's flags stand)."""
-    return {"xla_cpu_use_fusion_emitters": True} if _APPLIED else {}
+def bulk_compiler_options(platform: str = "cpu") -> dict[str, bool]:
+    """Per-program XLA options for large vmapped batches (sweeps) on `platform`: on the CPU the
+    fusion emitters again, where chiraljax switched them off for the process; else nothing (the
+    user's flags stand, and other platforms have their own emitters)."""
+    return {"xla_cpu_use_fusion_emitters": True} if _APPLIED and platform == "cpu" else {}

@@ -661,7 +661,9 @@ def _compile(
     runner_jit = jax.jit(batched, in_shardings=(points_sharding, replicated), out_shardings=replicated)
     point_types = {name: jax.ShapeDtypeStruct((batch,), real_dtype(), sharding=points_sharding) for name in plan.points}
     start = time.perf_counter()
-    compiled = runner_jit.lower(point_types, plan.fixed).compile(compiler_options=bulk_compiler_options())
+    compiled = runner_jit.lower(point_types, plan.fixed).compile(
+        compiler_options=bulk_compiler_options(devices[0].platform)
+    )
     compile_time = time.perf_counter() - start
     analysis = compiled.memory_analysis()
     temp_bytes = None if analysis is None else int(analysis.temp_size_in_bytes)

@@ -153,6 +153,7 @@ _FLAGS = """
         jax.devices()
     import chiraljax
     from chiraljax._compiler import bulk_compiler_options
+    assert bulk_compiler_options("gpu") == {}
     value = float(jax.jit(lambda x: x * 2.0 + 1.0)(1.5))
     print(json.dumps({"flags": os.environ.get("XLA_FLAGS"), "bulk": bulk_compiler_options(), "value": value}))
 """
