@@ -15,8 +15,9 @@ effect only when chiraljax is imported before the first JAX computation of the p
 
 It is left out when `XLA_FLAGS` sets the option already (the user's choice wins), when
 `CHIRALJAX_XLA_FLAGS=0` (or `off`, `false`, `no`) is set before the import, and with a jaxlib
-older than 0.5.3, whose XLA does not know the option (XLA stops the process on a flag it does
-not know).
+outside the versions known to have the option (0.5.3 to 0.10): XLA stops the whole process on
+a flag it does not know, so a jaxlib that might have dropped it gets JAX's defaults instead
+(raise the bound in `DEFAULT_FLAGS` once a newer jaxlib is checked).
 
 Batched programs are the exception: a vmapped batch of thousands of solves runs 8-10 % faster
 with the fusion emitters, and its compile is paid once per sweep, so the sweep engine compiles
@@ -30,8 +31,8 @@ import re
 
 ENV_VAR = "CHIRALJAX_XLA_FLAGS"
 _OFF = frozenset({"0", "off", "false", "no"})
-#: option -> (value, the first jaxlib version whose XLA knows it)
-DEFAULT_FLAGS = {"xla_cpu_use_fusion_emitters": ("false", (0, 5, 3))}
+#: option -> (value, the first jaxlib version whose XLA knows it, the first version not checked)
+DEFAULT_FLAGS = {"xla_cpu_use_fusion_emitters": ("false", (0, 5, 3), (0, 11))}
 
 
 def installed_jaxlib() -> tuple[int, ...]:
@@ -53,7 +54,7 @@ def installed_jaxlib() -> tuple[int, ...]:
 
 def default_xla_flags(environ: dict | None = None, jaxlib: tuple[int, ...] | None = None) -> str | None:
     """The value `XLA_FLAGS` should have with chiraljax's defaults added (None: leave it as it
-    is: switched off, every option set by the user already, or none known to this jaxlib).
+    is: switched off, every option set by the user already, or none checked for this jaxlib).
 
     **Arguments:**
 
@@ -67,7 +68,9 @@ def default_xla_flags(environ: dict | None = None, jaxlib: tuple[int, ...] | Non
     current = environ.get("XLA_FLAGS", "")
     given = {word.lstrip("-").split("=", 1)[0] for word in current.split()}
     missing = [
-        f"--{name}={value}" for name, (value, since) in DEFAULT_FLAGS.items() if name not in given and jaxlib >= since
+        f"--{name}={value}"
+        for name, (value, since, until) in DEFAULT_FLAGS.items()
+        if name not in given and since <= jaxlib < until
     ]
     if not missing:
         return None
