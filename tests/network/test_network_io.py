@@ -354,3 +354,33 @@ def test_a_shaped_pulse_is_stored_and_read_back(tmp_path, suffix, basis):
         assert type(back.controls[name]) is type(pulse)
         np.testing.assert_array_equal(np.asarray(jax.vmap(back.controls[name])(t)), np.asarray(jax.vmap(pulse)(t)))
     assert back.controls["drive"].upper == math.inf and back.controls["free"].transform is None
+
+
+def test_a_document_found_valid_is_not_checked_again(tmp_path, monkeypatch):
+    """The schema check of a valid document is remembered by the hash of schema and document;
+    an invalid one is checked (and refused) every time, and without a cache folder every
+    document is checked."""
+    import chiraljax.network._network_io as network_io
+    import chiraljax.solve._cache as cache
+
+    checks = []
+
+    def counting_validator():
+        checks.append(1)
+        return _validator()
+
+    monkeypatch.setattr(network_io, "_validator", counting_validator)
+    monkeypatch.setattr(cache, "compilation_cache_dir", lambda: str(tmp_path))
+    doc = read_document(EXAMPLES / "two_module_transfer.toml")
+    network_io.validate_document(doc)
+    network_io.validate_document(copy.deepcopy(doc))
+    assert len(checks) == 1 and len(list((tmp_path / "validated").iterdir())) == 1
+    bad = copy.deepcopy(doc)
+    bad["emitters"][0]["decay"] = -1.0
+    for _ in range(2):
+        with pytest.raises(ValidationError, match="emitters"):
+            network_io.validate_document(bad)
+    assert len(checks) == 3 and len(list((tmp_path / "validated").iterdir())) == 1
+    monkeypatch.setattr(cache, "compilation_cache_dir", lambda: None)
+    network_io.validate_document(doc)
+    assert len(checks) == 4
