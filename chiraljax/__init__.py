@@ -16,39 +16,44 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from chiraljax import _compiler  # noqa: F401  (XLA flags, before any backend starts)
-from chiraljax._errors import ChiralJaxError, ValidationError
-from chiraljax._precision import PRECISION, complex_dtype, real_dtype
-from chiraljax.algebra._markov import LindbladModel, compile_markov
-from chiraljax.algebra._operator import Operator
-from chiraljax.algebra._slh import SLH, beam_splitter, concat, feedback, phase_shifter, series
-from chiraljax.algebra._space import Space
-from chiraljax.network._network import Coupling, Emitter, Link, Network, OutputMode, PhotonInput, Port, Scatterer
-from chiraljax.network._pulses import (
-    AbstractPulse,
-    Chebyshev,
-    Constant,
-    CubicSpline,
-    Fourier,
-    Gaussian,
-    GaussianAbsorption,
-    GaussianEmission,
-    GaussianMode,
-    Halted,
-    PiecewiseConstant,
-    Sampled,
-    Scaled,
-    SechAbsorption,
-    SechEmission,
-    SechMode,
-    Shaped,
-    Shifted,
-    TimeReversed,
-)
-from chiraljax.solve._cache import compilation_cache_dir
-from chiraljax.solve._methods import Delay, Full, Sector
-from chiraljax.solve._result import Result
-from chiraljax.solve._simulate import simulate
+from chiraljax import _startup  # first: pauses the garbage collector while the package loads
+
+try:
+    from chiraljax import _compiler  # noqa: F401  (XLA flags, before any backend starts)
+    from chiraljax._errors import ChiralJaxError, ValidationError
+    from chiraljax._precision import PRECISION, complex_dtype, real_dtype
+    from chiraljax.algebra._markov import LindbladModel, compile_markov
+    from chiraljax.algebra._operator import Operator
+    from chiraljax.algebra._slh import SLH, beam_splitter, concat, feedback, phase_shifter, series
+    from chiraljax.algebra._space import Space
+    from chiraljax.network._network import Coupling, Emitter, Link, Network, OutputMode, PhotonInput, Port, Scatterer
+    from chiraljax.network._pulses import (
+        AbstractPulse,
+        Chebyshev,
+        Constant,
+        CubicSpline,
+        Fourier,
+        Gaussian,
+        GaussianAbsorption,
+        GaussianEmission,
+        GaussianMode,
+        Halted,
+        PiecewiseConstant,
+        Sampled,
+        Scaled,
+        SechAbsorption,
+        SechEmission,
+        SechMode,
+        Shaped,
+        Shifted,
+        TimeReversed,
+    )
+    from chiraljax.solve._cache import compilation_cache_dir
+    from chiraljax.solve._methods import Delay, Full, Sector
+    from chiraljax.solve._result import Result
+    from chiraljax.solve._simulate import simulate
+finally:
+    _startup.finish()
 
 if TYPE_CHECKING:
     from chiraljax._plots import plot_result, plot_sweep

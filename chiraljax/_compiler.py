@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 
 ENV_VAR = "CHIRALJAX_XLA_FLAGS"
 _OFF = frozenset({"0", "off", "false", "no"})
@@ -80,10 +81,9 @@ def default_xla_flags(environ: dict | None = None, jaxlib: tuple[int, ...] | Non
 def apply_default_xla_flags() -> bool:
     """Add chiraljax's defaults to `XLA_FLAGS` while no JAX backend has started; True when the
     variable was changed."""
+    bridge = sys.modules.get("jax._src.xla_bridge")  # not imported yet: no backend has started
     try:
-        from jax._src import xla_bridge
-
-        started = xla_bridge.backends_are_initialized()
+        started = bridge is not None and bool(bridge.backends_are_initialized())
     except Exception:  # another JAX version: set the flag; if it comes too late it does nothing
         started = False
     if started:  # too late: XLA has read its flags

@@ -180,3 +180,19 @@ def test_import_sets_the_compiler_flag_before_jax_starts_and_yields_to_the_user(
     assert late == {"flags": None, "bulk": {}, "value": 4.0}
     mine = run_python(_FLAGS, CHIRALJAX_COMPILATION_CACHE="off", XLA_FLAGS="--xla_cpu_use_fusion_emitters=true")
     assert mine == {"flags": "--xla_cpu_use_fusion_emitters=true", "bulk": {}, "value": 4.0}
+
+
+_COLLECTOR = """
+    import gc, json, os
+    if os.environ.get("COLLECTOR_OFF"):
+        gc.disable()
+    import chiraljax
+    print(json.dumps({"enabled": gc.isenabled(), "frozen": gc.get_freeze_count()}))
+"""
+
+
+def test_import_freezes_what_it_loaded_and_leaves_the_collector_as_it_was():
+    out = run_python(_COLLECTOR, CHIRALJAX_COMPILATION_CACHE="off")
+    assert out["enabled"] and out["frozen"] > 10_000
+    off = run_python(_COLLECTOR, CHIRALJAX_COMPILATION_CACHE="off", COLLECTOR_OFF="1")
+    assert not off["enabled"]
