@@ -24,6 +24,7 @@ through). Adaptive solves are differentiated by the discrete adjoint of their ac
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -33,6 +34,7 @@ from jaxtyping import Array, ArrayLike, Complex, Float, Int
 
 from chiraljax._errors import ValidationError
 
+from ._adjoint import differentiated
 from ._runge_kutta import AdaptiveConfig, SplitField, adaptive, fixed_grid_config, fixed_rk
 
 
@@ -101,7 +103,7 @@ class Stepping(NamedTuple):
     steps: int | None = None
     aligned: bool = False
     checkpoints: int = 1024
-    adjoint: str = "reverse"
+    adjoint: str = "auto"
     unrolled: bool = False
     save_states: bool = False
 
@@ -387,7 +389,17 @@ def _solve_markov(
     return sol, error, jnp.zeros_like(ts)
 
 
-_solve_markov_jit = jax.jit(_solve_markov, static_argnames=("layout", "stepping"))
+def _solve_markov_chosen(*args, layout, stepping: Stepping):
+    """`_solve_markov`, differentiated as `stepping.adjoint` says; 'auto' picks forward mode for
+    one or two real numbers and the discrete adjoint otherwise (`kernels._adjoint`)."""
+    if stepping.adjoint != "auto":
+        return _solve_markov(*args, layout=layout, stepping=stepping)
+    reverse = functools.partial(_solve_markov, layout=layout, stepping=stepping._replace(adjoint="reverse"))
+    forward = functools.partial(_solve_markov, layout=layout, stepping=stepping._replace(adjoint="forward"))
+    return differentiated(reverse, forward, args)
+
+
+_solve_markov_jit = jax.jit(_solve_markov_chosen, static_argnames=("layout", "stepping"))
 
 
 def solve_markov(

@@ -393,7 +393,8 @@ def _forward(f, observe, config: AdaptiveConfig, y0, t0, t1, ts, jump_ts, args, 
     if grid:
         h0 = jnp.ones((), ts.dtype)  # the index of the first grid point ahead
     else:
-        d0, d1 = scaled_rms(y0, y0, y0, rtol, atol), scaled_rms(k1, y0, y0, rtol, atol)
+        y0_, k1_ = jax.lax.stop_gradient((y0, k1))
+        d0, d1 = scaled_rms(y0_, y0_, y0_, rtol, atol), scaled_rms(k1_, y0_, y0_, rtol, atol)
         h0 = jnp.minimum(jnp.where((d0 > 1e-5) & (d1 > 1e-5), 0.01 * d0 / jnp.where(d1 > 0, d1, 1.0), 1e-6), t1 - t0)
     size = config.checkpoints if record else 0
     n_stages = len(s.tab.c)
@@ -427,7 +428,9 @@ def _forward(f, observe, config: AdaptiveConfig, y0, t0, t1, ts, jump_ts, args, 
             accept = jnp.asarray(True)
             h_next = jnp.where(t_end >= ahead, h + 1.0, h)
         else:
-            norm = scaled_rms(err, y, y_new, rtol, atol)
+            # The step sizes are held fixed under differentiation (forward mode then carries
+            # no tangent through the error control, as the discrete adjoint does).
+            norm = scaled_rms(*jax.lax.stop_gradient((err, y, y_new)), rtol, atol)
             accept = norm <= 1.0
             factor = jnp.clip(0.9 * jnp.maximum(norm, 1e-10) ** -0.125, 0.2, 5.0)
             h_step = t_end - t

@@ -18,7 +18,7 @@ from typing import Any
 from chiraljax._errors import require
 from chiraljax.kernels._lindblad import Stepping
 
-ADJOINTS = ("reverse", "forward")
+ADJOINTS = ("auto", "reverse", "forward")
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,12 @@ class AbstractLindblad:
       new kind of problem. Save times on the step ends are read there; save times anywhere
       else from the method's interpolant (a step holding more than 8 of them is cut and
       finished by a second step).
-    - `adjoint`: how adaptive solves are differentiated: 'reverse' (`jax.grad`; the discrete
-      adjoint of the accepted steps, about 4-5 forward solves per value-and-gradient) or
-      'forward' (`jax.jvp`, `jax.jacfwd`: cheaper for one or two parameters).
+    - `adjoint`: how solves are differentiated. 'auto' (`jax.grad`): forward mode when one or
+      two real numbers are differentiated (a value-and-gradient then costs about 2.7-2.8
+      forward solves), the discrete adjoint of the accepted steps otherwise (about 4); 'reverse'
+      (`jax.grad`): always the discrete adjoint; 'forward' (`jax.jvp`, `jax.jacfwd`): forward
+      mode through the solver's loop. All three differentiate the computed solution with the
+      step sizes held fixed.
     - `checkpoints`: how many accepted steps the reverse pass can record (memory: one state
       each, and its 14 stages for states of at most 256 numbers); a solve with more steps gets
       a NaN gradient. The tape is allocated on every differentiated solve, so a smaller value
@@ -47,7 +50,7 @@ class AbstractLindblad:
     atol: float = 1e-10
     max_steps: int = 16_384
     steps: int | None = None
-    adjoint: str = "reverse"
+    adjoint: str = "auto"
     checkpoints: int = 1024
 
     def __post_init__(self) -> None:
