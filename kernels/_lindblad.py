@@ -84,7 +84,9 @@ class Stepping(NamedTuple):
     - adaptive (`steps=None`): 8th-order Dormand-Prince with error control at `rtol`, `atol`,
       at most `max_steps` steps, a step boundary on every control jump; reverse-mode
       derivatives by the discrete adjoint of up to `checkpoints` accepted steps
-      (`adjoint="reverse"`), or forward mode through the loop (`adjoint="forward"`);
+      (`adjoint="reverse"`), forward mode through the loop (`adjoint="forward"`), or under
+      `adjoint="auto"` forward mode for one real number and the discrete adjoint for more
+      (`kernels._adjoint`); step sizes are held fixed under every derivative;
     - fixed (`steps=n`): n equal steps of the 8th-order Dormand-Prince method, for smooth
       controls only. A fixed step count makes vmapped batches run in lockstep and keeps
       reverse-mode differentiation cheap, which is what sweeps and pulse optimisation need.
