@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,9 +26,19 @@ import numpy as np
 def differentiated(reverse: Callable, forward: Callable, args: tuple):
     """reverse(*args), whose vector-Jacobian product is forward mode's (one tangent through
     `forward`, the same computation differentiable by `jax.jvp`) when a single real number of
-    `args` is perturbed, and `reverse`'s own otherwise."""
-    leaves, treedef = jax.tree.flatten(args)
-    return _choose(reverse, forward, treedef, *leaves)
+    `args` is perturbed, and `reverse`'s own otherwise. Leaves of `args` that are not arrays
+    (functions, Python numbers of static fields) go along as they are."""
+    arrays, others = eqx.partition(args, eqx.is_array)
+    leaves, treedef = jax.tree.flatten(arrays)
+
+    def rebuilt(fn):
+        return functools.partial(_with_others, fn, others)
+
+    return _choose(rebuilt(reverse), rebuilt(forward), treedef, *leaves)
+
+
+def _with_others(fn: Callable, others, *arrays):
+    return fn(*eqx.combine(arrays, others))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
@@ -54,13 +65,14 @@ def _choose_fwd(reverse, forward, treedef, *primals):
         kept = tuple(i for i, c in enumerate(columns) if jnp.issubdtype(c.dtype, jnp.inexact))
         pull = jax.tree_util.Partial(functools.partial(_contract, np.shape(x), kept), [columns[i] for i in kept])
     else:
-        out, pull = jax.vjp(functools.partial(at, reverse), *diff)
+        out, vjp = jax.vjp(functools.partial(at, reverse), *diff)
+        pull = jax.tree_util.Partial(_pull_reverse, vjp)
     return out, (pull, tuple(chosen), len(values))
 
 
 def _choose_bwd(reverse, forward, treedef, residuals, cotangent):
     pull, chosen, n_leaves = residuals
-    pulled = pull(jax.tree.map(_instantiate, cotangent, is_leaf=_is_symbolic_zero))
+    pulled = pull(cotangent)
     out: list = [None] * n_leaves
     for i, c in zip(chosen, pulled):
         out[i] = c
@@ -71,20 +83,30 @@ _choose.defvjp(_choose_fwd, _choose_bwd, symbolic_zeros=True)
 
 
 def _contract(shape: tuple, kept: tuple, columns: list, cotangent) -> list:
-    """[ct . dy/dtheta] for the derivative's floating and complex outputs `kept` (`columns`):
-    the transpose of the map s -> s dy/dtheta, which follows JAX's convention for complex
-    outputs, as the cotangent of theta (of `shape`)."""
-    leaves = jax.tree.leaves(cotangent)
-
-    def push(s):
-        return [s.astype(c.dtype) * c for c in columns]
-
-    (g,) = jax.linear_transpose(push, jnp.zeros((), columns[0].real.dtype))([leaves[i] for i in kept])
+    """[ct . dy/dtheta] for the derivative's floating and complex outputs `kept` (`columns`), as
+    the cotangent of theta (of `shape`): sum Re(ct dy/dtheta), JAX's convention for complex
+    outputs (the transpose of s -> s dy/dtheta). Outputs the caller does not differentiate
+    (symbolic zeros) are skipped, and so are entries whose cotangent is zero: forward mode
+    also differentiates what no one reads, and an infinite slope there must not spoil the rest.
+    """
+    leaves = jax.tree.leaves(cotangent, is_leaf=_is_symbolic_zero)
+    g = jnp.zeros((), columns[0].real.dtype)
+    for i, column in zip(kept, columns):
+        ct = leaves[i]
+        if _is_symbolic_zero(ct):
+            continue
+        terms = jnp.where(ct != 0, ct * column, 0)
+        g = g + jnp.sum(jnp.real(terms))
     return [jnp.reshape(g, shape)]
 
 
 def _is_symbolic_zero(x) -> bool:
     return isinstance(x, jax.custom_derivatives.SymbolicZero)
+
+
+def _pull_reverse(vjp: Callable, cotangent) -> list:
+    """The reverse-mode pullback, given the cotangent with its symbolic zeros as zeros."""
+    return list(vjp(jax.tree.map(_instantiate, cotangent, is_leaf=_is_symbolic_zero)))
 
 
 def _instantiate(x):

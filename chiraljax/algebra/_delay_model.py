@@ -97,6 +97,10 @@ class DelayPlan:
       (then the traces are interpolated, cubically).
     - `save_trace`: whether every step is kept (False when only the end points are saved).
     - `n_trajectories`: phase-noise trajectories (0 without dephasing).
+    - `adjoint`: how `jax.grad` goes through the solve ('auto': forward mode when one real
+      number of the network is differentiated, reverse mode through the kernel's scan
+      otherwise, `simulate` decides; 'reverse' and 'forward': JAX's own modes, so `jax.jvp`
+      and `jax.jacfwd` work too).
     """
 
     t0: float
@@ -108,6 +112,7 @@ class DelayPlan:
     ts_index: tuple[int, ...] | None
     save_trace: bool
     n_trajectories: int
+    adjoint: str = "auto"
 
 
 def _on_grid(offsets: np.ndarray, dt: float) -> np.ndarray:
@@ -231,6 +236,7 @@ def plan_delay(
     dt: float | None = None,
     max_delay: float | None = None,
     n_trajectories: int | None = None,
+    adjoint: str = "auto",
 ) -> DelayPlan:
     """Validate a Network for the delay kernel and fix the static parts of the solve.
 
@@ -244,6 +250,7 @@ def plan_delay(
     - `dt`: the step (default: the rule of the module docstring).
     - `max_delay`: the longest delay when some delay is traced (default `t1 - t0`).
     - `n_trajectories`: phase-noise trajectories when some emitter dephases (default 256).
+    - `adjoint`: how `jax.grad` goes through the kernel (see `DelayPlan`).
 
     **Returns:** a `DelayPlan`.
     """
@@ -344,7 +351,7 @@ def plan_delay(
         n_traj = 0
 
     plan = DelayPlan(
-        t0f, dt, n_steps, max_delay, instantaneous, _check_scatterers(network), ts_index, save_trace, n_traj
+        t0f, dt, n_steps, max_delay, instantaneous, _check_scatterers(network), ts_index, save_trace, n_traj, adjoint
     )
     ends = concrete(network.end_reflections)
     reflectors = len(network.scatterers) + (2 if ends is None else int(np.count_nonzero(ends)))

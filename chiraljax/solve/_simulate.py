@@ -14,7 +14,7 @@ import functools
 import inspect
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import equinox as eqx
@@ -34,6 +34,7 @@ from chiraljax.algebra._markov import (
     compile_markov,
     required_excitations,
 )
+from chiraljax.kernels._adjoint import differentiated
 from chiraljax.kernels._lindblad import LindbladSolution, solve_markov
 from chiraljax.kernels._runge_kutta import SAVES_PER_STEP
 from chiraljax.network._network import Network
@@ -291,7 +292,16 @@ def _batched(x) -> bool:
 def _delay_impl(network: Network, t0, t1, ts, plan, key) -> Result:
     from chiraljax.algebra._delay_model import simulate_delay
 
-    return simulate_delay(network, t0, t1, ts, key=key, plan=plan)
+    if plan.adjoint != "auto":
+        return simulate_delay(network, t0, t1, ts, key=key, plan=plan)
+    # 'auto' decides on the network's own numbers (one rate is one number here, two entries of
+    # the kernel's rate table); the kernel inside then runs without a rule of its own
+    inner = replace(plan, adjoint="reverse")
+
+    def run(network, t0, t1, ts, key):
+        return simulate_delay(network, t0, t1, ts, key=key, plan=inner)
+
+    return differentiated(run, run, (network, t0, t1, ts, key))
 
 
 _delay = eqx.filter_jit(_delay_impl)
@@ -401,6 +411,7 @@ def simulate(
             dt=method.dt,
             max_delay=method.max_delay,
             n_trajectories=method.trajectories,
+            adjoint=method.adjoint,
         )
         t0, t1 = (as_dtype(x, float) for x in t_span)
         run = functools.partial(_delay, network, t0, t1, as_dtype(ts, float), plan, method.key)
