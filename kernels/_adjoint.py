@@ -63,7 +63,8 @@ def _choose_fwd(reverse, forward, treedef, *primals):
         out, column = jax.jvp(functools.partial(at, forward), diff, [jnp.ones_like(x)])
         columns = jax.tree.leaves(column)
         kept = tuple(i for i, c in enumerate(columns) if jnp.issubdtype(c.dtype, jnp.inexact))
-        pull = jax.tree_util.Partial(functools.partial(_contract, np.shape(x), kept), [columns[i] for i in kept])
+        theta = (np.shape(x), jnp.result_type(x))
+        pull = jax.tree_util.Partial(functools.partial(_contract, theta, kept), [columns[i] for i in kept])
     else:
         out, vjp = jax.vjp(functools.partial(at, reverse), *diff)
         pull = jax.tree_util.Partial(_pull_reverse, vjp)
@@ -82,21 +83,22 @@ def _choose_bwd(reverse, forward, treedef, residuals, cotangent):
 _choose.defvjp(_choose_fwd, _choose_bwd, symbolic_zeros=True)
 
 
-def _contract(shape: tuple, kept: tuple, columns: list, cotangent) -> list:
+def _contract(theta: tuple, kept: tuple, columns: list, cotangent) -> list:
     """[ct . dy/dtheta] for the derivative's floating and complex outputs `kept` (`columns`), as
-    the cotangent of theta (of `shape`): sum Re(ct dy/dtheta), JAX's convention for complex
+    the cotangent of theta (`theta`: its shape and dtype): sum Re(ct dy/dtheta), JAX's convention for complex
     outputs (the transpose of s -> s dy/dtheta). Outputs the caller does not differentiate
     (symbolic zeros) are skipped, and so are entries whose cotangent is zero: forward mode
     also differentiates what no one reads, and an infinite slope there must not spoil the rest.
     """
+    shape, dtype = theta
     leaves = jax.tree.leaves(cotangent, is_leaf=_is_symbolic_zero)
-    g = jnp.zeros((), columns[0].real.dtype)
+    g = jnp.zeros((), dtype)
     for i, column in zip(kept, columns):
         ct = leaves[i]
         if _is_symbolic_zero(ct):
             continue
         terms = jnp.where(ct != 0, ct * column, 0)
-        g = g + jnp.sum(jnp.real(terms))
+        g = g + jnp.sum(jnp.real(terms)).astype(dtype)
     return [jnp.reshape(g, shape)]
 
 
