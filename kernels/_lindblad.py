@@ -392,8 +392,11 @@ def _solve_markov(
 
 
 def _solve_markov_chosen(*args, layout, stepping: Stepping):
-    """`_solve_markov`, differentiated as `stepping.adjoint` says; 'auto' picks forward mode for
-    one or two real numbers and the discrete adjoint otherwise (`kernels._adjoint`)."""
+    """`_solve_markov`, differentiated as `stepping.adjoint` says; for adaptive steps 'auto'
+    picks forward mode for one real number and the discrete adjoint otherwise
+    (`kernels._adjoint`); fixed steps keep JAX's own modes (so `jax.hessian` goes through)."""
+    if stepping.steps is not None:  # fixed steps: JAX's own modes (reverse through a scan)
+        return _solve_markov(*args, layout=layout, stepping=stepping._replace(adjoint="reverse"))
     if stepping.adjoint != "auto":
         return _solve_markov(*args, layout=layout, stepping=stepping)
     reverse = functools.partial(_solve_markov, layout=layout, stepping=stepping._replace(adjoint="reverse"))

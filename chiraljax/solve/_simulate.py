@@ -280,6 +280,23 @@ def _check_mode_norms(model: LindbladModel, norms: np.ndarray, t0, t1) -> None:
         )
 
 
+def _under_forward_mode(tree: Any) -> bool:
+    """True when `tree` is differentiated by forward mode (`jax.jvp`, `jax.jacfwd`, the outer
+    level of `jax.hessian` around this call: a JVP tracer in some leaf's chain; `jax.grad` goes
+    by linearization instead, with JAX's direct linearization). An 'auto' adjoint then steps
+    aside for forward mode through the solver, which `jvp` accepts and the rule 'auto' gives
+    `grad` would refuse. Without direct linearization `grad` uses JVP tracers too: False."""
+    jvp_tracer = getattr(jax.interpreters.ad, "JVPTracer", None)
+    if jvp_tracer is None or not getattr(jax.config, "jax_use_direct_linearize", False):
+        return False
+    for x in jax.tree.leaves(tree):
+        while isinstance(x, jax.core.Tracer):
+            if type(x) is jvp_tracer:
+                return True
+            x = getattr(x, "primal", getattr(x, "val", None))
+    return False
+
+
 def _batched(x) -> bool:
     """True when x is (or wraps) a value batched by vmap (a tracer with a batch dimension)."""
     while isinstance(x, jax.core.Tracer):
@@ -358,6 +375,8 @@ def simulate(
         )
         require(not options, f"simulate: give the solver options ({', '.join(sorted(options))}) in method=, not both")
     require(len(t_span) == 2, f"simulate: t_span must be (t0, t1), got {t_span!r}")
+    if getattr(method, "adjoint", None) == "auto" and _under_forward_mode((network, t_span, ts)):
+        method = replace(method, adjoint="forward")
     c0, c1 = concrete(t_span[0]), concrete(t_span[1])
     known = c0 is not None and c1 is not None
     if known:

@@ -246,8 +246,8 @@ def test_a_gradient_in_one_number_goes_by_forward_mode_and_matches_the_bound_sta
     """The trapped population |c(inf)|^2 = (1 + Gamma tau / 2)^-2 has the slope
     d/dGamma = -tau (1 + Gamma tau / 2)^-3 (-8/27 at Gamma = tau = 1). Under 'auto' (the
     default) `jax.grad` in the one rate goes by forward mode; reverse mode through the scan and
-    forward mode through it (`jax.jvp`, adjoint='forward') give the same derivative of the
-    same discrete solution."""
+    `jax.jvp` of the default (which 'auto' leaves to JAX's forward mode) give the same
+    derivative of the same discrete solution."""
 
     def trapped(rate, adjoint):
         net = mirror_network().with_parameters({"ports.p.rate": rate})
@@ -256,10 +256,23 @@ def test_a_gradient_in_one_number_goes_by_forward_mode_and_matches_the_bound_sta
 
     auto = float(jax.jit(jax.grad(lambda r: trapped(r, "auto")))(1.0))
     reverse = float(jax.jit(jax.grad(lambda r: trapped(r, "reverse")))(1.0))
-    _, forward = jax.jit(lambda r: jax.jvp(lambda x: trapped(x, "forward"), (r,), (1.0,)))(1.0)
+    _, forward = jax.jit(lambda r: jax.jvp(lambda x: trapped(x, "auto"), (r,), (1.0,)))(1.0)
     assert auto == pytest.approx(-8 / 27, abs=1e-7)
     assert auto == pytest.approx(reverse, rel=1e-10)
     assert float(forward) == pytest.approx(reverse, rel=1e-10)
+
+
+@pytest.mark.slow  # about 10 s of compilation
+def test_the_bound_state_curvature_by_forward_over_reverse():
+    """`jax.hessian` (forward over reverse) of the default method: 'auto' steps aside, and the
+    curvature is (3 tau^2 / 4) (1 + Gamma tau / 2)^-4 = 8/27 at Gamma = tau = 1."""
+    net = mirror_network()
+
+    def trapped(rate):
+        changed = net.with_parameters({"ports.p.rate": rate})
+        return cj.simulate(changed, (0.0, MIRROR_T), n_save=2, method=cj.Delay(dt=MIRROR_DT)).final_population("a")
+
+    assert float(jax.jit(jax.hessian(trapped))(1.0)) == pytest.approx(8 / 27, abs=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------
