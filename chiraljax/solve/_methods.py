@@ -34,12 +34,13 @@ class AbstractLindblad:
       new kind of problem. Save times on the step ends are read there; save times anywhere
       else from the method's interpolant (a step holding more than 8 of them is cut and
       finished by a second step).
-    - `adjoint`: how solves are differentiated. 'auto' (`jax.grad`): forward mode when one or
-      two real numbers are differentiated (a value-and-gradient then costs about 2.7-2.8
-      forward solves), the discrete adjoint of the accepted steps otherwise (about 4); 'reverse'
-      (`jax.grad`): always the discrete adjoint; 'forward' (`jax.jvp`, `jax.jacfwd`): forward
-      mode through the solver's loop. All three differentiate the computed solution with the
-      step sizes held fixed.
+    - `adjoint`: how adaptive solves are differentiated. 'auto': `jax.grad` in one real number
+      by forward mode (a value-and-gradient then costs about 2.5-3 forward solves), in several
+      by the discrete adjoint of the accepted steps (about 4), and under `jax.jvp`,
+      `jax.jacfwd` forward mode through the solver's loop; 'reverse': always the discrete
+      adjoint; 'forward': always forward mode through the loop (also for a `jax.jacfwd` with
+      a `jax.jit` inside it, which hides the forward mode from 'auto'). All differentiate the
+      computed solution with the step sizes held fixed. Fixed steps use JAX's own modes.
     - `checkpoints`: how many accepted steps the reverse pass can record (memory: one state
       each, and its 14 stages for states of at most 256 numbers); a solve with more steps gets
       a NaN gradient. The tape is allocated on every differentiated solve, so a smaller value
@@ -121,8 +122,9 @@ class Delay:
     - `adjoint`: how `jax.grad` goes through the kernel: 'auto' by forward mode when one real
       number of the network is differentiated (a value-and-gradient then costs about 2.3
       solves against about 10 for reverse mode through the checkpointed scan), by reverse mode
-      otherwise; 'reverse' or 'forward' (for `jax.jvp` and `jax.jacfwd`, which 'auto' does
-      not support): JAX's own reverse and forward mode through the scan, both available.
+      otherwise, JAX's forward mode under `jax.jvp`, `jax.jacfwd`, `jax.hessian`; 'reverse' or
+      'forward': JAX's own reverse and forward mode through the scan, both available (for a
+      `jax.jacfwd` with a `jax.jit` inside it, which hides the forward mode from 'auto').
     """
 
     dt: float | None = None
