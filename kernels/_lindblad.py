@@ -394,8 +394,9 @@ def _solve_markov(
 def _solve_markov_chosen(*args, layout, stepping: Stepping):
     """`_solve_markov`, differentiated as `stepping.adjoint` says; for adaptive steps 'auto'
     picks forward mode for one real number and the discrete adjoint otherwise
-    (`kernels._adjoint`); fixed steps keep JAX's own modes (so `jax.hessian` goes through)."""
-    if stepping.steps is not None:  # fixed steps: JAX's own modes (reverse through a scan)
+    (`kernels._adjoint`); for fixed steps it is 'reverse' (on step ends a scan that JAX
+    differentiates both ways, so `jax.hessian` goes through)."""
+    if stepping.adjoint == "auto" and stepping.steps is not None:  # as before 'auto' existed
         return _solve_markov(*args, layout=layout, stepping=stepping._replace(adjoint="reverse"))
     if stepping.adjoint != "auto":
         return _solve_markov(*args, layout=layout, stepping=stepping)
