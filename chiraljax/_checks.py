@@ -36,6 +36,7 @@ __all__ = [
     "require",
     "require_finite",
     "safe_sqrt",
+    "tracing",
 ]
 
 
@@ -67,12 +68,12 @@ def as_dtype(value: Any, dtype: Any) -> Any:
     """`value` as a JAX array of `dtype`, converted on the host when it is concrete outside a
     trace (see `as_array`), in the trace otherwise."""
     known = concrete(value)
-    if known is None or _tracing():
+    if known is None or tracing():
         return jnp.asarray(value, dtype=dtype)
     return jax.device_put(np.asarray(known, dtype=dtype))
 
 
-def _tracing() -> bool:
+def tracing() -> bool:
     """True inside a JAX transformation (jit, vmap, grad), where values become part of the
     trace; True too when JAX cannot say (the traced path is right everywhere)."""
     try:
