@@ -396,7 +396,7 @@ def _solve_markov_chosen(*args, layout, stepping: Stepping):
     picks forward mode for one real number and the discrete adjoint otherwise
     (`kernels._adjoint`); for fixed steps it is 'reverse' (on step ends a scan that JAX
     differentiates both ways, so `jax.hessian` goes through)."""
-    if stepping.adjoint == "auto" and stepping.steps is not None:  # as before 'auto' existed
+    if stepping.adjoint == "auto" and stepping.steps is not None:
         return _solve_markov(*args, layout=layout, stepping=stepping._replace(adjoint="reverse"))
     if stepping.adjoint != "auto":
         return _solve_markov(*args, layout=layout, stepping=stepping)

@@ -40,7 +40,8 @@ class AbstractLindblad:
       `jax.jacfwd` forward mode through the solver's loop; 'reverse': always the discrete
       adjoint; 'forward': always forward mode through the loop (also for a `jax.jacfwd` with
       a `jax.jit` inside it, which hides the forward mode from 'auto'). All differentiate the
-      computed solution with the step sizes held fixed. Fixed steps use JAX's own modes.
+      computed solution with the step sizes held fixed. Under 'auto' fixed steps take 'reverse'
+      (with the save times on step ends a scan, which JAX differentiates both ways).
     - `checkpoints`: how many accepted steps the reverse pass can record (memory: one state
       each, and its 14 stages for states of at most 256 numbers); a solve with more steps gets
       a NaN gradient. The tape is allocated on every differentiated solve, so a smaller value
