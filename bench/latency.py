@@ -76,6 +76,8 @@ def loop(fn, n):
 P = float(cj.simulate(net, T_SPAN).final_population("A1", "B1"))
 warm = loop(lambda: float(cj.simulate(net, T_SPAN).final_population("A1", "B1")), REPEATS)
 forward_end = loop(lambda: float(cj.simulate(net, T_SPAN, n_save=2).final_population("A1", "B1")), REPEATS)
+# "change something, ask again": the network written anew for every answer
+rebuilt = loop(lambda: float(cj.simulate(anchor_network(M), T_SPAN).final_population("A1", "B1")), REPEATS)
 
 def transfer(eta):
     res = cj.simulate(net.with_parameters({"links.1.transmission": eta}), T_SPAN, n_save=2)
@@ -96,6 +98,7 @@ def transfer_forward_mode(eta):
 jit_jvp = jax.jit(lambda e: jax.jvp(transfer_forward_mode, (e,), (1.0,)))
 jit_d = loop(lambda: jax.block_until_ready(jit_jvp(0.6)), REPEATS)
 print(json.dumps({"warm_simulate_s": warm, "warm_simulate_end_only_s": forward_end,
+                  "network_built_and_simulated_s": rebuilt,
                   "warm_value_and_grad_s": warm_grad, "value_and_grad_over_forward": warm_grad / eager_forward,
                   "jit_forward_s": jit_f, "jit_value_and_grad_s": jit_g, "jit_value_and_grad_over_forward": jit_g / jit_f,
                   "jit_forward_mode_derivative_over_forward": jit_d / jit_f,
@@ -225,6 +228,7 @@ def main(argv: list[str]) -> None:
                 f"M = {M}: first simulate {e['first_simulate_s']:.2f} s (warm cache {c['first_simulate_s']:.2f} s), "
                 f"first value+grad {e['first_value_and_grad_s']:.2f} s; warm simulate {1e3 * w['warm_simulate_s']:.2f} ms "
                 f"(P - ref = {w['P_error']:.1e}), end-only {1e3 * w['warm_simulate_end_only_s']:.2f} ms, "
+                f"network built anew each time {1e3 * w['network_built_and_simulated_s']:.2f} ms, "
                 f"value+grad = {w['value_and_grad_over_forward']:.1f} forward solves "
                 f"({w['jit_value_and_grad_over_forward']:.1f} jitted, forward mode "
                 f"{w['jit_forward_mode_derivative_over_forward']:.1f}); "
