@@ -66,20 +66,23 @@ def _suggest(name: str, known) -> str:
 
 def _real(owner: str, field: str, value, *, low: float | None = None, high: float | None = None):
     arr = concrete(value)
+    # the messages are formatted on failure only (printing an array costs more than the checks)
     if arr is not None:
-        require(np.isrealobj(arr) or not np.any(np.iscomplex(arr)), f"{owner}: {field} must be real, got {arr}")
-        require(bool(np.all(np.isfinite(arr))), f"{owner}: {field} must be finite, got {arr}")
-        if low is not None:
-            require(bool(np.all(arr.real >= low)), f"{owner}: {field} must be >= {low}, got {arr.real}")
-        if high is not None:
-            require(bool(np.all(arr.real <= high)), f"{owner}: {field} must be <= {high}, got {arr.real}")
+        if not (np.isrealobj(arr) or not np.any(np.iscomplex(arr))):
+            require(False, f"{owner}: {field} must be real, got {arr}")
+        if not np.all(np.isfinite(arr)):
+            require(False, f"{owner}: {field} must be finite, got {arr}")
+        if low is not None and not np.all(arr.real >= low):
+            require(False, f"{owner}: {field} must be >= {low}, got {arr.real}")
+        if high is not None and not np.all(arr.real <= high):
+            require(False, f"{owner}: {field} must be <= {high}, got {arr.real}")
     return as_array(value, float)
 
 
 def _complex(owner: str, field: str, value):
     arr = concrete(value)
-    if arr is not None:
-        require(bool(np.all(np.isfinite(arr))), f"{owner}: {field} must be finite, got {arr}")
+    if arr is not None and not np.all(np.isfinite(arr)):
+        require(False, f"{owner}: {field} must be finite, got {arr}")
     return as_array(value, complex)
 
 
@@ -379,10 +382,10 @@ class Network(eqx.Module):
             if p.control is not None:
                 _require_known(p.control, self.controls, f"Port {p.name!r}: unknown control {p.control!r}")
         positions = [el.position for el in self.elements]
-        require(
-            len(set(positions)) == len(positions),
-            f"Network: two elements share a position ({positions}); every port and scatterer needs its own",
-        )
+        if len(set(positions)) != len(positions):
+            require(
+                False, f"Network: two elements share a position ({positions}); every port and scatterer needs its own"
+            )
         require(
             len(self.links) == max(len(positions) - 1, 0),
             f"Network: {len(positions)} elements on the line need {max(len(positions) - 1, 0)} links, "
