@@ -208,3 +208,24 @@ def test_markov_solvers_refuse_reflections():
     )
     with pytest.raises(ValidationError, match=r"non-Markovian; use representation='delay'"):
         cj.simulate(net, (0.0, 1.0), representation="sector")
+
+
+def test_concrete_numbers_stay_on_the_host_until_a_computation_reads_them():
+    """Every concrete number of a network (and of one made by `with_parameters`) is a NumPy
+    array: placing 42 numbers on the device one by one made building a two-module network
+    take 4.4 ms. Inside a trace the replaced number is the tracer itself."""
+    import jax
+
+    from chiraljax.experiment._references import chiral_transfer_network
+
+    net = chiral_transfer_network(2, 0.6, 1e-3, 1e-3)
+    changed = net.with_parameters({"links.1.transmission": 0.5, "ports.pA0.rate": 0.9})
+    for network in (net, changed):
+        leaves = jax.tree.leaves(network)
+        assert len(leaves) > 40
+        assert all(isinstance(x, np.ndarray) for x in leaves)
+    assert float(changed.parameters()["links.1.transmission"]) == 0.5
+    traced = jax.jit(
+        lambda eta: net.with_parameters({"links.1.transmission": eta}).parameters()["links.1.transmission"]
+    )
+    assert float(traced(0.25)) == 0.25
