@@ -1,5 +1,6 @@
 """How a solve is differentiated in reverse mode when the caller says 'auto': by forward mode
-when one real number is differentiated, by the discrete adjoint otherwise.
+when one real number is differentiated, by the solve's own reverse mode otherwise (the discrete
+adjoint of a Lindblad solve, JAX's reverse mode through the delay kernel's scan).
 
 `jax.grad` of a solve wants the vector-Jacobian product ct . J of its outputs y(theta). With p
 real numbers theta perturbed (JAX says which: a `custom_vjp` with symbolic zeros), forward mode
@@ -85,11 +86,11 @@ _choose.defvjp(_choose_fwd, _choose_bwd, symbolic_zeros=True)
 
 def _contract(theta: tuple, kept: tuple, columns: list, cotangent) -> list:
     """[ct . dy/dtheta] for the derivative's floating and complex outputs `kept` (`columns`), as
-    the cotangent of theta (`theta`: its shape and dtype): sum Re(ct dy/dtheta), JAX's convention for complex
-    outputs (the transpose of s -> s dy/dtheta). Outputs the caller does not differentiate
-    (symbolic zeros) are skipped, and so are entries whose cotangent is zero: forward mode
-    also differentiates what no one reads, and an infinite slope there must not spoil the rest.
-    """
+    the cotangent of theta (`theta`: its shape and dtype): sum Re(ct dy/dtheta), JAX's
+    convention for complex outputs (the transpose of s -> s dy/dtheta). Outputs the caller does
+    not differentiate (symbolic zeros) are skipped, and so are entries whose cotangent is zero:
+    forward mode also differentiates what no one reads, and an infinite slope there must not
+    spoil the rest."""
     shape, dtype = theta
     leaves = jax.tree.leaves(cotangent, is_leaf=_is_symbolic_zero)
     g = jnp.zeros((), dtype)

@@ -68,21 +68,21 @@ def _real(owner: str, field: str, value, *, low: float | None = None, high: floa
     arr = concrete(value)
     # the messages are formatted on failure only (printing an array costs more than the checks)
     if arr is not None:
-        if not (np.isrealobj(arr) or not np.any(np.iscomplex(arr))):
-            require(False, f"{owner}: {field} must be real, got {arr}")
+        if not np.isrealobj(arr) and np.any(np.iscomplex(arr)):
+            raise ValidationError(f"{owner}: {field} must be real, got {arr}")
         if not np.all(np.isfinite(arr)):
-            require(False, f"{owner}: {field} must be finite, got {arr}")
+            raise ValidationError(f"{owner}: {field} must be finite, got {arr}")
         if low is not None and not np.all(arr.real >= low):
-            require(False, f"{owner}: {field} must be >= {low}, got {arr.real}")
+            raise ValidationError(f"{owner}: {field} must be >= {low}, got {arr.real}")
         if high is not None and not np.all(arr.real <= high):
-            require(False, f"{owner}: {field} must be <= {high}, got {arr.real}")
+            raise ValidationError(f"{owner}: {field} must be <= {high}, got {arr.real}")
     return as_array(value, float)
 
 
 def _complex(owner: str, field: str, value):
     arr = concrete(value)
     if arr is not None and not np.all(np.isfinite(arr)):
-        require(False, f"{owner}: {field} must be finite, got {arr}")
+        raise ValidationError(f"{owner}: {field} must be finite, got {arr}")
     return as_array(value, complex)
 
 

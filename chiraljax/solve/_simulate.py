@@ -375,7 +375,7 @@ def simulate(
         )
         require(not options, f"simulate: give the solver options ({', '.join(sorted(options))}) in method=, not both")
     require(len(t_span) == 2, f"simulate: t_span must be (t0, t1), got {t_span!r}")
-    if getattr(method, "adjoint", None) == "auto" and _under_forward_mode((network, t_span, ts)):
+    if method.adjoint == "auto" and _under_forward_mode((network, t_span, ts)):
         method = replace(method, adjoint="forward")
     c0, c1 = concrete(t_span[0]), concrete(t_span[1])
     known = c0 is not None and c1 is not None
