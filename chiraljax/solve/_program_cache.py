@@ -32,9 +32,10 @@ import numpy as np
 
 from chiraljax._files import write_atomic
 from chiraljax.solve._cache import compilation_cache_dir
+from chiraljax.solve._tiers import TieredProgram
 
 _PACKAGE_ROOTS = ("chiraljax",)
-_LOADED: dict[str, Any] = {}  # key -> jitted call, or None after a failure (not tried again)
+_LOADED: dict[str, Any] = {}  # key -> its `TieredProgram`, or None after a failure (not tried again)
 _LOWERED: set[str] = set()  # keys whose call has been lowered (its first call is behind it)
 _LAPACK_FREE: set[str] = set()  # keys whose program calls no LAPACK routine
 _PATCHING = threading.RLock()  # one thread at a time swaps JAX's LAPACK hook (`_lapack_setup_skipped`)
@@ -151,7 +152,8 @@ def _unpack(arguments: tuple, dtypes: tuple, places: tuple) -> list:
 
 
 def _load_or_export(key: str, folder: Path, fn: Callable, treedef, leaves: list, packing: tuple) -> Callable:
-    """The jitted call of the exported program (deserialized from `folder`, or exported now)."""
+    """The call of the exported program (deserialized from `folder`, or exported now), compiled
+    quick first and optimized later (`TieredProgram`)."""
     if key in _LOADED:
         return _LOADED[key]
     path = folder / f"{key}.stablehlo"
@@ -170,7 +172,7 @@ def _load_or_export(key: str, folder: Path, fn: Callable, treedef, leaves: list,
         write_atomic(path, lambda handle: handle.write(serialized))
     if b"lapack" not in bytes(serialized):
         _LAPACK_FREE.add(key)
-    _LOADED[key] = jax.jit(exported.call)
+    _LOADED[key] = TieredProgram(jax.jit(exported.call), folder / f"{key}.optimized")
     return _LOADED[key]
 
 

@@ -170,7 +170,9 @@ def test_a_repeated_call_goes_straight_to_the_kernel(monkeypatch):
             net.with_parameters({"links.1.transmission": eta}), TRANSFER_WINDOW, n_save=5
         ).final_population(*RECEIVER)
     )
-    assert abs(float(population(0.6)) - float(first.final_population(*RECEIVER))) < 1e-12
+    # another compiled program of the same solve: rounding may differ, and with it an adaptive
+    # step or two, so the two agree to the default tolerance (atol 1e-10)
+    assert abs(float(population(0.6)) - float(first.final_population(*RECEIVER))) < 1e-10
     assert np.isfinite(float(population(0.5))) and len(checks) == 3
 
 
