@@ -65,7 +65,7 @@ def _choose_fwd(reverse, forward, treedef, *primals):
         columns = jax.tree.leaves(column)
         kept = tuple(i for i, c in enumerate(columns) if jnp.issubdtype(c.dtype, jnp.inexact))
         theta = (np.shape(x), jnp.result_type(x))
-        pull = jax.tree_util.Partial(functools.partial(_contract, theta, kept), [columns[i] for i in kept])
+        pull = jax.tree_util.Partial(functools.partial(contract, theta, kept), [columns[i] for i in kept])
     else:
         out, vjp = jax.vjp(functools.partial(at, reverse), *diff)
         pull = jax.tree_util.Partial(_pull_reverse, vjp)
@@ -84,7 +84,7 @@ def _choose_bwd(reverse, forward, treedef, residuals, cotangent):
 _choose.defvjp(_choose_fwd, _choose_bwd, symbolic_zeros=True)
 
 
-def _contract(theta: tuple, kept: tuple, columns: list, cotangent) -> list:
+def contract(theta: tuple, kept: tuple, columns: list, cotangent) -> list:
     """[ct . dy/dtheta] for the derivative's floating and complex outputs `kept` (`columns`), as
     the cotangent of theta (`theta`: its shape and dtype): sum Re(ct dy/dtheta), JAX's
     convention for complex outputs (the transpose of s -> s dy/dtheta). Outputs the caller does

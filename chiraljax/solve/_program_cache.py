@@ -85,13 +85,14 @@ def _aval(x) -> tuple:
 
 
 @functools.lru_cache(maxsize=256)
-def _key(name: str, statics: Any, treedef, avals: tuple) -> str:
+def _key(name: str, statics: Any, treedef, avals: tuple, packing: tuple) -> str:
     text = repr(
         (
             name,
             statics,
             str(treedef),
             [(tuple(s), str(d), bool(w)) for s, d, w in avals],
+            packing,  # which leaves travel packed: the exported program's signature
             jax.__version__,
             jax.default_backend(),
             _source_hash(),
@@ -227,7 +228,7 @@ def bind_cached(name: str, fn: Callable, args: tuple, statics: Any) -> Callable[
     packing = _PACKINGS.get((treedef, avals))
     if packing is None:
         packing = _PACKINGS[(treedef, avals)] = _packing(leaves)
-    key = _key(name, statics, treedef, avals)
+    key = _key(name, statics, treedef, avals, packing)
     try:
         call = _load_or_export(key, Path(folder) / "programs", fn, treedef, leaves, packing)
         if call is None:

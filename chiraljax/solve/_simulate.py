@@ -38,6 +38,7 @@ from chiraljax.kernels._adjoint import differentiated
 from chiraljax.kernels._lindblad import LindbladSolution, solve_markov
 from chiraljax.kernels._runge_kutta import SAVES_PER_STEP
 from chiraljax.network._network import Network
+from chiraljax.solve._eager_derivative import forward_column_solve
 from chiraljax.solve._methods import METHODS, Delay, Full, Method, Sector
 from chiraljax.solve._program_cache import bind_cached
 from chiraljax.solve._result import Result
@@ -225,6 +226,8 @@ def _run_markov(call: _MarkovCall) -> Result:
     model = plan.model
     kept = call.kept_program()
     out = None if kept is None else kept()
+    if kept is None and method.adjoint in ("auto", "forward"):
+        out = forward_column_solve(args, plan.layout, stepping, plan.stable_layout)
     if out is None:
         sol, error, in_flight = solve_markov(*args, layout=plan.layout, stepping=stepping)
     else:

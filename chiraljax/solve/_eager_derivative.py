@@ -1,0 +1,160 @@
+"""An eager derivative in one real number, through a kept program.
+
+A physicist's first gradient is usually `jax.value_and_grad(f)(x)` with f a function that
+builds a network from x and calls `simulate`, run eagerly (no `jax.jit` around it). JAX then
+linearizes the kernel's call on every evaluation (~60 argument leaves, 3-5 ms of Python at two
+modules), and it compiles the differentiated kernel afresh in every process (about 1 s).
+
+When exactly one kernel argument is traced, that argument is one real number, and its tracer
+belongs to an eager `jax.grad` / `jax.vjp` (a linearize tracer) or `jax.jvp` / `jax.jacfwd` (a
+JVP tracer) whose primal value is concrete, the derivative has one column,
+
+    dy/dx = the tangent of the solve y(x) in the direction dx = 1,
+
+which forward mode through the solver computes alongside y (`adjoint="forward"`; about 1.7
+forward solves). That computation is a function of concrete numbers, so it runs as a kept
+program (`chiraljax.solve._program_cache`: traced once per argument layout and kept on disk,
+compiled quick first and optimized once it is called again), and JAX only sees a `custom_jvp`
+whose tangent is dy/dx times the incoming tangent dx. Reverse mode then transposes that product:
+nothing of the solver is linearized or transposed per call.
+
+Anything else (several traced numbers, a jit, vmap or a second derivative around the call, the
+caches switched off) takes the ordinary path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from chiraljax.kernels._adjoint import contract
+from chiraljax.kernels._lindblad import solve_markov
+from chiraljax.solve._program_cache import bind_cached
+
+_TANGENT_TRACERS = ("JVPTracer", "LinearizeTracer")
+
+
+def _eager_number(x: Any) -> Any:
+    """The concrete primal of `x` when `x` is the tracer of an eager forward- or reverse-mode
+    derivative in one real number (a float scalar); None otherwise."""
+    if type(x).__name__ not in _TANGENT_TRACERS or np.shape(x) != ():
+        return None
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        return None
+    primal = getattr(x, "primal", None)
+    if primal is None or isinstance(primal, jax.core.Tracer):
+        return None
+    return np.asarray(primal, dtype=x.dtype)
+
+
+def forward_column_solve(args: tuple, layout: Any, stepping: Any, stable_layout: Any) -> list | None:
+    """The leaves of `solve_markov(*args)`, differentiable in the one traced number of `args`
+    by a kept program that computes the solve and its derivative column together; None when
+    the call does not qualify (see the module docstring) and must take the ordinary path.
+
+    **Arguments:**
+
+    - `args`, `layout`, `stepping`: the kernel's arguments and static settings.
+    - `stable_layout`: the layout's hashable key for the kept program (`MarkovPlan.stable_layout`).
+    """
+    leaves, treedef = jax.tree.flatten(args)
+    traced = [i for i, x in enumerate(leaves) if isinstance(x, jax.core.Tracer)]
+    if len(traced) != 1:
+        return None
+    index = traced[0]
+    value = _eager_number(leaves[index])
+    if value is None:
+        return None
+    forward = stepping._replace(adjoint="forward")
+
+    def at(fn_stepping, v, leaves_=leaves):
+        substituted = list(leaves_)
+        substituted[index] = v
+        return jax.tree.leaves(
+            solve_markov(*jax.tree.unflatten(treedef, substituted), layout=layout, stepping=fn_stepping)
+        )
+
+    def column(*arguments):
+        """The solve's leaves, then dy/dx for each of its inexact leaves."""
+        values = jax.tree.leaves(arguments)
+        out, tangents = jax.jvp(lambda v: at(forward, v, values), (values[index],), (jnp.ones_like(values[index]),))
+        return out + [t for o, t in zip(out, tangents) if _inexact(o)]
+
+    concrete = list(leaves)
+    concrete[index] = value
+    run = bind_cached(
+        "markov-forward-column", column, jax.tree.unflatten(treedef, concrete), (stable_layout, forward, index)
+    )
+    out = None if run is None else run()
+    if out is None:
+        return None
+    values, columns = _split(out)
+    x = leaves[index]
+    if type(x).__name__ == "LinearizeTracer":  # reverse mode: contract the cotangent with the column
+        return _pulled_back(values, columns, x)
+    return _pushed_forward(values, columns, lambda v: at(forward, v))(x)
+
+
+def _inexact(x) -> bool:
+    return bool(jnp.issubdtype(x.dtype, jnp.inexact))
+
+
+def _scaled(column, dx):
+    """column * dx with lax's multiply (a jnp operator would stage a nested jit per leaf)."""
+    return jax.lax.mul(column, jax.lax.broadcast(jax.lax.convert_element_type(dx, column.dtype), column.shape))
+
+
+def _no_tangent(value):
+    return np.zeros(np.shape(value), jax.dtypes.float0)
+
+
+def _split(out: list) -> tuple[list, list]:
+    """(the solve's leaves, the columns of its inexact ones) from the kept program's output,
+    which lists the m leaves and then one column per inexact leaf."""
+    m = next(m for m in range(len(out) + 1) if m + sum(map(_inexact, out[:m])) == len(out))
+    return out[:m], out[m:]
+
+
+def _pushed_forward(values: list, columns: list, forward: Callable) -> Callable:
+    """x -> the solve's leaves: `values` at the concrete x the caller traces, with the tangent
+    dx times `columns` (one per inexact leaf); `forward` is the solve without the kept program,
+    for a call that turns out not to be eager."""
+
+    @jax.custom_jvp
+    def solve(x):
+        return forward(x)
+
+    @solve.defjvp
+    def solve_jvp(primals, tangents):
+        (x,), (dx,) = primals, tangents
+        if isinstance(x, jax.core.Tracer):
+            return jax.jvp(forward, (x,), (dx,))
+        column = iter(columns)
+        return values, [_scaled(next(column), dx) if _inexact(v) else _no_tangent(v) for v in values]
+
+    return solve
+
+
+def _pulled_back(values: list, columns: list, x) -> list:
+    """The solve's leaves `values` as a function of x whose vector-Jacobian product is the
+    contraction of the cotangent with `columns` (`kernels._adjoint._contract`: unread outputs
+    and zero entries of the cotangent skipped)."""
+    kept = tuple(i for i, v in enumerate(values) if _inexact(v))
+    theta = (np.shape(x), jnp.result_type(x))
+
+    @jax.custom_vjp
+    def solve(x_):
+        return values
+
+    def solve_fwd(x_):
+        return values, None
+
+    def solve_bwd(_, cotangent):
+        return tuple(contract(theta, kept, columns, cotangent))
+
+    solve.defvjp(solve_fwd, solve_bwd, symbolic_zeros=True)
+    return solve(x)

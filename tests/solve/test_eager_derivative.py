@@ -1,0 +1,94 @@
+"""An eager derivative in one real number goes through a kept program that computes the solve
+and its derivative column together (`chiraljax.solve._eager_derivative`): it equals the
+ordinary path's derivative and finite differences; anything else takes the ordinary path."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import RECEIVER, TRANSFER_WINDOW, chiral_link
+
+import chiraljax as cj
+from chiraljax.solve import _eager_derivative
+
+KEY = "links.1.transmission"
+
+
+@pytest.fixture(scope="module")
+def link():
+    return chiral_link()
+
+
+@pytest.fixture
+def kept_columns(monkeypatch):
+    """The names of the kept column programs bound during a test."""
+    names = []
+    original = _eager_derivative.bind_cached
+
+    def spy(name, *args, **kwargs):
+        names.append(name)
+        return original(name, *args, **kwargs)
+
+    monkeypatch.setattr(_eager_derivative, "bind_cached", spy)
+    return names
+
+
+def transfer(link, eta, method=None):
+    result = cj.simulate(link.with_parameters({KEY: eta}), TRANSFER_WINDOW, n_save=5, method=method)
+    return result.final_population(*RECEIVER)
+
+
+@pytest.fixture(scope="module")
+def reference(link):
+    """The value and derivative at eta = 0.6 by the ordinary path (jitted: traced, no kept
+    program), and by central finite differences."""
+    value, slope = jax.jit(jax.value_and_grad(lambda e: transfer(link, e)))(0.6)
+    step = 1e-5
+    fd = (float(transfer(link, 0.6 + step)) - float(transfer(link, 0.6 - step))) / (2 * step)
+    return float(value), float(slope), fd
+
+
+def test_an_eager_gradient_uses_the_kept_column_and_equals_the_ordinary_path(link, reference, kept_columns):
+    value, slope = jax.value_and_grad(lambda e: transfer(link, e))(0.6)
+    assert kept_columns == ["markov-forward-column"]
+    ref_value, ref_slope, fd = reference
+    # the same computed solution differentiated two ways: forward mode holds the steps fixed
+    assert float(value) == pytest.approx(ref_value, abs=1e-10)
+    assert float(slope) == pytest.approx(ref_slope, rel=1e-8)
+    assert float(slope) == pytest.approx(fd, rel=1e-6)
+
+
+def test_eager_forward_mode_and_jacfwd_give_the_same_slope(link, reference, kept_columns):
+    _, tangent = jax.jvp(lambda e: transfer(link, e), (0.6,), (1.0,))
+    jacobian = jax.jacfwd(lambda e: transfer(link, e))(0.6)
+    assert kept_columns == ["markov-forward-column"] * 2
+    assert float(tangent) == pytest.approx(reference[1], rel=1e-8)
+    assert float(jacobian) == pytest.approx(reference[1], rel=1e-8)
+
+
+def test_a_gradient_through_every_saved_population(link, kept_columns):
+    """A cotangent on the whole time series (not only the end point) is contracted too."""
+
+    def mean_receiver(eta):
+        pops = cj.simulate(link.with_parameters({KEY: eta}), TRANSFER_WINDOW, n_save=5).populations
+        return jnp.mean(pops[:, 2] + pops[:, 3])
+
+    eager = jax.grad(mean_receiver)(0.6)
+    ordinary = jax.jit(jax.grad(mean_receiver))(0.6)
+    assert kept_columns == ["markov-forward-column"]
+    assert float(eager) == pytest.approx(float(ordinary), rel=1e-8)
+
+
+def test_other_derivatives_take_the_ordinary_path(link, reference, kept_columns):
+    # two numbers
+    grads = jax.grad(lambda p: transfer(link.with_parameters({"links.0.phase": p[1]}), p[0]))(
+        jnp.array([0.6, np.pi / 2])
+    )
+    assert np.all(np.isfinite(np.asarray(grads)))
+    assert float(grads[0]) == pytest.approx(reference[1], rel=1e-7)
+    # the user asked for the discrete adjoint
+    slope = jax.grad(lambda e: transfer(link, e, method=cj.Sector(adjoint="reverse")))(0.6)
+    assert float(slope) == pytest.approx(reference[1], rel=1e-7)
+    assert kept_columns == []
