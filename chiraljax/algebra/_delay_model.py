@@ -64,7 +64,7 @@ from chiraljax.network._mode_io import check_modes
 from chiraljax.network._network import Network, Port, Scatterer
 from chiraljax.solve._result import Result
 
-__all__ = ["DelayPlan", "plan_delay", "simulate_delay", "DEFAULT_TRAJECTORIES"]
+__all__ = ["DelayPlan", "plan_delay", "simulate_delay", "delay_arrays", "delay_result", "DEFAULT_TRAJECTORIES"]
 
 DEFAULT_TRAJECTORIES = 256
 # The step is at most this fraction of 1 / Omega (RK4 error ~ (Omega dt)^4 per unit time).
@@ -623,33 +623,31 @@ def simulate_delay(
     """
     if plan is None:
         plan = plan_delay(network, t0, t1, ts, dt=dt, max_delay=max_delay, n_trajectories=n_trajectories)
+    return delay_result(network, delay_arrays(network, ts, key=key, plan=plan))
+
+
+def delay_array_names(plan: DelayPlan) -> tuple[str, ...]:
+    """The keys of `delay_arrays`' dictionary for `plan`, sorted (the order of its leaves)."""
+    extra = "populations_stderr" if plan.n_trajectories else "amplitudes"
+    return tuple(sorted(("ts", "populations", "fluxes", "outputs", "in_flight", "final_state", "error", extra)))
+
+
+def delay_arrays(network: Network, ts, *, key=None, plan: DelayPlan) -> dict:
+    """The arrays of `simulate_delay`'s `Result` (keys `delay_array_names(plan)`): a function of
+    the network's numbers only, so that it can run as one compiled program."""
     ts = jnp.asarray(ts, real_dtype())
     problem = _problem(network, plan)
     c0 = _initial(network)
     decay = jnp.stack([jnp.asarray(e.decay, real_dtype()) for e in network.emitters])
-    names, kinds = _channels(network)
-    subsystems = network.emitter_names + tuple(x.name for x in network.outputs)
 
-    def _result(traces: dict, final_state, error, **extra) -> Result:
-        return Result(
-            representation="delay",
-            ts=ts,
-            names=subsystems,
-            populations=traces["populations"],
-            channel_names=names,
-            channel_kinds=kinds,
-            fluxes=traces["fluxes"],
-            outputs=traces["outputs"],
-            final_state=final_state,
-            in_flight=traces["in_flight"],
-            conservation_error=error,
-            **extra,
-        )
+    def arrays(traces: dict, final_state, error, **extra) -> dict:
+        names = ("populations", "fluxes", "outputs", "in_flight")
+        return {"ts": ts, **{k: traces[k] for k in names}, "final_state": final_state, "error": error, **extra}
 
     if not plan.n_trajectories:
         sol = _solve(problem, c0, plan)
         tr = _traces(sol, decay, plan, ts, network.outputs)
-        return _result(tr, sol.c[-1], sol.conservation_error[-1], amplitudes=tr["c"])
+        return arrays(tr, sol.c[-1], sol.conservation_error[-1], amplitudes=tr["c"])
 
     key = _default_key() if key is None else key
     gamma_phi = jnp.stack([jnp.asarray(e.dephasing, real_dtype()) for e in network.emitters])
@@ -669,5 +667,25 @@ def simulate_delay(
         }
 
     stats = trajectory_average(one, key, plan.n_trajectories, _TRAJECTORY_BATCH)
-    mean, stderr = stats.mean, stats.standard_error["populations"]
-    return _result(mean, mean["rho"], stats.maximum["error"], populations_stderr=stderr)
+    mean = stats.mean
+    return arrays(mean, mean["rho"], stats.maximum["error"], populations_stderr=stats.standard_error["populations"])
+
+
+def delay_result(network: Network, arrays: dict) -> Result:
+    """The `Result` of a delay solve from its arrays (`delay_arrays`)."""
+    names, kinds = _channels(network)
+    extra = {k: arrays[k] for k in ("amplitudes", "populations_stderr") if k in arrays}
+    return Result(
+        representation="delay",
+        ts=arrays["ts"],
+        names=network.emitter_names + tuple(x.name for x in network.outputs),
+        populations=arrays["populations"],
+        channel_names=names,
+        channel_kinds=kinds,
+        fluxes=arrays["fluxes"],
+        outputs=arrays["outputs"],
+        final_state=arrays["final_state"],
+        in_flight=arrays["in_flight"],
+        conservation_error=arrays["error"],
+        **extra,
+    )

@@ -327,6 +327,49 @@ def _delay_impl(network: Network, t0, t1, ts, plan, key) -> Result:
 _delay = eqx.filter_jit(_delay_impl)
 
 
+@dataclass
+class _DelayCall:
+    """A delay solve, checked and planned: the network, the window, the save times, the plan
+    and the noise key."""
+
+    network: Network
+    t0: Any
+    t1: Any
+    ts: Any
+    plan: Any
+    key: Any
+    _kept: dict = field(default_factory=dict, repr=False)
+
+    def kept_program(self) -> Callable[[], list | None] | None:
+        """The solve's arrays as a program kept on disk (`bind_cached`), bound once, or None:
+        the ordinary path (traced numbers, a user's pulse class, no cache folder)."""
+        if "run" not in self._kept:
+            from chiraljax.algebra._delay_model import delay_arrays
+
+            self._kept["run"] = bind_cached(
+                "delay",
+                functools.partial(_kept_delay_arrays, delay_arrays, self.plan),
+                (self.network, self.ts, self.key),
+                (self.plan,),
+            )
+        return self._kept["run"]
+
+
+def _kept_delay_arrays(delay_arrays: Callable, plan, network: Network, ts, key) -> dict:
+    return delay_arrays(network, ts, key=key, plan=plan)
+
+
+def _run_delay(call: _DelayCall) -> Result:
+    """Run a delay solve: through its kept program for concrete numbers, else `_delay`."""
+    from chiraljax.algebra._delay_model import delay_array_names, delay_result
+
+    kept = call.kept_program()
+    out = None if kept is None else kept()
+    if out is None:
+        return _delay(call.network, call.t0, call.t1, call.ts, call.plan, call.key)
+    return delay_result(call.network, dict(zip(delay_array_names(call.plan), out)))
+
+
 def simulate(
     network: Network,
     t_span: tuple[float, float],
@@ -436,7 +479,7 @@ def simulate(
             adjoint=method.adjoint,
         )
         t0, t1 = (as_dtype(x, float) for x in t_span)
-        run = functools.partial(_delay, network, t0, t1, as_dtype(ts, float), plan, method.key)
+        run = functools.partial(_run_delay, _DelayCall(network, t0, t1, as_dtype(ts, float), plan, method.key))
         _remember(repeat, network, run)
         return run()
     t0, t1 = (

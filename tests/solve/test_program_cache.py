@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import jax.numpy as jnp
+import numpy as np
 
 import chiraljax as cj
 from chiraljax.solve import _program_cache
@@ -63,3 +64,45 @@ class Ramp(cj.AbstractPulse):
 def test_user_pulse_classes_take_the_ordinary_path():
     assert not _program_cache._own_classes((cj.SechEmission(1.0), Ramp(jnp.asarray(0.1))))
     assert _program_cache._own_classes((cj.SechEmission(1.0), cj.Halted(cj.Constant(1.0), 2.0)))
+
+
+def mirror(dephasing: float) -> cj.Network:
+    """An atom before a mirror (a delay network)."""
+    return cj.Network(
+        [cj.Emitter("a", dephasing=dephasing)],
+        [cj.Port("p", "a", 1.0, 1.0)],
+        scatterers=[cj.Scatterer("m", 0.0, -1.0)],
+        links=[cj.Link(delay=0.5)],
+        initial={"a": 1.0},
+    )
+
+
+def test_a_delay_solve_runs_as_a_kept_program(tmp_path, monkeypatch):
+    """Delay solves on concrete numbers go through a kept program too (with and without noise
+    trajectories, with the default and a given key) and give the traced path's numbers."""
+    monkeypatch.setattr(_program_cache, "compilation_cache_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(_program_cache, "_LOADED", {})
+    import jax
+
+    for net, options in (
+        (mirror(0.0), {}),
+        (mirror(0.2), {"n_trajectories": 8}),
+        (mirror(0.2), {"n_trajectories": 8, "key": jax.random.key(3)}),
+    ):
+        kept = cj.simulate(net, (0.0, 6.0), n_save=13, dt=0.05, **options)
+
+        def traced(network, options=options):
+            return cj.simulate(network, (0.0, 6.0), n_save=13, dt=0.05, **options)
+
+        # traced, the dephasing rate is unknown when planning: the traced path averages
+        # trajectories (noise 0 for the first network) and reports rho, not the amplitudes
+        ordinary = jax.jit(traced)(net)
+        assert kept.representation == ordinary.representation == "delay"
+        for name in ("populations", "outputs", "in_flight"):
+            np.testing.assert_allclose(np.asarray(getattr(kept, name)), np.asarray(getattr(ordinary, name)), atol=1e-12)
+        if options:
+            np.testing.assert_allclose(np.asarray(kept.final_state), np.asarray(ordinary.final_state), atol=1e-12)
+        else:
+            assert kept.amplitudes is not None and abs(float(kept.final_population("a")) - 4 / 9) < 1e-6
+    loaded = [k for k, v in _program_cache._LOADED.items() if v is not None]
+    assert len(loaded) == 3 and len(list((tmp_path / "programs").glob("*.stablehlo"))) == 3
