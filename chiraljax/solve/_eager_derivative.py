@@ -32,7 +32,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from chiraljax.kernels._adjoint import contract
-from chiraljax.kernels._lindblad import solve_markov
 from chiraljax.solve._program_cache import bind_cached
 
 _TANGENT_TRACERS = ("JVPTracer", "LinearizeTracer")
@@ -51,15 +50,18 @@ def _eager_number(x: Any) -> Any:
     return np.asarray(primal, dtype=x.dtype)
 
 
-def forward_column_solve(args: tuple, layout: Any, stepping: Any, stable_layout: Any) -> list | None:
-    """The leaves of `solve_markov(*args)`, differentiable in the one traced number of `args`
-    by a kept program that computes the solve and its derivative column together; None when
-    the call does not qualify (see the module docstring) and must take the ordinary path.
+def forward_column(name: str, solve: Callable, args: tuple, statics: Any) -> list | None:
+    """The leaves of `solve(*args)`, differentiable in the one traced number of `args` by a
+    kept program that computes the solve and its derivative column together; None when the
+    call does not qualify (see the module docstring) and must take the ordinary path.
 
     **Arguments:**
 
-    - `args`, `layout`, `stepping`: the kernel's arguments and static settings.
-    - `stable_layout`: the layout's hashable key for the kept program (`MarkovPlan.stable_layout`).
+    - `name`: the kernel's name (part of the kept program's key).
+    - `solve`: args -> the list of the solution's leaves, differentiable by `jax.jvp` (the
+      kernel with its forward-mode adjoint); fixed by `name` and `statics`.
+    - `args`: its arguments, one of them traced.
+    - `statics`: everything else `solve` depends on (hashable, with a repr that names it).
     """
     leaves, treedef = jax.tree.flatten(args)
     traced = [i for i, x in enumerate(leaves) if isinstance(x, jax.core.Tracer)]
@@ -69,26 +71,21 @@ def forward_column_solve(args: tuple, layout: Any, stepping: Any, stable_layout:
     value = _eager_number(leaves[index])
     if value is None:
         return None
-    forward = stepping._replace(adjoint="forward")
 
-    def at(fn_stepping, v, leaves_=leaves):
+    def at(v, leaves_):
         substituted = list(leaves_)
         substituted[index] = v
-        return jax.tree.leaves(
-            solve_markov(*jax.tree.unflatten(treedef, substituted), layout=layout, stepping=fn_stepping)
-        )
+        return solve(*jax.tree.unflatten(treedef, substituted))
 
     def column(*arguments):
         """The solve's leaves, then dy/dx for each of its inexact leaves."""
         values = jax.tree.leaves(arguments)
-        out, tangents = jax.jvp(lambda v: at(forward, v, values), (values[index],), (jnp.ones_like(values[index]),))
+        out, tangents = jax.jvp(lambda v: at(v, values), (values[index],), (jnp.ones_like(values[index]),))
         return out + [t for o, t in zip(out, tangents) if _inexact(o)]
 
     concrete = list(leaves)
     concrete[index] = value
-    run = bind_cached(
-        "markov-forward-column", column, jax.tree.unflatten(treedef, concrete), (stable_layout, forward, index)
-    )
+    run = bind_cached(f"{name}-forward-column", column, jax.tree.unflatten(treedef, concrete), (statics, index))
     out = None if run is None else run()
     if out is None:
         return None
@@ -96,7 +93,7 @@ def forward_column_solve(args: tuple, layout: Any, stepping: Any, stable_layout:
     x = leaves[index]
     if type(x).__name__ == "LinearizeTracer":  # reverse mode: contract the cotangent with the column
         return _pulled_back(values, columns, x)
-    return _pushed_forward(values, columns, lambda v: at(forward, v))(x)
+    return _pushed_forward(values, columns, lambda v: at(v, leaves))(x)
 
 
 def _inexact(x) -> bool:

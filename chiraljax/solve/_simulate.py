@@ -38,7 +38,7 @@ from chiraljax.kernels._adjoint import differentiated
 from chiraljax.kernels._lindblad import LindbladSolution, solve_markov
 from chiraljax.kernels._runge_kutta import SAVES_PER_STEP
 from chiraljax.network._network import Network
-from chiraljax.solve._eager_derivative import forward_column_solve
+from chiraljax.solve._eager_derivative import forward_column
 from chiraljax.solve._methods import METHODS, Delay, Full, Method, Sector
 from chiraljax.solve._program_cache import bind_cached
 from chiraljax.solve._result import Result
@@ -227,7 +227,9 @@ def _run_markov(call: _MarkovCall) -> Result:
     kept = call.kept_program()
     out = None if kept is None else kept()
     if kept is None and method.adjoint in ("auto", "forward"):
-        out = forward_column_solve(args, plan.layout, stepping, plan.stable_layout)
+        forward = stepping._replace(adjoint="forward")
+        solve = functools.partial(_markov_leaves, plan.layout, forward)
+        out = forward_column("markov", solve, args, (plan.stable_layout, forward))
     if out is None:
         sol, error, in_flight = solve_markov(*args, layout=plan.layout, stepping=stepping)
     else:
@@ -265,6 +267,11 @@ def _run_markov(call: _MarkovCall) -> Result:
         expect=expect,
         states=sol.states,
     )
+
+
+def _markov_leaves(layout, stepping, *args) -> list:
+    """The leaves of the Lindblad kernel's solution (what a kept program returns)."""
+    return jax.tree.leaves(solve_markov(*args, layout=layout, stepping=stepping))
 
 
 _NORM_TOLERANCE = 1e-5
@@ -344,19 +351,9 @@ class _DelayCall:
         """The solve's arrays as a program kept on disk (`bind_cached`), bound once, or None:
         the ordinary path (traced numbers, a user's pulse class, no cache folder)."""
         if "run" not in self._kept:
-            from chiraljax.algebra._delay_model import delay_arrays
-
-            self._kept["run"] = bind_cached(
-                "delay",
-                functools.partial(_kept_delay_arrays, delay_arrays, self.plan),
-                (self.network, self.ts, self.key),
-                (self.plan,),
-            )
+            solve = functools.partial(_delay_leaves, self.plan)
+            self._kept["run"] = bind_cached("delay", solve, (self.network, self.ts, self.key), (self.plan,))
         return self._kept["run"]
-
-
-def _kept_delay_arrays(delay_arrays: Callable, plan, network: Network, ts, key) -> dict:
-    return delay_arrays(network, ts, key=key, plan=plan)
 
 
 def _run_delay(call: _DelayCall) -> Result:
@@ -365,9 +362,20 @@ def _run_delay(call: _DelayCall) -> Result:
 
     kept = call.kept_program()
     out = None if kept is None else kept()
+    if kept is None and call.plan.adjoint in ("auto", "forward"):
+        forward = replace(call.plan, adjoint="forward")
+        solve = functools.partial(_delay_leaves, forward)
+        out = forward_column("delay", solve, (call.network, call.ts, call.key), (forward,))
     if out is None:
         return _delay(call.network, call.t0, call.t1, call.ts, call.plan, call.key)
     return delay_result(call.network, dict(zip(delay_array_names(call.plan), out)))
+
+
+def _delay_leaves(plan, network: Network, ts, key) -> list:
+    """The leaves of a delay solve's arrays (what a kept program returns)."""
+    from chiraljax.algebra._delay_model import delay_arrays
+
+    return jax.tree.leaves(delay_arrays(network, ts, key=key, plan=plan))
 
 
 def simulate(

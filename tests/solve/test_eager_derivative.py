@@ -92,3 +92,24 @@ def test_other_derivatives_take_the_ordinary_path(link, reference, kept_columns)
     slope = jax.grad(lambda e: transfer(link, e, method=cj.Sector(adjoint="reverse")))(0.6)
     assert float(slope) == pytest.approx(reference[1], rel=1e-7)
     assert kept_columns == []
+
+
+def test_an_eager_gradient_of_a_delay_solve_uses_its_kept_column(kept_columns):
+    """An atom before a mirror (round trip tau = 1): the trapped population (1 + Gamma tau/2)^-2
+    has the slope -tau (1 + Gamma tau/2)^-3 = -8/27 in Gamma at Gamma = 1 (THEORY.md section 3)."""
+
+    def trapped(gamma):
+        net = cj.Network(
+            [cj.Emitter("a")],
+            [cj.Port("p", "a", 1.0, gamma)],
+            scatterers=[cj.Scatterer("m", 0.0, -1.0)],
+            links=[cj.Link(delay=0.5)],
+            initial={"a": 1.0},
+        )
+        return cj.simulate(net, (0.0, 12.0), dt=0.05).final_population("a")
+
+    value, slope = jax.value_and_grad(trapped)(1.0)
+    assert kept_columns == ["delay-forward-column"]
+    assert float(value) == pytest.approx(4 / 9, abs=1e-8)
+    assert float(slope) == pytest.approx(-8 / 27, abs=1e-7)
+    assert float(jax.jit(jax.grad(trapped))(1.0)) == pytest.approx(float(slope), abs=1e-12)
