@@ -14,7 +14,7 @@ import functools
 import inspect
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import equinox as eqx
@@ -157,19 +157,13 @@ class _MarkovCall:
     t0: Any
     t1: Any
     e_ops: Any
-    _kept: dict = field(default_factory=dict, repr=False)
 
+    @functools.cached_property
     def kept_program(self) -> Callable[[], list | None] | None:
         """The kernel kept on disk, bound to these arguments (`bind_cached`), or None: the
         ordinary path. Bound once, so a repeated call (`_REPEATS`) only runs it."""
-        if "run" not in self._kept:
-            self._kept["run"] = bind_cached(
-                "markov",
-                functools.partial(solve_markov, layout=self.plan.layout, stepping=self.stepping),
-                self.args,
-                (self.plan.stable_layout, self.stepping),
-            )
-        return self._kept["run"]
+        solve = functools.partial(solve_markov, layout=self.plan.layout, stepping=self.stepping)
+        return bind_cached("markov", solve, self.args, (self.plan.stable_layout, self.stepping))
 
 
 def _markov_call(
@@ -224,7 +218,7 @@ def _run_markov(call: _MarkovCall) -> Result:
     """Run the kernel of a built Markov solve and make its `Result`."""
     method, plan, stepping, args, e_ops = call.method, call.plan, call.stepping, call.args, call.e_ops
     model = plan.model
-    kept = call.kept_program()
+    kept = call.kept_program
     out = None if kept is None else kept()
     if kept is None and method.adjoint in ("auto", "forward"):
         forward = stepping._replace(adjoint="forward")
@@ -336,38 +330,35 @@ _delay = eqx.filter_jit(_delay_impl)
 
 @dataclass
 class _DelayCall:
-    """A delay solve, checked and planned: the network, the window, the save times, the plan
-    and the noise key."""
+    """A delay solve, checked and planned: the network, the window (t0, t1), the save times,
+    the plan and the noise key."""
 
     network: Network
-    t0: Any
-    t1: Any
+    window: tuple
     ts: Any
     plan: Any
     key: Any
-    _kept: dict = field(default_factory=dict, repr=False)
 
+    @functools.cached_property
     def kept_program(self) -> Callable[[], list | None] | None:
         """The solve's arrays as a program kept on disk (`bind_cached`), bound once, or None:
         the ordinary path (traced numbers, a user's pulse class, no cache folder)."""
-        if "run" not in self._kept:
-            solve = functools.partial(_delay_leaves, self.plan)
-            self._kept["run"] = bind_cached("delay", solve, (self.network, self.ts, self.key), (self.plan,))
-        return self._kept["run"]
+        solve = functools.partial(_delay_leaves, self.plan)
+        return bind_cached("delay", solve, (self.network, self.ts, self.key), (self.plan,))
 
 
 def _run_delay(call: _DelayCall) -> Result:
     """Run a delay solve: through its kept program for concrete numbers, else `_delay`."""
     from chiraljax.algebra._delay_model import delay_array_names, delay_result
 
-    kept = call.kept_program()
+    kept = call.kept_program
     out = None if kept is None else kept()
     if kept is None and call.plan.adjoint in ("auto", "forward"):
         forward = replace(call.plan, adjoint="forward")
         solve = functools.partial(_delay_leaves, forward)
         out = forward_column("delay", solve, (call.network, call.ts, call.key), (forward,))
     if out is None:
-        return _delay(call.network, call.t0, call.t1, call.ts, call.plan, call.key)
+        return _delay(call.network, *call.window, call.ts, call.plan, call.key)
     return delay_result(call.network, dict(zip(delay_array_names(call.plan), out)))
 
 
@@ -487,7 +478,7 @@ def simulate(
             adjoint=method.adjoint,
         )
         t0, t1 = (as_dtype(x, float) for x in t_span)
-        run = functools.partial(_run_delay, _DelayCall(network, t0, t1, as_dtype(ts, float), plan, method.key))
+        run = functools.partial(_run_delay, _DelayCall(network, (t0, t1), as_dtype(ts, float), plan, method.key))
         _remember(repeat, network, run)
         return run()
     t0, t1 = (
