@@ -131,6 +131,44 @@ other = cj.Network(net.emitters, net.ports, links=[cj.Link(transmission=0.8, pha
 cj.simulate(other, T_SPAN)
 print(json.dumps({"traced_before": before, "traced_after_other_topology": len(traces)}))
 """,
+    "delay": """
+import time, statistics
+import chiraljax as cj, jax
+from chiraljax.solve._tiers import wait_for_optimized_builds
+
+def mirror(gamma):
+    # an atom before a mirror, round trip 1: trapped population (1 + gamma / 2)^-2
+    return cj.Network([cj.Emitter("a")], [cj.Port("p", "a", 1.0, gamma)], scatterers=[cj.Scatterer("m", 0.0, -1.0)],
+                      links=[cj.Link(delay=0.5)], initial={"a": 1.0})
+
+def trapped(gamma):
+    return cj.simulate(mirror(gamma), (0.0, 12.0), dt=0.05).final_population("a")
+
+net = mirror(1.0)
+t = time.perf_counter()
+P = float(cj.simulate(net, (0.0, 12.0), dt=0.05).final_population("a"))
+first = time.perf_counter() - t
+vg = jax.value_and_grad(trapped)
+t = time.perf_counter()
+value, slope = vg(1.0)
+first_grad = time.perf_counter() - t
+
+def loop(fn, n):
+    fn()
+    start = time.perf_counter()
+    while time.perf_counter() - start < 0.2:
+        fn()
+    wait_for_optimized_builds()
+    out = []
+    for _ in range(n):
+        t = time.perf_counter(); jax.block_until_ready(fn()); out.append(time.perf_counter() - t)
+    return statistics.median(out)
+
+warm = loop(lambda: float(cj.simulate(net, (0.0, 12.0), dt=0.05).final_population("a")), REPEATS)
+warm_grad = loop(lambda: vg(1.0), REPEATS)
+print(json.dumps({"first_simulate_s": first, "first_value_and_grad_s": first_grad, "warm_simulate_s": warm,
+                  "warm_value_and_grad_s": warm_grad, "P_error": P - 4 / 9, "slope_error": float(slope) + 8 / 27}))
+""",
     "qutip": """
 sys.path.insert(0, HERE)
 from peers import qutip_fair
@@ -212,6 +250,16 @@ def main(argv: list[str]) -> None:
         f"import chiraljax: {report['import_s']:.2f} s; heavy modules loaded: {report['heavy_modules_loaded_by_import']}"
     )
     with tempfile.TemporaryDirectory() as tmp:
+        cache = {"CHIRALJAX_COMPILATION_CACHE": os.path.join(tmp, "probe_cache_delay")}
+        report["delay"] = {"empty_cache": probe("delay", env=cache), "warm_cache": probe("delay", env=cache)}
+        d, w = report["delay"]["empty_cache"], report["delay"]["warm_cache"]
+        print(
+            f"delay (atom before a mirror, dt 0.05): first simulate {d['first_simulate_s']:.2f} s "
+            f"(warm cache {w['first_simulate_s']:.2f} s), first value+grad {d['first_value_and_grad_s']:.2f} s "
+            f"({w['first_value_and_grad_s']:.2f} s); warm simulate {1e3 * w['warm_simulate_s']:.2f} ms, "
+            f"value+grad (eager) {1e3 * w['warm_value_and_grad_s']:.2f} ms; P error {w['P_error']:.1e}, "
+            f"slope error {w['slope_error']:.1e}"
+        )
         for M in args.modules:
             row: dict = {}
             cache = {"CHIRALJAX_COMPILATION_CACHE": os.path.join(tmp, f"probe_cache_{M}")}
