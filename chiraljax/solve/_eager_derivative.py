@@ -14,9 +14,10 @@ JVP tracer) whose primal value is concrete, the derivative has one column,
 which forward mode through the solver computes alongside y (`adjoint="forward"`; about 1.7
 forward solves). That computation is a function of concrete numbers, so it runs as a kept
 program (`chiraljax.solve._program_cache`: traced once per argument layout and kept on disk,
-compiled quick first and optimized once it is called again), and JAX only sees a `custom_jvp`
-whose tangent is dy/dx times the incoming tangent dx. Reverse mode then transposes that product:
-nothing of the solver is linearized or transposed per call.
+compiled quick first and optimized once it is called again). JAX only sees the result: under
+`jax.grad` a `custom_vjp` whose backward pass contracts the cotangent with dy/dx
+(`kernels._adjoint.contract`), under `jax.jvp` a `custom_jvp` whose tangent is dy/dx times the
+incoming dx. Nothing of the solver is linearized or transposed per call.
 
 Anything else (several traced numbers, a jit, vmap or a second derivative around the call, the
 caches switched off) takes the ordinary path.
@@ -138,7 +139,7 @@ def _pushed_forward(values: list, columns: list, forward: Callable) -> Callable:
 
 def _pulled_back(values: list, columns: list, x) -> list:
     """The solve's leaves `values` as a function of x whose vector-Jacobian product is the
-    contraction of the cotangent with `columns` (`kernels._adjoint._contract`: unread outputs
+    contraction of the cotangent with `columns` (`kernels._adjoint.contract`: unread outputs
     and zero entries of the cotangent skipped)."""
     kept = tuple(i for i, v in enumerate(values) if _inexact(v))
     theta = (np.shape(x), jnp.result_type(x))
