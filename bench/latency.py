@@ -67,20 +67,6 @@ sys.path.insert(0, HERE)
 from anchor_problem import anchor_network, T_SPAN
 net = anchor_network(M)
 
-from chiraljax.solve._tiers import wait_for_optimized_builds
-
-def loop(fn, n):
-    # the steady state: past the quick build's budget, the optimized build compiled
-    fn()
-    start = time.perf_counter()
-    while time.perf_counter() - start < 0.2:
-        fn()
-    wait_for_optimized_builds()
-    out = []
-    for _ in range(n):
-        t = time.perf_counter(); fn(); out.append(time.perf_counter() - t)
-    return statistics.median(out)
-
 P = float(cj.simulate(net, T_SPAN).final_population("A1", "B1"))
 warm = loop(lambda: float(cj.simulate(net, T_SPAN).final_population("A1", "B1")), REPEATS)
 forward_end = loop(lambda: float(cj.simulate(net, T_SPAN, n_save=2).final_population("A1", "B1")), REPEATS)
@@ -132,9 +118,8 @@ cj.simulate(other, T_SPAN)
 print(json.dumps({"traced_before": before, "traced_after_other_topology": len(traces)}))
 """,
     "delay": """
-import time, statistics
+import time
 import chiraljax as cj, jax
-from chiraljax.solve._tiers import wait_for_optimized_builds
 
 def mirror(gamma):
     # an atom before a mirror, round trip 1: trapped population (1 + gamma / 2)^-2
@@ -153,17 +138,6 @@ t = time.perf_counter()
 value, slope = vg(1.0)
 first_grad = time.perf_counter() - t
 
-def loop(fn, n):
-    fn()
-    start = time.perf_counter()
-    while time.perf_counter() - start < 0.2:
-        fn()
-    wait_for_optimized_builds()
-    out = []
-    for _ in range(n):
-        t = time.perf_counter(); jax.block_until_ready(fn()); out.append(time.perf_counter() - t)
-    return statistics.median(out)
-
 warm = loop(lambda: float(cj.simulate(net, (0.0, 12.0), dt=0.05).final_population("a")), REPEATS)
 warm_grad = loop(lambda: vg(1.0), REPEATS)
 print(json.dumps({"first_simulate_s": first, "first_value_and_grad_s": first_grad, "warm_simulate_s": warm,
@@ -179,10 +153,28 @@ print(json.dumps({"P": P, "first_s": first, "warm_s": median}))
 
 _PRELUDE = "import json, sys\nHERE = {here!r}\nM = {M}\nREPEATS = {repeats}\nREFERENCE = {ref}\nHEAVY = {heavy!r}\n"
 
+# The median of n timed calls in the steady state: past the quick build's budget, the optimized
+# build compiled (`chiraljax/solve/_tiers.py`). Imports inside, so that the import probe stays
+# a bare import.
+_LOOP = """
+def loop(fn, n):
+    import time, statistics, jax
+    from chiraljax.solve._tiers import wait_for_optimized_builds
+    fn()
+    start = time.perf_counter()
+    while time.perf_counter() - start < 0.2:
+        fn()
+    wait_for_optimized_builds()
+    out = []
+    for _ in range(n):
+        t = time.perf_counter(); jax.block_until_ready(fn()); out.append(time.perf_counter() - t)
+    return statistics.median(out)
+"""
+
 
 def probe(name: str, M: int = 2, repeats: int = 20, env: dict | None = None) -> dict:
     """Run one probe in a fresh interpreter and return its JSON line."""
-    code = _PRELUDE.format(here=HERE, M=M, repeats=repeats, ref=REFERENCE, heavy=HEAVY) + _PROBES[name]
+    code = _PRELUDE.format(here=HERE, M=M, repeats=repeats, ref=REFERENCE, heavy=HEAVY) + _LOOP + _PROBES[name]
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
