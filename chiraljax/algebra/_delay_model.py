@@ -64,7 +64,15 @@ from chiraljax.network._mode_io import check_modes
 from chiraljax.network._network import Network, Port, Scatterer
 from chiraljax.solve._result import Result
 
-__all__ = ["DelayPlan", "plan_delay", "simulate_delay", "delay_arrays", "delay_result", "DEFAULT_TRAJECTORIES"]
+__all__ = [
+    "DelayPlan",
+    "plan_delay",
+    "simulate_delay",
+    "delay_arrays",
+    "delay_array_names",
+    "delay_result",
+    "DEFAULT_TRAJECTORIES",
+]
 
 DEFAULT_TRAJECTORIES = 256
 # The step is at most this fraction of 1 / Omega (RK4 error ~ (Omega dt)^4 per unit time).

@@ -357,9 +357,10 @@ def _run_delay(call: _DelayCall) -> Result:
         forward = replace(call.plan, adjoint="forward")
         solve = functools.partial(_delay_leaves, forward)
         out = forward_column("delay", solve, (call.network, call.ts, call.key), (forward,))
-    if out is None:
+    names = delay_array_names(call.plan)
+    if out is None or len(out) != len(names):  # (a mismatch would be a bug: take the ordinary path)
         return _delay(call.network, *call.window, call.ts, call.plan, call.key)
-    return delay_result(call.network, dict(zip(delay_array_names(call.plan), out)))
+    return delay_result(call.network, dict(zip(names, out)))
 
 
 def _delay_leaves(plan, network: Network, ts, key) -> list:
