@@ -21,6 +21,7 @@ import dataclasses
 import functools
 import hashlib
 import math
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -152,6 +153,13 @@ def _unpack(arguments: tuple, dtypes: tuple, places: tuple) -> list:
     return leaves
 
 
+def _flags_digest() -> str:
+    """A digest of `XLA_FLAGS`: the compiled builds depend on them, so an optimized build kept
+    under other flags (the test suite compiles with LLVM's optimiser off) is not taken for this
+    process's."""
+    return hashlib.sha256(os.environ.get("XLA_FLAGS", "").encode()).hexdigest()[:12]
+
+
 def _load_or_export(key: str, folder: Path, fn: Callable, treedef, leaves: list, packing: tuple) -> Callable:
     """The call of the exported program (deserialized from `folder`, or exported now), compiled
     quick first and optimized later (`TieredProgram`)."""
@@ -173,7 +181,7 @@ def _load_or_export(key: str, folder: Path, fn: Callable, treedef, leaves: list,
         write_atomic(path, lambda handle: handle.write(serialized))
     if b"lapack" not in bytes(serialized):
         _LAPACK_FREE.add(key)
-    _LOADED[key] = TieredProgram(jax.jit(exported.call), folder / f"{key}.optimized")
+    _LOADED[key] = TieredProgram(jax.jit(exported.call), folder / f"{key}.{_flags_digest()}.optimized")
     return _LOADED[key]
 
 

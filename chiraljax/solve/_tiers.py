@@ -10,7 +10,8 @@ build is not known to be on disk compiles the quick build. Once the quick build 
 calls go on with the quick one, and takes over when it is done (a few hundred milliseconds of
 slower calls at most, against a compile that would have delayed the first answer). The optimized
 build then sits in JAX's persistent compilation cache, and a marker file beside the kept
-program says so: a later process loads it directly.
+program says so (one marker per value of `XLA_FLAGS`, under which the builds were compiled): a
+later process loads it directly.
 
 Both builds compute the same operations; they may differ in the last bits where LLVM fuses a
 multiply and an add. A process waits for an optimized build still compiling before it exits
