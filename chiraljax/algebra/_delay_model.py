@@ -634,10 +634,14 @@ def simulate_delay(
     return delay_result(network, delay_arrays(network, ts, key=key, plan=plan))
 
 
+# The traces a delay solve reports at the save times (and `delay_arrays` returns).
+_TRACES = ("populations", "fluxes", "outputs", "in_flight")
+
+
 def delay_array_names(plan: DelayPlan) -> tuple[str, ...]:
     """The keys of `delay_arrays`' dictionary for `plan`, sorted (the order of its leaves)."""
     extra = "populations_stderr" if plan.n_trajectories else "amplitudes"
-    return tuple(sorted(("ts", "populations", "fluxes", "outputs", "in_flight", "final_state", "error", extra)))
+    return tuple(sorted(("ts", *_TRACES, "final_state", "error", extra)))
 
 
 def delay_arrays(network: Network, ts, *, key=None, plan: DelayPlan) -> dict:
@@ -649,8 +653,7 @@ def delay_arrays(network: Network, ts, *, key=None, plan: DelayPlan) -> dict:
     decay = jnp.stack([jnp.asarray(e.decay, real_dtype()) for e in network.emitters])
 
     def arrays(traces: dict, final_state, error, **extra) -> dict:
-        names = ("populations", "fluxes", "outputs", "in_flight")
-        return {"ts": ts, **{k: traces[k] for k in names}, "final_state": final_state, "error": error, **extra}
+        return {"ts": ts, **{k: traces[k] for k in _TRACES}, "final_state": final_state, "error": error, **extra}
 
     if not plan.n_trajectories:
         sol = _solve(problem, c0, plan)

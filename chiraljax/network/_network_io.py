@@ -287,7 +287,6 @@ class SimulationSettings:
 
 
 @cache
-@cache
 def _schema_text() -> str:
     return resources.files("chiraljax").joinpath("schema/network.schema.json").read_text()
 
