@@ -37,6 +37,7 @@ __all__ = [
     "require_finite",
     "safe_sqrt",
     "tracing",
+    "derivative_tracer",
 ]
 
 
@@ -76,6 +77,14 @@ def as_dtype(value: Any, dtype: Any) -> Any:
     if known is None or tracing():
         return jnp.asarray(value, dtype=dtype)
     return np.asarray(known, dtype=dtype)
+
+
+def derivative_tracer(x: Any) -> str | None:
+    """'jvp' when `x` is a tracer of JAX's forward mode (`jax.jvp`, `jax.jacfwd`), 'linearize'
+    when it is one of `jax.grad`'s (JAX's direct linearization), None otherwise. The classes are
+    JAX's internals, recognised by name: under another JAX the answer is None, and the callers
+    then take their ordinary path."""
+    return {"JVPTracer": "jvp", "LinearizeTracer": "linearize"}.get(type(x).__name__)
 
 
 def tracing() -> bool:

@@ -32,16 +32,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from chiraljax._checks import derivative_tracer
 from chiraljax.kernels._adjoint import contract
 from chiraljax.solve._program_cache import bind_cached
-
-_TANGENT_TRACERS = ("JVPTracer", "LinearizeTracer")
 
 
 def _eager_number(x: Any) -> Any:
     """The concrete primal of `x` when `x` is the tracer of an eager forward- or reverse-mode
     derivative in one real number (a float scalar); None otherwise."""
-    if type(x).__name__ not in _TANGENT_TRACERS or np.shape(x) != ():
+    if derivative_tracer(x) is None or np.shape(x) != ():
         return None
     if not jnp.issubdtype(x.dtype, jnp.floating):
         return None
@@ -92,7 +91,7 @@ def forward_column(name: str, solve: Callable, args: tuple, statics: Any) -> lis
         return None
     values, columns = _split(out)
     x = leaves[index]
-    if type(x).__name__ == "LinearizeTracer":  # reverse mode: contract the cotangent with the column
+    if derivative_tracer(x) == "linearize":  # reverse mode: contract the cotangent with the column
         return _pulled_back(values, columns, x)
     return _pushed_forward(values, columns, lambda v: at(v, leaves))(x)
 

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from chiraljax._checks import as_dtype, concrete, is_traced, tracing
+from chiraljax._checks import as_dtype, concrete, derivative_tracer, is_traced, tracing
 from chiraljax._errors import ValidationError, require
 from chiraljax._limits import require_memory
 from chiraljax.algebra._lowering import MarkovArrays, MarkovLayout, lower, to_device
@@ -290,12 +290,11 @@ def _under_forward_mode(tree: Any) -> bool:
     by linearization instead, with JAX's direct linearization). An 'auto' adjoint then steps
     aside for forward mode through the solver, which `jvp` accepts and the rule 'auto' gives
     `grad` would refuse. Without direct linearization `grad` uses JVP tracers too: False."""
-    jvp_tracer = getattr(jax.interpreters.ad, "JVPTracer", None)
-    if not tracing() or jvp_tracer is None or not getattr(jax.config, "jax_use_direct_linearize", False):
+    if not tracing() or not getattr(jax.config, "jax_use_direct_linearize", False):
         return False
     for x in jax.tree.leaves(tree):
         while isinstance(x, jax.core.Tracer):
-            if type(x) is jvp_tracer:
+            if derivative_tracer(x) == "jvp":
                 return True
             x = getattr(x, "primal", getattr(x, "val", None))
     return False
