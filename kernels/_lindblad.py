@@ -14,6 +14,15 @@ or with fixed 8th-order steps.
 - On the at-most-k-excitation basis, pure dephasing D[sqrt(2 gamma_phi) n_j] acts elementwise,
   Gamma_ab = sum_j gamma_phi,j (n_j(a) - n_j(b))^2, because the number operators are diagonal
   in the occupation basis; no dephasing operator is multiplied.
+- When every jump lands in the ground state |G> (basis state 0) and H leaves |G> alone
+  (`to_ground`: the single-excitation sector), L_k = |G><l_k| and H_eff = 0 (+) H_1, so with
+  rho = [[g, c], [c^dag, X]] the equation splits into blocks:
+
+      dX/dt = -i (H_1 X - X H_1^dag) - Gamma_11 o X,   dc/dt = i c H_1^dag - Gamma_G1 o c,
+      dg/dt = sum_k F_k,   F_k = l_k X l_k^dag,
+
+  and the kernel works on the blocks: H_1 and the l_k are kept on the excited states only (at
+  four modules, D = 9, a warm solve 1.5x faster than on the whole matrix).
 
 The model arrives as numeric tables (`chiraljax.algebra._lowering`): constant matrices, the parameter
 atoms that weight them and the time factors (pulses) of each slot, so that the compiled program
@@ -45,11 +54,12 @@ class Generator(eqx.Module):
     **Fields:**
 
     - `h_mats`: the Hamiltonian matrices H_n, (nH, D, D), or from D = `_BLOCKS_FROM` on their
-      real block form (2 nH, 2 D^2) (`_blocks`); when `to_ground` they are the effective
-      Hamiltonian's, H_eff = H - (i/2) sum_k L_k^dag L_k, whose L^dag L part is a sum over pairs
-      of L slots (precomputed once per solve instead of once per evaluation).
-    - `l_mats`: (K, W, D, D) jump-operator matrices, W per channel (zero-padded); (K, W, D)
-      when `to_ground`.
+      real block form (2 nH, 2 D^2) (`_blocks`); when `to_ground` they are the excited blocks
+      (D - 1 square) of the effective Hamiltonian's, H_eff = H - (i/2) sum_k L_k^dag L_k, whose
+      L^dag L part is a sum over pairs of L slots (precomputed once per solve instead of once
+      per evaluation).
+    - `l_mats`: (K, W, D, D) jump-operator matrices, W per channel (zero-padded); when
+      `to_ground` (K, W, D - 1), the vectors l_kw on the excited states.
     - `slot_time`: (nH + K W, wt) indices into (f, f^*, 1) of each coefficient's time factors,
       the Hamiltonian's first.
     - `time_pulses`: the pulses behind the time factors.
@@ -57,12 +67,13 @@ class Generator(eqx.Module):
       state carries (hashable; `time_factors(time_pulses, t, integrals)`, and
       `time_factors.integrands(time_pulses, t)` the integrals' derivatives).
     - `gamma`: (D, D) elementwise dephasing rates Gamma_ab, or None.
-    - `to_ground`: every L_kw has nonzeros only in row 0 (the single-excitation sector, where a
-      jump lands in the ground state): L_k = |G><l_k|, and the kernel works with the vectors l_k.
+    - `to_ground`: every L_kw has nonzeros only in row 0 and H leaves the ground state alone
+      (the single-excitation sector, where a jump lands in the ground state): L_k = |G><l_k|,
+      and the kernel works with the vectors l_k on the blocks of rho (`_ground_blocks`).
     """
 
     h_mats: Complex[Array, "nH D D"] | Float[Array, "2nH 2DD"]
-    l_mats: Complex[Array, "K W D *D"]
+    l_mats: Complex[Array, "K W *D"]
     slot_time: Int[ArrayLike, "S wt"]
     time_pulses: tuple
     gamma: Float[Array, "D D"] | None
@@ -200,15 +211,15 @@ def _operators(gen: Generator, t, integrals):
     return h, ls
 
 
+def _ground_fluxes(ls, rho):
+    """F_k = Tr L_k rho L_k^dag = l_k X l_k^dag for L_k = |G><l_k| (`ls` the row vectors l_k on
+    the excited states, (K, D - 1)) and X = rho[1:, 1:] the excited block."""
+    return jnp.real(_contract("kj,kj->k", _contract("ki,ij->kj", ls, rho[1:, 1:]), ls.conj()))
+
+
 def _dissipation(ls, rho):
-    """(sum_k L_k rho L_k^dag, the fluxes Tr L_k rho L_k^dag, sum_k L_k^dag L_k or None when
-    it is part of `h_mats` already: every jump lands in the ground state and `ls` holds the row
-    vectors l_k, (K, D))."""
-    if ls.ndim == 2:
-        # L_k = |G><l_k|: L_k rho L_k^dag = |G><G| l_k rho l_k^dag, and F_k = l_k rho l_k^dag.
-        flux = jnp.real(_contract("kj,kj->k", _contract("ki,ij->kj", ls, rho), ls.conj()))
-        ground = jnp.zeros(rho.shape, rho.dtype).at[0, 0].set(1.0)
-        return ground * jnp.sum(flux), flux, None
+    """(sum_k L_k rho L_k^dag, the fluxes Tr L_k rho L_k^dag, sum_k L_k^dag L_k) for the
+    operators L_k (K, D, D)."""
     lrho = _contract("kij,jl->kil", ls, rho)
     jumped = _contract("kil,kml->im", lrho, ls.conj())
     flux = jnp.real(_contract("kil,kil->k", lrho, ls.conj()))
@@ -221,14 +232,34 @@ def _lindblad_rhs(t, rho, integrals, gen: Generator):
 
 
 def _lindblad_given(h, ls, gamma, rho):
-    """(d rho/dt, the fluxes) for a complex rho, given H(t), the L_k(t) and the elementwise
-    dephasing rates Gamma (or None)."""
+    """(d rho/dt, the fluxes) for a complex rho, given H(t) (H_eff when every jump lands in the
+    ground state), the L_k(t) (their row vectors l_k then) and the elementwise dephasing rates
+    Gamma (or None)."""
+    if ls.ndim == 2:
+        return _ground_blocks(h, ls, gamma, rho)
     jumped, flux, ldl = _dissipation(ls, rho)
-    a = _contract("ij,jl->il", h if ldl is None else h - 0.5j * ldl, rho)
+    a = _contract("ij,jl->il", h - 0.5j * ldl, rho)
     drho = -1j * (a - a.conj().T) + jumped
     if gamma is not None:
         drho = drho - gamma * rho
     return drho, flux
+
+
+def _ground_blocks(h_eff, ls, gamma, rho):
+    """(d rho/dt, the fluxes) block by block when every jump lands in the ground state and H
+    leaves it alone (see the module docstring): rho = [[g, c], [c^dag, X]], and `h_eff` the
+    excited block H_1 of H_eff = 0 (+) H_1, `ls` the l_k on the excited states."""
+    x, c, h1 = rho[1:, 1:], rho[0, 1:], h_eff
+    flux = _ground_fluxes(ls, rho)
+    a = _contract("ij,jl->il", h1, x)
+    dx = -1j * (a - a.conj().T)
+    dc = 1j * _contract("j,lj->l", c, h1.conj())
+    if gamma is not None:
+        dx = dx - gamma[1:, 1:] * x
+        dc = dc - gamma[0, 1:] * c
+    dg = jnp.sum(flux).astype(rho.dtype)
+    top = jnp.concatenate([dg[None], dc])
+    return jnp.concatenate([top[None], jnp.concatenate([dc.conj()[:, None], dx], axis=1)]), flux
 
 
 def _rhs(t, y, args):
@@ -265,7 +296,8 @@ def _observe(t, y, args):
     rho = _to_complex(y[0])
     pops = jnp.real(jnp.einsum("ii,ij->j", rho, numbers))
     _, ls = _operators(gen, t, y[2])
-    return pops, _dissipation(ls, rho)[1], y[1], jnp.einsum("eij,ji->e", e_ops, rho)
+    flux = _ground_fluxes(ls, rho) if gen.to_ground else _dissipation(ls, rho)[1]
+    return pops, flux, y[1], jnp.einsum("eij,ji->e", e_ops, rho)
 
 
 def _observe_states(t, y, args):
@@ -340,13 +372,16 @@ def assemble(arrays, layout, atoms, time_pulses, gamma=None) -> Generator:
     l_mats = mats[layout.n_h :].reshape(layout.n_channels, layout.width, layout.dim, layout.dim)
     h_mats, slot_time = mats[: layout.n_h], arrays.slot_time
     if layout.to_ground:
-        l_mats = l_mats[:, :, 0, :]
+        # only the excited block of H_eff and the excited components of the l_kw are used
+        l_mats = l_mats[:, :, 0, 1:]
+        h_mats = h_mats[:, 1:, 1:]
         q = jnp.conj(l_mats)[:, :, None, :, None] * l_mats[:, None, :, None, :]
-        pairs = jnp.zeros((layout.n_pairs, layout.dim, layout.dim), atoms.dtype).at[arrays.pair_index].add(q)
+        n_excited = layout.dim - 1
+        pairs = jnp.zeros((layout.n_pairs, n_excited, n_excited), atoms.dtype).at[arrays.pair_index].add(q)
         h_mats = jnp.concatenate([h_mats, -0.5j * pairs])
         head, tail = layout.n_h, layout.n_h + n_l
         slot_time = jnp.concatenate([slot_time[:head], slot_time[tail:], slot_time[head:tail]])
-    if layout.dim >= _BLOCKS_FROM:
+    if h_mats.shape[-1] >= _BLOCKS_FROM:
         h_mats = _blocks(h_mats)
     return Generator(h_mats, l_mats, slot_time, tuple(time_pulses), gamma, layout.to_ground, layout.time_factors)
 

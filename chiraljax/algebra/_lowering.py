@@ -56,9 +56,9 @@ class MarkovArrays(NamedTuple):
 
 class MarkovLayout(NamedTuple):
     """The static sizes of the tables: state dimension, Hamiltonian slots, channels, slots per
-    channel, pair slots of L^dag L, whether every jump lands in the ground state
-    (L_k = |G><l_k|), and whether pure dephasing acts elementwise (sector) instead of through
-    operators (full); `time_factors` says how the time factors follow from the pulses, `atoms`
+    channel, pair slots of L^dag L, whether every jump lands in the ground state, which the
+    Hamiltonian leaves alone (L_k = |G><l_k|, H |G> = 0), and whether pure dephasing acts
+    elementwise (sector) instead of through operators (full); `time_factors` says how the time factors follow from the pulses, `atoms`
     how the parameter atoms follow from the network's numbers."""
 
     dim: int
@@ -114,7 +114,14 @@ def lower(model: LindbladModel, sector: bool) -> tuple[MarkovArrays, MarkovLayou
     for i, keys in enumerate(monomials):
         for w, key in enumerate(keys):
             slot_keys[slot(i, w)] = key
-    to_ground = bool(sector) and all(not t.pattern[1:].any() for c in channels for t in c.operator.terms)
+    # Every jump lands in the ground state |G> = basis state 0 (L_k = |G><l_k|, l_k without a
+    # |G> component) and the Hamiltonian leaves |G> alone: then the kernel works with the
+    # vectors l_k and on the excited block of rho (`kernels._lindblad`).
+    to_ground = (
+        bool(sector)
+        and all(not t.pattern[1:].any() and not t.pattern[:, 0].any() for c in channels for t in c.operator.terms)
+        and all(not t.pattern[0].any() and not t.pattern[:, 0].any() for t in model.hamiltonian.terms)
+    )
     # L_k^dag L_k = sum_{w, w'} f_kw^* f_kw' L_kw^dag L_kw': one slot per distinct monomial.
     pair_index = np.zeros((len(channels), width, width), dtype=np.int32)
     pairs: list[tuple] = []
