@@ -8,7 +8,8 @@ programs can be kept in JAX's persistent cache.
 - `adaptive`: error-controlled steps in a `while_loop`; the save times inside a step are read
   from the method's interpolant. Reverse mode is the discrete adjoint of the accepted steps
   (`custom_vjp`): the forward pass records the state at the start of every accepted step (and,
-  for a small state, its 14 stages), the backward pass walks them in reverse and pulls the
+  for a small state, the 14 stages of the first `STAGE_SLOTS` steps; a later step's stages are
+  evaluated again), the backward pass walks them in reverse and pulls the
   cotangent through each step stage by stage (`_pull_stages`), so a value-and-gradient costs
   about 4 forward solves (the anchor problem at two and four modules) and the
   gradient is the exact derivative of the computed solution (step sizes held fixed). Forward
@@ -360,12 +361,24 @@ class _Tape(NamedTuple):
     stages: PyTree[Array] | None  # (B, 14, ...) its stages (a small state), or None
 
 
-# Largest state (in numbers) whose 14 stages per accepted step are kept on the tape: at most
-# 14 x 256 x 8 bytes a step, 29 MB for the default 1024 checkpoints (the tape is zeroed on
-# every differentiated solve: about 0.5 ms for 5 MB on a laptop CPU, so `checkpoints` is the
-# knob when a solve takes far fewer steps). Larger states evaluate each step's stages again
-# in the reverse pass.
+# Largest state (in numbers) whose 14 stages per accepted step are kept on the tape. Larger
+# states evaluate each step's stages again in the reverse pass.
 _STAGES_ON_TAPE = 256
+
+# Accepted steps whose stages the tape keeps (the first ones); the reverse pass evaluates the
+# stages of any later step again from its recorded start. The tape is zeroed on every
+# differentiated solve, so a tape of stages for all `checkpoints` steps (21 MB at four modules
+# of the anchor problem) cost more than the whole reverse pass of a typical solve's 30-100
+# steps: 1.9 ms of a 9.2 ms value-and-gradient.
+STAGE_SLOTS = 128
+
+
+def _stage_slots(config: AdaptiveConfig, y0) -> int:
+    """How many accepted steps keep their stages on the tape (0: none, the reverse pass
+    evaluates every step's stages again)."""
+    if config.unrolled or not _stages_on_tape(y0):
+        return 0
+    return min(config.checkpoints, STAGE_SLOTS)
 
 
 def _stages_on_tape(y0) -> bool:
@@ -399,15 +412,15 @@ def _forward(f, observe, config: AdaptiveConfig, y0, t0, t1, ts, jump_ts, args, 
         d0, d1 = scaled_rms(y0_, y0_, y0_, rtol, atol), scaled_rms(k1_, y0_, y0_, rtol, atol)
         h0 = jnp.minimum(jnp.where((d0 > 1e-5) & (d1 > 1e-5), 0.01 * d0 / jnp.where(d1 > 0, d1, 1.0), 1e-6), t1 - t0)
     size = config.checkpoints if record else 0
+    n_slots = _stage_slots(config, y0) if record else 0
     n_stages = len(s.tab.c)
     tape = _Tape(
         jnp.zeros((size,), ts.dtype),
         jnp.zeros((size,), ts.dtype),
         jnp.zeros((size,), jnp.int32),
         jax.tree.map(lambda x: jnp.zeros((size,) + x.shape, x.dtype), y0),
-        jax.tree.map(lambda x: jnp.zeros((size, n_stages) + x.shape, x.dtype), y0)
-        if record and _stages_on_tape(y0) and not config.unrolled
-        else None,
+        # one row more than the slots: the steps past them write their stages there
+        jax.tree.map(lambda x: jnp.zeros((n_slots + 1, n_stages) + x.shape, x.dtype), y0) if n_slots else None,
     )
 
     def cond(c):
@@ -456,12 +469,15 @@ def _forward(f, observe, config: AdaptiveConfig, y0, t0, t1, ts, jump_ts, args, 
             def put(buffer, value):
                 return jax.lax.dynamic_update_index_in_dim(buffer, value, slot, 0)
 
+            def put_stages(buffer, value):
+                return jax.lax.dynamic_update_index_in_dim(buffer, value, jnp.minimum(m, n_slots), 0)
+
             tape = _Tape(
                 put(tape.starts, t),
                 put(tape.ends, t_end),
                 put(tape.saves, i),
                 jax.tree.map(put, tape.states, y),
-                None if tape.stages is None else jax.tree.map(put, tape.stages, ks),
+                None if tape.stages is None else jax.tree.map(put_stages, tape.stages, ks),
             )
         t_after = jnp.where(hit, jnp.nextafter(nxt, inf), t_end)
         last = jax.tree.map(lambda k: k[-1], ks)
@@ -529,9 +545,12 @@ def _pull_stages(s: _Stepper, t, t_end, y, ks, diff, static, cotangents, i):
     split = isinstance(f, SplitField)  # then apply reads no args: none of their cotangents here
 
     def stage(carry, rows):
-        ks_bar, y_bar, d_bar = carry
+        inputs_bar, y_bar, d_bar = carry
         n, x, y_n = rows
-        k_bar = jax.tree.map(lambda k: k[n], ks_bar)
+        # k_n bar = its readout's share + h sum_{i > n} a_in Y_i bar (the later stages' inputs,
+        # pulled back already): gathered from a buffer written a row a stage, rather than added
+        # into every earlier k bar at each stage (which made XLA copy the whole buffer)
+        k_bar = jax.tree.map(lambda kb, ib: kb[n] + h * weigh(a[:, n], ib), ks_bar, inputs_bar)
         if split:
             _, pull = jax.vjp(f.apply, x, y_n)
             x_bar, y_n_bar = pull(k_bar)
@@ -539,13 +558,14 @@ def _pull_stages(s: _Stepper, t, t_end, y, ks, diff, static, cotangents, i):
             _, pull = jax.vjp(lambda x_, y_, d_: apply(x_, y_, eqx.combine(d_, static)), x, y_n, diff)
             x_bar, y_n_bar, d_n_bar = pull(k_bar)
             d_bar = jax.tree.map(jnp.add, d_bar, d_n_bar)
-        ks_bar = jax.tree.map(lambda kb, yb: kb + h * a[n].reshape((-1,) + (1,) * yb.ndim) * yb, ks_bar, y_n_bar)
+        inputs_bar = jax.tree.map(lambda b, v: jax.lax.dynamic_update_index_in_dim(b, v, n, 0), inputs_bar, y_n_bar)
         y_bar = jax.tree.map(jnp.add, y_bar, y_n_bar)
-        return (ks_bar, y_bar, d_bar), x_bar
+        return (inputs_bar, y_bar, d_bar), x_bar
 
     order = jnp.arange(n_stages)[::-1]
     flipped = jax.tree.map(lambda x: x[::-1], (xs, inputs))
-    (_, y_bar, d_bar), xs_bar = jax.lax.scan(stage, (ks_bar, y_bar, d_bar), (order, *flipped))
+    inputs_bar = jax.tree.map(jnp.zeros_like, ks_bar)
+    (_, y_bar, d_bar), xs_bar = jax.lax.scan(stage, (inputs_bar, y_bar, d_bar), (order, *flipped))
     (d_prepare,) = pull_prepare(jax.tree.map(lambda x: x[::-1], xs_bar))
     return y_bar, jax.tree.map(jnp.add, d_bar, d_prepare)
 
@@ -585,20 +605,27 @@ def _adaptive_bwd(f, observe, config, residuals, cotangents):
     zero_diff = jax.tree.map(jnp.zeros_like, diff)
     y_bar, d_bar = pull_constant(y_end, i_end, inf, final_bar, zero_diff)
 
-    def body(c):
+    def body(c, taped: bool):
         j, y_bar, d_bar = c
         t, t_end, i = tape.starts[j], tape.ends[j], tape.saves[j]
         y = jax.tree.map(lambda x: x[j], tape.states)
         _, due = s.window_of(i, t_end)
 
-        if tape.stages is None:  # a large state: its stages are evaluated again
-            ks = s.scanned_step(t, t_end, y, eqx.combine(diff, static))[1]
-        else:
+        if taped:
             ks = jax.tree.map(lambda x: x[j], tape.stages)
+        else:  # a large state, or a step past the stage slots: its stages are evaluated again
+            ks = s.scanned_step(t, t_end, y, eqx.combine(diff, static))[1]
         yb, db = _pull_stages(s, t, t_end, y, ks, diff, static, (y_bar, rows_bar(i, due)), i)
         return j - 1, yb, jax.tree.map(jnp.add, d_bar, db)
 
-    _, y_bar, d_bar = jax.lax.while_loop(lambda c: c[0] >= 0, body, (m - 1, y_bar, d_bar))
+    # the steps without stages on the tape (the last ones), then those with
+    n_slots = 0 if tape.stages is None else jax.tree.leaves(tape.stages)[0].shape[0] - 1
+    carry = (m - 1, y_bar, d_bar)
+    if n_slots < config.checkpoints:
+        carry = jax.lax.while_loop(lambda c: c[0] >= n_slots, functools.partial(body, taped=False), carry)
+    if n_slots:
+        carry = jax.lax.while_loop(lambda c: c[0] >= 0, functools.partial(body, taped=True), carry)
+    _, y_bar, d_bar = carry
     y_bar, d_bar = pull_constant(y0, jnp.zeros((), jnp.int32), t0, y_bar, d_bar)
     # More accepted steps than the tape holds, or a solve that ran out of steps: the gradient is
     # unknown, and says so.

@@ -72,6 +72,25 @@ def test_reverse_mode_across_a_jump_equals_forward_mode_and_finite_differences()
     np.testing.assert_allclose(np.asarray(end), fd, rtol=1e-6)
 
 
+def test_steps_past_the_stage_slots_are_evaluated_again(monkeypatch):
+    """The tape keeps the stages of the first `STAGE_SLOTS` steps; the reverse pass evaluates
+    those of later steps again from their recorded starts, to the same gradient."""
+    from chiraljax.kernels import _runge_kutta
+
+    taped = np.asarray(jax.jit(jax.grad(lambda x: trace_loss(x, ADAPTIVE)))(X))
+    monkeypatch.setattr(_runge_kutta, "STAGE_SLOTS", 2)
+    # other checkpoints: a program of its own, traced with two stage slots
+    partly = cj.Sector(rtol=1e-10, atol=1e-12, checkpoints=1000)
+    from chiraljax.kernels._lindblad import solve_markov
+    from chiraljax.solve._simulate import _markov_call
+
+    call = _markov_call(cascade(cj.Constant(1.0)), partly, *WINDOW, np.linspace(*WINDOW, 9), True)
+    steps = int(solve_markov(*call.args, layout=call.plan.layout, stepping=call.stepping)[0].steps)
+    assert steps > 2 * _runge_kutta.STAGE_SLOTS  # most steps are evaluated again
+    again = np.asarray(jax.jit(jax.grad(lambda x: trace_loss(x, partly)))(X))
+    np.testing.assert_allclose(again, taped, rtol=1e-12)
+
+
 def test_a_tape_too_short_gives_a_nan_gradient():
     short = cj.Sector(checkpoints=3)
     grad = jax.grad(lambda x: trace_loss(x, short))(X)
