@@ -189,10 +189,10 @@ def _from_blocks(c, blocks, dim: int):
     return jax.lax.complex(flat[:half], flat[half:]).reshape(dim, dim)
 
 
-# State dimension from which H(t) = sum_n c_n(t) H_n is assembled from the real block form of the
-# H_n (measured on the anchor problem at 300 fixed steps: D = 7 and 9 8-10 % faster in all, D = 5
-# 2-10 % slower, where the complex product is smaller than the real one's overhead).
-_BLOCKS_FROM = 6
+# Matrix size from which H(t) = sum_n c_n(t) H_n is assembled from the real block form of the
+# H_n (measured on the anchor problem, warm adaptive solves, where H is the excited block of
+# H_eff: size 4 (two modules) 4-5 % faster, 6 and 8 8-15 % faster than the complex product).
+_BLOCKS_FROM = 4
 
 
 def _operators(gen: Generator, t, integrals):
