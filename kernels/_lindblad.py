@@ -361,8 +361,9 @@ def assemble(arrays, layout, atoms, time_pulses, gamma=None) -> Generator:
     """The generator of a lowered model (`chiraljax.algebra._lowering`) for parameter atoms a and time
     factors f: H_m = sum_{t in m} (prod_{i in t} a_i) A_t for every slot m, and the coefficient
     of slot m at time t the product of its time factors. When every jump lands in the ground
-    state, the pairs L_kw^dag L_kw' = conj(l_kw) l_kw'^T join the Hamiltonian's matrices as
-    -(i/2) Q_p (Q_p the sum of the pairs of one time monomial)."""
+    state, the pairs L_kw^dag L_kw' = conj(l_kw) l_kw'^T join H_eff, times -i/2, in the
+    Hamiltonian's slot of their time monomial (or a pair slot of their own when H has none), so
+    that H_eff(t) is one sum over as few slots as there are distinct time monomials."""
     atoms = jnp.asarray(atoms, dtype=complex)
     a_ext = jnp.concatenate([atoms, jnp.conj(atoms), jnp.ones((1,), atoms.dtype)])
     weight = jnp.prod(a_ext[arrays.term_atoms], axis=1)
@@ -380,8 +381,8 @@ def assemble(arrays, layout, atoms, time_pulses, gamma=None) -> Generator:
         h_mats = h_mats[:, 1:, 1:]
         q = jnp.conj(l_mats)[:, :, None, :, None] * l_mats[:, None, :, None, :]
         n_excited = layout.dim - 1
-        pairs = jnp.zeros((layout.n_pairs, n_excited, n_excited), atoms.dtype).at[arrays.pair_index].add(q)
-        h_mats = jnp.concatenate([h_mats, -0.5j * pairs])
+        pair_slots = jnp.zeros((layout.n_pairs, n_excited, n_excited), atoms.dtype)
+        h_mats = jnp.concatenate([h_mats, pair_slots]).at[arrays.pair_index].add(-0.5j * q)
         head, tail = layout.n_h, layout.n_h + n_l
         slot_time = jnp.concatenate([slot_time[:head], slot_time[tail:], slot_time[head:tail]])
     if h_mats.shape[-1] >= _BLOCKS_FROM:

@@ -34,8 +34,9 @@ class MarkovArrays(NamedTuple):
       matrix elements of all terms.
     - `slot_time`: (S, wt) indices into (f, f^*, 1) of each slot's time monomial: the
       Hamiltonian's slots, then the channels' (K W), then the pairs of L^dag L.
-    - `pair_index`: (K, W, W) the pair slot of L_kw^dag L_kw' (its time monomial is
-      f_kw^* f_kw'); used when every jump lands in the ground state.
+    - `pair_index`: (K, W, W) the slot of H_eff that L_kw^dag L_kw' joins (a Hamiltonian slot
+      with its time monomial f_kw^* f_kw', or one of the pair slots after them); used when
+      every jump lands in the ground state.
     - `initial_index`: basis indices of the initial state's components.
     - `numbers`: (D, n_sub) occupation of each subsystem in each basis state.
     - `carries`: (K,) 1 for channels that carry an excitation away, 0 for dephasing.
@@ -56,7 +57,7 @@ class MarkovArrays(NamedTuple):
 
 class MarkovLayout(NamedTuple):
     """The static sizes of the tables: state dimension, Hamiltonian slots, channels, slots per
-    channel, pair slots of L^dag L, whether every jump lands in the ground state, which the
+    channel, slots of L^dag L pairs whose time monomial no Hamiltonian slot has, whether every jump lands in the ground state, which the
     Hamiltonian leaves alone (L_k = |G><l_k|, H |G> = 0), and whether pure dephasing acts
     elementwise (sector) instead of through operators (full); `time_factors` says how the time factors follow from the pulses, `atoms`
     how the parameter atoms follow from the network's numbers."""
@@ -122,7 +123,8 @@ def lower(model: LindbladModel, sector: bool) -> tuple[MarkovArrays, MarkovLayou
         and all(not t.pattern[1:].any() and not t.pattern[:, 0].any() for c in channels for t in c.operator.terms)
         and all(not t.pattern[0].any() and not t.pattern[:, 0].any() for t in model.hamiltonian.terms)
     )
-    # L_k^dag L_k = sum_{w, w'} f_kw^* f_kw' L_kw^dag L_kw': one slot per distinct monomial.
+    # L_k^dag L_k = sum_{w, w'} f_kw^* f_kw' L_kw^dag L_kw' joins H_eff: each pair goes to the
+    # Hamiltonian's slot of its time monomial, or to a slot of its own when H has none.
     pair_index = np.zeros((len(channels), width, width), dtype=np.int32)
     pairs: list[tuple] = []
     if to_ground:
@@ -130,10 +132,13 @@ def lower(model: LindbladModel, sector: bool) -> tuple[MarkovArrays, MarkovLayou
             for w, kw in enumerate(keys):
                 for v, kv in enumerate(keys):
                     key = tuple(sorted([(i, not c) for i, c in kw] + list(kv)))
+                    if key in monomials[0]:
+                        pair_index[k, w, v] = monomials[0].index(key)
+                        continue
                     if key not in pairs:
                         pairs.append(key)
-                    pair_index[k, w, v] = pairs.index(key)
-        n_pairs = _bucket(len(pairs), 4)
+                    pair_index[k, w, v] = n_h + pairs.index(key)
+        n_pairs = _bucket(len(pairs), 4) if pairs else 0
         slot_keys += pairs + [()] * (n_pairs - len(pairs))
     else:
         n_pairs = 0
