@@ -57,24 +57,27 @@ def concrete_float(x: Any) -> float | None:
 
 def as_array(value: Any, kind: type = float) -> Any:
     """`value` as an array of chiraljax's real (`kind=float`) or complex precision: a NumPy
-    array when it is concrete outside a trace, a JAX array (converted in the trace) otherwise.
+    array when it is concrete (inside a transformation too, where it is a constant of the
+    trace), a JAX array converted in the trace when it is traced.
 
     Concrete numbers stay on the host. `jnp.asarray` of a Python number would compile a
     conversion program (15-20 ms in every new process), and placing each number on the
     device costs 60-80 us: a network of two modules holds 42 of them, so building it took
     4.4 ms, and 1.0 ms with them on the host. The kernels take them packed into one vector per call
     (`chiraljax.solve._program_cache`), and JAX places them where a traced computation reads
-    them."""
+    them. Inside an eager `jax.grad`, every `jnp` operation on a constant goes through the
+    derivative's trace: building the network of an atom before a mirror from the number
+    differentiated took 4-5 ms of `jnp.asarray` on its constant fields."""
     from chiraljax._precision import complex_dtype, real_dtype
 
     return as_dtype(value, real_dtype() if kind is float else complex_dtype())
 
 
 def as_dtype(value: Any, dtype: Any) -> Any:
-    """`value` as an array of `dtype`: a NumPy array when it is concrete outside a trace (see
-    `as_array`), a JAX array converted in the trace otherwise."""
+    """`value` as an array of `dtype`: a NumPy array when it is concrete (see `as_array`), a
+    JAX array converted in the trace when it is traced."""
     known = concrete(value)
-    if known is None or tracing():
+    if known is None:
         return jnp.asarray(value, dtype=dtype)
     return np.asarray(known, dtype=dtype)
 

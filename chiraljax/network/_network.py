@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Inexact
 
-from chiraljax._checks import ValidationError, as_array, as_dtype, concrete, did_you_mean, require, safe_sqrt, tracing
+from chiraljax._checks import ValidationError, as_array, as_dtype, concrete, did_you_mean, require, safe_sqrt
 from chiraljax._precision import real_dtype
 from chiraljax._types import Number, Real
 from chiraljax.network._pulses import AbstractPulse
@@ -69,7 +69,7 @@ def _suggest(name: str, known) -> str:
 def _real(owner: str, field: str, value, *, low: float | None = None, high: float | None = None):
     arr = concrete(value)
     # the messages are formatted on failure only (printing an array costs more than the checks)
-    if arr is not None and arr.ndim == 0 and arr.dtype.kind in "fiu" and not tracing():
+    if arr is not None and arr.ndim == 0 and arr.dtype.kind in "fiu":
         # a real number (most fields): checked in Python, 3x faster than NumPy's reductions
         number = float(arr)
         if not math.isfinite(number):
