@@ -229,6 +229,9 @@ class Scatterer(eqx.Module):
         """t: the given transmission, or sqrt(1 - |r|^2) for a lossless element (so that changing
         the reflection alone, e.g. in a sweep, keeps the element unitary)."""
         if self.transmission is None:
+            r = concrete(self.reflection)
+            if r is not None:  # NumPy: no operation in a trace around it (an eager jax.grad)
+                return np.sqrt(np.maximum(1.0 - np.abs(r) ** 2, 0.0)).astype(complex)
             return safe_sqrt(1.0 - jnp.abs(self.reflection) ** 2).astype(complex)
         return self.transmission
 
