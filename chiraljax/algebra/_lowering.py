@@ -33,7 +33,8 @@ class MarkovArrays(NamedTuple):
     - `entry_term`, `entry_slot`, `entry_row`, `entry_col`, `entry_value`: (E,) the nonzero
       matrix elements of all terms.
     - `slot_time`: (S, wt) indices into (f, f^*, 1) of each slot's time monomial: the
-      Hamiltonian's slots, then the channels' (K W), then the pairs of L^dag L.
+      Hamiltonian's slots, then the channels' (K W), then the L^dag L pairs' whose time
+      monomial no Hamiltonian slot has.
     - `pair_index`: (K, W, W) the slot of H_eff that L_kw^dag L_kw' joins (a Hamiltonian slot
       with its time monomial f_kw^* f_kw', or one of the pair slots after them); used when
       every jump lands in the ground state.
@@ -57,9 +58,10 @@ class MarkovArrays(NamedTuple):
 
 class MarkovLayout(NamedTuple):
     """The static sizes of the tables: state dimension, Hamiltonian slots, channels, slots per
-    channel, slots of L^dag L pairs whose time monomial no Hamiltonian slot has, whether every jump lands in the ground state, which the
-    Hamiltonian leaves alone (L_k = |G><l_k|, H |G> = 0), and whether pure dephasing acts
-    elementwise (sector) instead of through operators (full); `time_factors` says how the time factors follow from the pulses, `atoms`
+    channel, slots of L^dag L pairs whose time monomial no Hamiltonian slot has, whether every
+    jump lands in the ground state, which the Hamiltonian leaves alone (L_k = |G><l_k|,
+    H |G> = 0), and whether pure dephasing acts elementwise (sector) instead of through
+    operators (full); `time_factors` says how the time factors follow from the pulses, `atoms`
     how the parameter atoms follow from the network's numbers."""
 
     dim: int
