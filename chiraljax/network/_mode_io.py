@@ -127,13 +127,16 @@ def _overlap(a, b, t0, t1):
 
 
 def mode_overlap(a, b, t0: float, t1: float) -> complex:
-    """<a|b> over the window of two concrete smooth modes."""
-    return complex(_overlap(a, b, float(t0), float(t1)))
+    """<a|b> over the window of two concrete smooth modes (computed now, also inside a
+    transformation around the caller)."""
+    with jax.ensure_compile_time_eval():
+        return complex(_overlap(a, b, float(t0), float(t1)))
 
 
 def mode_norm(mode, t0: float, t1: float) -> float:
     """int_{t0}^{t1} |u|^2 dt of a concrete mode by Simpson's rule on each piece between its
-    jumps (cached by the mode's class and values and the window)."""
+    jumps (cached by the mode's class and values and the window; computed now, also inside a
+    transformation around the caller)."""
     leaves, treedef = jax.tree.flatten(mode)
     key = (treedef, tuple(np.asarray(x).tobytes() for x in leaves), t0, t1)
     if key not in _NORMS:
@@ -141,7 +144,8 @@ def mode_norm(mode, t0: float, t1: float) -> float:
         edges = [t0, *jumps, t1]
         if len(_NORMS) > 256:
             _NORMS.clear()
-        _NORMS[key] = float(sum(_piece_norm(mode, a, b) for a, b in zip(edges[:-1], edges[1:])))
+        with jax.ensure_compile_time_eval():  # concrete: computed now, inside a jit around the caller too
+            _NORMS[key] = float(sum(_piece_norm(mode, a, b) for a, b in zip(edges[:-1], edges[1:])))
     return _NORMS[key]
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -194,6 +195,24 @@ def test_a_mode_that_cannot_work_is_refused_before_anything_runs(representation,
     monkeypatch.setattr(chiraljax.solve._simulate, "solve_markov", must_not_run)
     with pytest.raises(cj.ValidationError, match=f"the mode of 'u' has int .u.\\^2 dt {shown}"):
         cj.simulate(absorber(mode), (-6.0, 6.0), representation=representation)
+
+
+def test_a_concrete_mode_is_checked_inside_jit_too(monkeypatch):
+    """A mode whose numbers are known is checked under `jax.jit` as well (its norm computed
+    then and there), before the solver is traced."""
+    import chiraljax.solve._simulate
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the solver ran")
+
+    monkeypatch.setattr(chiraljax.solve._simulate, "solve_markov", must_not_run)
+
+    def population(rate):
+        net = absorber(cj.GaussianMode(3.0, 1.0)).with_parameters({"emitters.q.decay": rate})
+        return cj.simulate(net, (-6.0, 6.0), representation="sector").final_population("q")
+
+    with pytest.raises(cj.ValidationError, match="the mode of 'u' has int .u.\\^2 dt = 0.99865 over"):
+        jax.jit(population)(0.0)
 
 
 @pytest.mark.parametrize("representation", ["sector", "full"])
