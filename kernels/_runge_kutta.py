@@ -619,7 +619,7 @@ def _adaptive_bwd(f, observe, config, residuals, cotangents):
         return j - 1, yb, jax.tree.map(jnp.add, d_bar, db)
 
     # the steps without stages on the tape (the last ones), then those with
-    n_slots = 0 if tape.stages is None else jax.tree.leaves(tape.stages)[0].shape[0] - 1
+    n_slots = _stage_slots(config, y0)  # as the forward pass recorded them
     carry = (m - 1, y_bar, d_bar)
     if n_slots < config.checkpoints:
         carry = jax.lax.while_loop(lambda c: c[0] >= n_slots, functools.partial(body, taped=False), carry)

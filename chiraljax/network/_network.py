@@ -231,7 +231,7 @@ class Scatterer(eqx.Module):
         if self.transmission is None:
             r = concrete(self.reflection)
             if r is not None:  # NumPy: no operation in a trace around it (an eager jax.grad)
-                return np.sqrt(np.maximum(1.0 - np.abs(r) ** 2, 0.0)).astype(complex)
+                return as_array(np.sqrt(np.maximum(1.0 - np.abs(r) ** 2, 0.0)), complex)
             return safe_sqrt(1.0 - jnp.abs(self.reflection) ** 2).astype(complex)
         return self.transmission
 
