@@ -91,12 +91,24 @@ def transfer_forward_mode(eta):
 
 jit_jvp = jax.jit(lambda e: jax.jvp(transfer_forward_mode, (e,), (1.0,)))
 jit_d = loop(lambda: jax.block_until_ready(jit_jvp(0.6)), REPEATS)
+
+# a gradient in several numbers (three link transmissions): reverse mode, the discrete adjoint
+LINKS = [f"links.{i}.transmission" for i in range(3)]
+
+def transfer_links(etas):
+    res = cj.simulate(net.with_parameters(dict(zip(LINKS, etas))), T_SPAN, n_save=2)
+    return res.final_population("A1", "B1")
+
+etas = jax.numpy.asarray([0.6, 1.0, 1.0])
+jit_vg3 = jax.jit(jax.value_and_grad(transfer_links))
+jit_g3 = loop(lambda: jax.block_until_ready(jit_vg3(etas)), REPEATS)
 print(json.dumps({"warm_simulate_s": warm, "warm_simulate_end_only_s": forward_end,
                   "network_built_and_simulated_s": rebuilt,
                   "warm_value_and_grad_s": warm_grad, "value_and_grad_over_forward": warm_grad / eager_forward,
                   "jit_forward_s": jit_f, "jit_value_and_grad_s": jit_g, "jit_value_and_grad_over_forward": jit_g / jit_f,
                   "jit_forward_mode_derivative_over_forward": jit_d / jit_f,
-                  "P": P, "P_error": P - REFERENCE}))
+                  "jit_value_and_grad_three_links_s": jit_g3, "jit_value_and_grad_three_links_over_forward": jit_g3 / jit_f,
+                  "P": P, "P_error": P - REFERENCE, "backend": jax.default_backend()}))
 """,
     "topology": """
 import jax
@@ -226,6 +238,9 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--modules", type=int, nargs="+", default=[2, 4])
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--out", default=os.path.join(HERE, "results", "latency.json"))
+    ap.add_argument(
+        "--no-peers", action="store_true", help="skip QuTiP (a machine without it, e.g. a GPU run): no ratios"
+    )
     args = ap.parse_args(argv)
 
     report: dict = {
@@ -235,6 +250,15 @@ def main(argv: list[str]) -> None:
         "command": "python bench/latency.py " + " ".join(argv),
         "modules": {},
     }
+
+    def save() -> None:
+        """Write what is measured so far (atomically: a stopped run keeps the modules it did)."""
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        report["load_average"] = os.getloadavg()
+        with open(args.out + ".partial", "w") as fh:
+            json.dump(report, fh, indent=2)
+        os.replace(args.out + ".partial", args.out)
+
     imports = [probe("import") for _ in range(3)]
     report["import_s"] = statistics.median(r["import_s"] for r in imports)
     report["heavy_modules_loaded_by_import"] = imports[0]["heavy_modules_loaded"]
@@ -252,6 +276,7 @@ def main(argv: list[str]) -> None:
             f"value+grad (eager) {1e3 * w['warm_value_and_grad_s']:.2f} ms; P error {w['P_error']:.1e}, "
             f"slope error {w['slope_error']:.1e}"
         )
+        save()
         for M in args.modules:
             row: dict = {}
             cache = {"CHIRALJAX_COMPILATION_CACHE": os.path.join(tmp, f"probe_cache_{M}")}
@@ -260,18 +285,8 @@ def main(argv: list[str]) -> None:
             row["warm"] = probe("warm", M, args.repeats, env=cache)
             row["topology"] = probe("topology", M, env=cache)
             row.update(cli_runs(M, tmp))
-            row["qutip"] = probe("qutip", M, max(1, args.repeats // 4 if M > 3 else args.repeats))
-            row["qutip_process_s"] = qutip_process(M)
-            q, w = row["qutip"], row["warm"]
-            row["ratios"] = {
-                "cli_empty_over_qutip_process": row["cli_empty_cache_s"] / row["qutip_process_s"],
-                "cli_warm_over_qutip_process": row["cli_warm_cache_s"] / row["qutip_process_s"],
-                "qutip_warm_over_chiraljax_warm": q["warm_s"] / w["warm_simulate_s"],
-                "first_value_and_grad_over_first_simulate": row["empty_cache"]["first_value_and_grad_s"]
-                / row["empty_cache"]["first_simulate_s"],
-            }
             report["modules"][str(M)] = row
-            e, c = row["empty_cache"], row["warm_cache"]
+            w, e, c = row["warm"], row["empty_cache"], row["warm_cache"]
             print(
                 f"M = {M}: first simulate {e['first_simulate_s']:.2f} s (warm cache {c['first_simulate_s']:.2f} s), "
                 f"first value+grad {e['first_value_and_grad_s']:.2f} s; warm simulate {1e3 * w['warm_simulate_s']:.2f} ms "
@@ -279,19 +294,30 @@ def main(argv: list[str]) -> None:
                 f"network built anew each time {1e3 * w['network_built_and_simulated_s']:.2f} ms, "
                 f"value+grad = {w['value_and_grad_over_forward']:.1f} forward solves "
                 f"({w['jit_value_and_grad_over_forward']:.1f} jitted, forward mode "
-                f"{w['jit_forward_mode_derivative_over_forward']:.1f}); "
+                f"{w['jit_forward_mode_derivative_over_forward']:.1f}, three links "
+                f"{w['jit_value_and_grad_three_links_over_forward']:.1f}); "
                 f"programs traced {row['topology']['traced_before']} -> "
-                f"{row['topology']['traced_after_other_topology']} after another topology"
+                f"{row['topology']['traced_after_other_topology']} after another topology; "
+                f"CLI process {row['cli_empty_cache_s']:.2f} s empty cache, {row['cli_warm_cache_s']:.2f} s warm"
             )
+            save()
+            if args.no_peers:
+                continue
+            row["qutip"] = probe("qutip", M, max(1, args.repeats // 4 if M > 3 else args.repeats))
+            row["qutip_process_s"] = qutip_process(M)
+            q = row["qutip"]
+            row["ratios"] = {
+                "cli_empty_over_qutip_process": row["cli_empty_cache_s"] / row["qutip_process_s"],
+                "cli_warm_over_qutip_process": row["cli_warm_cache_s"] / row["qutip_process_s"],
+                "qutip_warm_over_chiraljax_warm": q["warm_s"] / w["warm_simulate_s"],
+                "first_value_and_grad_over_first_simulate": row["empty_cache"]["first_value_and_grad_s"]
+                / row["empty_cache"]["first_simulate_s"],
+            }
             print(
-                f"       CLI process {row['cli_empty_cache_s']:.2f} s empty cache, {row['cli_warm_cache_s']:.2f} s warm; "
-                f"QuTiP script {row['qutip_process_s']:.2f} s; QuTiP warm solve {1e3 * q['warm_s']:.2f} ms "
+                f"       QuTiP script {row['qutip_process_s']:.2f} s; QuTiP warm solve {1e3 * q['warm_s']:.2f} ms "
                 f"({row['ratios']['qutip_warm_over_chiraljax_warm']:.1f}x chiraljax's)"
             )
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    report["load_average"] = os.getloadavg()
-    with open(args.out, "w") as fh:
-        json.dump(report, fh, indent=2)
+            save()
     print(f"wrote {args.out}")
 
 
