@@ -103,13 +103,26 @@ _MODE_SAMPLES = 4_001  # points of Simpson's rule on each smooth piece of a mode
 _MODE_NORM_TOLERANCE = 1e-5
 
 
+def _simpson_rule(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Simpson's rule on n (odd) points of [0, 1]: the points, their ends taken just inside
+    (one-sided values at jumps, no denormals), and the weights 1, 4, 2, ..., 4, 1. NumPy
+    constants: computed in JAX inside the trace below, each would compile a program of its own
+    (a second on the first call)."""
+    s = np.linspace(0.0, 1.0, n)
+    s[0], s[-1] = 1e-12, 1.0 - 1e-12
+    weights = np.ones(n)
+    weights[1:-1:2], weights[2:-1:2] = 4.0, 2.0
+    return s, weights
+
+
+_UNIT_POINTS, _SIMPSON_WEIGHTS = _simpson_rule(_MODE_SAMPLES)
+
+
 @eqx.filter_jit
-def _piece_norm(mode, a, b):
-    """int_a^b |u|^2 dt by Simpson's rule on `_MODE_SAMPLES` points, the ends taken just
-    inside the piece (one-sided values at jumps, no denormals); compiled once per mode class."""
-    s = jnp.linspace(0.0, 1.0, _MODE_SAMPLES).at[0].set(1e-12).at[-1].set(1.0 - 1e-12)
+def _piece_norm(mode, a, b, s, weights):
+    """int_a^b |u|^2 dt by Simpson's rule at the points a + (b - a) s (`_simpson_rule`);
+    compiled once per mode class."""
     values = jnp.abs(jax.vmap(mode)(a + (b - a) * s)) ** 2
-    weights = jnp.ones(_MODE_SAMPLES).at[1:-1:2].set(4.0).at[2:-1:2].set(2.0)
     return (b - a) * (1.0 - 2e-12) / (3.0 * (_MODE_SAMPLES - 1)) * jnp.sum(weights * values)
 
 
@@ -118,11 +131,10 @@ _MODE_ORTHOGONALITY_TOLERANCE = 1e-6
 
 
 @eqx.filter_jit
-def _overlap(a, b, t0, t1):
-    """<a|b> = int_{t0}^{t1} a^* b dt by Simpson's rule on `_MODE_SAMPLES` points (smooth modes)."""
-    t = jnp.linspace(t0, t1, _MODE_SAMPLES)
+def _overlap(a, b, t0, t1, s, weights):
+    """<a|b> = int_{t0}^{t1} a^* b dt by Simpson's rule at t0 + (t1 - t0) s (smooth modes)."""
+    t = t0 + (t1 - t0) * s
     values = jnp.conj(jax.vmap(a)(t)) * jax.vmap(b)(t)
-    weights = jnp.ones(_MODE_SAMPLES).at[1:-1:2].set(4.0).at[2:-1:2].set(2.0)
     return (t1 - t0) / (3.0 * (_MODE_SAMPLES - 1)) * jnp.sum(weights * values)
 
 
@@ -130,7 +142,7 @@ def mode_overlap(a, b, t0: float, t1: float) -> complex:
     """<a|b> over the window of two concrete smooth modes (computed now, also inside a
     transformation around the caller)."""
     with jax.ensure_compile_time_eval():
-        return complex(_overlap(a, b, float(t0), float(t1)))
+        return complex(_overlap(a, b, float(t0), float(t1), np.linspace(0.0, 1.0, _MODE_SAMPLES), _SIMPSON_WEIGHTS))
 
 
 def mode_norm(mode, t0: float, t1: float) -> float:
@@ -145,7 +157,8 @@ def mode_norm(mode, t0: float, t1: float) -> float:
         if len(_NORMS) > 256:
             _NORMS.clear()
         with jax.ensure_compile_time_eval():  # concrete: computed now, inside a jit around the caller too
-            _NORMS[key] = float(sum(_piece_norm(mode, a, b) for a, b in zip(edges[:-1], edges[1:])))
+            pieces = zip(edges[:-1], edges[1:])
+            _NORMS[key] = float(sum(_piece_norm(mode, a, b, _UNIT_POINTS, _SIMPSON_WEIGHTS) for a, b in pieces))
     return _NORMS[key]
 
 
