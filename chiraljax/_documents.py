@@ -18,6 +18,10 @@ from chiraljax._errors import ValidationError, require
 
 SUFFIXES = (".toml", ".json")
 
+#: Deepest nesting of tables and lists a document may have (a network file needs 4): the same
+#: refusal on every Python, whose parsers give up at depths that differ between versions.
+MAX_DEPTH = 64
+
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -34,6 +38,19 @@ def parse_text(text: str, suffix: str) -> Any:
     if suffix == ".toml":
         return tomllib.loads(text)
     return json.loads(text, object_pairs_hook=_unique_keys)
+
+
+def nesting_depth(value: Any) -> int:
+    """How deeply dicts and lists nest in `value` (0 for a scalar), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        x, depth = stack.pop()
+        children = x.values() if isinstance(x, dict) else x if isinstance(x, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth + 1)
+        stack.extend((c, depth + 1) for c in children)
+    return deepest
 
 
 def read_document(path: str | os.PathLike, what: str) -> Any:
@@ -58,10 +75,13 @@ def read_document(path: str | os.PathLike, what: str) -> Any:
         raise ValidationError(f"{path}: cannot read the file ({err.strerror})") from None
     name = suffix[1:].upper()
     require("\x00" not in text, f"{path}: not a text file (it holds NUL bytes)")
+    too_deep = f"{path}: not valid {name}: nested too deeply (more than {MAX_DEPTH} levels)"
     try:
-        return parse_text(text, suffix)
+        document = parse_text(text, suffix)
     except RecursionError:
-        raise ValidationError(f"{path}: not valid {name}: nested too deeply") from None
+        raise ValidationError(too_deep) from None
     except ValueError as err:  # TOMLDecodeError and JSONDecodeError are ValueErrors
         reason = " ".join(str(err).split())
         raise ValidationError(f"{path}: not valid {name}: {reason}") from None
+    require(nesting_depth(document) <= MAX_DEPTH, too_deep)
+    return document

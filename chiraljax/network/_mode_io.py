@@ -158,7 +158,7 @@ def mode_norm(mode, t0: float, t1: float) -> float:
             _NORMS.clear()
         with jax.ensure_compile_time_eval():  # concrete: computed now, inside a jit around the caller too
             pieces = zip(edges[:-1], edges[1:])
-            _NORMS[key] = float(sum(_piece_norm(mode, a, b, _UNIT_POINTS, _SIMPSON_WEIGHTS) for a, b in pieces))
+            _NORMS[key] = sum(float(_piece_norm(mode, a, b, _UNIT_POINTS, _SIMPSON_WEIGHTS)) for a, b in pieces)
     return _NORMS[key]
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chiraljax._errors import require
+from chiraljax._precision import resolvable_tolerances
 from chiraljax.kernels._lindblad import Stepping
 
 ADJOINTS = ("auto", "reverse", "forward")
@@ -28,7 +29,9 @@ class AbstractLindblad:
     **Arguments:**
 
     - `rtol`, `atol`, `max_steps`: adaptive stepping (8th-order Dormand-Prince with error
-      control, a step boundary on every control jump).
+      control, a step boundary on every control jump). In single precision
+      (`CHIRALJAX_PRECISION=float32`) tolerances tighter than rtol 1e-6, atol 1e-8 are raised
+      to them: float32 cannot resolve more.
     - `steps`: a fixed number of 8th-order steps instead (smooth controls only): vmapped
       batches then run in lockstep; check the accuracy against an adaptive solve once for a
       new kind of problem. Save times on the step ends are read there; save times anywhere
@@ -71,9 +74,10 @@ class AbstractLindblad:
 
     def stepping(self, aligned: bool, batched: bool = False) -> Stepping:
         """The kernel's stepping: `aligned` save times (from n_save), a `batched` solve."""
+        rtol, atol = resolvable_tolerances(float(self.rtol), float(self.atol))
         return Stepping(
-            float(self.rtol),
-            float(self.atol),
+            rtol,
+            atol,
             int(self.max_steps),
             None if self.steps is None else int(self.steps),
             aligned,

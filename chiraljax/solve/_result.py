@@ -186,10 +186,13 @@ class Result:
 
     def total_output(self, kinds: tuple[str, ...] = ("end",)):
         """Summed final output of all channels of the given kinds."""
-        idx = [k for k, kind in enumerate(self.channel_kinds) if kind in kinds]
+        idx = tuple(k for k, kind in enumerate(self.channel_kinds) if kind in kinds)
+        outputs = _read(self.outputs)
         if not idx:
-            return jnp.zeros(self.outputs.shape[:-2])
-        return self.outputs[..., -1, jnp.array(idx)].sum(-1)
+            return np.zeros(np.shape(outputs)[:-2])
+        if isinstance(outputs, jax.core.Tracer):
+            return _final_sum(outputs, idx)
+        return outputs[..., -1, list(idx)].sum(-1)
 
     def scalars(self) -> dict[str, float]:
         """Final populations, total outputs per channel and the conservation error, as floats."""

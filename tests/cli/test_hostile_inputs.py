@@ -89,6 +89,13 @@ CASES = [
         "nested too deeply",
     ),
     (
+        "JSON deeper than a document may be",  # parsed by every Python; refused by the reader
+        {"net.json": b'{"emitters":' + b"[" * 100 + b"]" * 100 + b"}"},
+        ["simulate", "{d}/net.json"],
+        2,
+        "nested too deeply (more than 64 levels)",
+    ),
+    (
         "duplicate JSON key",
         {"net.json": b'{"emitters": [], "emitters": []}'},
         ["simulate", "{d}/net.json"],

@@ -61,7 +61,7 @@ def test_method_objects_match_the_keyword_shorthand():
     net = chiral_link()
     by_method = receiver_population(net, method=cj.Sector(rtol=1e-9, atol=1e-11))
     by_keywords = receiver_population(net, representation="sector", rtol=1e-9, atol=1e-11)
-    assert by_method == by_keywords
+    assert abs(by_method - by_keywords) < 1e-13  # one problem (equal bits on a CPU; a GPU build may differ)
     fixed = receiver_population(net, method=cj.Sector(steps=48 * (SAVES - 1) // 16))
     assert abs(fixed - by_method) < 1e-6
 
@@ -159,7 +159,9 @@ def test_a_repeated_call_goes_straight_to_the_kernel(monkeypatch):
     original = simulate_module.check_markov
     monkeypatch.setattr(simulate_module, "check_markov", lambda *a: checks.append(1) or original(*a))
     again = cj.simulate(net, TRANSFER_WINDOW, n_save=5)
-    np.testing.assert_array_equal(np.asarray(again.populations), np.asarray(first.populations))
+    # the same numbers; on a GPU the first call's build and the one that takes over may round
+    # the last bit differently
+    np.testing.assert_allclose(np.asarray(again.populations), np.asarray(first.populations), rtol=1e-12, atol=1e-15)
     assert checks == []
     cj.simulate(net, TRANSFER_WINDOW, n_save=6)
     cj.simulate(chiral_link(), TRANSFER_WINDOW, n_save=5)
