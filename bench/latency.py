@@ -5,7 +5,11 @@ run beside QuTiP (CSR operators, a hand-built Liouvillian, vern7, one BLAS threa
 peer, `bench/peers.py`). Every "first" figure runs in a fresh process; "empty cache" gives that
 process a new, empty persistent compilation cache, "warm cache" reuses the one the previous
 process filled. A first call runs the kept program's quick build (`chiraljax/solve/_tiers.py`);
-the warm figures are the steady state, once the optimized build has taken over. Nothing here is asserted: the numbers go to `bench/results/latency.json`.
+the warm figures are the steady state, once the optimized build has taken over. Beside the anchor
+problem: the delay kernel's first and warm calls (an atom before a mirror), and fifteen small
+networks of other sizes and kinds each simulated once in one fresh process
+(`validation_networks.py`). Nothing here is asserted: the numbers go to
+`bench/results/latency.json`.
 
     python bench/latency.py [--modules 2 4] [--repeats 20] [--out bench/results/latency.json]
 """
@@ -155,6 +159,20 @@ warm_grad = loop(lambda: vg(1.0), REPEATS)
 print(json.dumps({"first_simulate_s": first, "first_value_and_grad_s": first_grad, "warm_simulate_s": warm,
                   "warm_value_and_grad_s": warm_grad, "P_error": P - 4 / 9, "slope_error": float(slope) + 8 / 27}))
 """,
+    "validation": """
+import time
+t0 = time.perf_counter()
+import chiraljax as cj
+sys.path.insert(0, HERE)
+from validation_networks import validation_networks
+cases = []
+for label, net, span, method in validation_networks():
+    t = time.perf_counter()
+    result = cj.simulate(net, span, method=method)
+    float(result.final_population(*[e.name for e in net.emitters]))
+    cases.append([label, result.representation, time.perf_counter() - t])
+print(json.dumps({"total_s": time.perf_counter() - t0, "cases": cases}))
+""",
     "qutip": """
 sys.path.insert(0, HERE)
 from peers import qutip_fair
@@ -275,6 +293,17 @@ def main(argv: list[str]) -> None:
             f"({w['first_value_and_grad_s']:.2f} s); warm simulate {1e3 * w['warm_simulate_s']:.2f} ms, "
             f"value+grad (eager) {1e3 * w['warm_value_and_grad_s']:.2f} ms; P error {w['P_error']:.1e}, "
             f"slope error {w['slope_error']:.1e}"
+        )
+        save()
+        cache = {"CHIRALJAX_COMPILATION_CACHE": os.path.join(tmp, "probe_cache_validation")}
+        report["validation"] = {
+            "empty_cache": probe("validation", env=cache),
+            "warm_cache": probe("validation", env=cache),
+        }
+        v, w = report["validation"]["empty_cache"], report["validation"]["warm_cache"]
+        print(
+            f"15 small validation networks, each simulated once in a fresh process (import included): "
+            f"{v['total_s']:.1f} s with empty caches, {w['total_s']:.1f} s with warm ones"
         )
         save()
         for M in args.modules:
