@@ -50,7 +50,7 @@ import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray, PyTree
 
 from chiraljax._checks import is_traced, require, safe_sqrt
-from chiraljax._precision import complex_dtype, real_dtype
+from chiraljax._precision import complex_dtype, full_precision_products, real_dtype
 
 __all__ = ["DelayProblem", "DelaySolution", "DephasingAverage", "scatterer_matrix", "solve_delay", "dephasing_average"]
 
@@ -760,7 +760,7 @@ def _assemble(problem, st, layout, c0, ts, cs, qs, Qs) -> DelaySolution:
     )
 
 
-_run_jit = eqx.filter_jit(_run)
+_run_jit = eqx.filter_jit(full_precision_products(_run))
 
 
 def solve_delay(
@@ -962,4 +962,4 @@ def _dephasing(problem, c0, gamma_phi, key, n_traj, dt, n_steps, t0, n_buffer, b
     return DephasingAverage(ts=ts, populations=stats.mean, standard_error=stats.standard_error)
 
 
-_dephasing_jit = eqx.filter_jit(_dephasing)
+_dephasing_jit = eqx.filter_jit(full_precision_products(_dephasing))

@@ -42,6 +42,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Complex, Float, Int
 
 from chiraljax._errors import ValidationError
+from chiraljax._precision import full_precision_products
 
 from ._adjoint import differentiated
 from ._runge_kutta import AdaptiveConfig, SplitField, adaptive, fixed_grid_config, fixed_rk
@@ -444,7 +445,7 @@ def _solve_markov_chosen(*args, layout, stepping: Stepping):
     return differentiated(reverse, forward, args)
 
 
-_solve_markov_jit = jax.jit(_solve_markov_chosen, static_argnames=("layout", "stepping"))
+_solve_markov_jit = jax.jit(full_precision_products(_solve_markov_chosen), static_argnames=("layout", "stepping"))
 
 
 def solve_markov(

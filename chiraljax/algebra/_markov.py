@@ -42,6 +42,7 @@ import numpy as np
 from chiraljax._checks import as_array, concrete, safe_sqrt
 from chiraljax._errors import require
 from chiraljax._limits import require_count
+from chiraljax._precision import complex_dtype, real_dtype
 from chiraljax.algebra._operator import Operator, Symbol, factor_parts
 from chiraljax.algebra._space import Space, space_dimension
 from chiraljax.network._input_cascade import emitted_modes
@@ -77,6 +78,26 @@ _ATOM_KINDS = (
 )
 
 
+#: The counts of ports, links, emitters and couplings are rounded up to a multiple of this (the
+#: atoms past a network's own are zeros no table reads), so that networks that differ only in
+#: these counts (a pair with and without a direct coupling) share one compiled program.
+ATOM_COUNT_QUANTUM = 4
+
+
+def padded_count(n: int) -> int:
+    """n rounded up to a multiple of `ATOM_COUNT_QUANTUM` (at least one quantum)."""
+    return max(1, -(-n // ATOM_COUNT_QUANTUM)) * ATOM_COUNT_QUANTUM
+
+
+def _counted(network: Network) -> tuple[tuple[str, tuple], ...]:
+    return (
+        ("ports", network.ports),
+        ("links", network.links),
+        ("emitters", network.emitters),
+        ("couplings", network.couplings),
+    )
+
+
 @dataclass(frozen=True)
 class ParameterAtoms:
     """The layout of the parameter atoms of networks with `counts` ports, links, emitters and
@@ -92,14 +113,9 @@ class ParameterAtoms:
 
     @classmethod
     def of(cls, network: Network) -> ParameterAtoms:
-        return cls(
-            (
-                ("ports", len(network.ports)),
-                ("links", len(network.links)),
-                ("emitters", len(network.emitters)),
-                ("couplings", len(network.couplings)),
-            )
-        )
+        """The layout for `network`: each count rounded up to a multiple of `ATOM_COUNT_QUANTUM`
+        (`padded_count`)."""
+        return cls(tuple((sized_by, padded_count(len(elements))) for sized_by, elements in _counted(network)))
 
     def offset(self, kind: str) -> int:
         counts = dict(self.counts)
@@ -124,16 +140,23 @@ class ParameterAtoms:
         (rates, right fractions, transmissions, phases, detunings, anharmonicities, decays,
         dephasings, coupling strengths), each a tuple over its elements."""
         ports, links, emitters = network.ports, network.links, network.emitters
+
+        def padded(values: tuple, dtype=None) -> tuple:
+            # zeros of the type the network stores its numbers as (a NumPy scalar in the working
+            # precision), so that a padded entry and a network's own have one abstract value
+            zero = np.zeros((), real_dtype() if dtype is None else dtype)
+            return values + (zero,) * (padded_count(len(values)) - len(values))
+
         return (
-            tuple(p.rate for p in ports),
-            tuple(p.right_fraction for p in ports),
-            tuple(k.transmission for k in links),
-            tuple(k.phase for k in links),
-            tuple(e.detuning for e in emitters),
-            tuple(e.anharmonicity for e in emitters),
-            tuple(e.decay for e in emitters),
-            tuple(e.dephasing for e in emitters),
-            tuple(c.strength for c in network.couplings),
+            padded(tuple(p.rate for p in ports)),
+            padded(tuple(p.right_fraction for p in ports)),
+            padded(tuple(k.transmission for k in links)),
+            padded(tuple(k.phase for k in links)),
+            padded(tuple(e.detuning for e in emitters)),
+            padded(tuple(e.anharmonicity for e in emitters)),
+            padded(tuple(e.decay for e in emitters)),
+            padded(tuple(e.dephasing for e in emitters)),
+            padded(tuple(c.strength for c in network.couplings), complex_dtype()),
         )
 
     @staticmethod

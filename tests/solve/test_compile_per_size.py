@@ -57,6 +57,27 @@ def test_other_topology_and_pulses_of_the_same_sizes_do_not_compile_again():
     assert abs(p1 - p0) > 1e-3 and abs(p2 - p0) > 1e-3
 
 
+def test_a_direct_coupling_more_does_not_compile_again():
+    """The counts of couplings (and of ports, links, emitters) are padded to a multiple of four
+    in the parameters the kernel takes, so a coupling added to a pair leaves its program as it is."""
+
+    def pair(couplings) -> cj.Network:
+        ports = [cj.Port("pa", "a", 0, 1.0), cj.Port("pb", "b", 1, 1.0)]
+        return cj.Network([cj.Emitter("a"), cj.Emitter("b")], ports, couplings=couplings, initial={"a": 1.0})
+
+    def excited(net: cj.Network) -> np.ndarray:
+        return np.asarray(cj.simulate(net, (0.0, 4.0), n_save=SAVES).populations)[-1]
+
+    bare = excited(pair([]))
+    before = compiled()
+    coupled = excited(pair([cj.Coupling("a", "b", 0.4)]))
+    assert compiled() == before
+    assert np.abs(coupled - bare).max() > 1e-3  # the coupling acts,
+    # and two couplings add up (more Hamiltonian entries: a size, compiled anew)
+    twice = excited(pair([cj.Coupling("a", "b", 0.3), cj.Coupling("a", "b", 0.1)]))
+    np.testing.assert_allclose(twice, coupled, atol=1e-9)
+
+
 def test_method_objects_match_the_keyword_shorthand():
     net = chiral_link()
     by_method = receiver_population(net, method=cj.Sector(rtol=1e-9, atol=1e-11))
