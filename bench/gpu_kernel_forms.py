@@ -50,7 +50,8 @@ print(json.dumps(out))
 
 def package_copy(folder: Path, edits: tuple) -> Path:
     """chiraljax with its kernels and optimize packages inside it, edited: importable from
-    `folder` ahead of the installed package."""
+    `folder` ahead of the installed package (run from `folder`, so that no checkout of the
+    package is on the path before it)."""
     target = folder / "chiraljax"
     shutil.copytree(ROOT / "chiraljax", target, ignore=shutil.ignore_patterns("__pycache__"))
     for sub in ("kernels", "optimize"):
@@ -75,7 +76,7 @@ def main(argv: list[str]) -> None:
             folder = package_copy(Path(tmp), edits)
             env = dict(os.environ, PYTHONPATH=str(folder), CHIRALJAX_COMPILATION_CACHE="off")
             code = SWEEP.format(bench=str(ROOT / "bench"), per_axis=args.per_axis)
-            done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
+            done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=folder)
         if done.returncode != 0:
             results["forms"][name] = {"error": done.stderr[-1500:]}
         else:
