@@ -14,6 +14,7 @@ only then.
 from __future__ import annotations
 
 import importlib
+import types
 from typing import TYPE_CHECKING, Any
 
 from chiraljax import _startup  # first: pauses the garbage collector while the package loads
@@ -232,4 +233,10 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    """The public names and the subpackages loaded so far (not the module's own imports)."""
+    subpackages = {
+        name
+        for name, value in globals().items()
+        if isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{name}" and not name.startswith("_")
+    }
+    return sorted(set(__all__) | subpackages)
