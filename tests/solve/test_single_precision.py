@@ -34,7 +34,15 @@ _TRANSFER = """
     result = cj.simulate(net, (-12.0, 12.0), n_save=5)
     swept = cj.sweep(net, [cj.Grid("links.1.transmission", [0.5, 0.7])], metrics={"transfer": "population:A1+B1"},
                      t_span=(-12.0, 12.0), steps=48, progress=False)
+    # an output mode: its detector cavity switches on at a norm float32 resolves
+    detected = cj.Network(
+        [cj.Emitter("a"), cj.Emitter("b")],
+        [cj.Port("pa", "a", 0, 1.0, right_fraction=1.0), cj.Port("pb", "b", 1, 0.2, right_fraction=1.0)],
+        outputs=[cj.OutputMode("out", cj.SechMode(1.0))], initial={"a": 1.0},
+    )
+    caught = float(np.asarray(cj.simulate(detected, (-20.0, 20.0), n_save=5).populations)[-1, -1])
     print(json.dumps({
+        "caught": caught,
         "precision": cj.PRECISION,
         "dtype": str(np.asarray(result.populations).dtype),
         "transfer": float(result.final_population("A1", "B1")),
@@ -56,6 +64,8 @@ def test_float32_finishes_with_the_default_tolerances_and_matches_float64():
     assert abs(out["transfer"] - 0.6) < 3e-5
     assert out["tolerances"] == list(FLOAT32_TOLERANCE_FLOOR)  # the defaults, raised
     np.testing.assert_allclose(out["swept"], [0.5, 0.7], atol=3e-5)
+    # float64 catches 0.0493314838 of the photon in the mode
+    assert abs(out["caught"] - 0.0493314838) < 1e-4
 
 
 def test_float64_keeps_the_tolerances_asked_for():
