@@ -116,6 +116,7 @@ def _simpson_rule(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 _UNIT_POINTS, _SIMPSON_WEIGHTS = _simpson_rule(_MODE_SAMPLES)
+_UNIT_GRID = np.linspace(0.0, 1.0, _MODE_SAMPLES)  # the same points with the ends on 0 and 1 (smooth modes)
 
 
 @eqx.filter_jit
@@ -142,7 +143,7 @@ def mode_overlap(a, b, t0: float, t1: float) -> complex:
     """<a|b> over the window of two concrete smooth modes (computed now, also inside a
     transformation around the caller)."""
     with jax.ensure_compile_time_eval():
-        return complex(_overlap(a, b, float(t0), float(t1), np.linspace(0.0, 1.0, _MODE_SAMPLES), _SIMPSON_WEIGHTS))
+        return complex(_overlap(a, b, float(t0), float(t1), _UNIT_GRID, _SIMPSON_WEIGHTS))
 
 
 def mode_norm(mode, t0: float, t1: float) -> float:
