@@ -1,7 +1,7 @@
 """Single precision (`CHIRALJAX_PRECISION=float32`, chosen before the first import, so in a fresh
 process): an adaptive solve with the default tolerances finishes (they are raised to what float32
-resolves), and a fixed-step sweep passes its check against an adaptive solve; both agree with
-float64 to float32's accuracy."""
+resolves), a fixed-step sweep passes its check against an adaptive solve, and an output mode's
+detector switches on where float32 can follow it; all agree with float64 to float32's accuracy."""
 
 from __future__ import annotations
 
