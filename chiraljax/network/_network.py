@@ -66,6 +66,12 @@ def _suggest(name: str, known) -> str:
     return f"{f' ({guess.strip()})' if guess else ''}; known: {', '.join(repr(k) for k in known) or 'none'}"
 
 
+def _numeric(owner: str, field: str, arr) -> None:
+    """Refuse a concrete value that is not made of numbers (a string, None, an object)."""
+    if arr is not None and arr.dtype.kind not in "fiuc":
+        raise ValidationError(f"{owner}: {field} must be a number, got {arr.tolist()!r}")
+
+
 def _real(owner: str, field: str, value, *, low: float | None = None, high: float | None = None):
     arr = concrete(value)
     # the messages are formatted on failure only (printing an array costs more than the checks)
@@ -79,6 +85,7 @@ def _real(owner: str, field: str, value, *, low: float | None = None, high: floa
         if high is not None and not number <= high:
             raise ValidationError(f"{owner}: {field} must be <= {high}, got {arr.real}")
         return np.asarray(arr, dtype=real_dtype())
+    _numeric(owner, field, arr)
     if arr is not None:
         if not np.isrealobj(arr) and np.any(np.iscomplex(arr)):
             raise ValidationError(f"{owner}: {field} must be real, got {arr}")
@@ -93,6 +100,7 @@ def _real(owner: str, field: str, value, *, low: float | None = None, high: floa
 
 def _complex(owner: str, field: str, value):
     arr = concrete(value)
+    _numeric(owner, field, arr)
     if arr is not None and not np.all(np.isfinite(arr)):
         raise ValidationError(f"{owner}: {field} must be finite, got {arr}")
     return as_array(value, complex)

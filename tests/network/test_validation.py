@@ -67,6 +67,19 @@ def test_negative_rates_and_fractions_are_refused(make, match):
         make()
 
 
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda: cj.Port("p", "A", 0, rate="fast"), r"Port 'p': rate must be a number, got 'fast'"),
+        (lambda: cj.Emitter("A", decay=None), r"Emitter 'A': decay must be a number, got None"),
+        (lambda: cj.Coupling("A", "B", "strong"), r"strength must be a number, got 'strong'"),
+    ],
+)
+def test_values_that_are_not_numbers_are_refused_by_name(make, match):
+    with pytest.raises(ValidationError, match=match):
+        make()
+
+
 def test_transmission_above_one_is_refused():
     with pytest.raises(ValidationError, match=r"Link: transmission must be <= 1"):
         cj.Link(transmission=1.2)
