@@ -43,9 +43,11 @@ __all__ = [
 
 def concrete(x: Any) -> np.ndarray | None:
     """`x` as a NumPy array when its value is known now, else None (a tracer)."""
+    if isinstance(x, jax.core.Tracer):  # (the conversion's error costs more than the check)
+        return None
     try:
         return np.asarray(x)
-    except Exception:  # a tracer cannot be converted; nothing else is expected here
+    except Exception:  # a tracer inside a container cannot be converted either
         return None
 
 
@@ -76,6 +78,8 @@ def as_array(value: Any, kind: type = float) -> Any:
 def as_dtype(value: Any, dtype: Any) -> Any:
     """`value` as an array of `dtype`: a NumPy array when it is concrete (see `as_array`), a
     JAX array converted in the trace when it is traced."""
+    if isinstance(value, jax.core.Tracer) and value.dtype == dtype and not value.aval.weak_type:
+        return value  # a conversion to its own type would still be one more operation to trace
     known = concrete(value)
     if known is None:
         return jnp.asarray(value, dtype=dtype)
