@@ -62,7 +62,18 @@ vg = jax.value_and_grad(transfer)
 t = time.perf_counter()
 jax.block_until_ready(vg(0.6))
 first_grad = time.perf_counter() - t
-print(json.dumps({"import_s": t_import, "first_simulate_s": first, "first_value_and_grad_s": first_grad, "P": P}))
+
+LINKS = [f"links.{i}.transmission" for i in range(3)]
+
+def transfer_links(etas):
+    res = cj.simulate(net.with_parameters(dict(zip(LINKS, etas))), T_SPAN, n_save=2)
+    return res.final_population("A1", "B1")
+
+t = time.perf_counter()
+jax.block_until_ready(jax.value_and_grad(transfer_links)(jax.numpy.asarray([0.6, 1.0, 1.0])))
+first_grad3 = time.perf_counter() - t
+print(json.dumps({"import_s": t_import, "first_simulate_s": first, "first_value_and_grad_s": first_grad,
+                  "first_value_and_grad_three_links_s": first_grad3, "P": P}))
 """,
     "warm": """
 import time, statistics
@@ -106,12 +117,15 @@ def transfer_links(etas):
 etas = jax.numpy.asarray([0.6, 1.0, 1.0])
 jit_vg3 = jax.jit(jax.value_and_grad(transfer_links))
 jit_g3 = loop(lambda: jax.block_until_ready(jit_vg3(etas)), REPEATS)
+eager_vg3 = jax.value_and_grad(transfer_links)
+eager_g3 = loop(lambda: jax.block_until_ready(eager_vg3(etas)), max(3, REPEATS // 2))
 print(json.dumps({"warm_simulate_s": warm, "warm_simulate_end_only_s": forward_end,
                   "network_built_and_simulated_s": rebuilt,
                   "warm_value_and_grad_s": warm_grad, "value_and_grad_over_forward": warm_grad / eager_forward,
                   "jit_forward_s": jit_f, "jit_value_and_grad_s": jit_g, "jit_value_and_grad_over_forward": jit_g / jit_f,
                   "jit_forward_mode_derivative_over_forward": jit_d / jit_f,
                   "jit_value_and_grad_three_links_s": jit_g3, "jit_value_and_grad_three_links_over_forward": jit_g3 / jit_f,
+                  "eager_value_and_grad_three_links_s": eager_g3,
                   "P": P, "P_error": P - REFERENCE, "backend": jax.default_backend()}))
 """,
     "topology": """
@@ -318,13 +332,15 @@ def main(argv: list[str]) -> None:
             w, e, c = row["warm"], row["empty_cache"], row["warm_cache"]
             print(
                 f"M = {M}: first simulate {e['first_simulate_s']:.2f} s (warm cache {c['first_simulate_s']:.2f} s), "
-                f"first value+grad {e['first_value_and_grad_s']:.2f} s; warm simulate {1e3 * w['warm_simulate_s']:.2f} ms "
+                f"first value+grad {e['first_value_and_grad_s']:.2f} s (three links {e['first_value_and_grad_three_links_s']:.2f} s, "
+                f"warm cache {c['first_value_and_grad_three_links_s']:.2f} s); warm simulate {1e3 * w['warm_simulate_s']:.2f} ms "
                 f"(P - ref = {w['P_error']:.1e}), end-only {1e3 * w['warm_simulate_end_only_s']:.2f} ms, "
                 f"network built anew each time {1e3 * w['network_built_and_simulated_s']:.2f} ms, "
                 f"value+grad = {w['value_and_grad_over_forward']:.1f} forward solves "
                 f"({w['jit_value_and_grad_over_forward']:.1f} jitted, forward mode "
                 f"{w['jit_forward_mode_derivative_over_forward']:.1f}, three links "
-                f"{w['jit_value_and_grad_three_links_over_forward']:.1f}); "
+                f"{w['jit_value_and_grad_three_links_over_forward']:.1f}, eagerly "
+                f"{1e3 * w['eager_value_and_grad_three_links_s']:.1f} ms); "
                 f"programs traced {row['topology']['traced_before']} -> "
                 f"{row['topology']['traced_after_other_topology']} after another topology; "
                 f"CLI process {row['cli_empty_cache_s']:.2f} s empty cache, {row['cli_warm_cache_s']:.2f} s warm"
