@@ -52,6 +52,12 @@ def _eager_number(x: Any) -> Any:
         return None
     if not jnp.issubdtype(x.dtype, jnp.floating):
         return None
+    return _concrete_primal(x)
+
+
+def _concrete_primal(x: Any) -> Any:
+    """The primal value of the derivative tracer `x` as a NumPy array, or None when it is
+    itself traced (a derivative inside another transformation)."""
     primal = getattr(x, "primal", None)
     if primal is None or isinstance(primal, jax.core.Tracer):
         return None
@@ -171,15 +177,10 @@ def _eager_primals(xs: list) -> list | None:
     trace = getattr(xs[0], "_trace", None)
     if trace is None or any(getattr(x, "_trace", None) is not trace for x in xs):
         return None
-    primals = []
-    for x in xs:
-        primal = getattr(x, "primal", None)
-        if derivative_tracer(x) != "linearize" or primal is None or isinstance(primal, jax.core.Tracer):
-            return None
-        if not jnp.issubdtype(x.dtype, jnp.inexact):
-            return None
-        primals.append(np.asarray(primal, dtype=x.dtype))
-    return primals
+    if any(derivative_tracer(x) != "linearize" or not jnp.issubdtype(x.dtype, jnp.inexact) for x in xs):
+        return None
+    primals = [_concrete_primal(x) for x in xs]
+    return None if any(p is None for p in primals) else primals
 
 
 def reverse_pullback(
