@@ -131,19 +131,23 @@ def test_compiled_programs_are_written_to_the_cache_and_reused(tmp_path):
 
 
 def test_default_xla_flags_add_only_what_the_user_left_unset():
-    from chiraljax._compiler import default_xla_flags, installed_jaxlib
+    from chiraljax._compiler import SMALL_LOOP_BYTES, default_xla_flags, installed_jaxlib
 
-    flag = "--xla_cpu_use_fusion_emitters=false"
-    checked = (0, 10, 2)  # a jaxlib whose XLA knows the option
+    emitters = "--xla_cpu_use_fusion_emitters=false"
+    loops = f"--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold={SMALL_LOOP_BYTES}"
+    flag = f"{emitters} {loops}"
+    checked = (0, 10, 2)  # a jaxlib whose XLA knows the options
     assert default_xla_flags({}, checked) == flag
     assert default_xla_flags({"XLA_FLAGS": "--xla_dump_to=/tmp/x"}, checked) == f"--xla_dump_to=/tmp/x {flag}"
-    assert default_xla_flags({"XLA_FLAGS": "--xla_cpu_use_fusion_emitters=true"}, checked) is None
-    assert default_xla_flags({"XLA_FLAGS": "xla_cpu_use_fusion_emitters"}, checked) is None
+    # an option the user set is left to them, the other one still added
+    mine = "--xla_cpu_use_fusion_emitters=true"
+    assert default_xla_flags({"XLA_FLAGS": mine}, checked) == f"{mine} {loops}"
+    assert default_xla_flags({"XLA_FLAGS": f"{mine} --xla_backend_extra_options=a=1"}, checked) is None
     for off in ("0", "off", "False", " no "):
         assert default_xla_flags({"CHIRALJAX_XLA_FLAGS": off}, checked) is None
     # XLA stops the process on an option it does not know: only the jaxlib versions checked
     assert default_xla_flags({}, (0, 5, 1)) is None
-    assert default_xla_flags({}, (0, 5, 3)) == flag
+    assert default_xla_flags({}, (0, 5, 3)) == emitters
     assert default_xla_flags({}, (0, 11, 0)) is None
     assert len(installed_jaxlib()) >= 2
 
@@ -162,7 +166,7 @@ _FLAGS = """
 
 
 def test_import_sets_the_compiler_flag_before_jax_starts_and_yields_to_the_user():
-    """In a fresh process: the flag is set and the sweeps' override offered; when JAX started
+    """In a fresh process: the flags are set and the sweeps' override offered; when JAX started
     first, or the user set the option, nothing is changed (the other cases of the choice are
     `default_xla_flags`'s, above)."""
     from chiraljax._compiler import default_xla_flags
@@ -171,11 +175,7 @@ def test_import_sets_the_compiler_flag_before_jax_starts_and_yields_to_the_user(
     if default_xla_flags({}) is None:  # a jaxlib outside the versions checked keeps JAX's defaults
         assert ours == {"flags": None, "bulk": {}, "value": 4.0}
     else:
-        assert ours == {
-            "flags": "--xla_cpu_use_fusion_emitters=false",
-            "bulk": {"xla_cpu_use_fusion_emitters": True},
-            "value": 4.0,
-        }
+        assert ours == {"flags": default_xla_flags({}), "bulk": {"xla_cpu_use_fusion_emitters": True}, "value": 4.0}
     late = run_python(_FLAGS, CHIRALJAX_COMPILATION_CACHE="off", START_JAX_FIRST="1")
     assert late == {"flags": None, "bulk": {}, "value": 4.0}
     # the user's own setting of the option (a jaxlib that does not know it aborts on it: there,
@@ -184,7 +184,8 @@ def test_import_sets_the_compiler_flag_before_jax_starts_and_yields_to_the_user(
     if default_xla_flags({}) is None:
         flag = "--xla_backend_optimization_level=3"
     mine = run_python(_FLAGS, CHIRALJAX_COMPILATION_CACHE="off", XLA_FLAGS=flag)
-    assert mine == {"flags": flag, "bulk": {}, "value": 4.0}
+    # the user's option stays, chiraljax's other one is added, and sweeps keep the user's choice
+    assert mine == {"flags": default_xla_flags({"XLA_FLAGS": flag}) or flag, "bulk": {}, "value": 4.0}
 
 
 _COLLECTOR = """
