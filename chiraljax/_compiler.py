@@ -19,15 +19,21 @@ A Runge-Kutta step's stage loop and the discrete adjoint's loops are a few hundr
 operations each, and their dispatch was most of their time: with them compiled whole, a jitted
 value-and-gradient in three numbers at two modules takes 1.8-1.9 ms instead of 2.5, a delay
 solve 0.55 instead of 0.83 ms, a warm `simulate` 6-8 % less (`bench/README.md`, "Compiler
-settings"); loops over large arrays stay above the threshold and run as before. Both flags
-concern the CPU backend only (GPU programs are unchanged), and XLA reads `XLA_FLAGS` when the
-first backend starts, so they take effect only when chiraljax is imported before the first JAX
-computation of the process.
+settings"); loops over large arrays stay above the threshold and run as before. The adaptive
+step loop itself qualifies only without XLA's YNNPACK library fusions (a loop holding one is
+never compiled whole), so chiraljax switches those off too:
+
+    --xla_cpu_experimental_ynn_fusion_type=
+
+which takes another 8-18 % off jitted solves and their gradients, 13-18 % off the sweeps'
+batches and 30 % off their compile. The flags concern the CPU backend only (GPU programs are
+unchanged), and XLA reads `XLA_FLAGS` when the first backend starts, so they take effect only
+when chiraljax is imported before the first JAX computation of the process.
 
 Each is left out when `XLA_FLAGS` sets the option already (the user's choice wins), when
 `CHIRALJAX_XLA_FLAGS=0` (or `off`, `false`, `no`) is set before the import, and with a jaxlib
 outside the versions known to have the option (0.5.3 to 0.10 for the emitters, 0.10.2 for the
-loops): XLA stops the whole process on a flag it does not know, so a jaxlib that might have
+other two): XLA stops the whole process on a flag it does not know, so a jaxlib that might have
 dropped one gets JAX's defaults instead (move the bounds in `DEFAULT_FLAGS` once another jaxlib
 is checked).
 
@@ -54,6 +60,8 @@ DEFAULT_FLAGS = {
     # read as a command-line argument of the CPU backend, which stops on one it does not know:
     # only the jaxlib checked with it
     "xla_backend_extra_options": (f"xla_cpu_small_while_loop_byte_threshold={SMALL_LOOP_BYTES}", (0, 10, 2), (0, 11)),
+    # no YNNPACK library fusions: they keep the adaptive step loop from being compiled whole
+    "xla_cpu_experimental_ynn_fusion_type": ("", (0, 10, 2), (0, 11)),
 }
 
 

@@ -135,14 +135,16 @@ def test_default_xla_flags_add_only_what_the_user_left_unset():
 
     emitters = "--xla_cpu_use_fusion_emitters=false"
     loops = f"--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold={SMALL_LOOP_BYTES}"
-    flag = f"{emitters} {loops}"
+    no_ynn = "--xla_cpu_experimental_ynn_fusion_type="
+    flag = f"{emitters} {loops} {no_ynn}"
     checked = (0, 10, 2)  # a jaxlib whose XLA knows the options
     assert default_xla_flags({}, checked) == flag
     assert default_xla_flags({"XLA_FLAGS": "--xla_dump_to=/tmp/x"}, checked) == f"--xla_dump_to=/tmp/x {flag}"
     # an option the user set is left to them, the other one still added
     mine = "--xla_cpu_use_fusion_emitters=true"
-    assert default_xla_flags({"XLA_FLAGS": mine}, checked) == f"{mine} {loops}"
-    assert default_xla_flags({"XLA_FLAGS": f"{mine} --xla_backend_extra_options=a=1"}, checked) is None
+    assert default_xla_flags({"XLA_FLAGS": mine}, checked) == f"{mine} {loops} {no_ynn}"
+    theirs = f"{mine} --xla_backend_extra_options=a=1 --xla_cpu_experimental_ynn_fusion_type=individual_dot"
+    assert default_xla_flags({"XLA_FLAGS": theirs}, checked) is None
     for off in ("0", "off", "False", " no "):
         assert default_xla_flags({"CHIRALJAX_XLA_FLAGS": off}, checked) is None
     # XLA stops the process on an option it does not know: only the jaxlib versions checked
