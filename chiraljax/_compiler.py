@@ -57,8 +57,8 @@ _OFF = frozenset({"0", "off", "false", "no"})
 SMALL_LOOP_BYTES = 1_000_000
 DEFAULT_FLAGS = {
     "xla_cpu_use_fusion_emitters": ("false", (0, 5, 3), (0, 11)),
-    # read as a command-line argument of the CPU backend, which stops on one it does not know:
-    # only the jaxlib checked with it
+    # an XLA backend option (keys with the `xla_` prefix that a backend does not know are
+    # ignored, so a GPU backend passes it by); added for the jaxlib whose effect was measured
     "xla_backend_extra_options": (f"xla_cpu_small_while_loop_byte_threshold={SMALL_LOOP_BYTES}", (0, 10, 2), (0, 11)),
     # no YNNPACK library fusions: they keep the adaptive step loop from being compiled whole
     "xla_cpu_experimental_ynn_fusion_type": ("", (0, 10, 2), (0, 11)),
