@@ -257,5 +257,29 @@ def reverse_pullback(
     return solved(*xs)
 
 
+def eager_derivative(
+    name: str, adjoint: str, kernel: Callable[[str], tuple[Callable, Any]], value: tuple[Callable, Any], args: tuple
+) -> list | None:
+    """The leaves of a solve whose arguments an eager derivative traces, through kept programs
+    as the method's `adjoint` allows: forward mode in one real number (`forward_column`), else
+    the kept pullback (`reverse_pullback`); None when neither applies (the ordinary path).
+
+    **Arguments:**
+
+    - `name`: the kernel's name (part of the kept programs' keys).
+    - `adjoint`: the method's adjoint ('auto', 'forward' or 'reverse').
+    - `kernel`: adjoint -> (args -> the solve's leaves with that adjoint, its statics).
+    - `value`: the kernel's ordinary kept program (function, statics), for the value.
+    - `args`: the kernel's arguments.
+    """
+    out = None
+    if adjoint in ("auto", "forward"):
+        solve, statics = kernel("forward")
+        out = forward_column(name, solve, args, statics)
+    if out is None and adjoint in ("auto", "reverse"):
+        out = reverse_pullback(name, *value, *kernel("reverse"), args)
+    return out
+
+
 def _is_zero(x) -> bool:
     return isinstance(x, jax.custom_derivatives.SymbolicZero)

@@ -38,7 +38,7 @@ from chiraljax.kernels._adjoint import differentiated
 from chiraljax.kernels._lindblad import LindbladSolution, solve_markov
 from chiraljax.kernels._runge_kutta import SAVES_PER_STEP
 from chiraljax.network._network import Network
-from chiraljax.solve._eager_derivative import forward_column, reverse_pullback
+from chiraljax.solve._eager_derivative import eager_derivative
 from chiraljax.solve._methods import METHODS, Delay, Full, Method, Sector
 from chiraljax.solve._program_cache import bind_cached
 from chiraljax.solve._result import Result
@@ -220,20 +220,14 @@ def _run_markov(call: _MarkovCall) -> Result:
     model = plan.model
     kept = call.kept_program
     out = None if kept is None else kept()
-    if kept is None and method.adjoint in ("auto", "forward"):
-        forward = stepping._replace(adjoint="forward")
-        solve = functools.partial(_markov_leaves, plan.layout, forward)
-        out = forward_column("markov", solve, args, (plan.stable_layout, forward))
-    if out is None and kept is None and method.adjoint in ("auto", "reverse"):
-        reverse = stepping._replace(adjoint="reverse")
-        out = reverse_pullback(
-            "markov",
-            functools.partial(solve_markov, layout=plan.layout, stepping=stepping),
-            (plan.stable_layout, stepping),
-            functools.partial(_markov_leaves, plan.layout, reverse),
-            (plan.stable_layout, reverse),
-            args,
-        )
+    if kept is None:
+
+        def kernel(adjoint: str) -> tuple:
+            chosen = stepping._replace(adjoint=adjoint)
+            return functools.partial(_markov_leaves, plan.layout, chosen), (plan.stable_layout, chosen)
+
+        value = (functools.partial(solve_markov, layout=plan.layout, stepping=stepping), (plan.stable_layout, stepping))
+        out = eager_derivative("markov", method.adjoint, kernel, value, args)
     if out is None:
         sol, error, in_flight = solve_markov(*args, layout=plan.layout, stepping=stepping)
     else:
@@ -362,20 +356,14 @@ def _run_delay(call: _DelayCall) -> Result:
 
     kept = call.kept_program
     out = None if kept is None else kept()
-    if kept is None and call.plan.adjoint in ("auto", "forward"):
-        forward = replace(call.plan, adjoint="forward")
-        solve = functools.partial(_delay_leaves, forward)
-        out = forward_column("delay", solve, (call.network, call.ts, call.key), (forward,))
-    if out is None and kept is None and call.plan.adjoint in ("auto", "reverse"):
-        reverse = replace(call.plan, adjoint="reverse")
-        out = reverse_pullback(
-            "delay",
-            functools.partial(_delay_leaves, call.plan),
-            (call.plan,),
-            functools.partial(_delay_leaves, reverse),
-            (reverse,),
-            (call.network, call.ts, call.key),
-        )
+    if kept is None:
+
+        def kernel(adjoint: str) -> tuple:
+            chosen = replace(call.plan, adjoint=adjoint)
+            return functools.partial(_delay_leaves, chosen), (chosen,)
+
+        value = (functools.partial(_delay_leaves, call.plan), (call.plan,))
+        out = eager_derivative("delay", call.plan.adjoint, kernel, value, (call.network, call.ts, call.key))
     names = delay_array_names(call.plan)
     if out is None or len(out) != len(names):  # (a mismatch would be a bug: take the ordinary path)
         return _delay(call.network, *call.window, call.ts, call.plan, call.key)
