@@ -14,7 +14,7 @@ import typer
 
 from chiraljax._errors import ValidationError
 
-COMMANDS = ("reproduce", "simulate", "params", "sweep", "plot", "optimize")
+COMMANDS = ("reproduce", "simulate", "params", "sweep", "plot", "optimize", "cache")
 INTERRUPTED = 130  # the exit status of a run stopped by Ctrl-C
 TRACEBACK_ENV = "CHIRALJAX_TRACEBACK"  # set: a failure during a run shows its traceback
 

@@ -32,7 +32,7 @@ import jax
 import numpy as np
 
 from chiraljax._files import write_atomic
-from chiraljax.solve._cache import compilation_cache_dir
+from chiraljax.solve._cache import compilation_cache_dir, touch
 from chiraljax.solve._tiers import TieredProgram
 
 _PACKAGE_ROOTS = ("chiraljax",)
@@ -169,6 +169,7 @@ def _load_or_export(key: str, folder: Path, fn: Callable, treedef, leaves: list,
     if path.exists():
         serialized = path.read_bytes()
         exported = jax.export.deserialize(bytearray(serialized))
+        touch(path)  # recently used: the last a pruned cache folder gives up
     else:
 
         def flat(*arguments):

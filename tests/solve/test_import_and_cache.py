@@ -36,6 +36,7 @@ HEAVY = (
 
 _CACHE_ENV = (
     "CHIRALJAX_COMPILATION_CACHE",
+    "CHIRALJAX_CACHE_SIZE",
     "JAX_COMPILATION_CACHE_DIR",
     "XDG_CACHE_HOME",
     "XLA_FLAGS",
@@ -106,6 +107,30 @@ def test_an_unusable_folder_leaves_the_cache_off(tmp_path):
     blocker.write_text("not a folder")
     out = run_python(_CONFIG, CHIRALJAX_COMPILATION_CACHE=str(blocker / "cache"))
     assert out == {"cache": None, "jax": None}
+
+
+_PRUNED = """
+    import json, threading
+    import chiraljax
+    for thread in threading.enumerate():
+        if thread.name == "chiraljax-cache-prune":
+            thread.join(timeout=60)
+    print(json.dumps({"cache": chiraljax.compilation_cache_dir()}))
+"""
+
+
+def test_import_prunes_a_folder_over_its_limit_and_not_a_folder_the_user_configured(tmp_path):
+    ours, mine = tmp_path / "ours", tmp_path / "mine"
+    for folder in (ours, mine):
+        folder.mkdir()
+        for i in range(10):  # 10 entries of 10 kB, oldest first
+            entry = folder / f"jit_f-{i}-cache"
+            entry.write_bytes(bytes(10_000))
+            os.utime(entry, (1e9 + i, 1e9 + i))
+    run_python(_PRUNED, CHIRALJAX_COMPILATION_CACHE=str(ours), CHIRALJAX_CACHE_SIZE="50000")
+    assert sorted(p.name for p in ours.glob("*-cache")) == [f"jit_f-{i}-cache" for i in range(6, 10)]  # 40 kB left
+    run_python(_PRUNED, JAX_COMPILATION_CACHE_DIR=str(mine), CHIRALJAX_CACHE_SIZE="50000")
+    assert len(list(mine.glob("*-cache"))) == 10
 
 
 _COMPILE = """
