@@ -445,7 +445,8 @@ def _solve_markov_chosen(*args, layout, stepping: Stepping):
     return differentiated(reverse, forward, args)
 
 
-_solve_markov_jit = jax.jit(full_precision_products(_solve_markov_chosen), static_argnames=("layout", "stepping"))
+_solve_markov_traced = full_precision_products(_solve_markov_chosen)
+_solve_markov_jit = jax.jit(_solve_markov_traced, static_argnames=("layout", "stepping"))
 
 
 def solve_markov(
@@ -462,6 +463,7 @@ def solve_markov(
     *,
     layout,
     stepping: Stepping = Stepping(),
+    inline: bool = False,
 ) -> tuple[LindbladSolution, Any, Any]:
     """Integrate the Lindblad equation of a lowered model.
 
@@ -480,6 +482,9 @@ def solve_markov(
     - `e_ops`: (E, D, D) operators in the model's basis whose expectation values Tr(E rho(t))
       are recorded at the save times (None: none).
     - `stepping`: adaptive or fixed stepping (see `Stepping`; `save_states` records rho(t)).
+    - `inline`: trace the kernel into the caller's own trace instead of calling it as a jitted
+      function: for callers that are traced whole anyway (a kept program), where a derivative
+      of the jitted call would first trace the kernel's undifferentiated program as well.
 
     Every number goes in as it is (scalars in tuples): nothing is computed outside the compiled
     program, which depends on the sizes, the pulse families and `layout`, `stepping` only.
@@ -488,7 +493,7 @@ def solve_markov(
     zeros at the save times: nothing is in flight in the Markov limit).
     """
     e_ops = jnp.zeros((0, layout.dim, layout.dim), complex) if e_ops is None else e_ops
-    return _solve_markov_jit(
+    return (_solve_markov_traced if inline else _solve_markov_jit)(
         arrays,
         parameters,
         tuple(time_pulses),

@@ -269,7 +269,7 @@ def _run_markov(call: _MarkovCall) -> Result:
 
 def _markov_leaves(layout, stepping, *args) -> list:
     """The leaves of the Lindblad kernel's solution (what a kept program returns)."""
-    return jax.tree.leaves(solve_markov(*args, layout=layout, stepping=stepping))
+    return jax.tree.leaves(solve_markov(*args, layout=layout, stepping=stepping, inline=True))
 
 
 _NORM_TOLERANCE = 1e-5
