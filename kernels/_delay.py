@@ -760,7 +760,8 @@ def _assemble(problem, st, layout, c0, ts, cs, qs, Qs) -> DelaySolution:
     )
 
 
-_run_jit = eqx.filter_jit(full_precision_products(_run))
+_run_traced = full_precision_products(_run)
+_run_jit = eqx.filter_jit(_run_traced)
 
 
 def solve_delay(
@@ -775,6 +776,7 @@ def solve_delay(
     save_trace: bool = True,
     noise_key: PRNGKeyArray | None = None,
     noise_scale: Float[Array, " N"] | None = None,
+    inline: bool = False,
 ) -> DelaySolution:
     r"""Integrate the single-excitation delay equations from `t0` to `t0 + n_steps dt`.
 
@@ -802,6 +804,9 @@ def solve_delay(
     - `save_trace`: save every step (True) or only the first and last time (False).
     - `noise_key`, `noise_scale`: one phase-noise trajectory (see `dephasing_average`): white
       frequency noise of standard deviation `noise_scale` (N,) per step, drawn from the key.
+    - `inline`: trace the kernel into the caller's own trace instead of calling it as a jitted
+      function: for callers that are traced whole anyway (a kept program), where a derivative
+      of the jitted call would first trace the kernel's undifferentiated program as well.
 
     **Returns:** a `DelaySolution`.
     """
@@ -812,7 +817,7 @@ def solve_delay(
     c0 = jnp.asarray(c0, complex_dtype())
     require(c0.shape == (problem.n_emitters,), f"c0: expected shape ({problem.n_emitters},), got {c0.shape}")
     require((noise_key is None) == (noise_scale is None), "noise_key and noise_scale: give both or neither")
-    return _run_jit(
+    return (_run_traced if inline else _run_jit)(
         problem,
         c0,
         dt,

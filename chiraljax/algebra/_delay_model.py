@@ -581,8 +581,9 @@ def _traces(sol, decay, plan: DelayPlan, ts, outputs=()) -> dict[str, Any]:
     return {k: interp(v) for k, v in out.items()}
 
 
-def _solve(problem: DelayProblem, c0, plan: DelayPlan, key=None, scale=None):
-    """One run of the kernel on the plan's grid (with phase noise when `key` is given)."""
+def _solve(problem: DelayProblem, c0, plan: DelayPlan, key=None, scale=None, inline: bool = False):
+    """One run of the kernel on the plan's grid (with phase noise when `key` is given; `inline`:
+    see `solve_delay`)."""
     return solve_delay(
         problem,
         c0,
@@ -593,6 +594,7 @@ def _solve(problem: DelayProblem, c0, plan: DelayPlan, key=None, scale=None):
         save_trace=plan.save_trace,
         noise_key=key,
         noise_scale=scale,
+        inline=inline,
     )
 
 
@@ -651,9 +653,10 @@ def delay_array_names(plan: DelayPlan) -> tuple[str, ...]:
     return tuple(sorted(("ts", *_TRACES, "final_state", "error", extra)))
 
 
-def delay_arrays(network: Network, ts, *, key=None, plan: DelayPlan) -> dict:
+def delay_arrays(network: Network, ts, *, key=None, plan: DelayPlan, inline: bool = False) -> dict:
     """The arrays of `simulate_delay`'s `Result` (keys `delay_array_names(plan)`): a function of
-    the network's numbers only, so that it can run as one compiled program."""
+    the network's numbers only, so that it can run as one compiled program (`inline`: the
+    kernel traced into it, see `solve_delay`)."""
     ts = jnp.asarray(ts, real_dtype())
     problem = _problem(network, plan)
     c0 = _initial(network)
@@ -663,7 +666,7 @@ def delay_arrays(network: Network, ts, *, key=None, plan: DelayPlan) -> dict:
         return {"ts": ts, **{k: traces[k] for k in _TRACES}, "final_state": final_state, "error": error, **extra}
 
     if not plan.n_trajectories:
-        sol = _solve(problem, c0, plan)
+        sol = _solve(problem, c0, plan, inline=inline)
         tr = _traces(sol, decay, plan, ts, network.outputs)
         return arrays(tr, sol.c[-1], sol.conservation_error[-1], amplitudes=tr["c"])
 
@@ -672,7 +675,7 @@ def delay_arrays(network: Network, ts, *, key=None, plan: DelayPlan) -> dict:
     scale = jnp.sqrt(2.0 * gamma_phi / plan.dt)
 
     def one(k):
-        sol = _solve(problem, c0, plan, k, scale)
+        sol = _solve(problem, c0, plan, k, scale, inline=inline)
         tr = _traces(sol, decay, plan, ts, network.outputs)
         c_end = sol.c[-1]
         return {

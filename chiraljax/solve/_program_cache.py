@@ -41,6 +41,14 @@ _LOWERED: set[str] = set()  # keys whose call has been lowered (its first call i
 _LAPACK_FREE: set[str] = set()  # keys whose program calls no LAPACK routine
 _PATCHING = threading.RLock()  # one thread at a time swaps JAX's LAPACK hook (`_lapack_setup_skipped`)
 _PACKINGS: dict = {}  # (treedef, avals) -> how the leaves travel (`_packing`)
+_EXPORTING = threading.local()  # .depth: kept programs being traced for export in this thread
+
+
+def exporting() -> bool:
+    """True while this thread traces a kept program for export: a kernel called then is traced
+    whole into it and may be traced inline (a jitted call inside would be traced a second time
+    when the program differentiates it); anywhere else it should run as its own jitted call."""
+    return getattr(_EXPORTING, "depth", 0) > 0
 
 
 @functools.cache
@@ -176,7 +184,11 @@ def _load_or_export(key: str, folder: Path, fn: Callable, treedef, leaves: list,
             return jax.tree.leaves(fn(*jax.tree.unflatten(treedef, _unpack(arguments, *packing))))
 
         specs = [jax.ShapeDtypeStruct(jax.numpy.shape(x), jax.numpy.result_type(x)) for x in _pack(leaves, *packing)]
-        exported = jax.export.export(jax.jit(flat))(*specs)
+        _EXPORTING.depth = getattr(_EXPORTING, "depth", 0) + 1
+        try:
+            exported = jax.export.export(jax.jit(flat))(*specs)
+        finally:
+            _EXPORTING.depth -= 1
         folder.mkdir(parents=True, exist_ok=True)
         serialized = exported.serialize()
         write_atomic(path, lambda handle: handle.write(serialized))

@@ -40,7 +40,7 @@ from chiraljax.kernels._runge_kutta import SAVES_PER_STEP
 from chiraljax.network._network import Network
 from chiraljax.solve._eager_derivative import eager_derivative
 from chiraljax.solve._methods import METHODS, Delay, Full, Method, Sector
-from chiraljax.solve._program_cache import bind_cached
+from chiraljax.solve._program_cache import bind_cached, exporting
 from chiraljax.solve._result import Result
 
 REPRESENTATIONS = ("auto", "sector", "full", "delay")
@@ -162,7 +162,7 @@ class _MarkovCall:
     def kept_program(self) -> Callable[[], list | None] | None:
         """The kernel kept on disk, bound to these arguments (`bind_cached`), or None: the
         ordinary path. Bound once, so a repeated call (`_REPEATS`) only runs it."""
-        solve = functools.partial(solve_markov, layout=self.plan.layout, stepping=self.stepping)
+        solve = functools.partial(_markov_kept, layout=self.plan.layout, stepping=self.stepping)
         return bind_cached("markov", solve, self.args, (self.plan.stable_layout, self.stepping))
 
 
@@ -226,7 +226,7 @@ def _run_markov(call: _MarkovCall) -> Result:
             chosen = stepping._replace(adjoint=adjoint)
             return functools.partial(_markov_leaves, plan.layout, chosen), (plan.stable_layout, chosen)
 
-        value = (functools.partial(solve_markov, layout=plan.layout, stepping=stepping), (plan.stable_layout, stepping))
+        value = (functools.partial(_markov_kept, layout=plan.layout, stepping=stepping), (plan.stable_layout, stepping))
         out = eager_derivative("markov", method.adjoint, kernel, value, args)
     if out is None:
         sol, error, in_flight = solve_markov(*args, layout=plan.layout, stepping=stepping)
@@ -267,9 +267,15 @@ def _run_markov(call: _MarkovCall) -> Result:
     )
 
 
+def _markov_kept(*args, layout, stepping):
+    """`solve_markov`, traced inline while a kept program is traced for export (`exporting`),
+    a jitted call otherwise."""
+    return solve_markov(*args, layout=layout, stepping=stepping, inline=exporting())
+
+
 def _markov_leaves(layout, stepping, *args) -> list:
     """The leaves of the Lindblad kernel's solution (what a kept program returns)."""
-    return jax.tree.leaves(solve_markov(*args, layout=layout, stepping=stepping, inline=True))
+    return jax.tree.leaves(_markov_kept(*args, layout=layout, stepping=stepping))
 
 
 _NORM_TOLERANCE = 1e-5
@@ -374,7 +380,7 @@ def _delay_leaves(plan, network: Network, ts, key) -> list:
     """The leaves of a delay solve's arrays (what a kept program returns)."""
     from chiraljax.algebra._delay_model import delay_arrays
 
-    return jax.tree.leaves(delay_arrays(network, ts, key=key, plan=plan))
+    return jax.tree.leaves(delay_arrays(network, ts, key=key, plan=plan, inline=exporting()))
 
 
 def simulate(

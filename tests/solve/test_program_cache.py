@@ -103,3 +103,21 @@ def test_a_delay_solve_runs_as_a_kept_program(tmp_path, monkeypatch):
             assert kept.amplitudes is not None and abs(float(kept.final_population("a")) - 4 / 9) < 1e-6
     loaded = [k for k, v in _program_cache._LOADED.items() if v is not None]
     assert len(loaded) == 2 and len(list((tmp_path / "programs").glob("*.stablehlo"))) == 2
+
+
+def test_kernels_are_traced_inline_only_while_a_kept_program_is_exported(tmp_path, monkeypatch):
+    """A kernel traced for a kept program is traced into it (`exporting`); called anywhere else
+    (the ordinary path, a fallback of an eager derivative) it stays a jitted call."""
+    monkeypatch.setattr(_program_cache, "compilation_cache_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(_program_cache, "_LOADED", {})
+    seen = []
+
+    def kernel(x):
+        seen.append(_program_cache.exporting())
+        return [x * 2.0]
+
+    run = _program_cache.bind_cached("exporting-probe", kernel, (np.arange(3.0),), ())
+    assert run is not None
+    np.testing.assert_array_equal(np.asarray(run()[0]), [0.0, 2.0, 4.0])
+    kernel(1.0)
+    assert seen == [True, False] and not _program_cache.exporting()
