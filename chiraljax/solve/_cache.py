@@ -43,7 +43,8 @@ _ON = frozenset({"", "1", "on", "true", "yes"})
 _UNLIMITED = frozenset({"off", "none", "unlimited", "no"})
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _OWN_FOLDERS = ("programs", "validated")  # the cache's own sub-folders (`chiraljax.solve._program_cache`, files)
-_OWN_SUFFIXES = ("-cache", "-atime")  # JAX's entries and the access times of its LRU eviction
+_ENTRY_SUFFIX = "-cache"  # JAX's entries
+_ATIME_SUFFIX = "-atime"  # the access time JAX's own LRU eviction keeps beside an entry
 _STAMP = ".last-pruned"
 
 
@@ -110,7 +111,7 @@ def cache_entries(folder: str | os.PathLike) -> list[CacheEntry]:
     try:
         with os.scandir(root) as top:
             for item in top:
-                if item.is_file(follow_symlinks=False) and item.name.endswith(_OWN_SUFFIXES):
+                if item.is_file(follow_symlinks=False) and item.name.endswith(_ENTRY_SUFFIX):
                     paths.append(Path(item.path))
     except OSError:
         return []
@@ -146,6 +147,8 @@ def prune_cache(folder: str | os.PathLike, limit: int, keep: float = KEEP_FRACTI
             entry.path.unlink()
         except OSError:  # gone already, or not ours to delete
             continue
+        if entry.path.name.endswith(_ENTRY_SUFFIX):  # its access time goes with it, never alone
+            entry.path.with_name(entry.path.name[: -len(_ENTRY_SUFFIX)] + _ATIME_SUFFIX).unlink(missing_ok=True)
         total -= entry.size
         removed, freed = removed + 1, freed + entry.size
     return removed, freed

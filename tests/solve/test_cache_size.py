@@ -96,6 +96,14 @@ def test_a_used_entry_is_kept_longer(folder):
     assert "jit_a-1-cache" in left and "k1.stablehlo" not in left and "jit_b-2-cache" not in left
 
 
+def test_an_entry_goes_with_its_access_time_and_an_access_time_never_alone(folder):
+    (folder / "jit_a-1-atime").write_bytes(bytes(8))  # kept by JAX's own LRU eviction
+    (folder / "jit_c-3-atime").write_bytes(bytes(8))
+    prune_cache(folder, 40 * KIB)
+    assert not (folder / "jit_a-1-cache").exists() and not (folder / "jit_a-1-atime").exists()
+    assert (folder / "jit_c-3-cache").exists() and (folder / "jit_c-3-atime").exists()
+
+
 def test_clear_deletes_every_cache_file_and_nothing_else(folder):
     assert clear_cache(folder) == (5, 50 * KIB)
     assert cache_entries(folder) == []
