@@ -125,7 +125,10 @@ def test_w_fidelity_halted_and_optimal_fraction(eta):
     best = w_state(line, "M0", "M1", PLAN, "optimal", eta_eps=eta)
     assert best.fidelity == pytest.approx(float(w_fidelity_optimal(eta)), abs=1e-4)
     left = w_state(line, "M1", "M0", PLAN)
-    assert left.direction == "left" and left.fidelity == pytest.approx(half.fidelity, abs=1e-9)
+    # the mirrored network orders its states otherwise and so takes other adaptive steps: the
+    # two agree to the solver's tolerance (rtol 1e-8), not to rounding (1e-10 to 1.3e-9 seen,
+    # depending on how XLA compiled the kernel)
+    assert left.direction == "left" and left.fidelity == pytest.approx(half.fidelity, abs=1e-8)
 
 
 # A detuned idle module of rate gamma reflects about (gamma / 2 Delta)^2 per qubit; the two
