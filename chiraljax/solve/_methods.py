@@ -38,8 +38,8 @@ class AbstractLindblad:
       else from the method's interpolant (a step holding more than 8 of them is cut and
       finished by a second step).
     - `adjoint`: how adaptive solves are differentiated. 'auto': `jax.grad` in one real number
-      by forward mode (a value-and-gradient then costs about 2.5-3 forward solves), in several
-      by the discrete adjoint of the accepted steps (about 4), and under `jax.jvp`,
+      by forward mode (a jitted value-and-gradient then costs about 1.7-2.4 forward solves), in
+      several by the discrete adjoint of the accepted steps (about 2.5-4), and under `jax.jvp`,
       `jax.jacfwd` forward mode through the solver's loop; 'reverse': always the discrete
       adjoint; 'forward': always forward mode through the loop (also for a `jax.jacfwd` with
       a `jax.jit` inside it, which hides the forward mode from 'auto'). All differentiate the
