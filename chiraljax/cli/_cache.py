@@ -38,9 +38,11 @@ def cache_command(
         clear_cache,
         compilation_cache_dir,
         prune_cache,
+        wait_for_pruning,
     )
 
     require(not (prune and clear), "cache: give --prune or --clear, not both")
+    wait_for_pruning()  # the import's own once-a-day prune, if it started one
     limit = cache_size_limit()
     folder = compilation_cache_dir()
     if folder is None:

@@ -200,7 +200,18 @@ def prune_in_background(folder: Path, now: float | None = None) -> threading.Thr
 
     thread = threading.Thread(target=prune, name="chiraljax-cache-prune", daemon=True)
     thread.start()
+    _PRUNING.append(thread)
     return thread
+
+
+_PRUNING: list[threading.Thread] = []  # the background prunes this process started
+
+
+def wait_for_pruning(timeout: float | None = None) -> None:
+    """Wait for the background prunes this process started (the `cache` command reports the
+    folder after them)."""
+    for thread in list(_PRUNING):
+        thread.join(timeout)
 
 
 def enable_compilation_cache() -> None:

@@ -130,6 +130,15 @@ def test_background_prune_runs_at_most_once_per_interval(folder, monkeypatch):
     assert prune_in_background(folder, now=now + 3 * PRUNE_INTERVAL_S) is None
 
 
+def test_the_cache_command_reports_the_folder_after_the_imports_prune(folder, monkeypatch, capsys):
+    monkeypatch.setattr(_cache, "compilation_cache_dir", lambda: str(folder))
+    monkeypatch.setenv("CHIRALJAX_CACHE_SIZE", "40K")
+    assert prune_in_background(folder) is not None  # as an import that found the folder due
+    code, out, err = run_cli(monkeypatch, capsys, "cache")
+    assert code == 0, err
+    assert "30.0 KiB in 3 entries" in out
+
+
 def test_background_prune_warns_about_a_bad_setting(folder, monkeypatch):
     monkeypatch.setenv("CHIRALJAX_CACHE_SIZE", "lots")
     with pytest.warns(UserWarning, match="CHIRALJAX_CACHE_SIZE='lots'"):
