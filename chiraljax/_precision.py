@@ -32,14 +32,20 @@ def _configure() -> str:
 PRECISION = _configure()
 
 
+def single_precision() -> bool:
+    """True when chiraljax computes in float32 (`CHIRALJAX_PRECISION=float32`, or JAX's 64-bit
+    mode switched off since): the test every precision-dependent setting reads."""
+    return not jax.config.jax_enable_x64
+
+
 def real_dtype() -> jnp.dtype:
     """The floating dtype chiraljax computes in (float64 unless switched off)."""
-    return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    return jnp.float32 if single_precision() else jnp.float64
 
 
 def complex_dtype() -> jnp.dtype:
     """The complex dtype matching `real_dtype()`."""
-    return jnp.complex128 if jax.config.jax_enable_x64 else jnp.complex64
+    return jnp.complex64 if single_precision() else jnp.complex128
 
 
 #: (rtol, atol) below which float32 cannot resolve an adaptive solve's error estimate (about 8
@@ -49,7 +55,7 @@ FLOAT32_TOLERANCE_FLOOR = (1e-6, 1e-8)
 
 def resolvable_tolerances(rtol: float, atol: float) -> tuple[float, float]:
     """(rtol, atol) as asked, raised in float32 to `FLOAT32_TOLERANCE_FLOOR`."""
-    if jax.config.jax_enable_x64:
+    if not single_precision():
         return rtol, atol
     floor_r, floor_a = FLOAT32_TOLERANCE_FLOOR
     return max(rtol, floor_r), max(atol, floor_a)

@@ -42,7 +42,7 @@ import numpy as np
 from chiraljax._checks import as_array, concrete, safe_sqrt
 from chiraljax._errors import require
 from chiraljax._limits import require_count
-from chiraljax._precision import complex_dtype, real_dtype
+from chiraljax._precision import complex_dtype, real_dtype, single_precision
 from chiraljax.algebra._operator import Operator, Symbol, factor_parts
 from chiraljax.algebra._space import Space, space_dimension
 from chiraljax.network._input_cascade import emitted_modes
@@ -52,7 +52,7 @@ from chiraljax.network._pulses import AbstractPulse
 #: Below this much of a photon mode's norm integral a virtual cavity stays uncoupled (its coupling
 #: ~ 1/sqrt(norm) would be stiff beyond any step): 1e-10 in float64; 1e-8 in float32, where the
 #: couplings of 1e5 just past 1e-10 ran an output mode's solve out of steps.
-_MODE_EPS = 1e-10 if real_dtype() == jnp.float64 else 1e-8
+_MODE_EPS = 1e-8 if single_precision() else 1e-10
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ import xarray as xr
 
 from chiraljax import _plots  # noqa: F401  (registers dataset.chiraljax.plot on sweep results)
 from chiraljax._checks import ValidationError, did_you_mean, require
-from chiraljax._precision import real_dtype
+from chiraljax._precision import single_precision
 from chiraljax.network._network import (
     PARAMETER_BOUNDS,
     PARAMETER_UNITS,
@@ -624,7 +624,7 @@ def fixed_step_check_tolerances() -> tuple[float, float, float]:
     asked for: rtol 1e-10, atol 1e-12 and `FIXED_STEP_TOLERANCE` in float64; in float32 (eps
     1.2e-7, where rtol 1e-10 can never be met and the solve runs out of steps) rtol 1e-5, atol
     1e-7 and `FIXED_STEP_TOLERANCE_FLOAT32`."""
-    if real_dtype() == jnp.float32:
+    if single_precision():
         return 1e-5, 1e-7, FIXED_STEP_TOLERANCE_FLOAT32
     return 1e-10, 1e-12, FIXED_STEP_TOLERANCE
 
