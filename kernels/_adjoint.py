@@ -92,28 +92,28 @@ def contract(theta: tuple, kept: tuple, columns: list, cotangent) -> list:
     forward mode also differentiates what no one reads, and an infinite slope there must not
     spoil the rest."""
     shape, dtype = theta
-    leaves = jax.tree.leaves(cotangent, is_leaf=_is_symbolic_zero)
+    leaves = jax.tree.leaves(cotangent, is_leaf=is_symbolic_zero)
     g = jnp.zeros((), dtype)
     for i, column in zip(kept, columns):
         ct = leaves[i]
-        if _is_symbolic_zero(ct):
+        if is_symbolic_zero(ct):
             continue
         terms = jnp.where(ct != 0, ct * column, 0)
         g = g + jnp.sum(jnp.real(terms)).astype(dtype)
     return [jnp.reshape(g, shape)]
 
 
-def _is_symbolic_zero(x) -> bool:
+def is_symbolic_zero(x) -> bool:
     return isinstance(x, jax.custom_derivatives.SymbolicZero)
 
 
 def _pull_reverse(vjp: Callable, cotangent) -> list:
     """The reverse-mode pullback, given the cotangent with its symbolic zeros as zeros."""
-    return list(vjp(jax.tree.map(_instantiate, cotangent, is_leaf=_is_symbolic_zero)))
+    return list(vjp(jax.tree.map(instantiate, cotangent, is_leaf=is_symbolic_zero)))
 
 
-def _instantiate(x):
+def instantiate(x):
     """A symbolic zero cotangent as an array of zeros (its aval says the shape and dtype)."""
-    if _is_symbolic_zero(x):
+    if is_symbolic_zero(x):
         return jnp.zeros(x.aval.shape, x.aval.dtype)
     return x

@@ -287,10 +287,63 @@ def _rhs_given_operators(operators, y):
     return _to_real(drho), flux, jnp.zeros((0,), y[2].dtype)
 
 
+def _rhs_pullback(operators, y, cotangent):
+    """The vector-Jacobian product of `_rhs_given_operators` at (operators, y): (operators bar,
+    y bar) as `jax.vjp` gives them, written out for the ground-state blocks (`_ground_blocks`),
+    where JAX's own transposes of the broadcast products cost 2.2x as much (4.1 against 1.8 us
+    a stage at four modules, D = 9, K = 24); JAX's otherwise."""
+    h1, ls, gamma = operators
+    if ls.ndim != 2:
+        return jax.vjp(_rhs_given_operators, operators, y)[1](cotangent)
+    return _ground_blocks_pullback(h1, ls, gamma, y, cotangent)
+
+
+def _ground_blocks_pullback(h1, ls, gamma, y, cotangent):
+    """The pullback of `_ground_blocks` (through `_rhs_given_operators`) at a Hermitian state.
+
+    With G = dL/d Re + i dL/d Im the gradient of a real loss L with respect to a complex array
+    (JAX's cotangent is conj(G)), and drho bar = (P, Q) the real and imaginary parts' cotangents,
+    G_drho = P + i Q. The output is drho = [[dg, dc], [dc^*, dX]] and the fluxes F, so
+
+        G_dX = G_drho[1:, 1:],   G_dc = G_drho[0, 1:] + conj(G_drho[1:, 0]),
+        F~_k = F bar_k + P[0, 0]   (dg = sum_k F_k),
+        G_B = [-i G_dc ; -i (G_dX + G_dX^dag)]   for B = rho[:, 1:] H_1^dag,
+        G_rho[:, 1:] = G_B H_1 + (the fluxes' L^dag diag(F~) L on the X block)
+                       - Gamma o (G_dc, G_dX),
+        G_H1 = G_B^dag rho[:, 1:],   G_l_k = F~_k l_k (X + X^dag) = 2 F~_k l_k X,
+        Gamma bar = -Re(conj(G_d) o rho) on the blocks G_d = [[0, G_dc], [0, G_dX]].
+
+    The l_k's gradient uses X = X^dag: every state the solver visits is Hermitian to the last
+    bit (rho0 is an outer product psi psi^dag, and every derivative and stage combination keeps
+    (i, j) and (j, i) exact conjugates), and X + X^dag in the product costs 1.6x the whole
+    pullback (a transposed read). rho[:, 0] is never read: its gradient is zero."""
+    dim = y[0].shape[-1]
+    rho = _to_complex(y[0])
+    drho_bar, flux_bar, _ = cotangent
+    g = _to_complex(drho_bar)
+    x, rows = rho[1:, 1:], rho[:, 1:]
+    g_dx, g_dc = g[1:, 1:], g[0, 1:] + jnp.conj(g[1:, 0])
+    weights = flux_bar + drho_bar[0, 0, 0]
+    g_b = -1j * jnp.concatenate([g_dc[None], g_dx + g_dx.conj().T])
+    g_rows = _contract("il,lj->ij", g_b, h1)
+    g_h1 = _contract("li,lj->ij", g_b.conj(), rows)
+    weighted = weights[:, None] * ls
+    g_rows = g_rows.at[1:].add(_contract("ki,kj->ij", ls.conj(), weighted))
+    g_ls = 2 * weights[:, None] * _contract("ki,ij->kj", ls, x)
+    gamma_bar = None
+    if gamma is not None:
+        g_d = jnp.concatenate([g_dc[None], g_dx])
+        g_rows = g_rows - gamma[:, 1:] * g_d
+        gamma_bar = jnp.concatenate([jnp.zeros((dim, 1), y[0].dtype), -jnp.real(g_d.conj() * rows)], axis=1)
+    g_rho = jnp.concatenate([jnp.zeros((dim, 1), rho.dtype), g_rows], axis=1)
+    y_bar = (_to_real(g_rho), jnp.zeros_like(y[1]), jnp.zeros_like(y[2]))
+    return (jnp.conj(g_h1), jnp.conj(g_ls), gamma_bar), y_bar
+
+
 # The same right-hand side with the operators of all stages of a step built in one pass, for
 # generators whose time factors need no norm integrals (a virtual cavity's coupling needs the
 # integral the state carries, so those take `_rhs`).
-_RHS_SPLIT = SplitField(_operators_at, _rhs_given_operators)
+_RHS_SPLIT = SplitField(_operators_at, _rhs_given_operators, _rhs_pullback)
 
 
 def _observe(t, y, args):

@@ -31,6 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PyTree
 
+from ._adjoint import instantiate, is_symbolic_zero
+
 
 class Dopri8(NamedTuple):
     """The 8th-order Dormand-Prince pair (Prince and Dormand 1981) with the interpolant of
@@ -94,10 +96,15 @@ class SplitField(NamedTuple):
 
     `prepare(t, args)` returns a pytree of arrays; `apply(prepared, y)` the derivative. `apply`
     sees the args only through what `prepare` returns, so reverse mode pulls the cotangents of
-    the args back through `prepare` alone, once per step, not through every stage."""
+    the args back through `prepare` alone, once per step, not through every stage.
+
+    `pullback(prepared, y, cotangent)`, when given, is apply's vector-Jacobian product written
+    out: (prepared bar, y bar), as `jax.vjp(apply, prepared, y)[1](cotangent)` gives them. The
+    discrete adjoint pulls every stage through it."""
 
     prepare: Callable
     apply: Callable
+    pullback: Callable | None = None
 
     def __call__(self, t, y, args):
         return self.apply(self.prepare(t, args), y)
@@ -552,8 +559,7 @@ def _pull_stages(s: _Stepper, t, t_end, y, ks, diff, static, cotangents, i):
         # into every earlier k bar at each stage (which made XLA copy the whole buffer)
         k_bar = jax.tree.map(lambda kb, ib: kb[n] + h * weigh(a[:, n], ib), ks_bar, inputs_bar)
         if split:
-            _, pull = jax.vjp(f.apply, x, y_n)
-            x_bar, y_n_bar = pull(k_bar)
+            x_bar, y_n_bar = _split_pullback(f)(x, y_n, k_bar)
         else:
             _, pull = jax.vjp(lambda x_, y_, d_: apply(x_, y_, eqx.combine(d_, static)), x, y_n, diff)
             x_bar, y_n_bar, d_n_bar = pull(k_bar)
@@ -570,23 +576,53 @@ def _pull_stages(s: _Stepper, t, t_end, y, ks, diff, static, cotangents, i):
     return y_bar, jax.tree.map(jnp.add, d_bar, d_prepare)
 
 
+def _split_pullback(f: SplitField) -> Callable:
+    """(x, y, cotangent) -> (x bar, y bar) of f.apply: its written-out pullback, or JAX's."""
+    if f.pullback is not None:
+        return f.pullback
+
+    def pull(x, y, cotangent):
+        return jax.vjp(f.apply, x, y)[1](cotangent)
+
+    return pull
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
 def _adaptive(f, observe, config, y0, t0, t1, ts, jump_ts, args):
     return _forward(f, observe, config, y0, t0, t1, ts, jump_ts, args, record=False)[0]
 
 
 def _adaptive_fwd(f, observe, config, y0, t0, t1, ts, jump_ts, args):
+    y0, t0, t1, ts, jump_ts = jax.tree.map(_value, (y0, t0, t1, ts, jump_ts), is_leaf=_is_primal)
+    # The args the caller differentiates (JAX marks them perturbed) and the rest: the reverse
+    # pass pulls no cotangent back to the others (a network's pulses and dephasing rates when
+    # only its couplings are differentiated: 7 % of the reverse pass at four modules).
+    diff, static = eqx.partition(args, _differentiated, is_leaf=_is_primal)
+    diff, static = jax.tree.map(_value, (diff, static), is_leaf=_is_primal)
+    args = eqx.combine(diff, static)
     out, (tape, m, done), (y_end, i_end) = _forward(f, observe, config, y0, t0, t1, ts, jump_ts, args, record=True)
-    return out, (tape, m, done, y_end, i_end, y0, t0, t1, ts, jump_ts, args)
+    return out, (tape, m, done, y_end, i_end, y0, t0, t1, ts, jump_ts, diff, static)
+
+
+def _is_primal(x) -> bool:
+    return isinstance(x, jax.custom_derivatives.CustomVJPPrimal)
+
+
+def _differentiated(x) -> bool:
+    """Whether an arg's leaf (a `CustomVJPPrimal`) is a floating array JAX differentiates."""
+    return _is_primal(x) and x.perturbed and eqx.is_inexact_array(x.value)
+
+
+def _value(x):
+    return x.value if _is_primal(x) else x
 
 
 def _adaptive_bwd(f, observe, config, residuals, cotangents):
-    tape, m, done, y_end, i_end, y0, t0, t1, ts, jump_ts, args = residuals
-    saved_bar, final_bar, _ = cotangents
+    tape, m, done, y_end, i_end, y0, t0, t1, ts, jump_ts, diff, static = residuals
+    saved_bar, final_bar = jax.tree.map(instantiate, cotangents[:2], is_leaf=is_symbolic_zero)
     s = _Stepper(f, observe, config, ts)
     inf = jnp.asarray(jnp.inf, dtype=ts.dtype)
     saved_bar = jax.tree.map(lambda x: jnp.concatenate([x, jnp.zeros((s.window,) + x.shape[1:], x.dtype)]), saved_bar)
-    diff, static = eqx.partition(args, eqx.is_inexact_array)
 
     def rows_bar(i, due):
         def take(buffer):
@@ -631,12 +667,18 @@ def _adaptive_bwd(f, observe, config, residuals, cotangents):
     # unknown, and says so.
     overflow = (m > config.checkpoints) | ~done
     y_bar, d_bar = jax.tree.map(lambda x: jnp.where(overflow, jnp.nan, x), (y_bar, d_bar))
-    float0 = jax.tree.map(lambda x: np.zeros(np.shape(x), dtype=jax.dtypes.float0), static)
-    args_bar = eqx.combine(d_bar, float0)
+    args_bar = eqx.combine(d_bar, jax.tree.map(_zero_cotangent, static))
     return (y_bar, jnp.zeros_like(t0), jnp.zeros_like(t1), jnp.zeros_like(ts), jnp.zeros_like(jump_ts), args_bar)
 
 
-_adaptive.defvjp(_adaptive_fwd, _adaptive_bwd)
+def _zero_cotangent(x):
+    """The zero cotangent of an arg that is not differentiated: zeros, float0 for integers."""
+    if eqx.is_inexact_array(x):
+        return jnp.zeros_like(x)
+    return np.zeros(np.shape(x), dtype=jax.dtypes.float0)
+
+
+_adaptive.defvjp(_adaptive_fwd, _adaptive_bwd, symbolic_zeros=True)
 
 
 def adaptive(f: Callable, observe: Callable, y0, t0, t1, ts, jump_ts, args, config: AdaptiveConfig):
