@@ -236,9 +236,16 @@ class TimeFactors:
         values = [jnp.abs(p(t)) ** 2 for r, p in zip(self.roles, pulses) if r in _INTEGRATED]
         return jnp.stack(values).astype(dtype) if values else jnp.zeros((0,), dtype)
 
+    def real(self, pulses: tuple) -> bool:
+        """Whether every time factor is real (the pulses' types say it; nothing is evaluated)."""
+        integrals = jax.ShapeDtypeStruct((self.n_integrals,), float)
+        factors = jax.eval_shape(lambda p, i: self(p, 0.0, i, None), tuple(pulses), integrals)
+        return not jnp.issubdtype(factors.dtype, jnp.complexfloating)
+
     def __call__(self, pulses: tuple, t, integrals, dtype=complex):
         """(f_1(t), ..., f_F(t)) given the norm integrals, or a (1,) array of ones when there
-        are no time factors."""
+        are no time factors; in `dtype`, or with `dtype=None` in the type the pulses give
+        (real when every one is)."""
         if not self.roles:
             return jnp.ones((1,), dtype)
         out, m = [], 0

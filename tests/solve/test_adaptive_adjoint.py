@@ -156,12 +156,15 @@ def test_one_differentiated_number_goes_by_forward_mode_and_agrees_with_the_disc
     assert forward == pytest.approx(reverse, rel=1e-9)
 
 
-@pytest.mark.parametrize("dim, n_channels, dephased", [(9, 24, True), (5, 6, False), (2, 1, True)])
-def test_the_written_out_stage_pullback_equals_jax_reverse_mode(dim, n_channels, dephased):
+@pytest.mark.parametrize(
+    "dim, n_channels, dephased, flux_cotangent",
+    [(9, 24, True, "random"), (5, 6, False, "random"), (2, 1, True, "random"), (5, 6, True, "zero")],
+)
+def test_the_written_out_stage_pullback_equals_jax_reverse_mode(dim, n_channels, dephased, flux_cotangent):
     """The discrete adjoint pulls each stage of a single-excitation solve through a written-out
     pullback of the right-hand side (`_rhs_pullback`); at a Hermitian state it gives JAX's own
     vector-Jacobian product, for the operators, the dephasing rates and the state, to
-    rounding."""
+    rounding, with the fluxes' products skipped when their cotangents are zero."""
     from chiraljax.kernels import _lindblad
 
     rng = np.random.default_rng(dim)
@@ -173,7 +176,10 @@ def test_the_written_out_stage_pullback_equals_jax_reverse_mode(dim, n_channels,
     gamma = jnp.asarray(np.abs(rng.normal(size=(dim, dim)))) if dephased else None
     rho = complex_normal(dim, dim)
     state = (_lindblad._to_real(rho + rho.conj().T), jnp.asarray(rng.normal(size=n_channels)), jnp.zeros(0))
-    cotangent = (jnp.asarray(rng.normal(size=(2, dim, dim))), jnp.asarray(rng.normal(size=n_channels)), jnp.zeros(0))
+    drho_bar, flux_bar = rng.normal(size=(2, dim, dim)), rng.normal(size=n_channels)
+    if flux_cotangent == "zero":  # neither the fluxes nor the ground population is read
+        drho_bar[0, 0, 0], flux_bar = 0.0, np.zeros(n_channels)
+    cotangent = (jnp.asarray(drho_bar), jnp.asarray(flux_bar), jnp.zeros(0))
     operators = (h1, ls, gamma)
     expected = jax.vjp(_lindblad._rhs_given_operators, operators, state)[1](cotangent)
     written = _lindblad._rhs_pullback(operators, state, cotangent)
