@@ -237,10 +237,12 @@ class TimeFactors:
         return jnp.stack(values).astype(dtype) if values else jnp.zeros((0,), dtype)
 
     def real(self, pulses: tuple) -> bool:
-        """Whether every time factor is real (the pulses' types say it; nothing is evaluated)."""
-        integrals = jax.ShapeDtypeStruct((self.n_integrals,), float)
-        factors = jax.eval_shape(lambda p, i: self(p, 0.0, i, None), tuple(pulses), integrals)
-        return not jnp.issubdtype(factors.dtype, jnp.complexfloating)
+        """Whether every time factor is real (the pulses' types say it; nothing is evaluated,
+        and the answer is kept per pulse structure and dtypes)."""
+        leaves, treedef = jax.tree.flatten(tuple(pulses))
+        return _real_factors(
+            self, treedef, tuple(jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x)) for x in leaves)
+        )
 
     def __call__(self, pulses: tuple, t, integrals, dtype=complex):
         """(f_1(t), ..., f_F(t)) given the norm integrals, or a (1,) array of ones when there
@@ -255,6 +257,15 @@ class TimeFactors:
                 norm, m = integrals[m], m + 1
             out.append(jnp.asarray(_ROLES[role](pulse, t, norm), dtype=dtype))
         return jnp.stack(out)
+
+
+@functools.lru_cache(maxsize=256)
+def _real_factors(factors: TimeFactors, treedef, avals: tuple) -> bool:
+    """`TimeFactors.real` for pulses of the tree structure `treedef` and leaves `avals`."""
+    integrals = jax.ShapeDtypeStruct((factors.n_integrals,), float)
+    pulses = jax.tree.unflatten(treedef, avals)
+    values = jax.eval_shape(lambda p, i: factors(p, 0.0, i, None), pulses, integrals)
+    return not jnp.issubdtype(values.dtype, jnp.complexfloating)
 
 
 def _time_object(network: Network, recipe: tuple[str, str], window: tuple | None) -> AbstractPulse:
