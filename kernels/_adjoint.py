@@ -6,11 +6,11 @@ adjoint of a Lindblad solve, JAX's reverse mode through the delay kernel's scan)
 real numbers theta perturbed (JAX says which: a `custom_vjp` with symbolic zeros), forward mode
 builds the Jacobian J = dy/dtheta column by column alongside the solve, and the backward pass is
 only the contraction ct . J; the discrete adjoint instead records the accepted steps and walks
-them back. One tangent costs about 1.5-1.8 forward solves (a value-and-gradient of the anchor
-problem at two and four modules: 2.5-2.8 forward solves against 3.8-4.2 for the discrete
-adjoint); two tangents, batched, already cost more than the discrete adjoint (4.6-6.3 against
-4.0-4.2), so forward mode is taken for a single number only. Both differentiate the computed
-solution with the step sizes held fixed: the two agree to rounding.
+them back. A jitted value-and-gradient of the anchor problem at two and four modules costs
+1.8 and 2.4 forward solves by forward mode in one number, 2.4 by the discrete adjoint (in
+three numbers); forward mode in three numbers (three tangents, batched) costs 3.3 and 6.9, so
+it is taken for a single number only. Both differentiate the computed solution with the step
+sizes held fixed: the two agree to rounding.
 """
 
 from __future__ import annotations

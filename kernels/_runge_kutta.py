@@ -10,9 +10,11 @@ programs can be kept in JAX's persistent cache.
   (`custom_vjp`): the forward pass records the state at the start of every accepted step (and,
   for a small state, the 14 stages of the first `STAGE_SLOTS` steps; a later step's stages are
   evaluated again), the backward pass walks them in reverse and pulls the
-  cotangent through each step stage by stage (`_pull_stages`), so a value-and-gradient costs
-  about 4 forward solves (the anchor problem at two and four modules) and the
-  gradient is the exact derivative of the computed solution (step sizes held fixed). Forward
+  cotangent through each step stage by stage (`_pull_stages`; a `SplitField` may bring its
+  right-hand side's pullback written out), so a value-and-gradient costs about 2.2-2.5 forward
+  solves (the anchor problem at two to four modules, jitted; about 3 when the loss reads the
+  output channels) and the gradient is the exact derivative of the computed solution (step
+  sizes held fixed). Only the args JAX marks as differentiated get cotangents. Forward
   mode (`adjoint="forward"`) differentiates through the loop instead, with the error control
   behind a stop-gradient, so it too holds the step sizes fixed and agrees with the discrete
   adjoint to rounding.

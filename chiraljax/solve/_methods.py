@@ -39,7 +39,7 @@ class AbstractLindblad:
       finished by a second step).
     - `adjoint`: how adaptive solves are differentiated. 'auto': `jax.grad` in one real number
       by forward mode (a jitted value-and-gradient then costs about 1.7-2.4 forward solves), in
-      several by the discrete adjoint of the accepted steps (about 2.5-4), and under `jax.jvp`,
+      several by the discrete adjoint of the accepted steps (about 2.2-3), and under `jax.jvp`,
       `jax.jacfwd` forward mode through the solver's loop; 'reverse': always the discrete
       adjoint; 'forward': always forward mode through the loop (also for a `jax.jacfwd` with
       a `jax.jit` inside it, which hides the forward mode from 'auto'). All differentiate the
