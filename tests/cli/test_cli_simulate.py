@@ -109,16 +109,35 @@ def test_transmission_above_one_in_json(monkeypatch, capsys, tmp_path):
     assert stderr.strip() == f"chiraljax: error: {path}: links[0].transmission: 1.2 is greater than the maximum of 1"
 
 
+CONSOLE = "import sys; from chiraljax.cli import console; sys.argv[0] = 'chiraljax'; console()"
+
+
 def test_installed_entry_point_exit_code(tmp_path):
-    script = "import sys; from chiraljax.cli import main; sys.argv[0] = 'chiraljax'; main()"
     proc = subprocess.run(
-        [sys.executable, "-c", script, "simulate", str(tmp_path / "absent.json")],
+        [sys.executable, "-c", CONSOLE, "simulate", str(tmp_path / "absent.json")],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"chiraljax: error: {tmp_path / 'absent.json'}: no such network file"]
+
+
+def test_installed_entry_point_writes_everything_before_its_prompt_exit(tmp_path):
+    """The installed command ends its process with `os._exit` (no interpreter teardown): the
+    summary on stdout and the result file must be complete, with exit status 0."""
+    out = tmp_path / "result.json"
+    proc = subprocess.run(
+        [sys.executable, "-c", CONSOLE, "simulate", str(SINGLE), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    unwrapped = "".join(proc.stdout.split())  # rich wraps long lines at the pipe's 80 columns
+    assert "conservationerror" in unwrapped and f"resultwrittento{out}" in unwrapped
+    written = json.loads(out.read_text())
+    assert written["scalars"] and written["traces"]
 
 
 def test_output_folder_must_exist(monkeypatch, capsys, tmp_path):
