@@ -55,7 +55,8 @@ class Generator(eqx.Module):
     **Fields:**
 
     - `h_mats`: the Hamiltonian matrices H_n, (nH, D, D), or from D = `_BLOCKS_FROM` on their
-      real block form (2 nH, 2 D^2) (`_blocks`); when `to_ground` they are the excited blocks
+      real block form (2 nH, 2 D^2) (`_blocks`), of which real time factors need only the first
+      half (nH, 2 D^2) (`_from_blocks`); when `to_ground` they are the excited blocks
       (D - 1 square) of the effective Hamiltonian's, H_eff = H - (i/2) sum_k L_k^dag L_k, whose
       L^dag L part is a sum over pairs of L slots (precomputed once per solve instead of once
       per evaluation).
