@@ -20,12 +20,13 @@ compiled quick first and optimized once it is called again). JAX only sees the r
 incoming dx. Nothing of the solver is linearized or transposed per call.
 
 An eager `jax.grad` in several numbers (any number of traced arguments of one linearize trace,
-with concrete primals) goes through two kept programs instead (`reverse_pullback`): the solve,
-for the value, and then, once the cotangent is known, the discrete adjoint of the solve at the
-same numbers contracted with it, vjp(ct), which runs the solve again with its tape and pulls
-it back. That costs about one forward solve more than the reverse pass JAX would run, but none
-of the solver is linearized or transposed in Python per call (an eager value-and-gradient in
-three numbers at two modules: 12 -> 5 ms).
+with concrete primals) goes through two kept programs instead (`reverse_pullback`): the solve
+linearized, which returns the value and the residuals of its vector-Jacobian product (the
+discrete adjoint's tape among them), and then, once the cotangent is known, the product
+vjp(ct) from those residuals, which stay on the device in between. The solve runs once, as
+under `jax.jit`, and none of the solver is linearized or transposed in Python per call (an
+eager value-and-gradient in three numbers at two modules: 12 -> 5 ms; the kernel's share at
+four modules 4.7 -> 3.8 ms, its first call in a new process 2.8 -> 2.5 s).
 
 Anything else (a jit, vmap or a second derivative around the call, forward mode in several
 numbers, the caches switched off) takes the ordinary path.
@@ -183,19 +184,21 @@ def _eager_primals(xs: list) -> list | None:
     return None if any(p is None for p in primals) else primals
 
 
-def reverse_pullback(
-    name: str, solve: Callable, statics: Any, reverse: Callable, reverse_statics: Any, args: tuple
-) -> list | None:
-    """The leaves of `solve(*args)`, differentiable in the traced arguments of `args` (all of
-    one eager `jax.grad`, see the module docstring) by two kept programs: the solve, and the
-    vector-Jacobian product of `reverse` at the same numbers; None when the call does not
-    qualify and must take the ordinary path.
+def reverse_pullback(name: str, reverse: Callable, reverse_statics: Any, args: tuple) -> list | None:
+    """The leaves of `reverse(*args)`, differentiable in the traced arguments of `args` (all of
+    one eager `jax.grad`, see the module docstring) by two kept programs: the solve linearized
+    (its leaves, and the residuals of its vector-Jacobian product: the discrete adjoint's tape
+    among them), then, once the cotangent is known, the vector-Jacobian product from those
+    residuals; None when the call does not qualify and must take the ordinary path.
+
+    The solve runs once: its residuals stay on the device between the two programs. The
+    second program's trace linearizes the solve again for the structure of its residuals only;
+    nothing of that forward pass is left in it to compile or run.
 
     **Arguments:**
 
-    - `name`, `solve`, `statics`: the kernel's ordinary kept program (`bind_cached`), which
-      gives the value.
-    - `reverse`, `reverse_statics`: args -> the same leaves, differentiable by `jax.vjp` (the
+    - `name`: the kernel's name (part of the kept programs' keys).
+    - `reverse`, `reverse_statics`: args -> the solve's leaves, differentiable by `jax.vjp` (the
       kernel with its reverse-mode adjoint), and everything else it depends on.
     - `args`: the kernel's arguments, some of them traced.
     """
@@ -211,16 +214,10 @@ def reverse_pullback(
     for i, v in zip(traced, primals):
         concrete[i] = v
     numbers = jax.tree.unflatten(treedef, concrete)
-    run = bind_cached(name, solve, numbers, statics)
-    values = None if run is None else run()
-    if values is None:
-        return None
-    read = tuple(i for i, v in enumerate(values) if _inexact(v))  # the leaves with cotangents
-    shapes = [np.shape(v) for v in values]
 
-    def pullback(arguments, cotangents):
-        """The cotangents of the traced arguments: vjp of `reverse` at `arguments`, given the
-        cotangents of its inexact leaves (float0 zeros for the others)."""
+    def linearized(arguments):
+        """(the solve's leaves, its vector-Jacobian product) at `arguments`, in the traced
+        arguments."""
         given = jax.tree.leaves(arguments)
 
         def at(*vs):
@@ -229,7 +226,28 @@ def reverse_pullback(
                 substituted[i] = v
             return list(reverse(*jax.tree.unflatten(treedef, substituted)))
 
-        _, vjp = jax.vjp(at, *[given[i] for i in traced])
+        return jax.vjp(at, *[given[i] for i in traced])
+
+    def taped(arguments):
+        """How many leaves the solve has, its leaves, then its residuals' leaves."""
+        out, vjp = linearized(arguments)
+        return [np.int32(len(out)), *out, *jax.tree.leaves(vjp)]
+
+    run = bind_cached(f"{name}-taped", taped, (numbers,), (reverse_statics, traced))
+    out = None if run is None else run()
+    if out is None:
+        return None
+    n_values = int(out[0])
+    values, residuals = out[1 : 1 + n_values], out[1 + n_values :]
+    read = tuple(i for i, v in enumerate(values) if _inexact(v))  # the leaves with cotangents
+    shapes = [np.shape(v) for v in values]
+
+    def pullback(arguments, residuals_, cotangents):
+        """The cotangents of the traced arguments: the vector-Jacobian product of the solve at
+        `arguments` from its residuals, given the cotangents of its inexact leaves (float0
+        zeros for the others)."""
+        _, vjp = linearized(arguments)
+        vjp = jax.tree.unflatten(jax.tree.structure(vjp), residuals_)
         full = [np.zeros(shape, jax.dtypes.float0) for shape in shapes]
         for i, c in zip(read, cotangents):
             full[i] = c
@@ -247,10 +265,10 @@ def reverse_pullback(
             return tuple(np.zeros(np.shape(x), x.dtype) for x in xs)
         # (NumPy zeros: a `jnp.zeros` is an operation of its own, dispatched one at a time here)
         cts = [np.zeros(shapes[i], values[i].dtype) if _is_zero(cotangent[i]) else cotangent[i] for i in read]
-        pulled = bind_cached(f"{name}-reverse-pullback", pullback, (numbers, cts), (reverse_statics, traced))
+        pulled = bind_cached(f"{name}-taped-pullback", pullback, (numbers, residuals, cts), (reverse_statics, traced))
         out = None if pulled is None else pulled()
         if out is None:  # the kept program failed: the same product by JAX's reverse mode here
-            out = pullback(numbers, cts)
+            out = pullback(numbers, residuals, cts)
         return tuple(out)
 
     solved.defvjp(solved_fwd, solved_bwd, symbolic_zeros=True)
@@ -258,7 +276,7 @@ def reverse_pullback(
 
 
 def eager_derivative(
-    name: str, adjoint: str, kernel: Callable[[str], tuple[Callable, Any]], value: tuple[Callable, Any], args: tuple
+    name: str, adjoint: str, kernel: Callable[[str], tuple[Callable, Any]], args: tuple
 ) -> list | None:
     """The leaves of a solve whose arguments an eager derivative traces, through kept programs
     as the method's `adjoint` allows: forward mode in one real number (`forward_column`), else
@@ -269,7 +287,6 @@ def eager_derivative(
     - `name`: the kernel's name (part of the kept programs' keys).
     - `adjoint`: the method's adjoint ('auto', 'forward' or 'reverse').
     - `kernel`: adjoint -> (args -> the solve's leaves with that adjoint, its statics).
-    - `value`: the kernel's ordinary kept program (function, statics), for the value.
     - `args`: the kernel's arguments.
     """
     out = None
@@ -277,7 +294,7 @@ def eager_derivative(
         solve, statics = kernel("forward")
         out = forward_column(name, solve, args, statics)
     if out is None and adjoint in ("auto", "reverse"):
-        out = reverse_pullback(name, *value, *kernel("reverse"), args)
+        out = reverse_pullback(name, *kernel("reverse"), args)
     return out
 
 

@@ -226,8 +226,7 @@ def _run_markov(call: _MarkovCall) -> Result:
             chosen = stepping._replace(adjoint=adjoint)
             return functools.partial(_markov_leaves, plan.layout, chosen), (plan.stable_layout, chosen)
 
-        value = (functools.partial(_markov_kept, layout=plan.layout, stepping=stepping), (plan.stable_layout, stepping))
-        out = eager_derivative("markov", method.adjoint, kernel, value, args)
+        out = eager_derivative("markov", method.adjoint, kernel, args)
     if out is None:
         sol, error, in_flight = solve_markov(*args, layout=plan.layout, stepping=stepping)
     else:
@@ -368,8 +367,7 @@ def _run_delay(call: _DelayCall) -> Result:
             chosen = replace(call.plan, adjoint=adjoint)
             return functools.partial(_delay_leaves, chosen), (chosen,)
 
-        value = (functools.partial(_delay_leaves, call.plan), (call.plan,))
-        out = eager_derivative("delay", call.plan.adjoint, kernel, value, (call.network, call.ts, call.key))
+        out = eager_derivative("delay", call.plan.adjoint, kernel, (call.network, call.ts, call.key))
     names = delay_array_names(call.plan)
     if out is None or len(out) != len(names):  # (a mismatch would be a bug: take the ordinary path)
         return _delay(call.network, *call.window, call.ts, call.plan, call.key)

@@ -87,11 +87,12 @@ def two_numbers(link, p, method=None):
 
 
 def test_an_eager_gradient_in_several_numbers_uses_the_kept_pullback(link, reference, kept_columns):
-    """Several numbers: the solve and, with the cotangent, its discrete adjoint at the same
-    numbers, each a kept program; the same gradient as the jitted ordinary path."""
+    """Several numbers: the solve with its adjoint's tape and, with the cotangent, the discrete
+    adjoint from that tape, each a kept program; the same gradient as the jitted ordinary
+    path."""
     p = jnp.array([0.6, np.pi / 2])
     value, grads = jax.value_and_grad(lambda q: two_numbers(link, q))(p)
-    assert kept_columns == ["markov", "markov-reverse-pullback"]
+    assert kept_columns == ["markov-taped", "markov-taped-pullback"]
     ordinary = jax.jit(jax.grad(lambda q: two_numbers(link, q)))(p)
     np.testing.assert_allclose(np.asarray(grads), np.asarray(ordinary), rtol=1e-10, atol=1e-12)
     assert float(value) == pytest.approx(reference[0], abs=1e-10)
@@ -99,7 +100,7 @@ def test_an_eager_gradient_in_several_numbers_uses_the_kept_pullback(link, refer
     # the discrete adjoint asked for by name takes the same programs in one number too
     kept_columns.clear()
     slope = jax.grad(lambda e: transfer(link, e, method=cj.Sector(adjoint="reverse")))(0.6)
-    assert kept_columns == ["markov", "markov-reverse-pullback"]
+    assert kept_columns == ["markov-taped", "markov-taped-pullback"]
     assert float(slope) == pytest.approx(reference[1], rel=1e-7)
 
 
@@ -112,7 +113,7 @@ def test_a_pullback_through_every_saved_population_in_several_numbers(link, kept
     p = jnp.array([0.6, np.pi / 2])
     eager = jax.grad(mean_receiver)(p)
     ordinary = jax.jit(jax.grad(mean_receiver))(p)
-    assert kept_columns == ["markov", "markov-reverse-pullback"]
+    assert kept_columns == ["markov-taped", "markov-taped-pullback"]
     # the same computed solution (its operators built from packed numbers there, folded constants
     # here: the step sizes may differ in the last bits)
     np.testing.assert_allclose(np.asarray(eager), np.asarray(ordinary), rtol=1e-8, atol=1e-12)
