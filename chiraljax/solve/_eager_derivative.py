@@ -244,10 +244,11 @@ def reverse_pullback(name: str, reverse: Callable, reverse_statics: Any, args: t
 
     def pullback(arguments, residuals_, cotangents):
         """The cotangents of the traced arguments: the vector-Jacobian product of the solve at
-        `arguments` from its residuals, given the cotangents of its inexact leaves (float0
-        zeros for the others)."""
+        `arguments` from its residuals (None: from its own, run eagerly), given the
+        cotangents of its inexact leaves (float0 zeros for the others)."""
         _, vjp = linearized(arguments)
-        vjp = jax.tree.unflatten(jax.tree.structure(vjp), residuals_)
+        if residuals_ is not None:
+            vjp = jax.tree.unflatten(jax.tree.structure(vjp), residuals_)
         full = [np.zeros(shape, jax.dtypes.float0) for shape in shapes]
         for i, c in zip(read, cotangents):
             full[i] = c
@@ -268,7 +269,7 @@ def reverse_pullback(name: str, reverse: Callable, reverse_statics: Any, args: t
         pulled = bind_cached(f"{name}-taped-pullback", pullback, (numbers, residuals, cts), (reverse_statics, traced))
         out = None if pulled is None else pulled()
         if out is None:  # the kept program failed: the same product by JAX's reverse mode here
-            out = pullback(numbers, residuals, cts)
+            out = pullback(numbers, None, cts)
         return tuple(out)
 
     solved.defvjp(solved_fwd, solved_bwd, symbolic_zeros=True)

@@ -148,3 +148,19 @@ def test_an_eager_gradient_of_a_delay_solve_uses_its_kept_column(kept_columns):
     assert kept_columns == ["delay-forward-column"]
     assert float(value) == pytest.approx(4 / 9, abs=1e-8)
     assert float(slope) == pytest.approx(-8 / 27, abs=1e-7)
+
+
+def test_a_failed_pullback_program_falls_back_to_jax_reverse_mode(link, reference, monkeypatch):
+    """When the kept program of the backward pass fails, the same product comes from JAX's
+    reverse mode in Python, not a wrong or missing gradient."""
+    original = _eager_derivative.bind_cached
+
+    def failing_pullback(name, *args, **kwargs):
+        run = original(name, *args, **kwargs)
+        return (lambda: None) if name.endswith("-taped-pullback") else run
+
+    monkeypatch.setattr(_eager_derivative, "bind_cached", failing_pullback)
+    p = jnp.array([0.6, np.pi / 2])
+    grads = jax.grad(lambda q: two_numbers(link, q))(p)
+    ordinary = jax.jit(jax.grad(lambda q: two_numbers(link, q)))(p)
+    np.testing.assert_allclose(np.asarray(grads), np.asarray(ordinary), rtol=1e-8, atol=1e-12)
