@@ -262,7 +262,7 @@ class TimeFactors:
 @functools.lru_cache(maxsize=256)
 def _real_factors(factors: TimeFactors, treedef, avals: tuple) -> bool:
     """`TimeFactors.real` for pulses of the tree structure `treedef` and leaves `avals`."""
-    integrals = jax.ShapeDtypeStruct((factors.n_integrals,), float)
+    integrals = jax.ShapeDtypeStruct((factors.n_integrals,), jax.dtypes.canonicalize_dtype(float))
     pulses = jax.tree.unflatten(treedef, avals)
     values = jax.eval_shape(lambda p, i: factors(p, 0.0, i, None), pulses, integrals)
     return not jnp.issubdtype(values.dtype, jnp.complexfloating)
