@@ -192,8 +192,9 @@ def reverse_pullback(name: str, reverse: Callable, reverse_statics: Any, args: t
     residuals; None when the call does not qualify and must take the ordinary path.
 
     The solve runs once: its residuals stay on the device between the two programs. The
-    second program's trace linearizes the solve again for the structure of its residuals only;
-    nothing of that forward pass is left in it to compile or run.
+    second program needs the residuals' tree structure: from the first program's trace when
+    this call traced it, else (the first program kept on disk) from linearizing the solve
+    again in its trace, of which nothing is left to compile or run.
 
     **Arguments:**
 
@@ -228,10 +229,14 @@ def reverse_pullback(name: str, reverse: Callable, reverse_statics: Any, args: t
 
         return jax.vjp(at, *[given[i] for i in traced])
 
+    structure: list = []  # the residuals' tree structure, once this call has traced the solve
+
     def taped(arguments):
         """How many leaves the solve has, its leaves, then its residuals' leaves."""
         out, vjp = linearized(arguments)
-        return [np.int32(len(out)), *out, *jax.tree.leaves(vjp)]
+        leaves, tree = jax.tree.flatten(vjp)
+        structure.append(tree)
+        return [np.int32(len(out)), *out, *leaves]
 
     run = bind_cached(f"{name}-taped", taped, (numbers,), (reverse_statics, traced))
     out = None if run is None else run()
@@ -246,9 +251,12 @@ def reverse_pullback(name: str, reverse: Callable, reverse_statics: Any, args: t
         """The cotangents of the traced arguments: the vector-Jacobian product of the solve at
         `arguments` from its residuals (None: from its own, run eagerly), given the
         cotangents of its inexact leaves (float0 zeros for the others)."""
-        _, vjp = linearized(arguments)
-        if residuals_ is not None:
-            vjp = jax.tree.unflatten(jax.tree.structure(vjp), residuals_)
+        if residuals_ is not None and structure:  # traced just now: no need to trace it again
+            vjp = jax.tree.unflatten(structure[0], residuals_)
+        else:
+            _, vjp = linearized(arguments)
+            if residuals_ is not None:
+                vjp = jax.tree.unflatten(jax.tree.structure(vjp), residuals_)
         full = [np.zeros(shape, jax.dtypes.float0) for shape in shapes]
         for i, c in zip(read, cotangents):
             full[i] = c
