@@ -121,3 +121,41 @@ def test_kernels_are_traced_inline_only_while_a_kept_program_is_exported(tmp_pat
     np.testing.assert_array_equal(np.asarray(run()[0]), [0.0, 2.0, 4.0])
     kernel(1.0)
     assert seen == [True, False] and not _program_cache.exporting()
+
+
+GRADIENT = """
+import json, sys
+import jax, jax.numpy as jnp
+import chiraljax as cj
+sys.path.insert(0, {tests!r})
+from conftest import chiral_link, TRANSFER_WINDOW
+
+def transfer(p):
+    net = chiral_link().with_parameters({{"links.1.transmission": p[0], "links.0.phase": p[1]}})
+    return cj.simulate(net, TRANSFER_WINDOW, n_save=2).final_population("A1", "B1")
+
+grad = jax.grad(transfer)(jnp.array([0.6, 1.5]))
+print(json.dumps([float(g) for g in grad]))
+"""
+
+
+def test_a_backward_program_missing_from_disk_is_made_again(tmp_path):
+    """An eager gradient in several numbers keeps two programs: the solve with its adjoint's
+    tape, and the backward pass from the tape. A process that finds the first on disk but
+    not the second traces the second again (the residuals' structure from the solve
+    linearized anew) and gets the same gradient."""
+    env = {**os.environ, "CHIRALJAX_COMPILATION_CACHE": str(tmp_path)}
+    code = GRADIENT.format(tests=os.fspath(Path(__file__).resolve().parents[1]))
+
+    def gradient() -> list:
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    first = gradient()
+    programs = sorted((tmp_path / "programs").glob("*.stablehlo"), key=lambda p: p.stat().st_mtime_ns)
+    assert len(programs) == 2
+    programs[-1].unlink()  # the backward program, exported after the solve's
+    second = gradient()
+    assert len(list((tmp_path / "programs").glob("*.stablehlo"))) == 2
+    np.testing.assert_allclose(second, first, rtol=1e-12, atol=0)
+    assert abs(first[0]) > 0.1 and first[1] != 0.0
