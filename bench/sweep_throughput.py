@@ -20,15 +20,17 @@ before JAX starts, which this script arranges. Reported:
 - `max_abs_error_vs_reference`: the largest difference, over `--check` random grid points, of
   the sweep's values from adaptive solves at rtol 1e-10, atol 1e-12.
 
-The sweep stops after `--budget` seconds past its first finished chunk (the chunks done stay
-saved in the output's chunk folder, so rerunning the same command resumes it). A finished run
+The sweep stops after `--budget` seconds past its first finished chunk. Without `--out` every
+run measures afresh (its result goes to a temporary folder, removed at the end); with `--out`
+the chunks done stay saved in the output's chunk folder, so rerunning the same command resumes
+it. A finished run
 reports the engine's timings (`points_per_second` over all chunks, compile excluded); a stopped
 one measures the throughput between its first and last chunk completions (exactly that many
 chunks ran in between) and reports the wait for the first completion (compile included).
 
 Usage:  python bench/sweep_throughput.py [--per-axis 10] [--chunk-size 500] [--budget 1800]
         [--steps n] [--host-devices n] [--check 40]
-        [--out /tmp/chiraljax_sweep_throughput.nc] [--json bench/results/sweep_throughput_steps12.json]
+        [--out RESULT.nc] [--json bench/results/sweep_throughput_steps12.json]
 """
 
 from __future__ import annotations
@@ -221,8 +223,8 @@ def main() -> None:
     parser.add_argument(
         "--out",
         type=Path,
-        default=Path(tempfile.gettempdir()) / "chiraljax_sweep_throughput.nc",
-        help="result file; its chunk folder lets a stopped run resume",
+        default=None,
+        help="result file, whose chunk folder lets a stopped run resume (default: a fresh temporary one)",
     )
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "sweep_throughput_latest.json")
     args = parser.parse_args()
@@ -230,17 +232,18 @@ def main() -> None:
     network, settings = load_transfer()
     single = single_solve_seconds(network, settings, steps=args.steps)
     axes = grid_axes(args.per_axis)
-    record = timed_sweep(
-        network,
-        settings,
-        axes,
-        chunk_size=args.chunk_size,
-        budget=args.budget,
-        out=args.out,
-        rtol=args.rtol,
-        atol=args.atol,
-        steps=args.steps,
-    )
+    with tempfile.TemporaryDirectory() as scratch:
+        record = timed_sweep(
+            network,
+            settings,
+            axes,
+            chunk_size=args.chunk_size,
+            budget=args.budget,
+            out=args.out or Path(scratch) / "sweep_throughput.nc",
+            rtol=args.rtol,
+            atol=args.atol,
+            steps=args.steps,
+        )
     result = record.pop("result")
     rate = record.get("points_per_second")
     report = {
