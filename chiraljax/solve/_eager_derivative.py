@@ -234,9 +234,9 @@ def reverse_pullback(name: str, reverse: Callable, reverse_statics: Any, args: t
     def taped(arguments):
         """How many leaves the solve has, its leaves, then its residuals' leaves."""
         out, vjp = linearized(arguments)
-        leaves, tree = jax.tree.flatten(vjp)
+        residual_leaves, tree = jax.tree.flatten(vjp)
         structure.append(tree)
-        return [np.int32(len(out)), *out, *leaves]
+        return [np.int32(len(out)), *out, *residual_leaves]
 
     run = bind_cached(f"{name}-taped", taped, (numbers,), (reverse_statics, traced))
     out = None if run is None else run()
